@@ -1,0 +1,223 @@
+"""Self-describing checkpoints: weights plus everything needed to use them.
+
+One format for every file the project writes (trained models, run folders' last/best, imported
+initialisations). Writes are atomic; loading never unpickles code (``weights_only=True``).
+"""
+
+import datetime
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gsmc_core import __version__
+from gsmc_core.model import BACKBONES, OUTPUT_STRIDES, GSMCNet
+
+FORMAT_NAME = "gsmc-checkpoint"
+FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or does not fit what was asked of it."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """How faces were framed for training, so inference crops look the same.
+
+    ``margin`` is added on every side as a fraction of the detected box's size; ``square``
+    expands the box to a square around its centre; ``align`` rotates so the eyes are level.
+    """
+
+    margin: float = 0.2
+    square: bool = True
+    align: bool = False
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Everything about a model that is not its weights."""
+
+    arch: str
+    classes: tuple[str, ...]
+    input_size: int
+    output_stride: int
+    color: str = "rgb"  # "rgb" or "gray" (grayscale replicated to 3 channels)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    face_crop: FaceCrop = field(default_factory=FaceCrop)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelMeta":
+        return cls(
+            arch=d["arch"],
+            classes=tuple(d["classes"]),
+            input_size=int(d["input_size"]),
+            output_stride=int(d["output_stride"]),
+            color=d["color"],
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            face_crop=FaceCrop(**d["face_crop"]),
+        )
+
+    def build_model(self) -> GSMCNet:
+        # an "init" checkpoint names no classes yet: give it a 1-class head that is never loaded
+        num_classes = max(len(self.classes), 1)
+        return GSMCNet(num_classes, arch=self.arch, output_stride=self.output_stride)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. ``kind`` is "model" (a full classifier) or "init" (backbone only)."""
+
+    meta: ModelMeta
+    state_dict: dict[str, torch.Tensor]
+    kind: str = "model"
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training_state: dict[str, Any] | None = None
+    created: str = ""
+    package_version: str = __version__
+    path: Path | None = None
+
+    def build_model(self) -> GSMCNet:
+        """A GSMCNet with these weights in float32, in eval mode."""
+        model = self.meta.build_model()
+        state = {k: v.float() if v.is_floating_point() else v for k, v in self.state_dict.items()}
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # tensor shapes of another architecture
+            raise CheckpointError(
+                self.path or "checkpoint",
+                f"weights do not fit a {self.meta.arch} ({str(exc).splitlines()[1].strip()})",
+            ) from exc
+        if self.kind == "init":  # an initialisation has no classifier yet
+            missing = [k for k in missing if not k.startswith("fc.")]
+        if missing or unexpected:
+            raise CheckpointError(
+                self.path or "checkpoint",
+                f"weights do not fit a {self.meta.arch} with {len(self.meta.classes)} classes "
+                f"(missing {len(missing)} keys, e.g. {missing[:2]}; "
+                f"unexpected {len(unexpected)}, e.g. {unexpected[:2]})",
+            )
+        return model.eval()
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, half: bool = False) -> Path:
+    """Write atomically: a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu())
+        for k, v in ckpt.state_dict.items()
+    }
+    payload: dict[str, Any] = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "kind": ckpt.kind,
+        "meta": ckpt.meta.to_dict(),
+        "train_config": ckpt.train_config,
+        "metrics": ckpt.metrics,
+        "created": ckpt.created or datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "package_version": __version__,
+        "state_dict": state,
+    }
+    if ckpt.training_state is not None:
+        payload["training_state"] = ckpt.training_state
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    expect_classes: int | None = None,
+    kind: str | None = "model",
+) -> Checkpoint:
+    """Load and validate a checkpoint; every problem raises CheckpointError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "file not found")
+    if not path.is_file():
+        raise CheckpointError(path, "is not a file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        raise CheckpointError(
+            path, f"cannot be read as a checkpoint (truncated or not a torch file: {exc})"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            path,
+            "is not a GSMC checkpoint; third-party weights must first be converted with "
+            "`gsmc import-weights`",
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            path, f"format version {version} is newer than this program supports ({FORMAT_VERSION})"
+        )
+    try:
+        meta = ModelMeta.from_dict(payload["meta"])
+        state = payload["state_dict"]
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(path, f"metadata is incomplete ({exc})") from exc
+    if meta.arch not in BACKBONES:
+        raise CheckpointError(
+            path, f"unknown architecture {meta.arch!r} (known: {', '.join(BACKBONES)})"
+        )
+    if meta.output_stride not in OUTPUT_STRIDES:
+        raise CheckpointError(path, f"unsupported output stride {meta.output_stride}")
+    ckpt_kind = payload.get("kind", "model")
+    if kind is not None and ckpt_kind != kind:
+        raise CheckpointError(path, f"is a {ckpt_kind!r} checkpoint, but a {kind!r} one is needed")
+    if ckpt_kind == "model":
+        fc = state.get("fc.weight")
+        if fc is None or fc.shape[0] != len(meta.classes):
+            rows = None if fc is None else fc.shape[0]
+            raise CheckpointError(
+                path,
+                f"classifier has {rows} outputs but the metadata names {len(meta.classes)} classes",
+            )
+        if expect_classes is not None and len(meta.classes) != expect_classes:
+            raise CheckpointError(
+                path, f"has {len(meta.classes)} classes, but {expect_classes} are needed here"
+            )
+    ckpt = Checkpoint(
+        meta=meta,
+        state_dict=state,
+        kind=ckpt_kind,
+        train_config=payload.get("train_config", {}),
+        metrics=payload.get("metrics", {}),
+        training_state=payload.get("training_state"),
+        created=payload.get("created", ""),
+        package_version=payload.get("package_version", ""),
+        path=path,
+    )
+    ckpt.build_model()  # validates that the weights fit the architecture
+    return ckpt

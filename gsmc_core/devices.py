@@ -1,0 +1,41 @@
+"""Choosing the torch device: auto, cpu, cuda or mps."""
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The requested device does not exist on this machine."""
+
+
+def available_devices() -> list[str]:
+    """Device names usable here, CPU first."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turn a user's device choice into a torch.device, with a clear error if it is absent."""
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in DEVICE_CHOICES:
+        raise DeviceUnavailableError(
+            f"unknown device {name!r}: choose one of {', '.join(DEVICE_CHOICES)}"
+        )
+    if kind not in available_devices():
+        raise DeviceUnavailableError(
+            f"device {name!r} was requested but is not available on this machine "
+            f"(available: {', '.join(available_devices())}); use --device cpu or --device auto"
+        )
+    return torch.device(name)

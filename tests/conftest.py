@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"test data {path} is missing: tests need ../shared beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    bgr = cv2.imread(str(shared_path("images", "astronaut.png")), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="session")
+def ferplus_root() -> Path:
+    return shared_path("data", "ferplus")

@@ -1,0 +1,76 @@
+import pytest
+import torch
+from torchvision import models
+
+from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+from gsmc_core.cli import main
+from gsmc_core.import_weights import import_weights
+
+
+@pytest.fixture(scope="module")
+def torchvision_state():
+    torch.manual_seed(3)
+    return models.resnet18(weights=None).state_dict()  # 1000-class fc, torchvision key names
+
+
+def _assert_backbone_equal(ckpt_path, source_state):
+    ckpt = load_checkpoint(ckpt_path, kind="init")
+    assert ckpt.kind == "init"
+    model = ckpt.build_model()
+    for key, value in source_state.items():
+        if key.startswith("fc."):
+            continue
+        assert torch.equal(model.state_dict()[f"backbone.{key}"], value), key
+    assert not any(k.startswith("fc.") for k in ckpt.state_dict)
+
+
+def test_torchvision_format(tmp_path, torchvision_state):
+    src = tmp_path / "resnet18.pth"
+    torch.save(torchvision_state, src)
+    out = import_weights(src, "torchvision", tmp_path / "init.pt")
+    _assert_backbone_equal(out, torchvision_state)
+
+
+def test_eac_msceleb_format(tmp_path, torchvision_state):
+    src = tmp_path / "resnet18_msceleb.pth"
+    torch.save({"state_dict": torchvision_state}, src)
+    out = import_weights(src, "eac-msceleb", tmp_path / "init.pt")
+    _assert_backbone_equal(out, torchvision_state)
+
+
+def test_gsmc_dmue_format_strips_prefix_and_drops_loss_layer(tmp_path, torchvision_state):
+    src = tmp_path / "mv_epoch_17.pt"
+    state = {f"feat_net.{k}": v for k, v in torchvision_state.items()}
+    state["loss_layer.weight"] = torch.randn(7, 512)
+    torch.save({"state_dict": state, "epoch": 17, "batch_id": 100}, src)
+    rc = main(["import-weights", str(src), "--format", "gsmc-dmue", "--out",
+               str(tmp_path / "init.pt")])
+    assert rc == 0
+    _assert_backbone_equal(tmp_path / "init.pt", torchvision_state)
+
+
+def test_wrong_format_gives_clear_errors(tmp_path, torchvision_state):
+    src = tmp_path / "plain.pth"
+    torch.save(torchvision_state, src)
+    with pytest.raises(CheckpointError, match="plain.pth: has no 'state_dict'"):
+        import_weights(src, "eac-msceleb", tmp_path / "x.pt")
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": torchvision_state}, wrapped)
+    with pytest.raises(CheckpointError, match="no keys start with 'feat_net.'"):
+        import_weights(wrapped, "gsmc-dmue", tmp_path / "x.pt")
+    r34 = tmp_path / "r34.pth"
+    torch.save(models.resnet34(weights=None).state_dict(), r34)
+    with pytest.raises(CheckpointError, match="r34.pth: keys do not match a resnet18"):
+        import_weights(r34, "torchvision", tmp_path / "x.pt")
+    r50 = tmp_path / "r50.pth"
+    torch.save(models.resnet50(weights=None).state_dict(), r50)
+    with pytest.raises(CheckpointError, match="r50.pth"):
+        import_weights(r50, "torchvision", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_cli_reports_missing_source(tmp_path, capsys):
+    rc = main(["import-weights", str(tmp_path / "none.pth"), "--format", "torchvision",
+               "--out", str(tmp_path / "o.pt")])
+    assert rc == 2
+    assert "none.pth: file not found" in capsys.readouterr().err
