@@ -1,6 +1,7 @@
 """The ``gsmc`` command line."""
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -9,6 +10,7 @@ from gsmc_core.checkpoint import CheckpointError, load_checkpoint
 from gsmc_core.devices import DeviceUnavailableError
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
+from gsmc_core.train import TrainingError
 
 
 class UsageError(Exception):
@@ -43,6 +45,179 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_overrides(args: argparse.Namespace) -> dict:
+    from gsmc_core.train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if not args.resume:
+        overrides.pop("resume", None)
+    return overrides
+
+
+def _print_event(event) -> None:
+    from gsmc_core.train import BatchEvent, EpochEvent, LogEvent
+
+    if isinstance(event, LogEvent):
+        print(event.message, flush=True)
+    elif isinstance(event, BatchEvent):
+        if event.batch == event.batches or event.batch % 20 == 0:
+            losses = " ".join(f"{k} {v:.4f}" for k, v in event.losses.items())
+            print(f"  epoch {event.epoch}/{event.epochs} batch {event.batch}/{event.batches}  "
+                  f"{losses}  {event.images_per_s:.1f} img/s  eta {event.eta_s / 60:.1f} min",
+                  file=sys.stderr, flush=True)
+    elif isinstance(event, EpochEvent):
+        m = event.metrics
+        teacher = f" teacher {m['val_acc_teacher']:.4f}" if "val_acc_teacher" in m else ""
+        val = f"val acc {m['val_acc']:.4f}{teacher}" if "val_acc" in m else ""
+        print(f"epoch {event.epoch}/{event.epochs}: loss {m['loss']:.4f} train acc "
+              f"{m['train_acc']:.4f} {val} lr {m['lr']:.2e} {m['seconds']:.0f} s "
+              f"{m['images_per_s']:.1f} img/s{' *best*' if event.is_best else ''}", flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gsmc_core.train import TrainConfig, train
+
+    overrides = _train_overrides(args)
+    config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
+              else TrainConfig(**overrides))
+    result = train(config, on_event=_print_event)
+    if result.last is not None:
+        print(f"run folder {result.run_dir}: best validation accuracy "
+              f"{result.best_val_accuracy:.4f}; best.pt and last.pt written")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from torch.utils.data import DataLoader
+
+    from gsmc_core.data.readers import read_split
+    from gsmc_core.data.samples import ExpressionDataset, collate_skipping
+    from gsmc_core.data.transforms import eval_transform
+    from gsmc_core.devices import resolve_device
+    from gsmc_core.evaluate import classification_metrics, predict_loader
+
+    ckpt = load_checkpoint(args.checkpoint)
+    split = read_split(args.dataset, args.data_root, args.split, len(ckpt.meta.classes))
+    if split.classes != ckpt.meta.classes:
+        raise UsageError(f"{args.checkpoint}: classes {ckpt.meta.classes} differ from the "
+                         f"dataset's {split.classes}")
+    split = split.subset(args.limit)
+    device = resolve_device(args.device)
+    loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)),
+                        batch_size=args.batch_size, num_workers=args.workers,
+                        collate_fn=collate_skipping)
+    preds = predict_loader(ckpt.build_model().to(device), loader, device)
+    metrics = classification_metrics(preds.logits, preds.labels, split.classes)
+    metrics.pop("loss")
+    metrics["skipped"] = preds.skipped
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    print(f"{args.dataset} {args.split}: {metrics['n']} samples ({preds.skipped} undecodable)")
+    print(f"accuracy {metrics['accuracy']:.4f}   mean class accuracy "
+          f"{metrics['mean_class_accuracy']:.4f}")
+    for name, acc in metrics["per_class"].items():
+        print(f"  {name:10s} {'-' if acc is None else f'{acc:.4f}'}")
+    print("confusion matrix (rows: true, columns: predicted):")
+    print("  " + " ".join(f"{c[:5]:>6s}" for c in split.classes))
+    for name, row in zip(split.classes, metrics["confusion_matrix"], strict=True):
+        print(f"  {' '.join(f'{v:6d}' for v in row)}  {name}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from gsmc_core.audit import audit, write_audit_csv
+
+    report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
+                   device=args.device)
+    print(f"{len(report.flagged)} of {report.n} training samples flagged as likely mislabelled "
+          f"(model confidence >= {args.threshold} in another class)")
+    if report.known_flips is not None:
+        at_k = ", ".join(f"precision@{k} {v:.3f}" for k, v in report.precision_at_k.items())
+        print(f"against the {report.known_flips} injected flips: precision {report.precision:.3f}, "
+              f"recall {report.recall:.3f}{', ' + at_k if at_k else ''}")
+    for rank, s in enumerate(report.flagged[: args.top], start=1):
+        mark = "" if s.injected_flip is None else ("  [flipped]" if s.injected_flip else "")
+        print(f"{rank:4d}. {s.key}: labelled {s.given} ({s.p_given:.2f}), "
+              f"model says {s.predicted} ({s.p_predicted:.2f}){mark}")
+    if args.csv:
+        write_audit_csv(report, args.csv)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+def add_training_commands(sub) -> None:
+    from gsmc_core.data.readers import DATASETS, SPLITS
+    from gsmc_core.devices import DEVICE_CHOICES
+    from gsmc_core.train import METHODS, SCHEDULERS
+
+    p = sub.add_parser(
+        "train", help="train a model (GSMC, EAC or CE) on an expression dataset",
+        description="Train with the GSMC recipe or a baseline. Settings come from --config "
+        "(YAML with the same names, underscores for dashes) and flags, flags winning. "
+        "Runs unchanged under `torchrun --nproc_per_node N` (DDP; --batch-size is per process).",
+    )
+    p.add_argument("--config", help="YAML file of settings")
+    p.add_argument("--method", choices=METHODS)
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--data-root")
+    p.add_argument("--num-classes", type=int, choices=(7, 8))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES)
+    p.add_argument("--arch", choices=list(BACKBONES))
+    p.add_argument("--color", choices=("auto", "rgb", "gray"))
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--scheduler", choices=SCHEDULERS)
+    p.add_argument("--lr-step", type=int, help="epochs between StepLR decays (default 10)")
+    p.add_argument("--lr-gamma", type=float)
+    p.add_argument("--lambda-kl", type=float, help="self-distillation weight (default 0.9)")
+    p.add_argument("--lambda-ac", type=float, help="attention consistency weight (default 0.2)")
+    p.add_argument("--ema-alpha", type=float, help="teacher EMA ceiling (default 0.999)")
+    p.add_argument("--eac-lambda", type=float, help="EAC consistency weight (default 5)")
+    p.add_argument("--noise-rate", type=float, help="fraction of training labels to flip")
+    p.add_argument("--noise-seed", type=int)
+    p.add_argument("--noise-file", help="RAF-style 'name label' file of noisy labels")
+    p.add_argument("--init", help="initialisation checkpoint (see import-weights)")
+    p.add_argument("--device", choices=DEVICE_CHOICES)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--limit-eval", type=int)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--face-margin", type=float)
+    p.add_argument("--strict", action="store_true", default=None,
+                   help="stop on an undecodable image instead of skipping it")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("audit", help="rank training samples that are likely mislabelled")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--csv")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.set_defaults(func=cmd_audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gsmc",
@@ -72,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=OUTPUT_STRIDES)
     p.set_defaults(func=cmd_import_weights)
 
+    add_training_commands(sub)
+
     p = sub.add_parser("info", help="show a checkpoint's metadata and metrics")
     p.add_argument("checkpoint")
     p.set_defaults(func=cmd_info)
@@ -83,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CheckpointError, DeviceUnavailableError, UsageError, FileNotFoundError,
-            ValueError) as exc:
+            ValueError, TrainingError) as exc:
         print(f"gsmc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from gsmc_core.checkpoint import Checkpoint, ModelMeta, load_checkpoint
 from gsmc_core.devices import resolve_device
 from gsmc_core.model import GSMCNet
+from gsmc_core.preprocess import prepare_image
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,9 @@ class Predictor:
         size = self.meta.input_size
         batch = np.empty((len(crops), size, size, 3), dtype=np.uint8)
         for i, crop in enumerate(crops):
-            if crop.ndim == 2:
-                crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
-            elif bgr:
+            if bgr and crop.ndim == 3:
                 crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-            if self.meta.color == "gray":
-                crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-            batch[i] = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+            batch[i] = prepare_image(crop, self.meta)
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float()
         x = (x - self._mean) / self._std
         return x.contiguous(memory_format=self._memory_format)

@@ -1,0 +1,1 @@
+"""Dataset readers, label noise and transforms."""

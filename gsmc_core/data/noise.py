@@ -1,0 +1,67 @@
+"""Label noise: symmetric injection (SCN/EAC protocol) and RAF-style noise files."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from gsmc_core.data.readers import read_rafdb_labels
+from gsmc_core.data.samples import DataError, Split
+from gsmc_core.labels import RAFDB_LABELS
+
+
+def inject_symmetric_noise(labels: list[int], num_classes: int, rate: float,
+                           seed: int) -> tuple[list[int], list[int]]:
+    """Replace exactly round(rate * n) labels by a uniformly chosen *different* class.
+
+    Returns the noisy labels and the sorted indices that were flipped; the same seed gives
+    the same result.
+    """
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"noise rate must be in [0, 1], got {rate}")
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    flipped = np.sort(rng.choice(n, size=round(rate * n), replace=False))
+    noisy = list(labels)
+    offsets = rng.integers(1, num_classes, size=len(flipped))  # 1..C-1: never the same class
+    for i, off in zip(flipped, offsets, strict=True):
+        noisy[i] = (labels[i] + int(off)) % num_classes
+    return noisy, flipped.tolist()
+
+
+def read_noise_file(path: Path, split: Split) -> list[int]:
+    """Labels for ``split`` from a RAF-style file of ``name label`` lines.
+
+    For RAF-DB the label is RAF's 1-7 code; for other datasets it is a class name or a
+    0-based index into the split's class list. Samples the file does not name keep their label.
+    """
+    path = Path(path)
+    if split.dataset == "rafdb":
+        raw = read_rafdb_labels(path)
+        mapping = {k: split.classes.index(RAFDB_LABELS[v]) for k, v in raw.items()}
+    else:
+        mapping = {}
+        with open(path) as f:
+            for line_no, line in enumerate(f, start=1):
+                parts = line.split()
+                if not parts:
+                    continue
+                if len(parts) != 2:
+                    raise DataError(f"{path}:{line_no}: expected 'name label', got {line.strip()!r}")
+                name, label = parts
+                if label.isdigit() and int(label) < len(split.classes):
+                    mapping[name] = int(label)
+                elif label in split.classes:
+                    mapping[name] = split.classes.index(label)
+                else:
+                    raise DataError(f"{path}:{line_no}: unknown label {label!r}")
+    return [mapping.get(s.key, s.label) for s in split.samples]
+
+
+def write_label_table(path: Path, split: Split, clean: list[int], noisy: list[int]) -> None:
+    """The labels a run trained on, beside the clean ones, one row per sample."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "key", "clean_label", "noisy_label", "flipped"])
+        for i, (s, c, y) in enumerate(zip(split.samples, clean, noisy, strict=True)):
+            w.writerow([i, s.key, split.classes[c], split.classes[y], int(c != y)])

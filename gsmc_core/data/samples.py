@@ -1,0 +1,125 @@
+"""Samples, splits and the torch Dataset every reader feeds."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.utils.data import Dataset
+
+
+class DataError(ValueError):
+    """A dataset problem the user can fix: names the file (and line) and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its label (an index into the split's class list).
+
+    ``key`` identifies the sample in label and noise files (usually the image file name).
+    The image is a file (``path``) or, for FER2013's csv, pixels held in memory; ``box`` is an
+    optional face box (x, y, w, h) to crop, as AffectNet gives.
+    """
+
+    key: str
+    label: int
+    path: Path | None = None
+    pixels: npt.NDArray[np.uint8] | None = field(default=None, compare=False, repr=False)
+    box: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class Split:
+    """The samples of one split of a dataset, labelled in ``classes``."""
+
+    dataset: str
+    name: str
+    classes: tuple[str, ...]
+    samples: list[Sample]
+
+    def labels(self) -> list[int]:
+        return [s.label for s in self.samples]
+
+    def with_labels(self, labels: list[int]) -> "Split":
+        samples = [
+            Sample(s.key, int(y), s.path, s.pixels, s.box)
+            for s, y in zip(self.samples, labels, strict=True)
+        ]
+        return Split(self.dataset, self.name, self.classes, samples)
+
+    def subset(self, n: int | None, seed: int = 0) -> "Split":
+        """A fixed random ``n`` samples, in dataset order (all when n is None): ``--limit-*``."""
+        if n is None or n >= len(self.samples):
+            return self
+        keep = sorted(np.random.default_rng(seed).choice(len(self.samples), n, replace=False))
+        return Split(self.dataset, self.name, self.classes, [self.samples[i] for i in keep])
+
+
+def load_image(sample: Sample) -> npt.NDArray[np.uint8]:
+    """Decode a sample as RGB uint8; raises DataError naming the file if it cannot."""
+    if sample.pixels is not None:
+        image = sample.pixels
+    else:
+        image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DataError(f"{sample.path}: cannot be decoded as an image")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if sample.box is not None:
+        x, y, w, h = sample.box
+        crop = image[max(y, 0) : y + h, max(x, 0) : x + w]
+        if crop.size:
+            image = crop
+    return np.ascontiguousarray(image)
+
+
+class ExpressionDataset(Dataset):
+    """Decodes samples and applies a transform; undecodable images yield None (or raise).
+
+    ``__getitem__`` returns ``(tensor, label, index)``; the index lets the trainer and the
+    audit tie results back to samples. Use ``collate_skipping`` as the loader's collate_fn.
+    """
+
+    def __init__(self, split: Split, transform: Callable, strict: bool = False) -> None:
+        self.split = split
+        self.transform = transform
+        self.strict = strict
+
+    def __len__(self) -> int:
+        return len(self.split.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.split.samples[index]
+        try:
+            image = load_image(sample)
+        except DataError:
+            if self.strict:
+                raise
+            return None
+        return self.transform(image), sample.label, index
+
+
+@dataclass
+class Batch:
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+    skipped: int
+
+
+def collate_skipping(items: list) -> Batch:
+    """Stack the decodable items and count the ones that failed to decode."""
+    good = [it for it in items if it is not None]
+    if not good:
+        return Batch(torch.empty(0), torch.empty(0, dtype=torch.long),
+                     torch.empty(0, dtype=torch.long), len(items))
+    return Batch(
+        images=torch.stack([it[0] for it in good]),
+        labels=torch.tensor([it[1] for it in good], dtype=torch.long),
+        indices=torch.tensor([it[2] for it in good], dtype=torch.long),
+        skipped=len(items) - len(good),
+    )

@@ -1,0 +1,66 @@
+"""Evaluation: predictions over a split, accuracy, per-class accuracy, confusion matrix."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+
+@dataclass
+class SplitPredictions:
+    logits: npt.NDArray[np.float32]  # N x C
+    labels: npt.NDArray[np.int64]  # the labels the loader gave
+    indices: npt.NDArray[np.int64]  # sample indices into the split
+    skipped: int  # undecodable images
+
+
+@torch.inference_mode()
+def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device) -> SplitPredictions:
+    """Run ``model`` (returning logits, cams) over a loader of ``samples.Batch``."""
+    was_training = model.training
+    model.eval()
+    logits, labels, indices, skipped = [], [], [], 0
+    for batch in loader:
+        skipped += batch.skipped
+        if len(batch.labels) == 0:
+            continue
+        out, _ = model(batch.images.to(device, non_blocking=True))
+        logits.append(out.float().cpu())
+        labels.append(batch.labels)
+        indices.append(batch.indices)
+    model.train(was_training)
+    if not logits:
+        return SplitPredictions(np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
+                                np.zeros(0, np.int64), skipped)
+    return SplitPredictions(torch.cat(logits).numpy(), torch.cat(labels).numpy(),
+                            torch.cat(indices).numpy(), skipped)
+
+
+def classification_metrics(logits: npt.NDArray[np.float32], labels: npt.NDArray[np.int64],
+                           classes: tuple[str, ...]) -> dict:
+    """Accuracy, mean class accuracy, per-class accuracy, confusion matrix (rows: true class)."""
+    n_classes = len(classes)
+    pred = logits.argmax(1) if len(logits) else np.zeros(0, np.int64)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    support = confusion.sum(1)
+    per_class = {
+        name: (float(confusion[i, i] / support[i]) if support[i] else None)
+        for i, name in enumerate(classes)
+    }
+    present = [v for v in per_class.values() if v is not None]
+    loss = (F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+            if len(labels) else float("nan"))
+    return {
+        "accuracy": float((pred == labels).mean()) if len(labels) else float("nan"),
+        "mean_class_accuracy": float(np.mean(present)) if present else float("nan"),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "classes": list(classes),
+        "n": int(len(labels)),
+        "loss": loss,
+    }

@@ -1,0 +1,589 @@
+"""The trainer shared by the CLI, the desktop app and torchrun: GSMC, EAC and CE.
+
+Shape of torchvision's reference script: ``train_one_epoch`` and ``evaluate`` return metric dicts;
+the run folder holds the resolved config, ``metrics.csv``, ``last.pt`` and ``best.pt`` (selected on
+the validation split). Progress goes out as frozen dataclass events through ``on_event``; a
+``should_stop`` callable is polled after every batch. Under torchrun the same code runs with
+DistributedDataParallel and only rank 0 writes.
+
+Teacher BatchNorm choice (the reference code leaves the teacher's BN buffers at their initial
+values and runs it in train mode): the teacher is an EMA of the student's parameters *and* BN
+running statistics (``AveragedModel(use_buffers=True)``) and runs in eval mode, so its
+predictions do not depend on the batch and its statistics follow the weights they belong to.
+"""
+
+import csv
+import dataclasses
+import hashlib
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
+from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file, write_label_table
+from gsmc_core.data.readers import read_split
+from gsmc_core.data.samples import Batch, ExpressionDataset, Split, collate_skipping
+from gsmc_core.data.transforms import eval_transform, train_transform
+from gsmc_core.devices import resolve_device
+from gsmc_core.evaluate import classification_metrics, predict_loader
+from gsmc_core.losses import distillation_kl, ema_alpha, flip_consistency_loss
+from gsmc_core.model import GSMCNet
+
+METHODS = ("gsmc", "eac", "ce")
+GRAY_DATASETS = ("ferplus", "fer2013")
+# How each dataset's images frame the face, as a margin around a MediaPipe face box: the crop
+# metadata lets live faces be cut like training faces. FER2013/FERPlus: measured on 300 faces.
+DATASET_FACE_MARGIN = {"ferplus": 0.1, "fer2013": 0.1}
+# The published recipes (METHOD.md): GSMC/CE with Adam 1e-3, StepLR(10, 0.1), batch 128;
+# EAC with Adam 2e-4 (ResNet-18), weight decay 1e-4, ExponentialLR(0.9), batch 32.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gsmc": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "scheduler": "step", "lr_gamma": 0.1},
+    "ce": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "scheduler": "step", "lr_gamma": 0.1},
+    "eac": {"lr": 2e-4, "weight_decay": 1e-4, "batch_size": 32, "scheduler": "exp", "lr_gamma": 0.9},
+}
+SCHEDULERS = ("step", "exp", "cosine")
+METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
+                  "val_acc_teacher", "val_loss_teacher", "selected", "lr", "seconds",
+                  "images_per_s", "skipped")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (diverged, run folder taken, nothing to resume...)."""
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run; None means "the method's published default"."""
+
+    method: str = "gsmc"
+    dataset: str = "ferplus"
+    data_root: str = ""
+    num_classes: int | None = None
+    arch: str = "resnet18"
+    input_size: int = 112
+    output_stride: int = 16
+    color: str = "auto"  # auto: gray for FERPlus/FER2013, rgb otherwise
+    epochs: int = 60
+    batch_size: int | None = None  # per process under torchrun
+    lr: float | None = None
+    weight_decay: float | None = None
+    scheduler: str | None = None
+    lr_step: int = 10
+    lr_gamma: float | None = None
+    lambda_kl: float = 0.9
+    lambda_ac: float = 0.2
+    ema_alpha: float = 0.999
+    eac_lambda: float = 5.0
+    noise_rate: float = 0.0
+    noise_seed: int = 0
+    noise_file: str | None = None
+    init: str | None = None
+    device: str = "auto"
+    workers: int = 2
+    out: str = "runs/run"
+    resume: bool = False
+    limit_train: int | None = None
+    limit_eval: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    strict: bool = False
+    face_margin: float | None = None  # None: how the dataset's own crops are framed
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the method defaults and the colour mode filled in, validated."""
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        defaults = METHOD_DEFAULTS[self.method]
+        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.color == "auto":
+            filled["color"] = "gray" if self.dataset in GRAY_DATASETS else "rgb"
+        cfg = dataclasses.replace(self, **filled)
+        if cfg.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose one of {SCHEDULERS}")
+        if cfg.color not in ("rgb", "gray"):
+            raise ValueError(f"colour mode must be auto, rgb or gray, not {cfg.color!r}")
+        if cfg.epochs < 1 or cfg.batch_size < 1:
+            raise ValueError("epochs and batch size must be at least 1")
+        if not cfg.data_root:
+            raise ValueError("no data root given (--data-root)")
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """Settings from a YAML file (keys as the dataclass fields), then ``overrides``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: config file not found")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of settings")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {unknown}")
+        return cls(**{**data, **overrides})
+
+
+@dataclass(frozen=True)
+class BatchEvent:
+    epoch: int  # 1-based
+    epochs: int
+    batch: int  # 1-based
+    batches: int
+    losses: dict[str, float]
+    lr: float
+    images_per_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    epoch: int
+    epochs: int
+    metrics: dict[str, Any]
+    is_best: bool
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    message: str
+
+
+Event = BatchEvent | EpochEvent | LogEvent
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    last: Path | None
+    best: Path | None
+    stopped: bool
+    epochs_completed: int
+    best_val_accuracy: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        """torchrun's RANK / WORLD_SIZE / LOCAL_RANK; a single process without them."""
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _rng_state() -> dict[str, Any]:
+    state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [state[0], torch.from_numpy(state[1].astype(np.int64)), *state[2:]],
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(state["python"])
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A hash of every parameter and buffer: equal digests mean identical weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class Trainer:
+    """One training run. ``run()`` trains to the end, a stop request, or an error."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        on_event: Callable[[Event], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.config = config.resolved()
+        self.on_event = on_event or (lambda event: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.dist = Distributed.from_env()
+        self.run_dir = Path(self.config.out)
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _log(self, message: str) -> None:
+        self.on_event(LogEvent(message))
+
+    def _setup_device(self) -> torch.device:
+        cfg = self.config
+        if not self.dist.enabled:
+            return resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
+        if device.type == "cuda":
+            torch.cuda.set_device(self.dist.local_rank)
+            device = torch.device("cuda", self.dist.local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return device
+
+    def _read_data(self) -> tuple[Split, Split, list[int]]:
+        cfg = self.config
+        train = read_split(cfg.dataset, cfg.data_root, "train", cfg.num_classes,
+                           cfg.val_fraction, cfg.seed).subset(cfg.limit_train, cfg.seed)
+        val = read_split(cfg.dataset, cfg.data_root, "val", cfg.num_classes,
+                         cfg.val_fraction, cfg.seed).subset(cfg.limit_eval, cfg.seed)
+        clean = train.labels()
+        if cfg.noise_file:
+            noisy = read_noise_file(Path(cfg.noise_file), train)
+        elif cfg.noise_rate > 0:
+            noisy, _ = inject_symmetric_noise(clean, len(train.classes), cfg.noise_rate,
+                                              cfg.noise_seed)
+        else:
+            noisy = clean
+        return train.with_labels(noisy), val, clean
+
+    def _loader(self, split: Split, training: bool) -> DataLoader:
+        cfg = self.config
+        meta = self.meta
+        dataset = ExpressionDataset(split, train_transform(meta) if training else eval_transform(meta),
+                                    strict=cfg.strict)
+        sampler = None
+        if training:
+            sampler = (DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
+                       if self.dist.enabled else RandomSampler(dataset, generator=torch.Generator()))
+        return DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=cfg.workers,
+            collate_fn=collate_skipping,
+            pin_memory=self.device.type == "cuda",
+            drop_last=training and len(split.samples) > cfg.batch_size * self.dist.world_size,
+            persistent_workers=cfg.workers > 0,
+        )
+
+    def _build_model(self) -> GSMCNet:
+        cfg = self.config
+        model = self.meta.build_model()
+        if cfg.init:
+            init = load_checkpoint(cfg.init, kind=None)
+            if init.meta.arch != cfg.arch:
+                raise TrainingError(f"{cfg.init}: initialisation is a {init.meta.arch}, but this "
+                                    f"run trains a {cfg.arch} (--arch)")
+            backbone = {k: v.float() for k, v in init.state_dict.items() if k.startswith("backbone.")}
+            missing, _ = model.load_state_dict(backbone, strict=False)
+            if any(k.startswith("backbone.") for k in missing):
+                raise TrainingError(f"{cfg.init}: backbone weights incomplete ({len(missing)} missing)")
+            self._log(f"initialised the backbone from {cfg.init}")
+        return model
+
+    def _optimizer(self, model: GSMCNet):
+        cfg = self.config
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.scheduler == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
+        elif cfg.scheduler == "exp":
+            scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_gamma)
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
+        return optimizer, scheduler
+
+    def _make_teacher(self, model: GSMCNet) -> AveragedModel:
+        alpha_max = self.config.ema_alpha
+
+        def avg_fn(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor):
+            a = ema_alpha(int(n_averaged), alpha_max)
+            return averaged * a + current * (1.0 - a)
+
+        teacher = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
+        teacher.update_parameters(model)  # step 0: the teacher starts as a copy
+        return teacher.eval()
+
+    # --- the loss of each method ----------------------------------------------------------------
+
+    def _losses(self, model, teacher, images: torch.Tensor, labels: torch.Tensor):
+        cfg = self.config
+        n = len(images)
+        if cfg.method == "ce":
+            logits, _ = model(images)
+            ce = F.cross_entropy(logits, labels)
+            return ce, {"ce": ce}, logits
+        flipped = images.flip(-1)
+        # both views in one pass: one BatchNorm statistic and one DDP forward per step
+        logits_all, cams_all = model(torch.cat([images, flipped]))
+        logits, cams, cams_flipped = logits_all[:n], cams_all[:n], cams_all[n:]
+        ce = F.cross_entropy(logits, labels)
+        ac = flip_consistency_loss(cams, cams_flipped)
+        if cfg.method == "eac":
+            return ce + cfg.eac_lambda * ac, {"ce": ce, "ac": ac}, logits
+        with torch.no_grad():
+            teacher_logits, _ = teacher(flipped)
+        kl = distillation_kl(logits, teacher_logits)
+        total = ce + cfg.lambda_kl * kl + cfg.lambda_ac * ac
+        return total, {"ce": ce, "kl": kl, "ac": ac}, logits
+
+    # --- epochs --------------------------------------------------------------------------------
+
+    def train_one_epoch(self, epoch: int) -> dict[str, Any] | None:
+        """One pass over the training data; None if a stop request ended it early."""
+        cfg = self.config
+        model, loader = self.ddp_model, self.train_loader
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        else:
+            loader.sampler.generator.manual_seed(cfg.seed * 100_003 + epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        correct = seen = skipped = 0
+        start = time.perf_counter()
+        batches = len(loader)
+        for i, batch in enumerate(loader, start=1):
+            batch: Batch
+            skipped += batch.skipped
+            if len(batch.labels) == 0:
+                continue
+            images = batch.images.to(self.device, non_blocking=True)
+            labels = batch.labels.to(self.device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                loss, terms, logits = self._losses(model, self.teacher, images, labels)
+            values = torch.stack([loss.detach().float(), *[t.detach().float() for t in terms.values()]])
+            if self.dist.enabled:
+                dist.all_reduce(values)
+                values /= self.dist.world_size
+            if not torch.isfinite(values).all():
+                names = ["loss", *terms]
+                bad = [n for n, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v)]
+                raise TrainingError(
+                    f"loss became non-finite ({', '.join(bad)}) at epoch {epoch + 1}, batch {i}; "
+                    f"stopped. The last good checkpoint is kept in {self.run_dir}. "
+                    "Try a lower --lr."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.teacher is not None:
+                self.teacher.update_parameters(self.model)
+            self.global_step += 1
+            for name, v in zip(["loss", *terms], values.tolist(), strict=True):
+                sums[name] = sums.get(name, 0.0) + v * len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(labels)
+            elapsed = time.perf_counter() - start
+            self.on_event(BatchEvent(
+                epoch=epoch + 1, epochs=cfg.epochs, batch=i, batches=batches,
+                losses={k: v / seen for k, v in sums.items()},
+                lr=self.optimizer.param_groups[0]["lr"],
+                images_per_s=seen * self.dist.world_size / elapsed,
+                eta_s=elapsed / i * (batches - i) + elapsed / i * batches * (cfg.epochs - epoch - 1),
+            ))
+            if self.should_stop():
+                return None
+        seconds = time.perf_counter() - start
+        return {
+            **{k: v / max(seen, 1) for k, v in sums.items()},
+            "train_acc": correct / max(seen, 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "images_per_s": seen * self.dist.world_size / seconds,
+            "skipped": skipped,
+        }
+
+    def evaluate(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Validation metrics of the student (and teacher); returns the better one's weights."""
+        classes = self.meta.classes
+        preds = predict_loader(self.model, self.val_loader, self.device)
+        m = classification_metrics(preds.logits, preds.labels, classes)
+        metrics = {"val_acc": m["accuracy"], "val_loss": m["loss"], "selected": "student"}
+        weights = self.model.state_dict()
+        if self.teacher is not None:
+            tp = predict_loader(self.teacher.module, self.val_loader, self.device)
+            tm = classification_metrics(tp.logits, tp.labels, classes)
+            metrics.update(val_acc_teacher=tm["accuracy"], val_loss_teacher=tm["loss"])
+            if tm["accuracy"] > m["accuracy"]:
+                metrics["selected"] = "teacher"
+                weights = self.teacher.module.state_dict()
+        return metrics, weights
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def _checkpoint(self, weights, metrics: dict, epochs_done: int, with_state: bool) -> Checkpoint:
+        state = None
+        if with_state:
+            state = {
+                "epoch": epochs_done,
+                "global_step": self.global_step,
+                "best_val_acc": self.best_val_acc,
+                "student": self.model.state_dict(),
+                "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": _rng_state(),
+            }
+        return Checkpoint(meta=self.meta, state_dict=weights, train_config=self.config_dict,
+                          metrics=metrics, training_state=state)
+
+    def _restore(self, path: Path) -> int:
+        ckpt = load_checkpoint(path)
+        state = ckpt.training_state
+        if state is None:
+            raise TrainingError(f"{path}: holds no training state to resume from")
+        self.model.load_state_dict(state["student"])
+        if self.teacher is not None:
+            if state["teacher"] is None:
+                raise TrainingError(f"{path}: was not a gsmc run (no teacher), cannot resume as gsmc")
+            self.teacher.load_state_dict(state["teacher"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.global_step = state["global_step"]
+        self.best_val_acc = state["best_val_acc"]
+        _set_rng_state(state["rng"])
+        return state["epoch"]
+
+    def _append_metrics(self, row: dict[str, Any]) -> None:
+        path = self.run_dir / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _prepare_run_dir(self, train: Split, clean: list[int]) -> None:
+        cfg = self.config
+        last = self.run_dir / "last.pt"
+        if not cfg.resume and last.exists():
+            raise TrainingError(f"{self.run_dir} already holds a run (last.pt); "
+                                "use --resume to continue it or choose another --out")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config_dict, sort_keys=False))
+        if cfg.noise_rate > 0 or cfg.noise_file:
+            write_label_table(self.run_dir / "train_labels.csv", train, clean, train.labels())
+
+    # --- the run -------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        cfg = self.config
+        self.config_dict = dataclasses.asdict(cfg)
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.device = self._setup_device()
+        train, val, clean = self._read_data()
+        self.meta = ModelMeta(
+            arch=cfg.arch, classes=train.classes, input_size=cfg.input_size,
+            output_stride=cfg.output_stride, color=cfg.color,
+            face_crop=FaceCrop(margin=cfg.face_margin if cfg.face_margin is not None
+                               else DATASET_FACE_MARGIN.get(cfg.dataset, FaceCrop().margin)),
+        )
+        flipped = sum(a != b for a, b in zip(clean, train.labels(), strict=True))
+        self._log(f"{cfg.dataset}: {len(train.samples)} training samples ({flipped} noisy labels), "
+                  f"{len(val.samples)} validation samples, {len(train.classes)} classes; "
+                  f"method {cfg.method}, device {self.device}, world size {self.dist.world_size}")
+        self.model = self._build_model().to(self.device)
+        self.teacher = self._make_teacher(self.model) if cfg.method == "gsmc" else None
+        self.ddp_model = (DistributedDataParallel(self.model) if self.dist.enabled else self.model)
+        self.optimizer, self.scheduler = self._optimizer(self.model)
+        self.global_step = 0
+        self.best_val_acc = -1.0
+        self.train_loader = self._loader(train, training=True)
+        self.val_loader = self._loader(val, training=False)
+        start_epoch = 0
+        if cfg.resume:
+            last = self.run_dir / "last.pt"
+            if not last.exists():
+                raise TrainingError(f"--resume: {last} not found; nothing to resume")
+            start_epoch = self._restore(last)
+            self._log(f"resumed from {last} after epoch {start_epoch}")
+        if self.dist.is_main:
+            self._prepare_run_dir(train, clean)
+        history: list[dict[str, Any]] = []
+        stopped = False
+        epoch = start_epoch
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                train_metrics = self.train_one_epoch(epoch)
+                if train_metrics is None:
+                    stopped = True
+                    break
+                self.scheduler.step()
+                row = {"epoch": epoch + 1, **train_metrics}
+                is_best = False
+                if self.dist.is_main:
+                    val_metrics, weights = self.evaluate()
+                    row.update(val_metrics)
+                    is_best = row["val_acc"] > self.best_val_acc or (
+                        "val_acc_teacher" in row and row["val_acc_teacher"] > self.best_val_acc)
+                    best_of_epoch = max(row["val_acc"], row.get("val_acc_teacher", -1.0))
+                    if is_best:
+                        self.best_val_acc = best_of_epoch
+                        save_checkpoint(self._checkpoint(weights, row, epoch + 1, False),
+                                        self.run_dir / "best.pt")
+                    save_checkpoint(self._checkpoint(weights, row, epoch + 1, True),
+                                    self.run_dir / "last.pt")
+                    self._append_metrics(row)
+                if self.dist.enabled:
+                    dist.barrier()
+                history.append(row)
+                self.on_event(EpochEvent(epoch + 1, cfg.epochs, row, is_best))
+            else:
+                epoch = cfg.epochs
+            if stopped and self.dist.is_main:
+                # keep what was learnt; resuming repeats the interrupted epoch from its start
+                weights = self.model.state_dict()
+                save_checkpoint(self._checkpoint(weights, {"stopped_in_epoch": epoch + 1}, epoch, True),
+                                self.run_dir / "last.pt")
+                self._log(f"stopped during epoch {epoch + 1}; saved {self.run_dir / 'last.pt'}")
+            self._log(f"rank {self.dist.rank}/{self.dist.world_size}: final weights digest "
+                      f"{weights_digest(self.model)}")
+        finally:
+            if self.dist.enabled and dist.is_initialized():
+                dist.destroy_process_group()
+        best = self.run_dir / "best.pt"
+        return TrainResult(
+            run_dir=self.run_dir,
+            last=self.run_dir / "last.pt" if self.dist.is_main else None,
+            best=best if best.exists() and self.dist.is_main else None,
+            stopped=stopped,
+            epochs_completed=epoch,
+            best_val_accuracy=self.best_val_acc,
+            history=history,
+        )
+
+
+def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Run a training run to its end (or a stop request)."""
+    return Trainer(config, on_event, should_stop).run()
