@@ -437,6 +437,19 @@ class Trainer:
                 weights = self.teacher.module.state_dict()
         return metrics, weights
 
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's BatchNorm statistics (student and teacher).
+
+        DDP broadcasts buffers before each forward, but the last forward of an epoch updates
+        them locally, and the teacher averages its own rank's statistics.
+        """
+        if not self.dist.enabled:
+            return
+        modules = [self.model] + ([self.teacher] if self.teacher is not None else [])
+        for module in modules:
+            for buffer in module.buffers():
+                dist.broadcast(buffer, src=0)
+
     # --- checkpoints ---------------------------------------------------------------------------
 
     def _checkpoint(self, weights, metrics: dict, epochs_done: int, with_state: bool) -> Checkpoint:
@@ -539,6 +552,7 @@ class Trainer:
                     stopped = True
                     break
                 self.scheduler.step()
+                self._sync_buffers()
                 row = {"epoch": epoch + 1, **train_metrics}
                 is_best = False
                 if self.dist.is_main:

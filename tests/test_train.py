@@ -1,0 +1,154 @@
+import csv
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+import gsmc_core.train as train_module
+from gsmc_core.audit import audit
+from gsmc_core.checkpoint import load_checkpoint
+from gsmc_core.cli import main
+from gsmc_core.predictor import Predictor
+from gsmc_core.train import BatchEvent, EpochEvent, TrainConfig, TrainingError, train
+
+
+def _config(ferplus_root, out, **kw) -> TrainConfig:
+    base = dict(method="gsmc", dataset="ferplus", data_root=str(ferplus_root), input_size=32,
+                output_stride=8, epochs=1, batch_size=16, limit_train=64, limit_eval=32,
+                workers=0, out=str(out), scheduler="step", lr_step=1, lr_gamma=0.5)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_run_folder_events_and_metrics(ferplus_root, tmp_path):
+    events = []
+    result = train(_config(ferplus_root, tmp_path / "run", noise_rate=0.25, noise_seed=1),
+                   on_event=events.append)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt",
+                                               "train_labels.csv"}
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["lr"] == 1e-3 and config["lambda_kl"] == 0.9 and config["color"] == "gray"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert len(rows) == 1
+    for column in ("loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss", "lr", "seconds"):
+        assert rows[0][column] != "", column
+    with open(run / "train_labels.csv") as f:
+        labels = list(csv.DictReader(f))
+    assert len(labels) == 64 and sum(int(r["flipped"]) for r in labels) == 16
+    batches = [e for e in events if isinstance(e, BatchEvent)]
+    assert [e.batch for e in batches] == [1, 2, 3, 4] and batches[-1].batches == 4
+    assert set(batches[-1].losses) == {"loss", "ce", "kl", "ac"}
+    epochs = [e for e in events if isinstance(e, EpochEvent)]
+    assert len(epochs) == 1 and epochs[0].is_best
+    best = load_checkpoint(result.best)
+    assert best.meta.input_size == 32 and best.meta.color == "gray"
+    assert best.meta.face_crop.margin == 0.1
+    assert best.train_config["noise_rate"] == 0.25
+    assert best.training_state is None and load_checkpoint(result.last).training_state is not None
+    with pytest.raises(TrainingError, match="already holds a run"):
+        train(_config(ferplus_root, tmp_path / "run"))
+
+
+def test_resume_after_kill_matches_uninterrupted_run(ferplus_root, tmp_path):
+    full = train(_config(ferplus_root, tmp_path / "full", epochs=2))
+
+    def kill_after_first_epoch(event):
+        if isinstance(event, EpochEvent) and event.epoch == 1:
+            raise KeyboardInterrupt  # as if the process died right after epoch 1 was saved
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(ferplus_root, tmp_path / "killed", epochs=2), on_event=kill_after_first_epoch)
+    assert load_checkpoint(tmp_path / "killed" / "last.pt").training_state["epoch"] == 1
+    resumed = train(_config(ferplus_root, tmp_path / "killed", epochs=2, resume=True))
+    assert resumed.epochs_completed == 2
+    a = load_checkpoint(full.last).training_state
+    b = load_checkpoint(resumed.last).training_state
+    for key in ("student", "teacher"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key} {name}"
+    assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+    rows = list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+def test_stop_request_is_honoured_within_a_batch_and_leaves_a_usable_model(ferplus_root, tmp_path):
+    seen = []
+
+    def on_event(event):
+        seen.append(event)
+
+    result = train(_config(ferplus_root, tmp_path / "run", method="eac"), on_event=on_event,
+                   should_stop=lambda: sum(isinstance(e, BatchEvent) for e in seen) >= 2)
+    assert result.stopped
+    assert sum(isinstance(e, BatchEvent) for e in seen) == 2
+    last = load_checkpoint(result.last)
+    assert last.training_state["epoch"] == 0
+    predictor = Predictor.from_checkpoint(result.last, device="cpu")
+    assert len(predictor.predict([torch.zeros(40, 40, 3, dtype=torch.uint8).numpy()])) == 1
+
+
+def test_non_finite_loss_stops_with_message_and_keeps_last_good(ferplus_root, tmp_path, monkeypatch):
+    train(_config(ferplus_root, tmp_path / "run", method="eac", epochs=1))
+    good = (tmp_path / "run" / "last.pt").read_bytes()
+    real = train_module.flip_consistency_loss
+    monkeypatch.setattr(train_module, "flip_consistency_loss",
+                        lambda a, b: real(a, b) * float("nan"))
+    with pytest.raises(TrainingError, match=r"non-finite \(loss, ac\) at epoch 2, batch 1"):
+        train(_config(ferplus_root, tmp_path / "run", method="eac", epochs=2, resume=True))
+    assert (tmp_path / "run" / "last.pt").read_bytes() == good
+
+
+def test_cli_train_eval_json_and_audit(ferplus_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"method": "ce", "input_size": 32, "output_stride": 8,
+                                      "batch_size": 16, "workers": 0}))
+    rc = main(["train", "--config", str(config), "--dataset", "ferplus", "--data-root",
+               str(ferplus_root), "--epochs", "1", "--limit-train", "64", "--limit-eval", "32",
+               "--noise-rate", "0.5", "--out", str(out)])
+    assert rc == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"] == "ce"
+    capsys.readouterr()
+    rc = main(["eval", "--checkpoint", str(out / "best.pt"), "--dataset", "ferplus", "--data-root",
+               str(ferplus_root), "--split", "test", "--limit", "50", "--workers", "0", "--json"])
+    assert rc == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) >= {"accuracy", "mean_class_accuracy", "per_class", "confusion_matrix",
+                           "classes", "n"}
+    assert result["n"] == 50 and sum(map(sum, result["confusion_matrix"])) == 50
+    assert 0.0 <= result["accuracy"] <= 1.0
+    report = audit(out / "best.pt", "ferplus", str(ferplus_root), threshold=0.0)
+    assert report.n == 64 and report.known_flips == 32
+    assert all(f.injected_flip is not None for f in report.flagged)
+    assert report.precision == pytest.approx(
+        sum(f.injected_flip for f in report.flagged) / max(len(report.flagged), 1))
+    rc = main(["train", "--dataset", "ferplus", "--data-root", str(tmp_path / "missing"),
+               "--out", str(tmp_path / "x")])
+    assert rc == 2
+    assert "missing: data root not found" in capsys.readouterr().err
+
+
+def test_torchrun_two_cpu_processes_end_identical(ferplus_root, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "gsmc_core.cli", "train", "--method", "gsmc", "--dataset", "ferplus",
+           "--data-root", str(ferplus_root), "--epochs", "1", "--batch-size", "8",
+           "--input-size", "32", "--output-stride", "8", "--limit-train", "64", "--limit-eval",
+           "16", "--workers", "0", "--device", "cpu", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    digests = dict(re.findall(r"rank (\d)/2: final weights digest (\w+)", proc.stdout))
+    assert set(digests) == {"0", "1"}, proc.stdout
+    assert digests["0"] == digests["1"]
+    assert "world size 2" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt"}
+    assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 1
