@@ -39,7 +39,9 @@ class FaceCrop:
     expands the box to a square around its centre; ``align`` rotates so the eyes are level.
     """
 
-    margin: float = 0.2
+    # 0.1: a MediaPipe box grown by 10 % per side matches the FER2013/FERPlus 48x48 crops
+    # (measured: crop side / short-range box side, median 1.17-1.20 over 300 FERPlus faces)
+    margin: float = 0.1
     square: bool = True
     align: bool = False
 

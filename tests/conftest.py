@@ -27,3 +27,19 @@ def astronaut_rgb() -> np.ndarray:
 @pytest.fixture(scope="session")
 def ferplus_root() -> Path:
     return shared_path("data", "ferplus")
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """A random-weights 8-class model: real shapes and metadata, meaningless predictions."""
+    import torch
+
+    from gsmc_core.checkpoint import Checkpoint, ModelMeta, save_checkpoint
+    from gsmc_core.labels import CANONICAL_CLASSES
+    from gsmc_core.model import GSMCNet
+
+    torch.manual_seed(0)
+    meta = ModelMeta(arch="resnet18", classes=CANONICAL_CLASSES, input_size=112, output_stride=16)
+    path = tmp_path_factory.mktemp("random-model") / "random.pt"
+    save_checkpoint(Checkpoint(meta=meta, state_dict=GSMCNet(8).state_dict()), path)
+    return path
