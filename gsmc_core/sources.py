@@ -1,0 +1,318 @@
+"""Frame sources behind one interface: camera by index, video file, image folder.
+
+Iterating a source yields ``Frame`` objects with BGR images (OpenCV's order); ``close()`` (or a
+``with`` block) releases the device or file. A camera source keeps only its newest frame, so a
+slow consumer sees fresh frames instead of a growing queue.
+"""
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# OpenCV prints a warning for every camera index that fails to open; probing is expected to fail
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+class SourceError(ValueError):
+    """A camera, video file or image folder cannot be opened; the message names it."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame: BGR image, time in seconds (file position, or since a camera opened), and its
+    index in the source (frames skipped by ``step`` still count)."""
+
+    image: npt.NDArray[np.uint8]
+    timestamp: float
+    index: int
+
+
+@dataclass(frozen=True)
+class CameraEvent:
+    """What happened to a camera: "lost" (frames stopped), "retry" (reopening in ``delay_s``),
+    "reopened"."""
+
+    kind: str
+    camera: int
+    message: str
+    attempt: int = 0
+    delay_s: float = 0.0
+
+
+class FrameSource:
+    """Base of all sources: an iterator of ``Frame`` and a context manager.
+
+    ``frame_count`` and ``fps`` are known for files and folders (for progress bars), None for
+    cameras.
+    """
+
+    frame_count: int | None = None
+    fps: float | None = None
+    name: str = ""
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file; iteration ends."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_image(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
+    """An image file as BGR uint8. Reads bytes first so non-ASCII paths work on Windows too."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise SourceError(f"{path}: is not a file")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(f"{path}: cannot be decoded as an image")
+    return image
+
+
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name."""
+    return sorted(
+        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder in name order, one frame each, at a nominal ``fps``.
+
+    Files that cannot be decoded are reported to ``on_skip`` and skipped.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        fps: float = 1.0,
+        on_skip: Callable[[Path, str], None] | None = None,
+    ) -> None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise SourceError(f"{folder}: is not a folder")
+        self.files = image_files(folder)
+        if not self.files:
+            raise SourceError(f"{folder}: contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+        self.name = str(folder)
+        self.frame_count = len(self.files)
+        self.fps = fps
+        self._on_skip = on_skip
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, path in enumerate(self.files):
+            if self._closed:
+                return
+            try:
+                image = read_image(path)
+            except (OSError, SourceError) as exc:
+                if self._on_skip is not None:
+                    self._on_skip(path, str(exc))
+                continue
+            yield Frame(image, i / self.fps, i)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class VideoFileSource(FrameSource):
+    """A video file, decoded in order; ends cleanly at the end of the file.
+
+    ``step`` > 1 yields every step-th frame (the others are grabbed but not converted).
+    Timestamps are ``index / fps``, which is exact for constant frame rate files.
+    """
+
+    def __init__(self, path: str | os.PathLike, step: int = 1) -> None:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        if step < 1:
+            raise ValueError(f"step must be >= 1, got {step}")
+        self._capture = cv2.VideoCapture(str(path))
+        if not self._capture.isOpened():
+            raise SourceError(f"{path}: cannot be opened as a video")
+        self.name = str(path)
+        self.step = step
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 else None
+        fps = float(self._capture.get(cv2.CAP_PROP_FPS))
+        self.fps = fps if fps > 0 else None
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        fps = self.fps or 30.0  # files without a rate: assume 30 so timestamps still advance
+        while self._capture.isOpened():
+            if index % self.step:
+                if not self._capture.grab():
+                    break
+            else:
+                ok, image = self._capture.read()
+                if not ok:
+                    break
+                yield Frame(image, index / fps, index)
+            index += 1
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+def _open_camera(index: int) -> cv2.VideoCapture | None:
+    capture = cv2.VideoCapture(index)
+    if capture.isOpened():
+        return capture
+    capture.release()
+    return None
+
+
+def list_cameras(max_index: int = 5) -> list[int]:
+    """Indices in 0..max_index-1 of cameras that open and deliver a frame."""
+    found = []
+    for index in range(max_index):
+        capture = _open_camera(index)
+        if capture is not None:
+            if capture.read()[0]:
+                found.append(index)
+            capture.release()
+    return found
+
+
+class CameraSource(FrameSource):
+    """A camera by OpenCV index, read by a background thread into a one-frame slot.
+
+    Iteration blocks until a frame newer than the last one handed out arrives, so frames the
+    consumer was too slow for are dropped, never queued. When frames stop (camera unplugged),
+    ``on_event`` gets a "lost" event and the thread reopens the camera with exponential back-off
+    (``retry_delays`` seconds, the last repeated) until it works or the source is closed.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        width: int | None = None,
+        height: int | None = None,
+        on_event: Callable[[CameraEvent], None] | None = None,
+        retry_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0),
+    ) -> None:
+        self.index = index
+        self.name = f"camera {index}"
+        self._size = (width, height)
+        self._on_event = on_event
+        self._retry_delays = retry_delays
+        capture = self._open()
+        if capture is None:
+            raise SourceError(
+                f"camera {index} cannot be opened (not connected, in use by another program, or "
+                "no permission); `gsmc video` lists the cameras it finds when given a bad index"
+            )
+        self._capture = capture
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._handed_out = -1
+        self._closed = threading.Event()
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"camera-{index}", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> cv2.VideoCapture | None:
+        capture = _open_camera(self.index)
+        if capture is not None:
+            width, height = self._size
+            if width:
+                capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            if height:
+                capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+            # ask the driver for the smallest buffer it allows: fewer stale frames on read
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return capture
+
+    def _emit(self, event: CameraEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _run(self) -> None:
+        count = 0
+        while not self._closed.is_set():
+            ok, image = self._capture.read()
+            if ok:
+                with self._cond:
+                    self._latest = Frame(image, time.monotonic() - self._t0, count)
+                    self._cond.notify_all()
+                count += 1
+                continue
+            self._capture.release()
+            self._emit(CameraEvent("lost", self.index, f"camera {self.index} stopped delivering frames"))
+            self._reopen()
+        self._capture.release()
+
+    def _reopen(self) -> None:
+        attempt = 0
+        while not self._closed.is_set():
+            delay = self._retry_delays[min(attempt, len(self._retry_delays) - 1)]
+            attempt += 1
+            self._emit(
+                CameraEvent(
+                    "retry", self.index, f"reopening camera {self.index} in {delay:g} s", attempt, delay
+                )
+            )
+            if self._closed.wait(delay):
+                return
+            capture = self._open()
+            if capture is not None:
+                self._capture = capture
+                self._emit(CameraEvent("reopened", self.index, f"camera {self.index} is back", attempt))
+                return
+
+    def read_latest(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet handed out, waiting up to ``timeout`` s; None if none came."""
+        with self._cond:
+            if not self._cond.wait_for(
+                lambda: self._closed.is_set()
+                or (self._latest is not None and self._latest.index != self._handed_out),
+                timeout,
+            ):
+                return None
+            if self._closed.is_set() or self._latest is None:
+                return None
+            self._handed_out = self._latest.index
+            return self._latest
+
+    def __iter__(self) -> Iterator[Frame]:
+        while not self._closed.is_set():
+            frame = self.read_latest(timeout=0.5)
+            if frame is not None:
+                yield frame
+
+    def close(self) -> None:
+        self._closed.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+
+
+def open_source(spec: str | int, step: int = 1) -> FrameSource:
+    """A camera (an int or a string of digits), an image folder, or a video file."""
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        return CameraSource(int(spec))
+    path = Path(spec)
+    if path.is_dir():
+        return ImageFolderSource(path)
+    return VideoFileSource(path, step=step)

@@ -1,0 +1,142 @@
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from gsmc_core.sources import (
+    CameraSource,
+    ImageFolderSource,
+    SourceError,
+    VideoFileSource,
+    open_source,
+    read_image,
+)
+
+
+def _write_video(path, frames=12, fps=10.0, size=(160, 120)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), i * 20, np.uint8)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_video_file_frames_progress_and_clean_end(tmp_path):
+    path = _write_video(tmp_path / "clip.mp4")
+    with VideoFileSource(path) as source:
+        assert source.frame_count == 12 and source.fps == pytest.approx(10.0)
+        frames = list(source)
+    assert [f.index for f in frames] == list(range(12))
+    assert [f.timestamp for f in frames] == pytest.approx([i / 10 for i in range(12)])
+    assert frames[0].image.shape == (120, 160, 3) and frames[0].image.dtype == np.uint8
+    # the content is the frame's own (brightness i * 20, within codec error)
+    assert [round(float(f.image.mean()) / 20) for f in frames] == list(range(12))
+
+
+def test_video_file_step(tmp_path):
+    path = _write_video(tmp_path / "clip.mp4")
+    with open_source(str(path), step=5) as source:
+        assert isinstance(source, VideoFileSource)
+        assert [f.index for f in source] == [0, 5, 10]
+
+
+def test_missing_and_bad_video_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        VideoFileSource(tmp_path / "nope.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video at all")
+    with pytest.raises(SourceError, match="bad.mp4"):
+        VideoFileSource(bad)
+
+
+def test_image_folder(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), np.full((20, 30, 3), 50 * i, np.uint8))
+    (tmp_path / "broken.jpg").write_bytes(b"\x00\x01garbage")
+    (tmp_path / "notes.txt").write_text("not an image")
+    skipped = []
+    with open_source(str(tmp_path)) as source:
+        assert isinstance(source, ImageFolderSource)
+        source._on_skip = lambda path, why: skipped.append((path.name, why))
+        assert source.frame_count == 4  # the broken .jpg counts until it fails to decode
+        frames = list(source)
+    assert [int(f.image.mean()) for f in frames] == [0, 50, 100]
+    assert skipped and skipped[0][0] == "broken.jpg" and "cannot be decoded" in skipped[0][1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SourceError, match="contains no images"):
+        ImageFolderSource(empty)
+
+
+def test_camera_that_does_not_exist_names_the_index():
+    with pytest.raises(SourceError, match="camera 97 cannot be opened"):
+        CameraSource(97)
+    with pytest.raises(SourceError, match="camera 98"):
+        open_source("98")
+
+
+def test_read_image(tmp_path, astronaut_rgb):
+    path = tmp_path / "ünïcode face.png"
+    cv2.imwrite(str(tmp_path / "plain.png"), astronaut_rgb[..., ::-1])
+    path.write_bytes((tmp_path / "plain.png").read_bytes())
+    np.testing.assert_array_equal(read_image(path), astronaut_rgb[..., ::-1])
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        read_image(tmp_path / "missing.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(SourceError, match="empty.png: cannot be decoded"):
+        read_image(tmp_path / "empty.png")
+    with pytest.raises(SourceError, match="is not a file"):
+        read_image(tmp_path)
+
+
+class _FakeCapture:
+    """Stands in for cv2.VideoCapture: a frame per ms, then it 'unplugs' after ``fail_after``."""
+
+    def __init__(self, fail_after=None):
+        self.reads = 0
+        self.fail_after = fail_after
+
+    def read(self):
+        time.sleep(0.001)
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            return False, None
+        return True, np.zeros((4, 4, 3), np.uint8)
+
+    def set(self, *_):
+        return True
+
+    def release(self):
+        pass
+
+
+def test_camera_keeps_only_the_newest_frame_and_reopens(monkeypatch):
+    opened = []
+
+    def fake_open(index):
+        # the first device fails after 60 frames, the reopened one keeps working
+        cap = _FakeCapture(fail_after=60 if not opened else None)
+        opened.append(cap)
+        return cap
+
+    monkeypatch.setattr("gsmc_core.sources._open_camera", fake_open)
+    events = []
+    source = CameraSource(3, on_event=events.append, retry_delays=(0.01,))
+    try:
+        seen = []
+        for frame in source:
+            seen.append(frame.index)
+            time.sleep(0.01)  # a slow consumer: ~10 frames arrive per frame it takes
+            if len(seen) == 15:
+                break
+    finally:
+        source.close()
+    assert not source._thread.is_alive()
+    assert seen == sorted(set(seen))  # never the same or an older frame twice
+    assert max(b - a for a, b in zip(seen, seen[1:], strict=False)) > 1  # stale frames dropped
+    kinds = [e.kind for e in events]
+    assert kinds[:3] == ["lost", "retry", "reopened"] and all(e.camera == 3 for e in events)
+    assert len(opened) == 2 and seen[-1] > 60  # frames kept coming after the reopen
