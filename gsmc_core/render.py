@@ -1,8 +1,14 @@
 """Overlays drawn on images: heatmaps, face boxes, labels. Pure functions on numpy arrays."""
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # render stays importable without torch; pipeline imports the predictor
+    from gsmc_core.pipeline import FaceResult, FrameResult
 
 
 def colorize_heatmap(heatmap: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
@@ -29,3 +35,79 @@ def overlay_heatmap(
         heatmap = cv2.resize(heatmap.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     colored = colorize_heatmap(heatmap)
     return cv2.addWeighted(colored, alpha, image, 1.0 - alpha, 0.0)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """What ``draw_frame`` draws. ``alpha`` is the heatmap's weight inside each face box."""
+
+    heatmaps: bool = True
+    alpha: float = 0.45
+    boxes: bool = True
+    labels: bool = True
+    ids: bool = True
+
+
+BOX_COLOR_RGB = (40, 220, 90)
+TEXT_COLOR_RGB = (255, 255, 255)
+
+
+def face_caption(face: "FaceResult", ids: bool = True) -> str:
+    """The text drawn above a face: ``#id label 87%``."""
+    text = f"{face.label} {face.confidence:.0%}"
+    return f"#{face.id} {text}" if ids else text
+
+
+def draw_frame(
+    image: npt.NDArray[np.uint8],
+    result: "FrameResult",
+    options: RenderOptions = RenderOptions(),
+    bgr: bool = True,
+) -> npt.NDArray[np.uint8]:
+    """A copy of ``image`` (H x W x 3, BGR unless ``bgr=False``) with the faces of ``result``
+    drawn: heatmaps inside the face boxes, boxes, and captions with label, confidence and ID.
+    Nothing outside the boxes changes except where captions are written."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 uint8 image, got {image.dtype} {image.shape}")
+    out = image.copy()
+    if options.heatmaps:
+        for face in result.faces:
+            if face.heatmap is not None:
+                _blend_heatmap(out, face.box, face.heatmap, options.alpha, bgr)
+    box_color = BOX_COLOR_RGB[::-1] if bgr else BOX_COLOR_RGB
+    # line and text size follow the frame size so captions stay readable on photos and webcams
+    scale = max(0.4, min(out.shape[:2]) / 900)
+    thickness = max(1, round(scale * 2))
+    for face in result.faces:
+        x, y, w, h = face.box
+        if options.boxes:
+            cv2.rectangle(out, (x, y), (x + w - 1, y + h - 1), box_color, thickness, cv2.LINE_AA)
+        if options.labels:
+            _caption(out, face_caption(face, options.ids), x, y, scale, thickness, box_color)
+    return out
+
+
+def _blend_heatmap(
+    image: npt.NDArray[np.uint8], box: tuple[int, int, int, int], heatmap: npt.NDArray[np.floating],
+    alpha: float, bgr: bool,
+) -> None:
+    x, y, w, h = box
+    roi = image[y : y + h, x : x + w]
+    if roi.size == 0:
+        return
+    rgb = cv2.cvtColor(roi, cv2.COLOR_BGR2RGB) if bgr else roi
+    blended = overlay_heatmap(rgb, heatmap, alpha)
+    roi[...] = cv2.cvtColor(blended, cv2.COLOR_RGB2BGR) if bgr else blended
+
+
+def _caption(
+    image: npt.NDArray[np.uint8], text: str, x: int, y: int, scale: float, thickness: int,
+    color: tuple[int, int, int],
+) -> None:
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), baseline = cv2.getTextSize(text, font, scale, thickness)
+    pad = 3
+    # above the box, or inside its top edge when the box touches the top of the frame
+    top = y - th - baseline - 2 * pad if y - th - baseline - 2 * pad >= 0 else y
+    cv2.rectangle(image, (x, top), (x + tw + 2 * pad, top + th + baseline + 2 * pad), color, cv2.FILLED)
+    cv2.putText(image, text, (x + pad, top + pad + th), font, scale, TEXT_COLOR_RGB, thickness, cv2.LINE_AA)

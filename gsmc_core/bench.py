@@ -1,0 +1,137 @@
+"""Speed measurement of the frame pipeline: per-stage latencies, fps, and distance from the
+CPU's matrix-multiply peak."""
+
+import math
+import os
+import platform
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from gsmc_core.model import flops_per_image
+from gsmc_core.pipeline import FramePipeline
+from gsmc_core.render import RenderOptions
+
+STAGES = ("detect", "classify", "cam", "track", "render", "total")
+# the head of astronaut.png (its face box is about half this width): four copies in a 640x480
+# frame still have faces large enough for the short-range detector
+_HEAD_FRACTION = (0.27, 0.06, 0.63, 0.42)  # x0, y0, x1, y1 as fractions of the portrait
+
+
+def synthetic_frames(
+    portrait_bgr: npt.NDArray[np.uint8],
+    faces: int = 1,
+    count: int = 150,
+    size: tuple[int, int] = (640, 480),
+) -> Iterator[npt.NDArray[np.uint8]]:
+    """A moving test clip: ``faces`` copies of the portrait's head on a grid of cells, each
+    drifting on its own circle (so detection, tracking and crops see real motion)."""
+    width, height = size
+    cols = math.ceil(math.sqrt(faces))
+    rows = math.ceil(faces / cols)
+    cell_w, cell_h = width // cols, height // rows
+    h, w = portrait_bgr.shape[:2]
+    x0, y0, x1, y1 = _HEAD_FRACTION
+    head = portrait_bgr[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)]
+    side = round(min(cell_w, cell_h) * (0.85 if faces == 1 else 0.9))
+    head = cv2.resize(head, (side, round(side * head.shape[0] / head.shape[1])), interpolation=cv2.INTER_AREA)
+    hh, hw = head.shape[:2]
+    background = np.full((height, width, 3), (70, 80, 90), np.uint8)
+    for t in range(count):
+        frame = background.copy()
+        for k in range(faces):
+            r, c = divmod(k, cols)
+            slack_x, slack_y = max(0, cell_w - hw), max(0, cell_h - hh)
+            phase = 2 * math.pi * (t / 60 + k / max(faces, 1))
+            x = c * cell_w + round(slack_x * (0.5 + 0.5 * math.cos(phase)))
+            y = r * cell_h + round(slack_y * (0.5 + 0.5 * math.sin(phase)))
+            ph, pw = min(hh, height - y), min(hw, width - x)
+            frame[y : y + ph, x : x + pw] = head[:ph, :pw]
+        yield frame
+
+
+def matmul_peak_gflops(threads: int = 2, n: int = 1024, seconds: float = 1.0) -> float:
+    """Best observed fp32 matmul throughput (GFLOP/s) with ``threads`` torch threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)  # warm-up: thread pool and caches
+        best = 0.0
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n**3 / (time.perf_counter() - t))
+        return best / 1e9
+    finally:
+        torch.set_num_threads(previous)
+
+
+def run_bench(
+    pipeline: FramePipeline,
+    frames: Iterable[npt.NDArray[np.uint8]],
+    warmup: int = 5,
+    render: RenderOptions | None = None,
+) -> dict:
+    """Process ``frames`` (the first ``warmup`` unmeasured) and summarise speed as a dict:
+    fps, p50/p95 ms per stage, faces per frame, FLOPs per face, matmul peak, achieved fraction."""
+    render = render if render is not None else RenderOptions()
+    samples: dict[str, list[float]] = {s: [] for s in STAGES}
+    faces_seen: list[int] = []
+    measured = 0
+    wall = 0.0
+    for i, frame in enumerate(frames):
+        t = time.perf_counter()
+        result = pipeline.process(frame, render=render)
+        elapsed = time.perf_counter() - t
+        if i < warmup:
+            continue
+        wall += elapsed
+        measured += 1
+        faces_seen.append(len(result.faces))
+        for stage in STAGES:
+            samples[stage].append(result.timings.get(stage, 0.0))
+    if measured == 0:
+        raise ValueError(f"the video has no frames after the {warmup} warm-up frames")
+    predictor = pipeline.predictor
+    flops = flops_per_image(predictor.model, predictor.meta.input_size)
+    peak = matmul_peak_gflops(threads=torch.get_num_threads())
+    faces_mean = float(np.mean(faces_seen))
+    classify_p50 = float(np.percentile(samples["classify"], 50))
+    achieved = flops * faces_mean / (classify_p50 / 1e3) / 1e9 if classify_p50 > 0 else 0.0
+    return {
+        "frames": measured,
+        "frame_size": list(result.size),
+        "faces_per_frame": round(faces_mean, 3),
+        "fps": round(measured / wall, 2),
+        "latency_ms": {
+            s: {
+                "p50": round(float(np.percentile(v, 50)), 2),
+                "p95": round(float(np.percentile(v, 95)), 2),
+            }
+            for s, v in samples.items()
+        },
+        "gflops_per_face": round(flops / 1e9, 3),
+        "classify_gflops_per_s": round(achieved, 1),
+        "matmul_peak_gflops_per_s": round(peak, 1),
+        "fraction_of_peak": round(achieved / peak, 3) if peak else None,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "cpu": _cpu_name(),
+    }
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()

@@ -1,0 +1,172 @@
+"""The path every frame takes: detect faces, crop them, classify them in one batch, track them.
+
+One ``FramePipeline`` serves the CLI, the desktop app and the tests.
+"""
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from gsmc_core.faces import Box, FaceDetector, crop_face, heatmap_in_box
+from gsmc_core.predictor import Predictor, normalize_cam
+from gsmc_core.render import RenderOptions, draw_frame
+from gsmc_core.tracking import FaceTracker, ProbabilitySmoother
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face of a frame.
+
+    ``probabilities`` are this frame's network output, ``smoothed`` the tracked face's
+    temporally smoothed ones (equal when smoothing is off); ``index``/``label``/``confidence``
+    follow ``smoothed``. ``heatmap`` is the CAM of class ``cam_class`` resampled onto the face
+    box (box height x box width, [0, 1]); None when heatmaps are off.
+    """
+
+    id: int
+    box: Box
+    score: float
+    keypoints: tuple[tuple[float, float], ...]
+    probabilities: npt.NDArray[np.float32]
+    smoothed: npt.NDArray[np.float32]
+    index: int
+    label: str
+    cam_class: int
+    heatmap: npt.NDArray[np.float32] | None
+
+    @property
+    def confidence(self) -> float:
+        return float(self.smoothed[self.index])
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """All faces of one frame, the class names, and per-stage times in milliseconds.
+
+    ``timings`` keys: "detect", "classify" (crops + one batched forward pass, which yields the
+    CAMs too), "cam" (heatmaps mapped onto the boxes), "track" (IDs and smoothing), "render"
+    (only when ``process`` was asked to draw; ``annotated`` then holds the drawn BGR frame),
+    "total".
+    """
+
+    faces: tuple[FaceResult, ...]
+    timestamp: float
+    size: tuple[int, int]
+    classes: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    annotated: npt.NDArray[np.uint8] | None = None
+
+
+class FramePipeline:
+    """frame (BGR) -> faces with IDs, probabilities, labels and heatmaps.
+
+    ``cam_class`` (index or name) fixes the heatmap's class for every face; None shows each
+    face's current (smoothed) prediction. ``half_life``/``half_life_unit`` configure the
+    ``ProbabilitySmoother`` (None = raw). ``heatmaps=False`` skips mapping heatmaps onto boxes.
+    Face crops follow the framing stored in the predictor's checkpoint metadata.
+    """
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        detector: FaceDetector,
+        tracker: FaceTracker | None = None,
+        half_life: float | None = None,
+        half_life_unit: str = "frames",
+        cam_class: int | str | None = None,
+        heatmaps: bool = True,
+    ) -> None:
+        self.predictor = predictor
+        self.detector = detector
+        self.tracker = tracker if tracker is not None else FaceTracker()
+        self.smoother = ProbabilitySmoother(half_life, half_life_unit)
+        self.cam_class = cam_class
+        self.heatmaps = heatmaps
+        self._frames = 0
+
+    @property
+    def cam_class(self) -> int | str | None:
+        return self._cam_class
+
+    @cam_class.setter
+    def cam_class(self, value: int | str | None) -> None:
+        # the Predictor's own lookup, so names and ranges are validated in one place
+        self._cam_index = self.predictor._class_index(value)
+        self._cam_class = value
+
+    def process(
+        self,
+        frame_bgr: npt.NDArray[np.uint8],
+        timestamp: float | None = None,
+        render: RenderOptions | None = None,
+    ) -> FrameResult:
+        """Run one frame. ``timestamp`` (seconds) drives time-based smoothing; defaults to now.
+        With ``render`` options the result also carries the annotated frame."""
+        now = time.perf_counter()
+        timestamp = now if timestamp is None else timestamp
+        framing = self.predictor.meta.face_crop
+        timings: dict[str, float] = {}
+
+        faces = self.detector.detect(frame_bgr, color="bgr")
+        t_detect = time.perf_counter()
+        timings["detect"] = (t_detect - now) * 1e3
+
+        crops = [crop_face(frame_bgr, f, framing) for f in faces]
+        predictions = self.predictor.predict(crops, bgr=True, cam_class=self._cam_index)
+        t_classify = time.perf_counter()
+        timings["classify"] = (t_classify - t_detect) * 1e3
+
+        ids = self.tracker.update([f.box for f in faces])
+        self.smoother.retain(self.tracker.active_ids)
+        clock = float(self._frames) if self.smoother.unit == "frames" else timestamp
+        smoothed = [
+            self.smoother.update(i, p.probabilities, clock) for i, p in zip(ids, predictions, strict=True)
+        ]
+        self._frames += 1
+        t_track = time.perf_counter()
+        timings["track"] = (t_track - t_classify) * 1e3
+
+        results = []
+        for face, face_id, crop, pred, probs in zip(faces, ids, crops, predictions, smoothed, strict=True):
+            index = int(probs.argmax())
+            cam_class = index if self._cam_index is None else self._cam_index
+            heatmap = None
+            if self.heatmaps:
+                crop_heat = pred.heatmap
+                if cam_class != pred.cam_class:  # smoothing changed the winner: show its CAM
+                    crop_heat = normalize_cam(pred.cams[cam_class], (crop.shape[1], crop.shape[0]))
+                heatmap = heatmap_in_box(crop_heat, face, framing)
+            results.append(
+                FaceResult(
+                    id=face_id,
+                    box=face.box,
+                    score=face.score,
+                    keypoints=face.keypoints,
+                    probabilities=pred.probabilities,
+                    smoothed=probs,
+                    index=index,
+                    label=self.predictor.classes[index],
+                    cam_class=cam_class,
+                    heatmap=heatmap,
+                )
+            )
+        t_cam = time.perf_counter()
+        timings["cam"] = (t_cam - t_track) * 1e3
+        h, w = frame_bgr.shape[:2]
+        result = FrameResult(tuple(results), timestamp, (w, h), self.predictor.classes, timings)
+        if render is not None:
+            annotated = draw_frame(frame_bgr, result, render, bgr=True)
+            timings["render"] = (time.perf_counter() - t_cam) * 1e3
+            result = dataclasses.replace(result, annotated=annotated)
+        timings["total"] = (time.perf_counter() - now) * 1e3
+        return result
+
+    def reset(self) -> None:
+        """Start a new stream: forget tracks and smoothing state."""
+        self.tracker.reset()
+        self.smoother.retain(())
+        self._frames = 0
+
