@@ -7,6 +7,7 @@ import sys
 
 from gsmc_core import __version__
 from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+from gsmc_core.cli_faces import add_face_commands
 from gsmc_core.devices import DeviceUnavailableError
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show a checkpoint's metadata and metrics")
     p.add_argument("checkpoint")
     p.set_defaults(func=cmd_info)
+    add_face_commands(sub)
     return parser
 
 

@@ -1,0 +1,286 @@
+"""`gsmc predict | video | bench`: the frame pipeline from the command line."""
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+
+from gsmc_core.bench import run_bench, synthetic_frames
+from gsmc_core.devices import DEVICE_CHOICES
+from gsmc_core.faces import DETECTOR_MODELS, FaceDetector
+from gsmc_core.pipeline import FramePipeline, FrameResult
+from gsmc_core.predictor import Predictor
+from gsmc_core.render import RenderOptions
+from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
+from gsmc_core.sources import (
+    CameraSource,
+    FrameSource,
+    SourceError,
+    VideoFileSource,
+    image_files,
+    list_cameras,
+    open_source,
+    read_image,
+)
+
+
+def load_predictor(checkpoint: str | None, device: str) -> Predictor:
+    """The predictor for ``--checkpoint``, or the shipped default model."""
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise FileNotFoundError(
+                f"no default model yet ({DEFAULT_CHECKPOINT} does not exist); train one with "
+                "`gsmc train` and pass it with --checkpoint CKPT"
+            )
+        checkpoint = str(DEFAULT_CHECKPOINT)
+    return Predictor.from_checkpoint(checkpoint, device)
+
+
+def _add_model_args(p: argparse.ArgumentParser, detector: str) -> None:
+    p.add_argument("--checkpoint", help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--detector", default=detector, choices=list(DETECTOR_MODELS),
+                   help=f"face detector: short (webcam distance) or full (small faces); default {detector}")
+    p.add_argument("--min-score", type=float, default=0.5, help="face detection threshold (default 0.5)")
+
+
+def _faces_json(result: FrameResult) -> list[dict]:
+    return [
+        {
+            "box": list(f.box),
+            "score": round(f.score, 4),
+            "expression": f.label,
+            "probabilities": {c: round(float(p), 5) for c, p in zip(result.classes, f.smoothed, strict=True)},
+        }
+        for f in result.faces
+    ]
+
+
+def _expand_paths(paths: list[str]) -> Iterator[Path]:
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from image_files(p)
+        else:
+            yield p  # a missing or bad file becomes an error entry
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    predictor = load_predictor(args.checkpoint, args.device)
+    cam_dir = Path(args.cam_dir) if args.cam_dir else None
+    if cam_dir is not None:
+        cam_dir.mkdir(parents=True, exist_ok=True)
+    render = RenderOptions() if cam_dir is not None else None
+    tiles = args.tiles if args.tiles == "auto" else int(args.tiles)
+    entries = []
+    written: set[str] = set()
+    with FaceDetector(args.detector, args.min_score, tiles=tiles) as detector:
+        pipeline = FramePipeline(predictor, detector)
+        for path in _expand_paths(args.paths):
+            entry: dict = {"image": str(path), "faces": [], "error": None}
+            entries.append(entry)
+            try:
+                image = read_image(path)
+            except (OSError, SourceError) as exc:
+                entry["error"] = str(exc)
+                if not args.json:
+                    print(f"{path}: error: {exc}", file=sys.stderr)
+                continue
+            pipeline.reset()  # stills are unrelated: no IDs or smoothing carried over
+            result = pipeline.process(image, render=render)
+            entry["faces"] = _faces_json(result)
+            if cam_dir is not None and result.annotated is not None:
+                name = _unique_name(path.stem, written)
+                cv2.imwrite(str(cam_dir / f"{name}.png"), result.annotated)
+            if not args.json:
+                _print_faces(path, result)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    return 1 if any(e["error"] for e in entries) else 0
+
+
+def _unique_name(stem: str, used: set[str]) -> str:
+    name, k = stem, 2
+    while name in used:
+        name, k = f"{stem}_{k}", k + 1
+    used.add(name)
+    return name
+
+
+def _print_faces(path: Path, result: FrameResult) -> None:
+    print(f"{path}: {len(result.faces)} face{'s' if len(result.faces) != 1 else ''}")
+    for f in result.faces:
+        top = sorted(zip(result.classes, f.smoothed, strict=True), key=lambda cp: -cp[1])[:3]
+        others = ", ".join(f"{c} {p:.0%}" for c, p in top[1:])
+        print(f"  box={f.box} score={f.score:.2f} {f.label} {f.confidence:.0%} ({others})")
+
+
+class _Progress:
+    """A one-line progress report on stderr (tqdm is not a dependency)."""
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.start = time.perf_counter()
+        self._last = 0.0
+
+    def update(self, done: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self._last < 0.5:
+            return
+        self._last = now
+        rate = done / max(now - self.start, 1e-9)
+        if self.total:
+            text = f"{done}/{self.total} frames ({done / self.total:.0%}), {rate:.1f} frames/s"
+        else:
+            text = f"{done} frames, {rate:.1f} frames/s"
+        print(f"\r{text}   ", end="", file=sys.stderr, flush=True)
+
+    def finish(self, done: int) -> None:
+        self.update(done, force=True)
+        print(file=sys.stderr)
+
+
+def _open_video_input(spec: str, every: int) -> FrameSource:
+    try:
+        return open_source(spec, step=every)
+    except SourceError as exc:
+        if spec.isdigit():
+            found = list_cameras()
+            raise SourceError(f"{exc}; cameras found: {found or 'none'}") from exc
+        raise
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    predictor = load_predictor(args.checkpoint, args.device)
+    source = _open_video_input(args.input, args.every)
+    # files skip frames by decoding less (step); a camera's newest-frame stream is thinned here
+    thin = args.every if isinstance(source, CameraSource) else 1
+    render = RenderOptions() if args.out else None
+    writer: cv2.VideoWriter | None = None
+    csv_file = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else None
+    rows = csv.writer(csv_file) if csv_file else None
+    if rows is not None:
+        rows.writerow(["frame", "time_s", "face_id", "x", "y", "w", "h", "score", "expression",
+                       *(f"p_{c}" for c in predictor.classes)])
+    total = -(-source.frame_count // args.every) if source.frame_count else None
+    progress = _Progress(total)
+    done = faces = 0
+    interrupted = False
+    try:
+        with FaceDetector(args.detector, args.min_score) as detector:
+            pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds")
+            for k, frame in enumerate(source):
+                if k % thin:
+                    continue
+                result = pipeline.process(frame.image, frame.timestamp, render=render)
+                if args.out and result.annotated is not None:
+                    if writer is None:
+                        writer = _open_writer(args.out, source, args.every, result.size)
+                    writer.write(result.annotated)
+                if rows is not None:
+                    for f in result.faces:
+                        rows.writerow([frame.index, f"{frame.timestamp:.3f}", f.id, *f.box, f"{f.score:.4f}",
+                                       f.label, *(f"{p:.5f}" for p in f.smoothed)])
+                done += 1
+                faces += len(result.faces)
+                progress.update(done)
+    except KeyboardInterrupt:
+        interrupted = True  # Ctrl-C: stop reading, but finish the files below
+    finally:
+        source.close()
+        if writer is not None:
+            writer.release()
+        if csv_file is not None:
+            csv_file.close()
+    progress.finish(done)
+    outputs = ", ".join(f"wrote {p}" for p in (args.out, args.csv) if p)
+    stopped = "stopped by Ctrl-C after " if interrupted else ""
+    print(f"{stopped}{done} frames, {faces} face detections" + (f"; {outputs}" if outputs else ""),
+          file=sys.stderr)
+    # Ctrl-C is how a camera run ends normally; for a file it means the run was cut short
+    return 130 if interrupted and not isinstance(source, CameraSource) else 0
+
+
+def _open_writer(path: str, source: FrameSource, every: int, size: tuple[int, int]) -> cv2.VideoWriter:
+    fps = (source.fps or 30.0) / every
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise ValueError(f"{path}: cannot write a video here (folder missing or format unsupported)")
+    return writer
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.faces < 1:
+        raise ValueError(f"--faces must be >= 1, got {args.faces}")
+    predictor = load_predictor(args.checkpoint, args.device)
+    if args.video:
+        source = VideoFileSource(args.video)
+        frames = (f.image for _, f in zip(range(args.frames + 5), source, strict=False))
+    else:
+        portrait = read_image(asset_path("images", "astronaut.jpg"))
+        frames = synthetic_frames(portrait, args.faces, args.frames + 5)
+    with FaceDetector(args.detector, args.min_score) as detector:
+        pipeline = FramePipeline(predictor, detector)
+        report = run_bench(pipeline, frames, warmup=5)
+    report["video"] = args.video or f"generated 640x480, {args.faces} moving face(s)"
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{report['video']}: {report['frames']} frames, {report['faces_per_frame']} faces/frame, "
+          f"{report['fps']} fps")
+    for stage, q in report["latency_ms"].items():
+        print(f"  {stage:9s} p50 {q['p50']:7.2f} ms   p95 {q['p95']:7.2f} ms")
+    print(f"  network: {report['gflops_per_face']} GFLOPs/face, {report['classify_gflops_per_s']} GFLOP/s "
+          f"achieved = {report['fraction_of_peak']:.0%} of the {report['matmul_peak_gflops_per_s']} GFLOP/s "
+          f"fp32 matmul peak ({report['torch_threads']} threads)")
+    print(f"  cpu: {report['cpu']}, load average {report['load_average']}")
+    return 0
+
+
+def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    """Register `predict`, `video` and `bench` on the `gsmc` sub-command parser."""
+    p = sub.add_parser(
+        "predict", help="expressions of the faces in images or folders",
+        description="Detect faces in images (files or folders) and classify their expressions.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    p.add_argument("--cam-dir", metavar="DIR", help="write annotated images with heatmaps here")
+    p.add_argument("--tiles", default="auto",
+                   help="detect on an N x N grid of tiles too (small faces in big photos); "
+                        "auto: from the image size; 1: off")
+    _add_model_args(p, detector="full")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "video", help="expressions through a video file or camera",
+        description="Run the live pipeline over a video file or camera; write an annotated "
+        "video and/or a CSV with one row per face per frame. Ctrl-C stops cleanly.",
+    )
+    p.add_argument("input", help="video file, image folder, or camera index (0, 1, ...)")
+    p.add_argument("--out", help="annotated video to write (.mp4)")
+    p.add_argument("--csv", help="CSV to write: frame,time_s,face_id,x,y,w,h,score,expression,p_<class>...")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
+    p.add_argument("--half-life", type=float, default=None, metavar="SECONDS",
+                   help="smooth each face's probabilities over time (default: raw)")
+    _add_model_args(p, detector="short")
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser(
+        "bench", help="speed of the live pipeline",
+        description="Frames per second and p50/p95 latency per stage on a real or generated "
+        "640x480 video, with heatmaps, plus FLOPs per face and the fraction of the CPU's "
+        "measured matmul peak the network achieves.",
+    )
+    p.add_argument("--video", help="video file (default: a generated clip of moving faces)")
+    p.add_argument("--faces", type=int, default=1, metavar="N", help="faces in the generated clip")
+    p.add_argument("--frames", type=int, default=150, metavar="K", help="frames to measure")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _add_model_args(p, detector="short")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,131 @@
+import csv
+import json
+
+import cv2
+import pytest
+from conftest import shared_path
+
+from gsmc_core import cli_faces
+from gsmc_core.bench import synthetic_frames
+from gsmc_core.cli import main
+from gsmc_core.labels import CANONICAL_CLASSES
+
+
+def _predict_json(capsys, *args):
+    code = main(["predict", *args, "--json", "--device", "cpu"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_predict_astronaut_json(capsys, random_checkpoint):
+    image = str(shared_path("images", "astronaut.png"))
+    code, entries = _predict_json(capsys, image, "--checkpoint", str(random_checkpoint))
+    assert code == 0
+    assert len(entries) == 1 and entries[0]["image"] == image and entries[0]["error"] is None
+    faces = entries[0]["faces"]
+    assert len(faces) == 1
+    x, y, w, h = faces[0]["box"]
+    # the face of the 512 px portrait: centred near (225, 125), about 100 px
+    assert abs(x + w / 2 - 225) < 20 and abs(y + h / 2 - 125) < 20 and 80 < w < 130 and 80 < h < 130
+    assert 0.8 < faces[0]["score"] <= 1
+    probs = faces[0]["probabilities"]
+    assert list(probs) == list(CANONICAL_CLASSES)
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+    assert faces[0]["expression"] == max(probs, key=probs.get)
+
+
+def test_predict_bad_paths_are_reported_and_others_processed(capsys, tmp_path, random_checkpoint):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG but not really")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "gray.png"), cv2.imread(str(shared_path("images", "astronaut.png")), 0))
+    cam_dir = tmp_path / "cams"
+    code, entries = _predict_json(
+        capsys, str(tmp_path / "missing.jpg"), str(broken), str(folder),
+        "--checkpoint", str(random_checkpoint), "--cam-dir", str(cam_dir),
+    )
+    assert code == 1
+    by_name = {e["image"].rsplit("/", 1)[-1]: e for e in entries}
+    assert set(by_name) == {"missing.jpg", "broken.png", "gray.png"}
+    assert "missing.jpg: no such file" in by_name["missing.jpg"]["error"]
+    assert "broken.png: cannot be decoded" in by_name["broken.png"]["error"]
+    assert by_name["gray.png"]["error"] is None and len(by_name["gray.png"]["faces"]) == 1
+    annotated = cv2.imread(str(cam_dir / "gray.png"))
+    assert annotated is not None and annotated.shape == (512, 512, 3)
+    assert (annotated[..., 0] != annotated[..., 2]).any()  # a coloured heatmap on a gray photo
+
+
+def test_predict_text_output(capsys, random_checkpoint):
+    code = main(["predict", str(shared_path("images", "astronaut.png")),
+                 "--checkpoint", str(random_checkpoint), "--device", "cpu", "--detector", "short"])
+    out = capsys.readouterr().out
+    assert code == 0 and "astronaut.png: 1 face" in out and "box=(" in out
+
+
+def test_missing_default_model_is_explained(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli_faces, "DEFAULT_CHECKPOINT", tmp_path / "gsmc_default.pt")
+    code = main(["predict", str(shared_path("images", "astronaut.png"))])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "gsmc predict: error: no default model yet" in err and "--checkpoint" in err
+
+
+def test_video_writes_annotated_video_and_csv(capsys, tmp_path, astronaut_rgb, random_checkpoint):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (640, 480))
+    for frame in synthetic_frames(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR), faces=2, count=8):
+        writer.write(frame)
+    writer.release()
+    out, table = tmp_path / "annotated.mp4", tmp_path / "faces.csv"
+    code = main(["video", str(clip), "--out", str(out), "--csv", str(table),
+                 "--checkpoint", str(random_checkpoint), "--device", "cpu"])
+    assert code == 0
+    assert "8 frames, 16 face detections" in capsys.readouterr().err
+    result = cv2.VideoCapture(str(out))
+    assert int(result.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    size = int(result.get(cv2.CAP_PROP_FRAME_WIDTH)), int(result.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    assert size == (640, 480)
+    result.release()
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    header = ["frame", "time_s", "face_id", "x", "y", "w", "h", "score", "expression",
+              *(f"p_{c}" for c in CANONICAL_CLASSES)]
+    assert list(rows[0]) == header
+    assert len(rows) == 16  # one row per face per frame
+    assert sorted((int(r["frame"]), int(r["face_id"])) for r in rows) == [
+        (i, k) for i in range(8) for k in (1, 2)
+    ]
+    assert float(rows[-1]["time_s"]) == pytest.approx(7 / 15, abs=1e-3)
+    for r in rows:
+        probs = [float(r[f"p_{c}"]) for c in CANONICAL_CLASSES]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-3)
+        assert r["expression"] == CANONICAL_CLASSES[probs.index(max(probs))]
+
+
+def test_video_every_and_bad_inputs(capsys, tmp_path, astronaut_rgb, random_checkpoint):
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (640, 480))
+    for frame in synthetic_frames(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR), faces=1, count=7):
+        writer.write(frame)
+    writer.release()
+    table = tmp_path / "faces.csv"
+    args = ["--checkpoint", str(random_checkpoint), "--device", "cpu"]
+    assert main(["video", str(clip), "--csv", str(table), "--every", "3", *args]) == 0
+    with open(table, newline="") as f:
+        assert [int(r["frame"]) for r in csv.DictReader(f)] == [0, 3, 6]
+    capsys.readouterr()
+    assert main(["video", "96", *args]) == 2
+    assert "camera 96 cannot be opened" in capsys.readouterr().err
+    assert main(["video", str(tmp_path / "nope.mp4"), *args]) == 2
+    assert "nope.mp4: no such file" in capsys.readouterr().err
+
+
+def test_bench_json(capsys, random_checkpoint):
+    code = main(["bench", "--json", "--frames", "3", "--faces", "2",
+                 "--checkpoint", str(random_checkpoint), "--device", "cpu"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 3 and report["faces_per_frame"] == 2 and report["fps"] > 0
+    assert set(report["latency_ms"]) == {"detect", "classify", "cam", "track", "render", "total"}
+    assert report["gflops_per_face"] == pytest.approx(1.52, abs=0.02)
+    assert 0 < report["fraction_of_peak"] < 1
