@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import torch
 
 from gsmc_core.bench import run_bench, synthetic_frames
 from gsmc_core.devices import DEVICE_CHOICES
@@ -218,6 +219,10 @@ def _open_writer(path: str, source: FrameSource, every: int, size: tuple[int, in
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.faces < 1:
         raise ValueError(f"--faces must be >= 1, got {args.faces}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     predictor = load_predictor(args.checkpoint, args.device)
     if args.video:
         source = VideoFileSource(args.video)
@@ -238,7 +243,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"  {stage:9s} p50 {q['p50']:7.2f} ms   p95 {q['p95']:7.2f} ms")
     print(f"  network: {report['gflops_per_face']} GFLOPs/face, {report['classify_gflops_per_s']} GFLOP/s "
           f"achieved = {report['fraction_of_peak']:.0%} of the {report['matmul_peak_gflops_per_s']} GFLOP/s "
-          f"fp32 matmul peak ({report['torch_threads']} threads)")
+          f"fp32 matmul peak of {report['peak_threads']} threads (pipeline: {report['torch_threads']} "
+          "torch threads)")
     print(f"  cpu: {report['cpu']}, load average {report['load_average']}")
     return 0
 
@@ -282,5 +288,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--faces", type=int, default=1, metavar="N", help="faces in the generated clip")
     p.add_argument("--frames", type=int, default=150, metavar="K", help="frames to measure")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: torch's choice, one per core)")
     _add_model_args(p, detector="short")
     p.set_defaults(func=cmd_bench)
