@@ -135,25 +135,33 @@ class FaceDetector:
             raise RuntimeError("the face detector is closed")
         rgb = to_rgb(image, color)
         h, w = rgb.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        if scale < 1.0:
-            rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        faces = self._detect_rgb(rgb)
+        faces = self._detect_scaled(rgb)
         tiles = self.tiles
         if tiles == "auto":
-            tiles = min(MAX_AUTO_TILES, math.ceil(max(rgb.shape[:2]) / AUTO_TILE_SIDE))
+            tiles = min(MAX_AUTO_TILES, math.ceil(max(h, w) / AUTO_TILE_SIDE))
         if tiles > 1:
+            # tiles come from the full-resolution image: shrinking first would lose the small
+            # faces tiling is for
             for x0, y0, tile in _tiles(rgb, tiles):
                 th, tw = tile.shape[:2]
                 # a face cut by an inner tile edge is whole in a neighbour or the full pass
-                inner_edges = (x0 > 0, y0 > 0, x0 + tw < rgb.shape[1], y0 + th < rgb.shape[0])
+                inner_edges = (x0 > 0, y0 > 0, x0 + tw < w, y0 + th < h)
                 faces += [
                     _shift(f, x0, y0)
-                    for f in self._detect_rgb(tile)
+                    for f in self._detect_scaled(tile)
                     if f.score >= self.tile_min_confidence and not _touches(f.box, tw, th, inner_edges)
                 ]
             faces = _merge_duplicates(faces)
-        return [_clip(_shift(f, 0, 0, 1.0 / scale), w, h) for f in faces]
+        return [_clip(f, w, h) for f in faces]
+
+    def _detect_scaled(self, rgb: npt.NDArray[np.uint8]) -> list[Face]:
+        """Detect on ``rgb`` shrunk to ``max_side`` if larger; boxes in ``rgb``'s pixels."""
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            return [_shift(f, 0, 0, 1.0 / scale) for f in self._detect_rgb(small)]
+        return self._detect_rgb(np.ascontiguousarray(rgb))
 
     def _detect_rgb(self, rgb: npt.NDArray[np.uint8]) -> list[Face]:
         h, w = rgb.shape[:2]
@@ -209,7 +217,7 @@ def _tiles(
         for col in range(n):
             x0 = min(round(col * tw * (1 - overlap)), w - tw)
             y0 = min(round(row * th * (1 - overlap)), h - th)
-            yield x0, y0, np.ascontiguousarray(image[y0 : y0 + th, x0 : x0 + tw])
+            yield x0, y0, image[y0 : y0 + th, x0 : x0 + tw]
 
 
 def _shift(face: Face, dx: float, dy: float, scale: float = 1.0) -> Face:
