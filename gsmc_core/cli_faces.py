@@ -30,8 +30,13 @@ from gsmc_core.sources import (
 )
 
 
-def load_predictor(checkpoint: str | None, device: str) -> Predictor:
-    """The predictor for ``--checkpoint``, or the shipped default model."""
+def load_predictor(checkpoint: str | None, device: str, threads: int | None = None) -> Predictor:
+    """The predictor for ``--checkpoint``, or the shipped default model; ``threads`` sets
+    torch's CPU thread count."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
     if checkpoint is None:
         if not DEFAULT_CHECKPOINT.is_file():
             raise FileNotFoundError(
@@ -48,6 +53,9 @@ def _add_model_args(p: argparse.ArgumentParser, detector: str) -> None:
     p.add_argument("--detector", default=detector, choices=list(DETECTOR_MODELS),
                    help=f"face detector: short (webcam distance) or full (small faces); default {detector}")
     p.add_argument("--min-score", type=float, default=0.5, help="face detection threshold (default 0.5)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: one per core; 1 is far faster when another "
+                        "job keeps the CPU busy, see docs/performance.md)")
 
 
 def _faces_json(result: FrameResult) -> list[dict]:
@@ -71,7 +79,7 @@ def _expand_paths(paths: list[str]) -> Iterator[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    predictor = load_predictor(args.checkpoint, args.device)
+    predictor = load_predictor(args.checkpoint, args.device, args.threads)
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
@@ -158,7 +166,7 @@ def _open_video_input(spec: str, every: int) -> FrameSource:
 def cmd_video(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")
-    predictor = load_predictor(args.checkpoint, args.device)
+    predictor = load_predictor(args.checkpoint, args.device, args.threads)
     source = _open_video_input(args.input, args.every)
     # files skip frames by decoding less (step); a camera's newest-frame stream is thinned here
     thin = args.every if isinstance(source, CameraSource) else 1
@@ -219,11 +227,7 @@ def _open_writer(path: str, source: FrameSource, every: int, size: tuple[int, in
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.faces < 1:
         raise ValueError(f"--faces must be >= 1, got {args.faces}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    predictor = load_predictor(args.checkpoint, args.device)
+    predictor = load_predictor(args.checkpoint, args.device, args.threads)
     if args.video:
         source = VideoFileSource(args.video)
         frames = (f.image for _, f in zip(range(args.frames + 5), source, strict=False))
@@ -288,7 +292,5 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--faces", type=int, default=1, metavar="N", help="faces in the generated clip")
     p.add_argument("--frames", type=int, default=150, metavar="K", help="frames to measure")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: torch's choice, one per core)")
     _add_model_args(p, detector="short")
     p.set_defaults(func=cmd_bench)
