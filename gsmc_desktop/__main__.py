@@ -1,0 +1,46 @@
+"""`gsmc-desktop [--camera N | --video FILE] [--checkpoint CKPT]`: start the desktop app."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from gsmc_desktop.app import create_application, install_exception_hook
+from gsmc_desktop.live.worker import SourceSpec
+from gsmc_desktop.main_window import MainWindow
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gsmc-desktop",
+        description="Facial expressions and attention maps from a camera, a video or photos; "
+        "and training of new models.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--camera", type=int, metavar="N", help="start the Live tab on camera N")
+    source.add_argument("--video", metavar="FILE", help="start the Live tab on a video file")
+    parser.add_argument("--checkpoint", metavar="CKPT",
+                        help="model to use (default: the last one used, else the shipped model)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    app = create_application(sys.argv[:1])
+    install_exception_hook(app)
+    window = MainWindow(checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+    window.show()
+    if args.video is not None:
+        video = Path(args.video)
+        if video.is_file():
+            window.tabs.setCurrentWidget(window.live)
+            window.live.set_video(video)
+            window.live.start()
+        else:
+            window.show_message(f"{video}: no such file")
+    elif args.camera is not None:
+        window.tabs.setCurrentWidget(window.live)
+        window.live.start(SourceSpec(camera=args.camera))
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Application setup: names (for QSettings and folders), the log file and the exception hook."""
+
+import logging
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+from PySide6.QtCore import QObject, QStandardPaths, Signal, Slot
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from gsmc_core import __version__
+
+ORGANIZATION = "GSMC"
+APPLICATION = "GSMC"
+LOG_NAME = "gsmc-desktop.log"
+
+log = logging.getLogger("gsmc_desktop")
+
+
+def create_application(argv: list[str]) -> QApplication:
+    """The QApplication with the names QSettings and QStandardPaths derive their paths from."""
+    app = QApplication.instance() or QApplication(argv)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationVersion(__version__)
+    return app
+
+
+def log_dir() -> Path:
+    """The user's log folder for this app (e.g. ~/.local/state/GSMC/logs on Linux)."""
+    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.StateLocation)
+    if not base:  # platforms without a state location
+        base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation)
+    return Path(base) / "logs"
+
+
+class ErrorReporter(QObject):
+    """Shows uncaught exceptions in a dialog. ``report`` may be emitted from any thread: the
+    connection queues it to the GUI thread, where the dialog is safe to open."""
+
+    report = Signal(str, str)
+
+    def __init__(self, log_file: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.log_file = log_file
+        self.report.connect(self._show)
+
+    @Slot(str, str)
+    def _show(self, summary: str, details: str) -> None:
+        parent = QApplication.activeWindow()
+        box = QMessageBox(QMessageBox.Icon.Critical, "GSMC: unexpected error",
+                          f"{summary}\n\nThe program keeps running. Details were written to "
+                          f"{self.log_file}.", QMessageBox.StandardButton.Ok,
+                          parent if isinstance(parent, QWidget) else None)
+        box.setDetailedText(details)
+        box.exec()
+
+
+def install_exception_hook(app: QApplication) -> Path:
+    """Log uncaught exceptions (GUI thread, Qt worker threads, Python threads) to the user's
+    log folder and show them in a dialog; returns the log file's path."""
+    folder = log_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    log_file = folder / LOG_NAME
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    reporter = ErrorReporter(log_file, app)
+
+    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        details = "".join(traceback.format_exception(exc_type, exc, tb))
+        log.error("uncaught exception\n%s", details)
+        if sys.__stderr__ is not None:  # a windowed frozen app has no stderr
+            sys.__stderr__.write(details)
+        reporter.report.emit(f"{exc_type.__name__}: {exc}", details)
+
+    sys.excepthook = hook
+    threading.excepthook = lambda a: hook(a.exc_type, a.exc_value, a.exc_traceback)
+    log.info("GSMC desktop %s started", __version__)
+    return log_file

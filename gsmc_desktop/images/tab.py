@@ -1,0 +1,350 @@
+"""The Images tab: open or drop images, see their faces, probabilities and a CAM per class."""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gsmc_core.render import RenderOptions, draw_frame
+from gsmc_core.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
+from gsmc_desktop.images.cam_grid import CamGrid
+from gsmc_desktop.images.worker import ImageJob, ImageResult, ImagesWorker
+from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.widgets.frame_view import FrameView
+from gsmc_desktop.widgets.plots import ProbabilityChart
+
+IMAGE_FILTER = f"Images ({' '.join('*' + e for e in IMAGE_EXTENSIONS)});;All files (*)"
+DETECTORS = (("Full range (photos)", "full"), ("Short range (close-ups)", "short"))
+ERROR_COLOR = QColor(190, 30, 30)
+
+
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; folders replaced by the images directly inside them."""
+    out: list[Path] = []
+    for path in paths:
+        out.extend(image_files(path) if path.is_dir() else [path])
+    return out
+
+
+class ImagesTab(QWidget):
+    """A list of images analysed in a worker thread; the selected image with its faces, the
+    selected face's probabilities and its CAM grid. ``all_done`` fires when every image
+    sent to the worker is back."""
+
+    status_message = Signal(str)
+    all_done = Signal()
+    _job_requested = Signal(object)
+    _close_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._model: ModelHandle | None = None
+        self.results: dict[int, ImageResult] = {}
+        self._items: dict[int, QListWidgetItem] = {}
+        self._next_entry = 0
+        self.pending = 0  # images sent to the worker and not back yet
+        self._shown: tuple[Path, npt.NDArray[np.uint8]] | None = None  # decoded image on screen
+        self._face = 0
+
+        self.worker = ImagesWorker()
+        self.thread = start_worker(self.worker, "images-worker")
+        self._job_requested.connect(self.worker.run)
+        self._close_requested.connect(self.worker.close)
+        self.worker.image_done.connect(self._on_image_done)
+        self.worker.failed.connect(self._on_failed)
+        self._build()
+        self.setAcceptDrops(True)
+
+    def _build(self) -> None:
+        open_files = QPushButton("Open images…")
+        open_files.clicked.connect(self._on_open_files)
+        open_folder = QPushButton("Open folder…")
+        open_folder.clicked.connect(self._on_open_folder)
+        self.detector_combo = QComboBox()
+        for label, name in DETECTORS:
+            self.detector_combo.addItem(label, name)
+        saved = QSettings().value("images/detector", "full", type=str)
+        self.detector_combo.setCurrentIndex(max(0, self.detector_combo.findData(saved)))
+        self.detector_combo.currentIndexChanged.connect(
+            lambda *_: QSettings().setValue("images/detector", self.detector_combo.currentData()))
+        self.heatmap_check = QCheckBox("Heatmap")
+        self.heatmap_check.setChecked(True)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(45)
+        self.opacity_slider.setFixedWidth(110)
+        self.heatmap_check.toggled.connect(lambda *_: self._show_selected())
+        self.opacity_slider.valueChanged.connect(lambda *_: self._show_selected())
+        self.save_button = QPushButton("Save annotated…")
+        self.save_button.clicked.connect(self._on_save_clicked)
+        self.save_button.setEnabled(False)
+
+        top = QHBoxLayout()
+        top.addWidget(open_files)
+        top.addWidget(open_folder)
+        top.addWidget(QLabel("Detector:"))
+        top.addWidget(self.detector_combo)
+        top.addSpacing(12)
+        top.addWidget(self.heatmap_check)
+        top.addWidget(QLabel("Opacity"))
+        top.addWidget(self.opacity_slider)
+        top.addSpacing(12)
+        top.addWidget(self.save_button)
+        top.addStretch(1)
+
+        self.image_list = QListWidget()
+        self.image_list.setMinimumWidth(170)
+        self.image_list.setWordWrap(True)  # errors are long; wrap them instead of cutting them off
+        self.image_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.image_list.setSpacing(2)
+        self.image_list.currentRowChanged.connect(lambda *_: self._on_image_selected())
+        self.view = FrameView()
+        self.view.set_message("Open images or a folder, or drop them here.")
+        self.view.clicked.connect(self._on_view_clicked)
+        self.face_list = QListWidget()
+        self.face_list.setMaximumHeight(70)
+        self.face_list.currentRowChanged.connect(self._on_face_selected)
+        self.chart = ProbabilityChart()
+        self.chart.setMinimumHeight(200)
+        self.cam_grid = CamGrid(columns=4)
+        cams = QScrollArea()
+        cams.setWidget(self.cam_grid)
+        cams.setWidgetResizable(True)
+        cams.setMinimumHeight(2 * 128 + 70)
+
+        side = QWidget()
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 0)
+        side_layout.addWidget(QLabel("Faces"))
+        side_layout.addWidget(self.face_list)
+        side_layout.addWidget(self.chart, 1)
+        side_layout.addWidget(QLabel("Attention map (CAM) of each class"))
+        side_layout.addWidget(cams)
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.image_list)
+        splitter.addWidget(self.view)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(1, 3)
+        splitter.setStretchFactor(2, 2)
+        splitter.setSizes([180, 520, 4 * 128 + 60])
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+
+    # --- model and input ------------------------------------------------------------------------
+
+    def set_model(self, model: ModelHandle | None) -> None:
+        """Analyse images added from now on with ``model``."""
+        self._model = model
+        self.worker.set_model(model)
+        self.chart.set_classes(model.classes if model is not None else ())
+        self._show_selected()
+
+    def add_paths(self, paths: Iterable[Path]) -> int:
+        """Queue files and folders' images for analysis; returns how many images were added."""
+        files = expand_paths(paths)
+        if not files:
+            self.status_message.emit("No images found there")
+            return 0
+        if self._model is None:
+            self.status_message.emit("No model loaded: use File ▸ Open checkpoint… first")
+            return 0
+        entries = []
+        for path in files:
+            entry = self._next_entry
+            self._next_entry += 1
+            item = QListWidgetItem(f"{path.name}\nanalysing…")
+            item.setToolTip(str(path))
+            item.setData(Qt.ItemDataRole.UserRole, entry)
+            self.image_list.addItem(item)
+            self._items[entry] = item
+            entries.append((entry, path))
+        self.pending += len(entries)
+        self._job_requested.emit(ImageJob(tuple(entries), self.detector_combo.currentData()))
+        if self.image_list.currentRow() < 0:
+            self.image_list.setCurrentRow(0)
+        return len(entries)
+
+    @Slot()
+    def _on_open_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", self._last_dir(), IMAGE_FILTER)
+        if paths:
+            self._remember_dir(Path(paths[0]).parent)
+            self.add_paths(Path(p) for p in paths)
+
+    @Slot()
+    def _on_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", self._last_dir())
+        if folder:
+            self._remember_dir(Path(folder))
+            self.add_paths([Path(folder)])
+
+    def _last_dir(self) -> str:
+        return QSettings().value("images/last_dir", "", type=str)
+
+    def _remember_dir(self, folder: Path) -> None:
+        QSettings().setValue("images/last_dir", str(folder))
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.add_paths(paths)
+            event.acceptProposedAction()
+
+    # --- results ---------------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_image_done(self, image: ImageResult) -> None:
+        self.pending -= 1
+        self.results[image.entry] = image
+        item = self._items.get(image.entry)
+        if item is not None:
+            if image.error is not None:
+                item.setText(f"{image.path.name}\nerror: {image.error.removeprefix(str(image.path) + ': ')}")
+                item.setForeground(QBrush(ERROR_COLOR))
+                item.setToolTip(image.error)
+            else:
+                n = len(image.result.faces)
+                item.setText(f"{image.path.name}\n{n} face{'s' if n != 1 else ''}")
+        if self._current_entry() == image.entry:
+            self._on_image_selected()
+        if self.pending == 0:
+            self.all_done.emit()
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.pending = 0
+        self.status_message.emit(message)
+        self.view.set_message(message)
+        self.all_done.emit()
+
+    def _current_entry(self) -> int | None:
+        item = self.image_list.currentItem()
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    def current_result(self) -> ImageResult | None:
+        entry = self._current_entry()
+        return None if entry is None else self.results.get(entry)
+
+    def _on_image_selected(self) -> None:
+        self._face = 0
+        image = self.current_result()
+        self.face_list.blockSignals(True)
+        self.face_list.clear()
+        if image is not None and image.result is not None:
+            for f in image.result.faces:
+                self.face_list.addItem(f"#{f.id}  {f.label} {f.confidence:.0%}  (detector {f.score:.2f})")
+            if image.result.faces:
+                self.face_list.setCurrentRow(0)
+        self.face_list.blockSignals(False)
+        self._show_selected()
+
+    @Slot(int)
+    def _on_face_selected(self, row: int) -> None:
+        if row >= 0:
+            self._face = row
+            self._show_selected()
+
+    @Slot(float, float)
+    def _on_view_clicked(self, x: float, y: float) -> None:
+        image = self.current_result()
+        if image is None or image.result is None:
+            return
+        for i, face in enumerate(image.result.faces):
+            bx, by, bw, bh = face.box
+            if bx <= x <= bx + bw and by <= y <= by + bh:
+                self.face_list.setCurrentRow(i)
+                return
+
+    def _render(self, image: ImageResult) -> npt.NDArray[np.uint8]:
+        """The image with its overlays, BGR, full resolution (drawing only: no model here)."""
+        if self._shown is None or self._shown[0] != image.path:
+            self._shown = (image.path, read_image(image.path))
+        options = RenderOptions(heatmaps=self.heatmap_check.isChecked(),
+                                alpha=self.opacity_slider.value() / 100.0)
+        return draw_frame(self._shown[1], image.result, options, bgr=True)
+
+    def _show_selected(self) -> None:
+        image = self.current_result()
+        self.opacity_slider.setEnabled(self.heatmap_check.isChecked())
+        self.save_button.setEnabled(image is not None and image.result is not None)
+        faces = image.result.faces if image is not None and image.result is not None else ()
+        face = faces[self._face] if self._face < len(faces) else None
+        if image is None:
+            self.view.set_image(None)
+            self.view.set_message("Analysing…" if self.pending else
+                                  "Open images or a folder, or drop them here.")
+        elif image.error is not None:
+            self.view.set_image(None)
+            self.view.set_message(f"{image.error}")
+        else:
+            try:
+                self.view.set_image(cv2.cvtColor(self._render(image), cv2.COLOR_BGR2RGB))
+                self.view.set_message("" if faces else "No face found in this image.")
+            except (OSError, SourceError) as exc:  # changed on disk since it was analysed
+                self.view.set_image(None)
+                self.view.set_message(str(exc))
+        self.view.set_highlight(face.box if face is not None and len(faces) > 1 else None)
+        self.chart.set_probabilities(None if face is None else face.probabilities)
+        self.chart.setTitle("No face selected" if face is None else
+                            f"Face #{face.id}: {face.label} {face.confidence:.0%}")
+        if face is None or image is None:
+            self.cam_grid.set_tiles([], [])
+            return
+        classes = image.result.classes
+        captions = [f"{c} {p:.0%}" for c, p in zip(classes, face.probabilities, strict=True)]
+        self.cam_grid.set_tiles(image.cam_tiles[self._face], captions, highlight=face.index)
+
+    def save_annotated(self, path: Path) -> None:
+        """Write the selected image with its overlays at full resolution."""
+        image = self.current_result()
+        if image is None or image.result is None:
+            raise ValueError("no analysed image is selected")
+        if not cv2.imwrite(str(path), self._render(image)):
+            raise OSError(f"{path}: cannot write an image here (folder missing or unknown extension)")
+
+    @Slot()
+    def _on_save_clicked(self) -> None:
+        image = self.current_result()
+        suggestion = f"{image.path.stem}_annotated.png" if image is not None else "annotated.png"
+        path, _ = QFileDialog.getSaveFileName(self, "Save annotated image", suggestion,
+                                              "PNG (*.png);;JPEG (*.jpg)")
+        if not path:
+            return
+        try:
+            self.save_annotated(Path(path))
+        except (OSError, ValueError) as exc:
+            self.status_message.emit(str(exc))
+            return
+        self.status_message.emit(f"Saved {path}")
+
+    def shutdown(self) -> None:
+        """Abandon queued images and stop the worker thread."""
+        self.worker.cancel()
+        self._close_requested.emit()
+        stop_thread(self.thread)

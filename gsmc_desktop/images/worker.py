@@ -1,0 +1,130 @@
+"""The Images tab's worker: still images through the frame pipeline, in its own thread."""
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PySide6.QtCore import QObject, Signal, Slot
+
+from gsmc_core.faces import Face, FaceDetector, crop_face
+from gsmc_core.pipeline import FramePipeline, FrameResult
+from gsmc_core.predictor import Predictor, normalize_cam
+from gsmc_core.render import overlay_heatmap
+from gsmc_core.sources import SourceError, read_image
+from gsmc_desktop.model import ModelHandle
+
+TILE_SIZE = 128
+CAM_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """Images to analyse: (entry number, path) pairs, and the detector to use."""
+
+    entries: tuple[tuple[int, Path], ...]
+    detector: str = "full"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One analysed image. ``cam_tiles[f][c]`` is face ``f``'s crop (as the model saw it, RGB)
+    with the CAM of class ``c`` laid over it; ``error`` is set when the image could not be
+    read, and then nothing else is."""
+
+    entry: int
+    path: Path
+    result: FrameResult | None = None
+    cam_tiles: tuple[tuple[npt.NDArray[np.uint8], ...], ...] = ()
+    error: str | None = None
+
+
+def cam_tiles(predictor: Predictor, image_bgr: npt.NDArray[np.uint8],
+              result: FrameResult) -> tuple[tuple[npt.NDArray[np.uint8], ...], ...]:
+    """For each face of ``result``: its crop with each class's CAM over it, ``TILE_SIZE`` px.
+
+    The pipeline keeps only the shown class's heatmap, so the crops go through the predictor
+    once more (one batch) for every class's CAM.
+    """
+    framing = predictor.meta.face_crop
+    crops = [crop_face(image_bgr, Face(f.box, f.score, f.keypoints), framing) for f in result.faces]
+    tiles = []
+    for crop, prediction in zip(crops, predictor.predict(crops, bgr=True), strict=True):
+        rgb = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), (TILE_SIZE, TILE_SIZE),
+                         interpolation=cv2.INTER_AREA)
+        tiles.append(tuple(
+            overlay_heatmap(rgb, normalize_cam(cam, (TILE_SIZE, TILE_SIZE)), CAM_ALPHA)
+            for cam in prediction.cams
+        ))
+    return tuple(tiles)
+
+
+class ImagesWorker(QObject):
+    """Runs ``ImageJob``s; emits ``image_done`` per image, ``failed`` when a job breaks off."""
+
+    image_done = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._model: ModelHandle | None = None
+        self._cancel = threading.Event()
+        self._predictor: tuple[ModelHandle, Predictor] | None = None
+        self._detectors: dict[str, FaceDetector] = {}
+
+    def set_model(self, model: ModelHandle | None) -> None:
+        with self._lock:
+            self._model = model
+
+    def cancel(self) -> None:
+        """Abandon the jobs queued or running (shutting down)."""
+        self._cancel.set()
+
+    def _get_predictor(self) -> Predictor | None:
+        with self._lock:
+            model = self._model
+        if model is None:
+            return None
+        if self._predictor is None or self._predictor[0] is not model:
+            self._predictor = (model, model.new_predictor())
+        return self._predictor[1]
+
+    def _get_detector(self, name: str) -> FaceDetector:
+        if name not in self._detectors:
+            # photos: tiles="auto" also finds faces too small for one pass over the whole image
+            self._detectors[name] = FaceDetector(name, tiles="auto" if name == "full" else 1)
+        return self._detectors[name]
+
+    @Slot(object)
+    def run(self, job: ImageJob) -> None:
+        try:
+            predictor = self._get_predictor()
+            if predictor is None:
+                self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
+                return
+            pipeline = FramePipeline(predictor, self._get_detector(job.detector))
+            for entry, path in job.entries:
+                if self._cancel.is_set():
+                    return
+                self.image_done.emit(self._analyse(pipeline, predictor, entry, path))
+        except Exception as exc:  # keep the app alive; the message names what broke
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+
+    def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path) -> ImageResult:
+        try:
+            image = read_image(path)
+        except (OSError, SourceError) as exc:
+            return ImageResult(entry, path, error=str(exc))
+        pipeline.reset()  # stills are unrelated: no IDs or smoothing carried over
+        result = pipeline.process(image)
+        return ImageResult(entry, path, result, cam_tiles(predictor, image, result))
+
+    @Slot()
+    def close(self) -> None:
+        """Free the detectors (run in the worker thread, which created them)."""
+        for detector in self._detectors.values():
+            detector.close()
+        self._detectors.clear()

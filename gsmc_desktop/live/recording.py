@@ -1,0 +1,66 @@
+"""Recording a live run: one CSV row per face per frame (the columns of `gsmc video --csv`),
+and optionally the annotated frames as an MP4."""
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from gsmc_core.pipeline import FrameResult
+
+BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "score", "expression")
+
+
+def csv_header(classes: tuple[str, ...]) -> list[str]:
+    """``frame,time_s,face_id,x,y,w,h,score,expression,p_<class>...``"""
+    return [*BASE_COLUMNS, *(f"p_{c}" for c in classes)]
+
+
+class Recorder:
+    """Writes every face of every frame handed to ``write``; ``close`` finishes the files.
+
+    The MP4 is opened at the first frame (its size is not known before) at ``fps``.
+    """
+
+    def __init__(self, csv_path: Path, classes: tuple[str, ...], video_path: Path | None = None,
+                 fps: float = 30.0) -> None:
+        self.csv_path = csv_path
+        self.video_path = video_path
+        self.fps = fps
+        self.rows = 0
+        self.frames = 0
+        # open both files up front so a bad path fails now, not after the first frame
+        self._file = open(csv_path, "w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._file)
+        self._csv.writerow(csv_header(classes))
+        self._video: cv2.VideoWriter | None = None
+
+    def write(self, frame_index: int, timestamp: float, result: FrameResult,
+              annotated_bgr: npt.NDArray[np.uint8] | None) -> None:
+        for f in result.faces:
+            self._csv.writerow([frame_index, f"{timestamp:.3f}", f.id, *f.box, f"{f.score:.4f}", f.label,
+                                *(f"{p:.5f}" for p in f.smoothed)])
+            self.rows += 1
+        if self.video_path is not None and annotated_bgr is not None:
+            if self._video is None:
+                h, w = annotated_bgr.shape[:2]
+                self._video = cv2.VideoWriter(str(self.video_path), cv2.VideoWriter_fourcc(*"mp4v"),
+                                              self.fps, (w, h))
+                if not self._video.isOpened():
+                    self._video = None
+                    self.video_path = None
+                    raise OSError("cannot write the video here (folder missing or format unsupported)")
+            self._video.write(annotated_bgr)
+        self.frames += 1
+
+    def close(self) -> str:
+        """Close the files; returns a one-line summary of what was written."""
+        self._file.close()
+        if self._video is not None:
+            self._video.release()
+        written = f"{self.rows} rows in {self.csv_path.name}"
+        if self.video_path is not None:
+            written += f", {self.frames} frames in {self.video_path.name}"
+        return written

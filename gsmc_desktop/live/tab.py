@@ -1,0 +1,403 @@
+"""The Live tab: source selection, the annotated stream, overlay options, charts, recording."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gsmc_core.sources import list_cameras
+from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
+from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.widgets.frame_view import FrameView
+from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
+
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+NO_CAMERA_HINT = ("No camera found. Choose “Video file…” in the source list to analyse a "
+                  "video, or open photos in the Images tab.")
+
+
+class LiveTab(QWidget):
+    """Streams a camera or video file through the pipeline in a worker thread.
+
+    ``status_message`` carries one-line notes for the status bar, ``fps_changed`` the
+    processing rate, ``finished`` why a run ended ("stopped", "end of clip.mp4", "failed"...).
+    """
+
+    status_message = Signal(str)
+    finished = Signal(str)
+    fps_changed = Signal(float)
+    _run_requested = Signal(object)
+    _scan_requested = Signal()
+
+    def __init__(self, camera_lister: Callable[[], list[int]] = list_cameras,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._model: ModelHandle | None = None
+        self._running = False
+        self._selected_id: int | None = None
+        self.last_frame: LiveFrame | None = None
+        self.frames_shown = 0
+        self.cameras: list[int] | None = None  # None until the first scan answers
+
+        self.worker = LiveWorker(camera_lister)
+        self.thread = start_worker(self.worker, "live-worker")
+        self._run_requested.connect(self.worker.run)
+        self._scan_requested.connect(self.worker.scan_cameras)
+        self.worker.frame_ready.connect(self._on_frame_ready)
+        self.worker.status.connect(self._on_status)
+        self.worker.failed.connect(self._on_failed)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.recording.connect(self.status_message)
+        self.worker.cameras_found.connect(self._on_cameras)
+
+        self._build()
+        self._restore_settings()
+        self._push_options()
+        self._scan_requested.emit()
+
+    # --- layout -----------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.source_combo = QComboBox()
+        self.source_combo.setMinimumContentsLength(18)
+        self.source_combo.activated.connect(self._on_source_activated)
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(lambda: self.start())
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.record_button = QPushButton("Record CSV…")
+        self.record_button.setCheckable(True)
+        self.record_button.setToolTip("Write every face of every frame to a CSV file")
+        self.record_button.clicked.connect(self._on_record_clicked)
+        self.mp4_check = QCheckBox("+ annotated MP4")
+        self.snapshot_button = QPushButton("Snapshot…")
+        self.snapshot_button.clicked.connect(self._on_snapshot_clicked)
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Source:"))
+        top.addWidget(self.source_combo)
+        top.addWidget(self.start_button)
+        top.addWidget(self.stop_button)
+        top.addSpacing(16)
+        top.addWidget(self.record_button)
+        top.addWidget(self.mp4_check)
+        top.addWidget(self.snapshot_button)
+        top.addStretch(1)
+
+        self.heatmap_check = QCheckBox("Heatmap")
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setFixedWidth(120)
+        self.cam_combo = QComboBox()
+        self.cam_combo.setToolTip("Class whose attention map is shown")
+        self.smoothing_spin = QDoubleSpinBox()
+        self.smoothing_spin.setRange(0.0, 10.0)
+        self.smoothing_spin.setSingleStep(0.1)
+        self.smoothing_spin.setSuffix(" s")
+        self.smoothing_spin.setSpecialValueText("off")
+        self.smoothing_spin.setToolTip("Half-life of each face's probability smoothing (0 = raw)")
+        for signal in (self.heatmap_check.toggled, self.opacity_slider.valueChanged,
+                       self.cam_combo.currentIndexChanged, self.smoothing_spin.valueChanged):
+            signal.connect(lambda *_: self._push_options())
+
+        options = QHBoxLayout()
+        options.addWidget(self.heatmap_check)
+        options.addWidget(QLabel("Opacity"))
+        options.addWidget(self.opacity_slider)
+        options.addSpacing(12)
+        options.addWidget(QLabel("CAM class"))
+        options.addWidget(self.cam_combo)
+        options.addSpacing(12)
+        options.addWidget(QLabel("Smoothing half-life"))
+        options.addWidget(self.smoothing_spin)
+        options.addStretch(1)
+
+        self.view = FrameView()
+        self.view.clicked.connect(self._on_view_clicked)
+        self.chart = ProbabilityChart()
+        self.timeline = ProbabilityTimeline()
+        side = QSplitter(Qt.Orientation.Vertical)
+        side.addWidget(self.chart)
+        side.addWidget(self.timeline)
+        side.setSizes([260, 260])
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.view)
+        splitter.addWidget(side)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(options)
+        layout.addWidget(splitter, 1)
+        self._update_buttons()
+
+    # --- model and sources ------------------------------------------------------------------------
+
+    def set_model(self, model: ModelHandle | None) -> None:
+        """Use ``model`` from the next frame on (None: no model loaded)."""
+        self._model = model
+        classes = model.classes if model is not None else ()
+        wanted = self.cam_combo.currentText() if self.cam_combo.count() else self._saved_cam_class
+        self.cam_combo.blockSignals(True)
+        self.cam_combo.clear()
+        self.cam_combo.addItem("Predicted class", None)
+        for i, name in enumerate(classes):
+            self.cam_combo.addItem(name, i)
+        self.cam_combo.setCurrentIndex(max(0, self.cam_combo.findText(wanted)))
+        self.cam_combo.blockSignals(False)
+        self.chart.set_classes(classes)
+        self.timeline.set_classes(classes)
+        self.worker.set_model(model)
+        self._push_options()
+        self._update_buttons()
+
+    @Slot(list)
+    def _on_cameras(self, cameras: list[int]) -> None:
+        self.cameras = cameras
+        current = self.source_combo.currentData()
+        self.source_combo.clear()
+        for index in cameras:
+            self.source_combo.addItem(f"Camera {index}", index)
+        if self._video is not None:
+            self.source_combo.addItem(self._video.name, str(self._video))
+        self.source_combo.addItem("Video file…", "choose")
+        found = self.source_combo.findData(current) if current not in (None, "choose") else -1
+        if found < 0 and self._saved_source is not None:
+            found = self.source_combo.findData(self._saved_source)
+        self.source_combo.setCurrentIndex(max(0, found))
+        if not cameras and self._video is None and not self._running:
+            self.view.set_message(NO_CAMERA_HINT)
+        self._update_buttons()
+
+    @Slot(int)
+    def _on_source_activated(self, index: int) -> None:
+        if self.source_combo.itemData(index) == "choose":
+            path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
+            if path:
+                self.set_video(Path(path))
+            else:
+                self.source_combo.setCurrentIndex(0)
+        self._update_buttons()
+
+    def set_video(self, path: Path) -> None:
+        """Offer ``path`` in the source list and select it."""
+        self._video = path
+        self._saved_source = str(path)
+        self._on_cameras(self.cameras or [])
+        self.source_combo.setCurrentIndex(self.source_combo.findData(str(path)))
+        self._update_buttons()
+        if not self._running:
+            self.view.set_message(f"{path.name}: press Start")
+
+    def current_source(self) -> SourceSpec | None:
+        data = self.source_combo.currentData()
+        if isinstance(data, int):
+            return SourceSpec(camera=data)
+        if isinstance(data, str) and data != "choose":
+            return SourceSpec(video=Path(data))
+        return None
+
+    # --- start / stop -----------------------------------------------------------------------------
+
+    def start(self, spec: SourceSpec | None = None) -> None:
+        """Stream ``spec`` (default: the selected source)."""
+        spec = spec or self.current_source()
+        if self._running:
+            return
+        if spec is None:
+            self.view.set_message(NO_CAMERA_HINT if not self.cameras else "Choose a source first.")
+            return
+        if self._model is None:
+            self.view.set_message("No model loaded: use File ▸ Open checkpoint… first.")
+            return
+        self._running = True
+        self._selected_id = None
+        self.timeline.clear_data()
+        self.view.set_message(f"Opening {spec.label()}…")
+        self._update_buttons()
+        QSettings().setValue("live/source", str(spec.video) if spec.video else spec.camera)
+        self._run_requested.emit(spec)
+
+    def stop(self) -> None:
+        """Stop streaming; the worker ends after the frame in progress."""
+        self.worker.request_stop()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def shutdown(self) -> None:
+        """Stop the stream and the worker thread (closing the window)."""
+        self.worker.request_stop()
+        stop_thread(self.thread)
+
+    @Slot(str)
+    def _on_finished(self, reason: str) -> None:
+        self._running = False
+        self.record_button.setChecked(False)
+        self.fps_changed.emit(0.0)
+        if reason.startswith("end of"):
+            self.view.set_message(f"{reason[0].upper()}{reason[1:]}. Press Start to play it again.")
+        elif reason == "stopped":
+            self.view.set_message("")
+        self._update_buttons()
+        self.finished.emit(reason)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.view.set_message(message)
+        self.status_message.emit(message)
+
+    @Slot(str)
+    def _on_status(self, message: str) -> None:
+        # camera lost / retrying / back: shown over the last frame until it recovers
+        self.view.set_message(message)
+        if message:
+            self.status_message.emit(message)
+
+    def _update_buttons(self) -> None:
+        self.start_button.setEnabled(not self._running and self.current_source() is not None)
+        self.stop_button.setEnabled(self._running)
+        self.snapshot_button.setEnabled(self.last_frame is not None)
+
+    # --- frames -----------------------------------------------------------------------------------
+
+    @Slot()
+    def _on_frame_ready(self) -> None:
+        frame = self.worker.frames.take()
+        if frame is None or not self._running:
+            return
+        self.last_frame = frame
+        self.frames_shown += 1
+        faces = frame.result.faces
+        if self.frames_shown == 1 or self.view.message().startswith("Opening"):
+            self.view.set_message("")
+        if faces and not any(f.id == self._selected_id for f in faces):
+            # the selected face left (or none was chosen): follow the most confident one; a
+            # frame without faces keeps the selection, as the tracker keeps the face's ID
+            self._selected_id = faces[0].id
+            self.timeline.clear_data()
+        self.view.set_image(frame.rgb)
+        selected = next((f for f in faces if f.id == self._selected_id), None)
+        self.view.set_highlight(selected.box if selected is not None and len(faces) > 1 else None)
+        self.chart.set_probabilities(None if selected is None else selected.smoothed)
+        if selected is not None:
+            self.timeline.append(frame.timestamp, selected.smoothed)
+            self.chart.setTitle(f"Face #{selected.id}: {selected.label} {selected.confidence:.0%}")
+        elif self._selected_id is not None:
+            self.chart.setTitle(f"Face #{self._selected_id} not in view")
+        else:
+            self.chart.setTitle("No face")
+        self.fps_changed.emit(frame.fps)
+        self._update_buttons()
+
+    @Slot(float, float)
+    def _on_view_clicked(self, x: float, y: float) -> None:
+        if self.last_frame is None:
+            return
+        for face in self.last_frame.result.faces:
+            bx, by, bw, bh = face.box
+            if bx <= x <= bx + bw and by <= y <= by + bh:
+                if face.id != self._selected_id:
+                    self._selected_id = face.id
+                    self.timeline.clear_data()
+                return
+
+    # --- options, recording, snapshot ---------------------------------------------------------
+
+    def options(self) -> LiveOptions:
+        return LiveOptions(
+            heatmaps=self.heatmap_check.isChecked(),
+            alpha=self.opacity_slider.value() / 100.0,
+            cam_class=self.cam_combo.currentData(),
+            half_life_s=self.smoothing_spin.value(),
+        )
+
+    def _push_options(self) -> None:
+        options = self.options()
+        self.opacity_slider.setEnabled(options.heatmaps)
+        self.cam_combo.setEnabled(options.heatmaps)
+        self.worker.set_options(options)
+        s = QSettings()
+        s.setValue("live/heatmaps", options.heatmaps)
+        s.setValue("live/opacity", self.opacity_slider.value())
+        if self.cam_combo.count():  # empty until the first model arrives
+            s.setValue("live/cam_class", self.cam_combo.currentText())
+        s.setValue("live/half_life", options.half_life_s)
+
+    def _restore_settings(self) -> None:
+        s = QSettings()
+        # read everything before setting any widget: each widget change saves all options
+        heatmaps = s.value("live/heatmaps", True, type=bool)
+        opacity = int(s.value("live/opacity", 45, type=int))
+        half_life = float(s.value("live/half_life", 0.0, type=float))
+        saved = s.value("live/source", None)
+        self._saved_cam_class = s.value("live/cam_class", "", type=str)  # applied by set_model
+        self.heatmap_check.setChecked(heatmaps)
+        self.opacity_slider.setValue(opacity)
+        self.smoothing_spin.setValue(half_life)
+        self._saved_source: int | str | None = None
+        self._video: Path | None = None
+        if saved is not None and str(saved).isdigit():
+            self._saved_source = int(saved)
+        elif saved:
+            if Path(str(saved)).is_file():
+                self._video = Path(str(saved))
+                self._saved_source = str(saved)
+
+    def start_recording(self, csv_path: Path, video_path: Path | None = None) -> None:
+        """Record every face of every frame to ``csv_path`` (and the annotated frames to
+        ``video_path``) from the next frame, or from the start of the next run."""
+        self.worker.set_recording(RecordRequest(csv_path, video_path))
+        self.record_button.setChecked(True)
+        self.status_message.emit(f"Recording to {csv_path}")
+
+    def stop_recording(self) -> None:
+        self.worker.set_recording(None)
+        self.record_button.setChecked(False)
+
+    @Slot(bool)
+    def _on_record_clicked(self, checked: bool) -> None:
+        if not checked:
+            self.stop_recording()
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Record faces to CSV", "faces.csv", "CSV (*.csv)")
+        if not path:
+            self.record_button.setChecked(False)
+            return
+        csv_path = Path(path)
+        self.start_recording(csv_path, csv_path.with_suffix(".mp4") if self.mp4_check.isChecked() else None)
+
+    def save_snapshot(self, path: Path) -> None:
+        """Write the frame on screen, with its overlays, as an image file."""
+        if self.last_frame is None:
+            raise ValueError("no frame to save yet")
+        if not cv2.imwrite(str(path), cv2.cvtColor(self.last_frame.rgb, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{path}: cannot write an image here (folder missing or unknown extension)")
+
+    @Slot()
+    def _on_snapshot_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save snapshot", "snapshot.png", "PNG (*.png)")
+        if not path:
+            return
+        try:
+            self.save_snapshot(Path(path))
+        except (OSError, ValueError) as exc:
+            self.status_message.emit(str(exc))
+            return
+        self.status_message.emit(f"Saved {path}")

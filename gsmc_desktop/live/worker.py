@@ -1,0 +1,258 @@
+"""The Live tab's worker: capture and inference in its own thread.
+
+The GUI thread never runs the model. Settings changed in the GUI (overlay options, model,
+recording) are handed over through a lock and picked up before the next frame, because the
+worker's event loop is busy in ``run`` while streaming. Frames go back through a one-frame
+slot: the GUI takes the newest one, older ones are dropped, never queued.
+"""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PySide6.QtCore import QObject, Signal, Slot
+
+from gsmc_core.faces import FaceDetector
+from gsmc_core.pipeline import FramePipeline, FrameResult
+from gsmc_core.render import RenderOptions
+from gsmc_core.sources import CameraEvent, CameraSource, Frame, FrameSource, SourceError, VideoFileSource
+from gsmc_desktop.live.recording import Recorder
+from gsmc_desktop.model import ModelHandle
+
+T = TypeVar("T")
+
+
+class LatestSlot(Generic[T]):
+    """A one-item mailbox between threads: ``put`` overwrites, ``take`` empties."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._item: T | None = None
+
+    def put(self, item: T) -> bool:
+        """Store ``item``, dropping any unread one; True if the slot was empty (notify then)."""
+        with self._lock:
+            was_empty = self._item is None
+            self._item = item
+            return was_empty
+
+    def take(self) -> T | None:
+        with self._lock:
+            item, self._item = self._item, None
+            return item
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What to stream: a camera index or a video file."""
+
+    camera: int | None = None
+    video: Path | None = None
+
+    def label(self) -> str:
+        return f"camera {self.camera}" if self.video is None else self.video.name
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Overlay and pipeline settings. ``cam_class`` None = each face's predicted class;
+    ``half_life_s`` 0 = no smoothing."""
+
+    heatmaps: bool = True
+    alpha: float = 0.45
+    cam_class: int | None = None
+    half_life_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RecordRequest:
+    csv_path: Path
+    video_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """One processed frame: the annotated image (RGB), the pipeline's result, the frame's
+    index and time in its source, and the processing rate."""
+
+    rgb: npt.NDArray[np.uint8]
+    result: FrameResult
+    index: int
+    timestamp: float
+    fps: float
+
+
+class LiveWorker(QObject):
+    """Streams a source through ``FramePipeline``; lives in a worker thread.
+
+    Signals: ``frame_ready`` (a new ``LiveFrame`` is in ``frames``), ``status`` (camera lost,
+    retrying, back), ``failed`` (the run could not start or broke), ``finished`` (why it ended),
+    ``recording`` (a summary when a recording closes, or its error), ``cameras_found``.
+    """
+
+    frame_ready = Signal()
+    status = Signal(str)
+    failed = Signal(str)
+    finished = Signal(str)
+    recording = Signal(str)
+    cameras_found = Signal(list)
+
+    def __init__(self, camera_lister: Callable[[], list[int]]) -> None:
+        super().__init__()
+        self.frames: LatestSlot[LiveFrame] = LatestSlot()
+        self._camera_lister = camera_lister
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._options = LiveOptions()
+        self._model: ModelHandle | None = None
+        self._record: RecordRequest | None = None
+        self._changes = 0  # bumped by every setter; the loop re-reads settings when it moves
+
+    # --- called from the GUI thread -------------------------------------------------------------
+
+    def set_options(self, options: LiveOptions) -> None:
+        with self._lock:
+            self._options = options
+            self._changes += 1
+
+    def set_model(self, model: ModelHandle | None) -> None:
+        with self._lock:
+            self._model = model
+            self._changes += 1
+
+    def set_recording(self, request: RecordRequest | None) -> None:
+        """Start (at the next frame, or when the next run starts) or stop recording."""
+        with self._lock:
+            self._record = request
+            self._changes += 1
+
+    def request_stop(self) -> None:
+        """End the run after the frame in progress (within ~50 ms when idle)."""
+        self._stop.set()
+
+    # --- slots, run in the worker thread -------------------------------------------------------
+
+    @Slot()
+    def scan_cameras(self) -> None:
+        self.cameras_found.emit(self._camera_lister())
+
+    @Slot(object)
+    def run(self, spec: SourceSpec) -> None:
+        self._stop.clear()
+        try:
+            source = self._open(spec)
+        except (OSError, SourceError) as exc:
+            self.failed.emit(str(exc))
+            self.finished.emit("failed")
+            return
+        reason = "stopped"
+        try:
+            reason = self._stream(source, spec)
+        except Exception as exc:  # keep the app alive; the message names what broke
+            self.failed.emit(f"{spec.label()}: {type(exc).__name__}: {exc}")
+            reason = "failed"
+        finally:
+            source.close()
+            self.finished.emit(reason)
+
+    def _open(self, spec: SourceSpec) -> FrameSource:
+        if spec.video is not None:
+            return VideoFileSource(spec.video)
+        return CameraSource(spec.camera or 0, on_event=self._camera_event)
+
+    def _camera_event(self, event: CameraEvent) -> None:
+        # called on the camera's capture thread; the signal is queued to the GUI
+        self.status.emit("" if event.kind == "reopened" else f"{event.message}…")
+
+    def _frames(self, source: FrameSource) -> Iterator[Frame]:
+        if isinstance(source, CameraSource):
+            # short waits so a stop request is seen within 50 ms even with no frames coming
+            while not self._stop.is_set():
+                frame = source.read_latest(timeout=0.05)
+                if frame is not None:
+                    yield frame
+        else:
+            yield from source
+
+    def _stream(self, source: FrameSource, spec: SourceSpec) -> str:
+        seen_changes = -1
+        pipeline: FramePipeline | None = None
+        model: ModelHandle | None = None
+        recorder: Recorder | None = None
+        record: RecordRequest | None = None
+        render = RenderOptions()
+        fps = 0.0
+        last = None
+        start = time.monotonic()
+        with FaceDetector("short") as detector:
+            try:
+                for frame in self._frames(source):
+                    if self._stop.is_set():
+                        return "stopped"
+                    if spec.video is not None and source.fps:
+                        # play a file no faster than its frame rate (every frame is processed)
+                        delay = start + frame.timestamp - time.monotonic()
+                        if delay > 0 and self._stop.wait(delay):
+                            return "stopped"
+                    with self._lock:
+                        changed = self._changes != seen_changes
+                        seen_changes = self._changes
+                        options, wanted_model, wanted_record = self._options, self._model, self._record
+                    if changed:
+                        if wanted_model is None:
+                            self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
+                            return "no model"
+                        if wanted_model is not model:
+                            model = wanted_model
+                            pipeline = FramePipeline(model.new_predictor(), detector,
+                                                     half_life_unit="seconds")
+                        pipeline.heatmaps = options.heatmaps
+                        in_range = options.cam_class is not None and options.cam_class < len(model.classes)
+                        pipeline.cam_class = options.cam_class if in_range else None
+                        pipeline.smoother.half_life = options.half_life_s or None
+                        render = replace(render, heatmaps=options.heatmaps, alpha=options.alpha)
+                        if wanted_record is not record:
+                            if recorder is not None:
+                                self.recording.emit(f"Recorded {recorder.close()}")
+                                recorder = None
+                            record = wanted_record
+                            if record is not None:
+                                recorder = self._open_recorder(record, model, source, fps)
+                    result = pipeline.process(frame.image, frame.timestamp, render=render)
+                    if recorder is not None:
+                        try:
+                            recorder.write(frame.index, frame.timestamp, result, result.annotated)
+                        except OSError as exc:
+                            self.recording.emit(f"Recording stopped: {recorder.video_path}: {exc}")
+                            recorder.close()
+                            recorder = None
+                    now = time.monotonic()
+                    if last is not None:
+                        rate = 1.0 / max(now - last, 1e-6)
+                        fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
+                    last = now
+                    rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
+                    if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps)):
+                        self.frame_ready.emit()
+                return "stopped" if self._stop.is_set() else f"end of {spec.label()}"
+            finally:
+                if recorder is not None:
+                    self.recording.emit(f"Recorded {recorder.close()}")
+                with self._lock:
+                    self._record = None  # a recording ends with its run
+
+    def _open_recorder(self, record: RecordRequest, model: ModelHandle, source: FrameSource,
+                       fps: float) -> Recorder | None:
+        # a camera has no nominal rate: record at the rate frames are processed
+        video_fps = source.fps or (round(fps) if fps >= 1 else 15.0)
+        try:
+            return Recorder(record.csv_path, model.classes, record.video_path, video_fps)
+        except OSError as exc:
+            self.recording.emit(f"Cannot record to {record.csv_path}: {exc.strerror or exc}")
+            return None

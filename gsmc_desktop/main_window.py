@@ -1,0 +1,245 @@
+"""The main window: the three tabs, menus, status bar and saved settings."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, Slot
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+)
+
+from gsmc_core import __version__
+from gsmc_core.checkpoint import CheckpointError
+from gsmc_core.devices import DeviceUnavailableError, available_devices
+from gsmc_core.import_weights import FORMATS, import_weights
+from gsmc_core.resources import DEFAULT_CHECKPOINT
+from gsmc_core.sources import list_cameras
+from gsmc_desktop.app import log
+from gsmc_desktop.images.tab import ImagesTab
+from gsmc_desktop.live.tab import LiveTab
+from gsmc_desktop.model import ModelHandle, default_checkpoint, load_model, model_card
+from gsmc_desktop.training.tab import TrainingTab
+
+CHECKPOINT_FILTER = "GSMC checkpoints (*.pt);;All files (*)"
+NO_MODEL = (f"No model loaded (the default model {DEFAULT_CHECKPOINT.name} is not installed): "
+            "use File ▸ Open checkpoint…, or train one in the Training tab")
+
+
+class MainWindow(QMainWindow):
+    """Live, Images and Training tabs sharing one model. ``checkpoint`` overrides the model
+    remembered from the last session (else the shipped default model is used);
+    ``camera_lister`` finds the cameras offered in the Live tab."""
+
+    def __init__(self, checkpoint: Path | None = None,
+                 camera_lister: Callable[[], list[int]] = list_cameras) -> None:
+        super().__init__()
+        self.setWindowTitle("GSMC — facial expressions and attention maps")
+        self.setAcceptDrops(True)
+        self.model: ModelHandle | None = None
+        settings = QSettings()
+        self._device = settings.value("model/device", "auto", type=str)
+        if self._device not in ("auto", *available_devices()):
+            self._device = "auto"
+
+        self.live = LiveTab(camera_lister)
+        self.images = ImagesTab()
+        self.training = TrainingTab()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.live, "Live")
+        self.tabs.addTab(self.images, "Images")
+        self.tabs.addTab(self.training, "Training")
+        self.setCentralWidget(self.tabs)
+        for tab in (self.live, self.images, self.training):
+            tab.status_message.connect(self.show_message)
+        self.live.fps_changed.connect(self._on_fps)
+        self.training.use_model.connect(self._on_use_trained_model)
+
+        self.model_label = QLabel()
+        self.device_label = QLabel()
+        self.fps_label = QLabel("– fps")
+        for label in (self.model_label, self.device_label, self.fps_label):
+            self.statusBar().addPermanentWidget(label)
+        self._build_menus()
+
+        geometry = settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        self.tabs.setCurrentIndex(int(settings.value("window/tab", 0, type=int)))
+        self.tabs.currentChanged.connect(lambda i: QSettings().setValue("window/tab", i))
+
+        saved = settings.value("model/checkpoint", "", type=str)
+        path = checkpoint or (Path(saved) if saved and Path(saved).is_file() else default_checkpoint())
+        if path is None or not self.open_checkpoint(path, remember=checkpoint is not None):
+            self.set_model(None)
+
+    # --- menus ----------------------------------------------------------------------------------
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = file_menu.addAction("&Open checkpoint…")
+        open_action.setShortcut("Ctrl+O")
+        open_action.triggered.connect(self._on_open_checkpoint)
+        file_menu.addAction("&Import weights…").triggered.connect(self._on_import_weights)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("&Quit")
+        quit_action.setShortcut("Ctrl+Q")
+        quit_action.triggered.connect(self.close)
+
+        device_menu = self.menuBar().addMenu("&Device")
+        self.device_actions = QActionGroup(self)
+        for name in ("auto", *available_devices()):  # only devices present on this machine
+            action = QAction(name.upper() if name != "auto" else "Auto", self, checkable=True)
+            action.setData(name)
+            action.setChecked(name == self._device)
+            self.device_actions.addAction(action)
+            device_menu.addAction(action)
+        self.device_actions.triggered.connect(lambda a: self.set_device(a.data()))
+
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&About GSMC…").triggered.connect(self.show_about)
+
+    # --- the model ------------------------------------------------------------------------------
+
+    def open_checkpoint(self, path: Path, remember: bool = True) -> bool:
+        """Load ``path`` for the Live and Images tabs; on failure explain and keep the old one."""
+        try:
+            model = load_model(path, self._device)
+        except (CheckpointError, DeviceUnavailableError) as exc:
+            log.warning("cannot load %s: %s", path, exc)
+            self.show_message(f"Cannot use {path}: {exc}")
+            if self.isVisible():
+                QMessageBox.warning(self, "Cannot open checkpoint", str(exc))
+            return False
+        self.set_model(model)
+        if remember:
+            QSettings().setValue("model/checkpoint", str(path))
+        self.show_message(f"Loaded {path}")
+        return True
+
+    def set_model(self, model: ModelHandle | None) -> None:
+        self.model = model
+        self.live.set_model(model)
+        self.images.set_model(model)
+        if model is None:
+            self.model_label.setText("No model")
+            self.device_label.setText(f"Device: {self._device}")
+            self.show_message(NO_MODEL)
+            self.live.view.set_message(NO_MODEL)
+            self.images.view.set_message(NO_MODEL)
+            return
+        self.model_label.setText(f"Model: {model.name}")
+        self.model_label.setToolTip(str(model.path))
+        self.device_label.setText(f"Device: {model.device}")
+
+    def set_device(self, name: str) -> None:
+        """Run the model on ``name`` ("auto", "cpu", "cuda", "mps") from now on."""
+        self._device = name
+        QSettings().setValue("model/device", name)
+        if self.model is not None:
+            try:
+                self.set_model(self.model.with_device(name))
+            except DeviceUnavailableError as exc:
+                self.show_message(str(exc))
+        else:
+            self.device_label.setText(f"Device: {name}")
+
+    @Slot()
+    def _on_open_checkpoint(self) -> None:
+        start = str(self.model.path.parent) if self.model is not None else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open a GSMC checkpoint", start, CHECKPOINT_FILTER)
+        if path:
+            self.open_checkpoint(Path(path))
+
+    @Slot(Path)
+    def _on_use_trained_model(self, path: Path) -> None:
+        if self.open_checkpoint(path):
+            self.tabs.setCurrentWidget(self.live)
+
+    @Slot()
+    def _on_import_weights(self) -> None:
+        src, _ = QFileDialog.getOpenFileName(self, "Third-party backbone weights", "",
+                                             "Weights (*.pth *.pt *.pth.tar);;All files (*)")
+        if not src:
+            return
+        fmt, ok = QInputDialog.getItem(self, "Import weights", "Format of the file:", list(FORMATS), 0, False)
+        if not ok:
+            return
+        out, _ = QFileDialog.getSaveFileName(self, "Save the initialisation checkpoint",
+                                             str(Path(src).with_name(Path(src).stem + "_init.pt")),
+                                             CHECKPOINT_FILTER)
+        if not out:
+            return
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            path = import_weights(src, fmt, out)
+        except (CheckpointError, ValueError, OSError) as exc:
+            QApplication.restoreOverrideCursor()
+            QMessageBox.warning(self, "Cannot import weights", str(exc))
+            return
+        QApplication.restoreOverrideCursor()
+        self.training.form.init.edit.setText(str(path))
+        QMessageBox.information(
+            self, "Weights imported",
+            f"Wrote {path}.\n\nIt holds a backbone without an expression classifier, so it "
+            "starts a training run (set as “Init weights” in the Training tab) rather than "
+            "running in the Live tab.")
+
+    @Slot()
+    def show_about(self) -> None:
+        card = model_card(self.model) if self.model is not None else f"<p>{NO_MODEL}</p>"
+        QMessageBox.about(
+            self, "About GSMC",
+            f"<h3>GSMC {__version__}</h3><p>Facial expression recognition with class activation "
+            "maps, trained with flip attention consistency and self-distillation (Huang, Liu, "
+            f"Zhou, CGI 2024).</p><h4>Model</h4>{card}")
+
+    # --- status bar -----------------------------------------------------------------------------
+
+    @Slot(str)
+    def show_message(self, message: str) -> None:
+        self.statusBar().showMessage(message, 15_000)
+
+    @Slot(float)
+    def _on_fps(self, fps: float) -> None:
+        self.fps_label.setText(f"{fps:.1f} fps" if fps > 0 else "– fps")
+
+    # --- drops and closing ----------------------------------------------------------------------
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths and self.images.add_paths(paths):
+            self.tabs.setCurrentWidget(self.images)
+            event.acceptProposedAction()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.training.is_running():
+            answer = QMessageBox.question(
+                self, "Training is running",
+                "A training run is in progress. Stop it and quit? Its last.pt is saved and the "
+                "run can be resumed later.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        self.shutdown()
+        QSettings().setValue("window/geometry", self.saveGeometry())
+        event.accept()
+
+    def shutdown(self) -> None:
+        """Stop every worker thread (training saves its last.pt first)."""
+        for tab in (self.live, self.images, self.training):
+            tab.shutdown()

@@ -1,0 +1,89 @@
+"""The model the app uses: a loaded checkpoint plus the device it runs on."""
+
+import html
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gsmc_core.checkpoint import Checkpoint, load_checkpoint
+from gsmc_core.devices import resolve_device
+from gsmc_core.predictor import Predictor
+from gsmc_core.resources import DEFAULT_CHECKPOINT
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """A validated checkpoint and a device. Each worker builds its own ``Predictor`` from it,
+    in its own thread, so no two threads share one model."""
+
+    checkpoint: Checkpoint
+    device: torch.device
+
+    @property
+    def path(self) -> Path:
+        return self.checkpoint.path or Path("?")
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.checkpoint.meta.classes
+
+    def new_predictor(self) -> Predictor:
+        """A Predictor of its own (weights copied onto ``device``)."""
+        predictor = Predictor(self.checkpoint.build_model(), self.checkpoint.meta, self.device)
+        predictor.checkpoint = self.checkpoint
+        return predictor
+
+    def with_device(self, device: str) -> "ModelHandle":
+        return ModelHandle(self.checkpoint, resolve_device(device))
+
+
+def load_model(path: str | os.PathLike, device: str = "auto") -> ModelHandle:
+    """Load and validate a model checkpoint; raises CheckpointError / DeviceUnavailableError
+    with a message naming the file or device."""
+    return ModelHandle(load_checkpoint(path), resolve_device(device))
+
+
+def default_checkpoint() -> Path | None:
+    """The shipped default model, or None while it is not there."""
+    return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def model_card(handle: ModelHandle) -> str:
+    """A short HTML summary of the checkpoint's metadata, training config and metrics."""
+    ckpt = handle.checkpoint
+    meta = ckpt.meta
+    rows = [
+        ("File", str(handle.path)),
+        ("Architecture", f"{meta.arch}, output stride {meta.output_stride}"),
+        ("Input", f"{meta.input_size}×{meta.input_size} px, {meta.color}"),
+        ("Face crop", f"margin {meta.face_crop.margin:g}, square {meta.face_crop.square}, "
+                      f"aligned {meta.face_crop.align}"),
+        ("Classes", ", ".join(meta.classes)),
+        ("Created", ckpt.created or "unknown"),
+        ("Package version", ckpt.package_version or "unknown"),
+        ("Device", str(handle.device)),
+    ]
+    cfg = ckpt.train_config
+    if cfg:
+        keys = ("method", "dataset", "epochs", "batch_size", "lr", "noise_rate", "init")
+        rows.append(("Training", ", ".join(f"{k} {_fmt(cfg[k])}" for k in keys if cfg.get(k) is not None)))
+    scalars = {k: v for k, v in ckpt.metrics.items() if isinstance(v, int | float | str)}
+    if scalars:
+        rows.append(("Metrics", ", ".join(f"{k} {_fmt(v)}" for k, v in scalars.items())))
+    else:
+        rows.append(("Metrics", "none recorded"))
+    body = "".join(f"<tr><td><b>{k}</b></td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table cellspacing='4'>{body}</table>"

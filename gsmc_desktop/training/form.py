@@ -1,0 +1,296 @@
+"""The training settings form: the recipe's defaults, and errors shown next to their field."""
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gsmc_core.data.readers import DATASETS, read_split
+from gsmc_core.data.samples import DataError
+from gsmc_core.devices import available_devices
+from gsmc_core.model import OUTPUT_STRIDES
+from gsmc_core.train import METHOD_DEFAULTS, METHODS, TrainConfig
+
+METHOD_HELP = {
+    "gsmc": "GSMC: flip attention consistency + self-distillation from an EMA teacher",
+    "eac": "EAC baseline: cross-entropy + flip attention consistency",
+    "ce": "Plain cross-entropy baseline",
+}
+
+
+class PathField(QWidget):
+    """A line edit with a Browse… button (folder or file) and an error line under it."""
+
+    def __init__(self, folder: bool, placeholder: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.folder = folder
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b41e1e;")
+        self.error.setWordWrap(True)
+        self.error.hide()
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, 1)
+        row.addWidget(browse)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(row)
+        layout.addWidget(self.error)
+        self.edit.textChanged.connect(lambda *_: self.set_error(""))
+
+    def _browse(self) -> None:
+        if self.folder:
+            path = QFileDialog.getExistingDirectory(self, "Choose a folder", self.text())
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", self.text(),
+                                                  "Checkpoints (*.pt *.pth);;All files (*)")
+        if path:
+            self.edit.setText(path)
+
+    def text(self) -> str:
+        return self.edit.text().strip()
+
+    def set_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.setVisible(bool(message))
+
+
+def _spin(lo: int, hi: int, value: int, step: int = 1, special: str = "") -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setValue(value)
+    if special:
+        box.setSpecialValueText(special)
+    return box
+
+
+def _dspin(lo: float, hi: float, value: float, step: float, decimals: int) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(lo, hi)
+    box.setSingleStep(step)
+    box.setValue(value)
+    return box
+
+
+class TrainingForm(QWidget):
+    """Every setting of a run. ``config`` validates the input and returns a TrainConfig, or
+    None after showing each problem beside its field."""
+
+    method_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        d = TrainConfig()
+        self.dataset = QComboBox()
+        self.dataset.addItems(DATASETS)
+        self.data_root = PathField(folder=True, placeholder="dataset folder")
+        self.noise_rate = _dspin(0.0, 0.9, d.noise_rate, 0.05, 2)
+        self.noise_rate.setToolTip("Fraction of training labels flipped to another class at random")
+        self.noise_seed = _spin(0, 1_000_000, d.noise_seed)
+
+        self.method = QComboBox()
+        self.method.addItems(METHODS)
+        self.method.currentTextChanged.connect(self._apply_method_defaults)
+        self.method_help = QLabel()
+        self.method_help.setWordWrap(True)
+        self.method_help.setStyleSheet("color: #555;")
+        self.epochs = _spin(1, 1000, d.epochs)
+        self.batch_size = _spin(1, 4096, 128)
+        self.lr = _dspin(1e-6, 1.0, 1e-3, 1e-4, 6)
+        self.weight_decay = _dspin(0.0, 1.0, 0.0, 1e-5, 6)
+        self.lambda_kl = _dspin(0.0, 10.0, d.lambda_kl, 0.1, 2)
+        self.lambda_ac = _dspin(0.0, 10.0, d.lambda_ac, 0.1, 2)
+        self.ema_alpha = _dspin(0.0, 0.99999, d.ema_alpha, 0.001, 5)
+        self.eac_lambda = _dspin(0.0, 50.0, d.eac_lambda, 0.5, 2)
+
+        self.input_size = _spin(32, 448, d.input_size, 16)
+        self.output_stride = QComboBox()
+        for stride in OUTPUT_STRIDES:
+            self.output_stride.addItem(str(stride), stride)
+        self.output_stride.setCurrentIndex(self.output_stride.findData(d.output_stride))
+        self.init = PathField(folder=False, placeholder="optional: imported backbone weights")
+        self.device = QComboBox()
+        self.device.addItems(["auto", *available_devices()])
+        self.workers = _spin(0, 64, d.workers)
+        self.workers.setToolTip("Data-loading processes (0: load in the training thread)")
+        self.limit_train = _spin(0, 10_000_000, 0, 100, special="all")
+        self.limit_eval = _spin(0, 10_000_000, 0, 100, special="all")
+        self.out = PathField(folder=True, placeholder="run folder (config, metrics, last.pt, best.pt)")
+        self.out.edit.setText(d.out)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b41e1e;")
+        self.error.setWordWrap(True)
+        self.error.hide()
+
+        data = QFormLayout()
+        data.addRow("Format", self.dataset)
+        data.addRow("Root", self.data_root)
+        data.addRow("Label noise", self.noise_rate)
+        data.addRow("Noise seed", self.noise_seed)
+        recipe = QFormLayout()
+        recipe.addRow("Method", self.method)
+        recipe.addRow(self.method_help)
+        recipe.addRow("Epochs", self.epochs)
+        recipe.addRow("Batch size", self.batch_size)
+        recipe.addRow("Learning rate", self.lr)
+        recipe.addRow("Weight decay", self.weight_decay)
+        recipe.addRow("λ KL (distillation)", self.lambda_kl)
+        recipe.addRow("λ AC (attention)", self.lambda_ac)
+        recipe.addRow("EMA α (teacher)", self.ema_alpha)
+        recipe.addRow("EAC λ", self.eac_lambda)
+        self._recipe = recipe
+        run = QFormLayout()
+        run.addRow("Input size", self.input_size)
+        run.addRow("Output stride", self.output_stride)
+        run.addRow("Init weights", self.init)
+        run.addRow("Device", self.device)
+        run.addRow("Loader workers", self.workers)
+        run.addRow("Limit train", self.limit_train)
+        run.addRow("Limit validation", self.limit_eval)
+        run.addRow("Output folder", self.out)
+
+        layout = QVBoxLayout(self)
+        for title, form in (("Dataset", data), ("Method", recipe), ("Model and run", run)):
+            group = QGroupBox(title)
+            group.setLayout(form)
+            layout.addWidget(group)
+        layout.addWidget(self.error)
+        layout.addStretch(1)
+        self._apply_method_defaults(self.method.currentText())
+
+    def _apply_method_defaults(self, method: str) -> None:
+        """Fill in the published recipe's settings for ``method`` (METHOD_DEFAULTS)."""
+        defaults = METHOD_DEFAULTS[method]
+        self.lr.setValue(defaults["lr"])
+        self.weight_decay.setValue(defaults["weight_decay"])
+        self.batch_size.setValue(defaults["batch_size"])
+        self.method_help.setText(METHOD_HELP[method])
+        for widget, used in ((self.lambda_kl, method == "gsmc"), (self.lambda_ac, method == "gsmc"),
+                             (self.ema_alpha, method == "gsmc"), (self.eac_lambda, method == "eac")):
+            self._recipe.setRowVisible(widget, used)
+        self.method_changed.emit(method)
+
+    def load_config(self, config: TrainConfig) -> None:
+        """Show ``config``'s settings (e.g. a run folder's config.yaml, for Resume)."""
+        self.dataset.setCurrentText(config.dataset)
+        self.data_root.edit.setText(config.data_root)
+        self.noise_rate.setValue(config.noise_rate)
+        self.noise_seed.setValue(config.noise_seed)
+        self.method.setCurrentText(config.method)  # fills the method's defaults, overridden below
+        self.epochs.setValue(config.epochs)
+        for name in ("batch_size", "lr", "weight_decay"):
+            value = getattr(config, name)
+            if value is not None:
+                getattr(self, name).setValue(value)
+        self.lambda_kl.setValue(config.lambda_kl)
+        self.lambda_ac.setValue(config.lambda_ac)
+        self.ema_alpha.setValue(config.ema_alpha)
+        self.eac_lambda.setValue(config.eac_lambda)
+        self.input_size.setValue(config.input_size)
+        self.output_stride.setCurrentIndex(max(0, self.output_stride.findData(config.output_stride)))
+        self.init.edit.setText(config.init or "")
+        if self.device.findText(config.device) >= 0:
+            self.device.setCurrentText(config.device)
+        self.workers.setValue(config.workers)
+        self.limit_train.setValue(config.limit_train or 0)
+        self.limit_eval.setValue(config.limit_eval or 0)
+        self.out.edit.setText(config.out)
+
+    def _set_error(self, message: str) -> None:
+        self.error.setText(message)
+        self.error.setVisible(bool(message))
+
+    def clear_errors(self) -> None:
+        for field in (self.data_root, self.init, self.out):
+            field.set_error("")
+        self._set_error("")
+
+    def resume_config(self) -> TrainConfig | None:
+        """The output folder's saved run settings (config.yaml) with ``resume`` set, this
+        form's device and loader workers; None (and the problem shown) if there is no run.
+
+        Every other setting comes from the run itself: resuming with another scheduler or
+        model would not fit the saved optimiser and weights.
+        """
+        self.clear_errors()
+        out = Path(self.out.text())
+        if not self.out.text() or not (out / "last.pt").is_file() or not (out / "config.yaml").is_file():
+            self.out.set_error(f"Nothing to resume: {out} holds no run (last.pt and config.yaml).")
+            return None
+        try:
+            config = TrainConfig.from_yaml(out / "config.yaml", resume=True, out=str(out),
+                                           device=self.device.currentText(), workers=self.workers.value())
+        except (ValueError, TypeError, OSError) as exc:
+            self.out.set_error(f"Cannot read the run's settings: {exc}")
+            return None
+        self.load_config(config)
+        return config
+
+    def config(self) -> TrainConfig | None:
+        """The settings of a new run as a TrainConfig, or None when something is wrong (each
+        problem is shown beside its field). Reads the dataset's training labels to check the
+        format."""
+        self.clear_errors()
+        ok = True
+        root, out, init = self.data_root.text(), self.out.text(), self.init.text()
+        if not root:
+            self.data_root.set_error("Choose the dataset's folder.")
+            ok = False
+        elif not Path(root).is_dir():
+            self.data_root.set_error(f"{root}: folder not found.")
+            ok = False
+        else:
+            try:
+                read_split(self.dataset.currentText(), root, "train")
+            except DataError as exc:
+                self.data_root.set_error(f"Not a {self.dataset.currentText()} dataset: {exc}")
+                ok = False
+        if not out:
+            self.out.set_error("Choose a folder for the run.")
+            ok = False
+        elif (Path(out) / "last.pt").exists():
+            self.out.set_error("This folder already holds a run: press Resume to continue it, "
+                               "or choose another folder.")
+            ok = False
+        if init and not Path(init).is_file():
+            self.init.set_error(f"{init}: file not found.")
+            ok = False
+        if not ok:
+            return None
+        config = TrainConfig(
+            method=self.method.currentText(), dataset=self.dataset.currentText(), data_root=root,
+            input_size=self.input_size.value(), output_stride=self.output_stride.currentData(),
+            epochs=self.epochs.value(), batch_size=self.batch_size.value(), lr=self.lr.value(),
+            weight_decay=self.weight_decay.value(), lambda_kl=self.lambda_kl.value(),
+            lambda_ac=self.lambda_ac.value(), ema_alpha=self.ema_alpha.value(),
+            eac_lambda=self.eac_lambda.value(), noise_rate=self.noise_rate.value(),
+            noise_seed=self.noise_seed.value(), init=init or None, device=self.device.currentText(),
+            workers=self.workers.value(), out=out,
+            limit_train=self.limit_train.value() or None, limit_eval=self.limit_eval.value() or None,
+        )
+        try:
+            config.resolved()
+        except ValueError as exc:
+            self._set_error(str(exc))
+            return None
+        return config

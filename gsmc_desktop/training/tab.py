@@ -1,0 +1,240 @@
+"""The Training tab: the settings form, Start/Stop/Resume, progress, live curves and the log."""
+
+import datetime
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gsmc_core.train import BatchEvent, EpochEvent, TrainConfig, TrainResult
+from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.training.curves import TrainingCurves
+from gsmc_desktop.training.form import TrainingForm
+from gsmc_desktop.training.worker import TrainingWorker
+
+PROGRESS_STEPS = 10_000
+
+
+def format_duration(seconds: float) -> str:
+    """``1:02:03`` / ``2:03``."""
+    seconds = max(0, round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainingTab(QWidget):
+    """Runs the core trainer in a worker thread. ``use_model`` carries the checkpoint to load
+    when the user presses "Use this model"."""
+
+    use_model = Signal(Path)
+    status_message = Signal(str)
+    _run_requested = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._running = False
+        self.result: TrainResult | None = None
+        self.worker = TrainingWorker()
+        self.thread = start_worker(self.worker, "training-worker")
+        self._run_requested.connect(self.worker.run)
+        self.worker.batch.connect(self._on_batch)
+        self.worker.epoch.connect(self._on_epoch)
+        self.worker.log.connect(self.append_log)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self._build()
+        self._restore_settings()
+        self._update_buttons()
+
+    def _build(self) -> None:
+        self.form = TrainingForm()
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumWidth(self.form.sizeHint().width() + 24)
+
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(lambda: self.start())
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the run in the output folder from its last.pt")
+        self.resume_button.clicked.connect(lambda: self.resume())
+        self.use_button = QPushButton("Use this model")
+        self.use_button.setToolTip("Load the run's best checkpoint into the Live and Images tabs")
+        self.use_button.clicked.connect(self._on_use_clicked)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.stop_button, self.resume_button, self.use_button):
+            buttons.addWidget(button)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(scroll, 1)
+        left_layout.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(False)
+        self.progress_label = QLabel("Not started")
+        self.curves = TrainingCurves()
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        right_split = QSplitter(Qt.Orientation.Vertical)
+        right_split.addWidget(self.curves)
+        right_split.addWidget(self.log_view)
+        right_split.setSizes([420, 160])
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.progress_label)
+        right_layout.addWidget(self.progress)
+        right_layout.addWidget(right_split, 1)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+
+    def _restore_settings(self) -> None:
+        s = QSettings()
+        root = s.value("training/data_root", "", type=str)
+        if root:
+            self.form.data_root.edit.setText(root)
+        dataset = s.value("training/dataset", "", type=str)
+        if dataset:
+            self.form.dataset.setCurrentText(dataset)
+        out = s.value("training/out", "", type=str)
+        if out:
+            self.form.out.edit.setText(out)
+
+    # --- start / stop -----------------------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def start(self, config: TrainConfig | None = None) -> bool:
+        """Start a new run with ``config`` (default: the form's, validated); False if the input
+        is invalid (the form shows why) or a run is going."""
+        if self._running:
+            return False
+        config = config or self.form.config()
+        if config is None:
+            self.status_message.emit("Training not started: fix the fields marked in red")
+            return False
+        s = QSettings()
+        s.setValue("training/data_root", config.data_root)
+        s.setValue("training/dataset", config.dataset)
+        s.setValue("training/out", config.out)
+        self._running = True
+        self.result = None
+        self.curves.clear()
+        self.progress.setValue(0)
+        self.progress_label.setText("Reading the dataset…")
+        verb = "Resuming" if config.resume else "Starting"
+        self.append_log(f"{verb} {config.method} on {config.dataset} ({config.data_root}) -> {config.out}")
+        self._update_buttons()
+        self._run_requested.emit(config)
+        return True
+
+    def resume(self) -> bool:
+        """Continue the run in the output folder (its own settings, see ``resume_config``)."""
+        if self._running:
+            return False
+        config = self.form.resume_config()
+        return config is not None and self.start(config)
+
+    def stop(self) -> None:
+        """Stop after the batch in progress; the run's last.pt stays usable and resumable."""
+        if self._running:
+            self.worker.request_stop()
+            self.progress_label.setText("Stopping after this batch…")
+
+    def shutdown(self) -> None:
+        """Stop a run cleanly (it saves last.pt) and end the worker thread."""
+        self.worker.request_stop()
+        stop_thread(self.thread, timeout_ms=600_000)
+
+    def _update_buttons(self) -> None:
+        self.form.setEnabled(not self._running)
+        self.start_button.setEnabled(not self._running)
+        self.resume_button.setEnabled(not self._running)
+        self.stop_button.setEnabled(self._running)
+        self.use_button.setEnabled(not self._running and self.model_path() is not None)
+
+    # --- events from the trainer ------------------------------------------------------------------
+
+    @Slot(str)
+    def append_log(self, message: str) -> None:
+        stamp = datetime.datetime.now().strftime("%H:%M:%S")
+        self.log_view.appendPlainText(f"{stamp}  {message}")
+
+    @Slot(object)
+    def _on_batch(self, event: BatchEvent) -> None:
+        done = (event.epoch - 1) * event.batches + event.batch
+        self.progress.setValue(round(PROGRESS_STEPS * done / (event.epochs * event.batches)))
+        self.progress_label.setText(
+            f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches} · "
+            f"loss {event.losses.get('loss', float('nan')):.3f} · {event.images_per_s:.0f} img/s · "
+            f"ETA {format_duration(event.eta_s)}")
+        self.curves.add_batch(event)
+
+    @Slot(object)
+    def _on_epoch(self, event: EpochEvent) -> None:
+        m = event.metrics
+        best = " (best so far)" if event.is_best else ""
+        self.append_log(f"epoch {event.epoch}/{event.epochs}: loss {m.get('loss', float('nan')):.4f}, "
+                        f"train acc {m.get('train_acc', 0):.1%}, val acc {m.get('val_acc', 0):.1%}{best}")
+        self.curves.add_epoch(event)
+
+    @Slot(object)
+    def _on_finished(self, result: TrainResult) -> None:
+        self._running = False
+        self.result = result
+        if result.stopped:
+            self.progress_label.setText(f"Stopped after {result.epochs_completed} epoch(s); "
+                                        f"{result.last} can be resumed or used")
+        else:
+            self.progress.setValue(PROGRESS_STEPS)
+            self.progress_label.setText(f"Finished: best validation accuracy {result.best_val_accuracy:.1%}")
+        self.append_log(f"run folder: {result.run_dir}")
+        self.status_message.emit(self.progress_label.text())
+        self._update_buttons()
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self._running = False
+        self.progress_label.setText("Failed: see the log")
+        self.append_log(f"error: {message}")
+        self.status_message.emit(f"Training failed: {message}")
+        self._update_buttons()
+
+    def model_path(self) -> Path | None:
+        """The finished (or stopped) run's best checkpoint, else its last one."""
+        if self.result is None:
+            return None
+        for path in (self.result.best, self.result.last):
+            if path is not None and path.is_file():
+                return path
+        return None
+
+    @Slot()
+    def _on_use_clicked(self) -> None:
+        path = self.model_path()
+        if path is not None:
+            self.use_model.emit(path)

@@ -1,0 +1,63 @@
+"""The Training tab's worker: the core trainer in its own thread, reporting through signals."""
+
+import threading
+import time
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from gsmc_core.checkpoint import CheckpointError
+from gsmc_core.data.samples import DataError
+from gsmc_core.devices import DeviceUnavailableError
+from gsmc_core.train import BatchEvent, EpochEvent, Event, LogEvent, TrainConfig, TrainingError, train
+
+BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch updates a second reach the GUI
+
+
+class TrainingWorker(QObject):
+    """Runs ``gsmc_core.train.train`` with ``on_event``/``should_stop`` wired to signals.
+
+    Signals: ``batch`` (BatchEvent), ``epoch`` (EpochEvent), ``log`` (text), ``finished``
+    (TrainResult, also after a stop request), ``failed`` (a message naming the problem).
+    """
+
+    batch = Signal(object)
+    epoch = Signal(object)
+    log = Signal(str)
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+        self._last_batch = 0.0
+
+    def request_stop(self) -> None:
+        """Stop after the batch in progress; the trainer then saves ``last.pt``."""
+        self._stop.set()
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, BatchEvent):
+            now = time.monotonic()
+            # fast GPU batches would flood the GUI's event queue; the epoch's last batch always goes
+            if now - self._last_batch < BATCH_EVENT_INTERVAL_S and event.batch != event.batches:
+                return
+            self._last_batch = now
+            self.batch.emit(event)
+        elif isinstance(event, EpochEvent):
+            self.epoch.emit(event)
+        elif isinstance(event, LogEvent):
+            self.log.emit(event.message)
+
+    @Slot(object)
+    def run(self, config: TrainConfig) -> None:
+        self._stop.clear()
+        self._last_batch = 0.0
+        try:
+            result = train(config, on_event=self._on_event, should_stop=self._stop.is_set)
+        except (TrainingError, DataError, CheckpointError, DeviceUnavailableError, ValueError,
+                OSError) as exc:
+            self.failed.emit(str(exc))
+        except Exception as exc:  # keep the app alive; the message names what broke
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            self.finished.emit(result)

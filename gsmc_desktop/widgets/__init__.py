@@ -1,0 +1,1 @@
+"""Widgets shared by the tabs: frame view, probability bar chart, probability timeline."""

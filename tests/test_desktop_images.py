@@ -1,0 +1,75 @@
+"""Images tab: faces, probabilities and the per-class CAM grid; undecodable files listed."""
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_path
+from desktop_support import isolate_settings
+
+from gsmc_core.labels import CANONICAL_CLASSES
+from gsmc_desktop.images.tab import ImagesTab
+from gsmc_desktop.images.worker import TILE_SIZE
+from gsmc_desktop.model import load_model
+from gsmc_desktop.threads import running_threads
+
+
+@pytest.fixture(autouse=True)
+def isolated(qapp, tmp_path):
+    isolate_settings(qapp, tmp_path / "settings")
+    yield
+    assert running_threads() == []
+
+
+@pytest.fixture
+def tab(qtbot, random_checkpoint):
+    tab = ImagesTab()
+    qtbot.addWidget(tab)
+    tab.set_model(load_model(random_checkpoint, "cpu"))
+    yield tab
+    tab.shutdown()
+
+
+def test_astronaut_face_probabilities_and_cam_grid(qtbot, tab, tmp_path):
+    astronaut = shared_path("images", "astronaut.png")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        assert tab.add_paths([astronaut, broken]) == 2
+    assert tab.pending == 0 and tab.image_list.count() == 2
+    assert tab.image_list.item(0).text() == "astronaut.png\n1 face"
+    assert "cannot be decoded as an image" in tab.image_list.item(1).text()
+
+    tab.image_list.setCurrentRow(0)
+    image = tab.current_result()
+    (face,) = image.result.faces
+    x, y, w, h = face.box
+    assert 150 < x + w / 2 < 300 and 60 < y + h / 2 < 200  # her face, top centre of the photo
+    np.testing.assert_allclose(tab.chart.values, face.probabilities)
+    assert tab.chart.values.sum() == pytest.approx(1, abs=1e-4)
+    assert tab.face_list.count() == 1
+    assert tab.cam_grid.tile_count() == 8
+    assert tab.cam_grid.captions == [f"{c} {p:.0%}" for c, p in zip(CANONICAL_CLASSES, face.probabilities,
+                                                                    strict=True)]
+    tiles = image.cam_tiles[0]
+    assert len(tiles) == 8 and tiles[0].shape == (TILE_SIZE, TILE_SIZE, 3)
+    assert not all(np.array_equal(tiles[0], t) for t in tiles[1:])  # one map per class
+    assert tab.view.image().width() == 512 and tab.view.message() == ""
+
+    out = tmp_path / "annotated.png"
+    tab.save_annotated(out)
+    annotated = cv2.imread(str(out))
+    original = cv2.imread(str(astronaut))
+    assert annotated.shape == original.shape
+    assert np.abs(annotated[y + 5 : y + h - 5, x + 5 : x + w - 5].astype(int)
+                  - original[y + 5 : y + h - 5, x + 5 : x + w - 5]).mean() > 10
+
+    tab.image_list.setCurrentRow(1)
+    assert tab.view.image() is None and "cannot be decoded" in tab.view.message()
+    assert tab.cam_grid.tile_count() == 0 and not tab.save_button.isEnabled()
+
+
+def test_folder_without_images_and_no_model(qtbot, tab, tmp_path):
+    assert tab.add_paths([tmp_path]) == 0
+    tab.set_model(None)
+    assert tab.add_paths([shared_path("images", "astronaut.png")]) == 0
+    assert tab.image_list.count() == 0

@@ -1,0 +1,104 @@
+"""Live tab: a video file through the worker thread, overlays, charts, CSV, stop, no camera."""
+
+import csv
+
+import numpy as np
+import pytest
+from desktop_support import isolate_settings, write_clip
+
+from gsmc_core.labels import CANONICAL_CLASSES
+from gsmc_core.sources import VideoFileSource
+from gsmc_desktop.live.tab import NO_CAMERA_HINT, LiveTab
+from gsmc_desktop.model import load_model
+from gsmc_desktop.threads import running_threads
+
+
+@pytest.fixture(autouse=True)
+def isolated(qapp, tmp_path):
+    isolate_settings(qapp, tmp_path / "settings")
+    yield
+    assert running_threads() == []
+
+
+@pytest.fixture(scope="module")
+def clip(astronaut_rgb, tmp_path_factory):
+    return write_clip(astronaut_rgb, tmp_path_factory.mktemp("clip") / "clip.mp4", frames=6)
+
+
+@pytest.fixture
+def tab(qtbot, random_checkpoint):
+    tab = LiveTab(camera_lister=lambda: [])
+    qtbot.addWidget(tab)
+    tab.set_model(load_model(random_checkpoint, "cpu"))
+    yield tab
+    tab.shutdown()
+
+
+def test_video_file_shows_overlays_and_records_every_face(qtbot, tab, clip, tmp_path):
+    csv_path = tmp_path / "faces.csv"
+    tab.start_recording(csv_path)
+    tab.set_video(clip)
+    assert tab.current_source().video == clip
+    with qtbot.waitSignal(tab.finished, timeout=60_000) as ended:
+        tab.start()
+    assert ended.args == ["end of clip.mp4"]
+    assert not tab.is_running() and not tab.record_button.isChecked()
+
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["frame", "time_s", "face_id", "x", "y", "w", "h", "score", "expression",
+                             *(f"p_{c}" for c in CANONICAL_CLASSES)]
+    assert [int(r["frame"]) for r in rows] == list(range(6))  # one face in every frame
+    assert {r["face_id"] for r in rows} == {"1"}
+    assert [r["time_s"] for r in rows[:2]] == ["0.000", "0.100"]
+    for r in rows:
+        probs = np.array([float(r[f"p_{c}"]) for c in CANONICAL_CLASSES])
+        assert abs(probs.sum() - 1) < 1e-3 and r["expression"] == CANONICAL_CLASSES[probs.argmax()]
+
+    frame = tab.last_frame
+    assert frame is not None and 1 <= tab.frames_shown <= 6
+    (face,) = frame.result.faces
+    assert face.heatmap is not None and face.heatmap.shape == (face.box[3], face.box[2])
+    raw = next(f.image for f in VideoFileSource(clip) if f.index == frame.index)[:, :, ::-1]
+    x, y, w, h = face.box
+    inside = np.abs(frame.rgb[y + 5 : y + h - 5, x + 5 : x + w - 5].astype(int)
+                    - raw[y + 5 : y + h - 5, x + 5 : x + w - 5]).mean()
+    outside = np.abs(frame.rgb[:, :30].astype(int) - raw[:, :30]).mean()
+    assert inside > 10 and outside < 3  # the heatmap is drawn in the box, nothing outside
+    assert tab.view.image().width() == 640
+    np.testing.assert_allclose(tab.chart.values, face.smoothed)
+    times, probs = tab.timeline.series()
+    assert len(times) == tab.frames_shown and probs.shape == (tab.frames_shown, 8)
+    np.testing.assert_allclose(probs[-1], face.smoothed)
+    assert "End of clip.mp4" in tab.view.message()
+
+    snapshot = tmp_path / "snap.png"
+    tab.save_snapshot(snapshot)
+    assert snapshot.stat().st_size > 0
+
+
+def test_stop_is_immediate_and_options_reach_the_worker(qtbot, tab, astronaut_rgb, tmp_path):
+    long_clip = write_clip(astronaut_rgb, tmp_path / "long.mp4", frames=100)
+    tab.set_video(long_clip)
+    tab.heatmap_check.setChecked(False)
+    tab.cam_combo.setCurrentText("fear")
+    assert tab.options().cam_class == CANONICAL_CLASSES.index("fear") and not tab.options().heatmaps
+    tab.start()
+    qtbot.waitUntil(lambda: tab.frames_shown >= 2, timeout=30_000)
+    assert all(f.heatmap is None for f in tab.last_frame.result.faces)
+    with qtbot.waitSignal(tab.finished, timeout=2_000) as ended:
+        tab.stop()
+    assert ended.args == ["stopped"]
+    assert tab.last_frame.index < 99 and not tab.is_running()
+    assert tab.start_button.isEnabled() and not tab.stop_button.isEnabled()
+
+
+def test_no_camera_gives_a_hint_and_camera_trouble_is_shown(qtbot, tab):
+    qtbot.waitUntil(lambda: tab.cameras == [])
+    assert tab.view.message() == NO_CAMERA_HINT
+    assert [tab.source_combo.itemText(i) for i in range(tab.source_combo.count())] == ["Video file…"]
+    assert not tab.start_button.isEnabled()
+    tab.start()  # nothing to start: the hint stays, no crash
+    assert not tab.is_running() and tab.view.message() == NO_CAMERA_HINT
+    tab.worker.status.emit("reopening camera 0 in 2 s…")
+    qtbot.waitUntil(lambda: tab.view.message() == "reopening camera 0 in 2 s…")
