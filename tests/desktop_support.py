@@ -1,13 +1,17 @@
 """Helpers for the desktop (pytest-qt) tests: isolated settings and a generated video clip."""
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
 from gsmc_desktop.app import APPLICATION, ORGANIZATION
+from gsmc_desktop.threads import running_threads
 
 
 def isolate_settings(app: QApplication, folder: Path) -> None:
@@ -17,6 +21,23 @@ def isolate_settings(app: QApplication, folder: Path) -> None:
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
     QSettings().clear()
+
+
+@contextlib.contextmanager
+def desktop_test(app: QApplication, folder: Path) -> Iterator[None]:
+    """Isolated settings, one torch thread, and a check that no worker thread is left running.
+
+    One thread: on a CPU another job keeps busy, two OpenMP threads spin against it and the
+    tiny training runs ~5x slower (docs/performance.md has the same finding for inference).
+    """
+    isolate_settings(app, folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+    assert running_threads() == []
 
 
 def write_clip(rgb: np.ndarray, path: Path, frames: int, fps: float = 10.0) -> Path:

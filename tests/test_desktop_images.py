@@ -4,20 +4,18 @@ import cv2
 import numpy as np
 import pytest
 from conftest import shared_path
-from desktop_support import isolate_settings
+from desktop_support import desktop_test
 
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.images.worker import TILE_SIZE
 from gsmc_desktop.model import load_model
-from gsmc_desktop.threads import running_threads
 
 
 @pytest.fixture(autouse=True)
 def isolated(qapp, tmp_path):
-    isolate_settings(qapp, tmp_path / "settings")
-    yield
-    assert running_threads() == []
+    with desktop_test(qapp, tmp_path / "settings"):
+        yield
 
 
 @pytest.fixture

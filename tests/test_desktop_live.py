@@ -4,20 +4,18 @@ import csv
 
 import numpy as np
 import pytest
-from desktop_support import isolate_settings, write_clip
+from desktop_support import desktop_test, write_clip
 
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_core.sources import VideoFileSource
 from gsmc_desktop.live.tab import NO_CAMERA_HINT, LiveTab
 from gsmc_desktop.model import load_model
-from gsmc_desktop.threads import running_threads
 
 
 @pytest.fixture(autouse=True)
 def isolated(qapp, tmp_path):
-    isolate_settings(qapp, tmp_path / "settings")
-    yield
-    assert running_threads() == []
+    with desktop_test(qapp, tmp_path / "settings"):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -35,9 +35,10 @@ def format_duration(seconds: float) -> str:
 
 class TrainingTab(QWidget):
     """Runs the core trainer in a worker thread. ``use_model`` carries the checkpoint to load
-    when the user presses "Use this model"."""
+    when the user presses "Use this model"; ``run_ended`` the TrainResult (None on failure)."""
 
     use_model = Signal(Path)
+    run_ended = Signal(object)
     status_message = Signal(str)
     _run_requested = Signal(object)
 
@@ -215,6 +216,7 @@ class TrainingTab(QWidget):
         self.append_log(f"run folder: {result.run_dir}")
         self.status_message.emit(self.progress_label.text())
         self._update_buttons()
+        self.run_ended.emit(result)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -223,6 +225,7 @@ class TrainingTab(QWidget):
         self.append_log(f"error: {message}")
         self.status_message.emit(f"Training failed: {message}")
         self._update_buttons()
+        self.run_ended.emit(None)
 
     def model_path(self) -> Path | None:
         """The finished (or stopped) run's best checkpoint, else its last one."""

@@ -1,0 +1,91 @@
+"""Main window, command line, settings and the exception hook."""
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from desktop_support import desktop_test
+from PySide6.QtCore import QSettings
+
+import gsmc_desktop.app as app_module
+import gsmc_desktop.main_window as main_window_module
+from gsmc_desktop.__main__ import parse_args
+from gsmc_desktop.app import ErrorReporter, install_exception_hook
+from gsmc_desktop.main_window import MainWindow
+from gsmc_desktop.model import model_card
+
+
+@pytest.fixture(autouse=True)
+def isolated(qapp, tmp_path):
+    with desktop_test(qapp, tmp_path / "settings"):
+        yield
+
+
+def test_starts_without_a_model_and_says_what_to_do(qtbot, monkeypatch):
+    monkeypatch.setattr(main_window_module, "default_checkpoint", lambda: None)
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    assert window.model is None and window.model_label.text() == "No model"
+    assert "Open checkpoint" in window.statusBar().currentMessage()
+    assert "Open checkpoint" in window.images.view.message()
+    window.live.set_video(Path(__file__))  # any file: the run is refused before opening it
+    window.live.start()
+    assert not window.live.is_running() and "Open checkpoint" in window.live.view.message()
+    window.close()
+
+
+def test_model_device_and_settings_persist(qtbot, random_checkpoint, tmp_path):
+    window = MainWindow(checkpoint=random_checkpoint, camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    assert window.model is not None and window.model_label.text() == "Model: random.pt"
+    assert [a.data() for a in window.device_actions.actions()][:2] == ["auto", "cpu"]
+    window.set_device("cpu")
+    assert window.device_label.text() == "Device: cpu" and window.live.worker._model.device.type == "cpu"
+    card = model_card(window.model)
+    assert "resnet18" in card and "happiness" in card and "112×112" in card
+    assert not window.open_checkpoint(tmp_path / "missing.pt")  # explained, old model kept
+    assert "file not found" in window.statusBar().currentMessage() and window.model is not None
+    window.live.opacity_slider.setValue(70)
+    window.tabs.setCurrentIndex(1)
+    window.resize(700, 500)  # within the offscreen screen, which clamps
+    window.close()
+
+    settings = QSettings()
+    assert settings.value("model/checkpoint") == str(random_checkpoint)
+    assert settings.value("model/device") == "cpu"
+    again = MainWindow(camera_lister=lambda: [])  # no --checkpoint: the remembered model
+    qtbot.addWidget(again)
+    assert again.model.path == random_checkpoint and again.tabs.currentIndex() == 1
+    assert again.live.opacity_slider.value() == 70 and again.width() == 700
+    again.close()
+
+
+def test_command_line():
+    args = parse_args(["--video", "clip.mp4", "--checkpoint", "m.pt"])
+    assert (args.video, args.camera, args.checkpoint) == ("clip.mp4", None, "m.pt")
+    assert parse_args(["--camera", "1"]).camera == 1
+    with pytest.raises(SystemExit):
+        parse_args(["--camera", "0", "--video", "clip.mp4"])
+
+
+def test_exception_hook_logs_and_reports(qtbot, qapp, monkeypatch, tmp_path):
+    monkeypatch.setattr(app_module, "log_dir", lambda: tmp_path / "logs")
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    shown = []
+    monkeypatch.setattr(ErrorReporter, "_show", lambda self, summary, details: shown.append(summary))
+    log_file = install_exception_hook(qapp)
+    try:
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        qtbot.waitUntil(lambda: shown == ["ValueError: boom"])
+        assert "ValueError: boom" in log_file.read_text() and "Traceback" in log_file.read_text()
+    finally:
+        for handler in list(app_module.log.handlers):
+            if isinstance(handler, logging.FileHandler):
+                app_module.log.removeHandler(handler)
+                handler.close()

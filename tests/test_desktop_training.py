@@ -1,0 +1,106 @@
+"""Training tab: a tiny real run with live curves, Stop, invalid input, closing while training."""
+
+import pytest
+from desktop_support import desktop_test
+from PySide6.QtWidgets import QMessageBox
+
+from gsmc_core.checkpoint import load_checkpoint
+from gsmc_core.train import METHOD_DEFAULTS, TrainConfig
+from gsmc_desktop.main_window import MainWindow
+from gsmc_desktop.threads import running_threads
+from gsmc_desktop.training.tab import TrainingTab
+
+
+@pytest.fixture(autouse=True)
+def isolated(qapp, tmp_path):
+    with desktop_test(qapp, tmp_path / "settings"):
+        yield
+
+
+@pytest.fixture
+def tab(qtbot):
+    tab = TrainingTab()
+    qtbot.addWidget(tab)
+    yield tab
+    tab.shutdown()
+
+
+def tiny(tab: TrainingTab, root, out, epochs: int = 1, limit_train: int = 32) -> None:
+    """Fill the form with a run of a few seconds on the CPU."""
+    tab.form.load_config(TrainConfig(
+        dataset="ferplus", data_root=str(root), input_size=32, output_stride=8, epochs=epochs,
+        batch_size=16, limit_train=limit_train, limit_eval=16, workers=0, device="cpu", out=str(out)))
+
+
+def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tmp_path):
+    tiny(tab, ferplus_root, tmp_path / "run")
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000) as ended:
+        assert tab.start()
+        assert tab.is_running() and not tab.form.isEnabled() and tab.stop_button.isEnabled()
+    result = ended.args[0]
+    assert result is not None and not result.stopped and result.epochs_completed == 1
+    assert set(tab.curves.loss_keys()) == {"loss", "ce", "kl", "ac"}
+    x, y = tab.curves.loss_series("loss")
+    assert list(x) == [0.5, 1.0] and (y > 0).all()  # 32 images, batches of 16: two points
+    ex, acc = tab.curves.accuracy_series("val_acc")
+    assert list(ex) == [1.0] and acc[0] == pytest.approx(result.history[0]["val_acc"])
+    assert tab.curves.accuracy_series("train_acc")[1][0] == pytest.approx(result.history[0]["train_acc"])
+    assert tab.progress.value() == tab.progress.maximum()
+    assert "epoch 1/1" in tab.log_view.toPlainText()
+    assert tab.model_path() == tmp_path / "run" / "best.pt" and tab.use_button.isEnabled()
+    with qtbot.waitSignal(tab.use_model) as used:
+        tab.use_button.click()
+    assert used.args == [tmp_path / "run" / "best.pt"]
+
+    # the folder now holds a run: a new Start is refused beside the field, Resume is offered
+    assert not tab.start()
+    assert "already holds a run" in tab.form.out.error.text()
+
+
+def test_stop_leaves_a_usable_checkpoint(qtbot, tab, ferplus_root, tmp_path):
+    tiny(tab, ferplus_root, tmp_path / "run", epochs=5, limit_train=96)
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000) as ended:
+        tab.start()
+        qtbot.waitUntil(lambda: len(tab.curves.loss_keys()) > 0, timeout=60_000)
+        tab.stop()
+    result = ended.args[0]
+    assert result.stopped and result.epochs_completed < 5
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last.training_state is not None and last.meta.input_size == 32
+    assert tab.model_path() is not None and tab.use_button.isEnabled()
+    assert "Stopped" in tab.progress_label.text()
+
+
+def test_invalid_input_is_shown_beside_the_field(tab, ferplus_root, tmp_path):
+    tab.form.data_root.edit.setText("")
+    assert not tab.start()
+    assert tab.form.data_root.error.text() == "Choose the dataset's folder."
+    tab.form.data_root.edit.setText(str(tmp_path / "missing"))
+    assert not tab.start() and "folder not found" in tab.form.data_root.error.text()
+    tab.form.data_root.edit.setText(str(ferplus_root))
+    tab.form.dataset.setCurrentText("rafdb")  # FERPlus files are not a RAF-DB layout
+    assert not tab.start() and "Not a rafdb dataset" in tab.form.data_root.error.text()
+    tab.form.dataset.setCurrentText("ferplus")
+    tab.form.out.edit.setText(str(tmp_path / "new"))
+    assert not tab.resume() and "Nothing to resume" in tab.form.out.error.text()
+    assert not tab.is_running()
+
+    tab.form.method.setCurrentText("eac")  # the published recipe's defaults follow the method
+    assert tab.form.lr.value() == METHOD_DEFAULTS["eac"]["lr"]
+    assert tab.form.batch_size.value() == METHOD_DEFAULTS["eac"]["batch_size"]
+
+
+def test_closing_during_training_asks_then_stops_cleanly(qtbot, monkeypatch, ferplus_root, tmp_path):
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    tiny(window.training, ferplus_root, tmp_path / "run", epochs=20, limit_train=96)
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    window.show()
+    assert window.training.start()
+    qtbot.waitUntil(lambda: len(window.training.curves.loss_keys()) > 0, timeout=60_000)
+    assert not window.close()  # "No": the window and the run stay
+    assert window.training.is_running()
+    assert window.close()  # "Yes": stops the run, which saves last.pt, and every worker thread
+    assert running_threads() == []
+    assert load_checkpoint(tmp_path / "run" / "last.pt").training_state is not None
