@@ -25,6 +25,11 @@ run: $(STAMP)
 test: $(TEST_STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
+# docs/screenshots/{live,images,training}.png, offscreen; CHECKPOINT=path/to/model.pt to show
+# another model than the shipped default
+screenshots: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/screenshots.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check gsmc_core gsmc_desktop tests scripts
 

@@ -1,6 +1,7 @@
 """Application setup: names (for QSettings and folders), the log file and the exception hook."""
 
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -19,8 +20,22 @@ LOG_NAME = "gsmc-desktop.log"
 log = logging.getLogger("gsmc_desktop")
 
 
+def _drop_opencv_qt_paths() -> None:
+    """Undo what importing cv2 does to Qt's environment on Linux.
+
+    opencv-python's Linux wheels (not the -headless ones) point QT_QPA_PLATFORM_PLUGIN_PATH and
+    QT_QPA_FONTDIR at their own Qt 5 plugins when cv2 is imported; PySide6 then fails to start
+    on a desktop with "Could not load the Qt platform plugin xcb". The variables are dropped
+    only when they point inside the cv2 package.
+    """
+    for key in ("QT_QPA_PLATFORM_PLUGIN_PATH", "QT_QPA_FONTDIR"):
+        if f"{os.sep}cv2{os.sep}" in os.environ.get(key, ""):
+            del os.environ[key]
+
+
 def create_application(argv: list[str]) -> QApplication:
     """The QApplication with the names QSettings and QStandardPaths derive their paths from."""
+    _drop_opencv_qt_paths()
     app = QApplication.instance() or QApplication(argv)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)

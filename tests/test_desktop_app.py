@@ -89,3 +89,24 @@ def test_exception_hook_logs_and_reports(qtbot, qapp, monkeypatch, tmp_path):
             if isinstance(handler, logging.FileHandler):
                 app_module.log.removeHandler(handler)
                 handler.close()
+
+
+def test_import_weights_fills_the_training_init(qtbot, monkeypatch, tmp_path):
+    import torch
+    from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+    from torchvision.models import resnet18
+
+    source = tmp_path / "backbone.pth"
+    torch.save(resnet18().state_dict(), source)
+    out = tmp_path / "init.pt"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(source), ""))
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("torchvision", True))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
+    told = []
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: told.append(a[2]))
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    window._on_import_weights()
+    assert out.is_file() and window.training.form.init.text() == str(out)
+    assert "Init weights" in told[0]
+    window.close()

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from conftest import shared_path
 from desktop_support import desktop_test
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
 
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_desktop.images.tab import ImagesTab
@@ -64,6 +66,20 @@ def test_astronaut_face_probabilities_and_cam_grid(qtbot, tab, tmp_path):
     tab.image_list.setCurrentRow(1)
     assert tab.view.image() is None and "cannot be decoded" in tab.view.message()
     assert tab.cam_grid.tile_count() == 0 and not tab.save_button.isEnabled()
+
+
+def test_dropped_folder_is_analysed(qtbot, tab, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    (folder / "notes.txt").write_text("not an image: ignored")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    drop = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.dropEvent(drop)
+    assert [tab.image_list.item(i).text() for i in range(tab.image_list.count())] == ["a.png\n1 face"]
 
 
 def test_folder_without_images_and_no_model(qtbot, tab, tmp_path):

@@ -198,9 +198,11 @@ class TrainingTab(QWidget):
     @Slot(object)
     def _on_epoch(self, event: EpochEvent) -> None:
         m = event.metrics
-        best = " (best so far)" if event.is_best else ""
+        teacher = f" (teacher {m['val_acc_teacher']:.1%})" if "val_acc_teacher" in m else ""
+        best = f", best so far: {m.get('selected', 'student')} saved as best.pt" if event.is_best else ""
         self.append_log(f"epoch {event.epoch}/{event.epochs}: loss {m.get('loss', float('nan')):.4f}, "
-                        f"train acc {m.get('train_acc', 0):.1%}, val acc {m.get('val_acc', 0):.1%}{best}")
+                        f"train acc {m.get('train_acc', 0):.1%}, val acc {m.get('val_acc', 0):.1%}"
+                        f"{teacher}{best}")
         self.curves.add_epoch(event)
 
     @Slot(object)

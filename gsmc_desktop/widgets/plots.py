@@ -79,7 +79,7 @@ class ProbabilityTimeline(pg.PlotWidget):
         self.setMenuEnabled(False)
         self.setMouseEnabled(False, False)
         self.hideButtons()
-        self.setYRange(0, 1, padding=0.02)
+        self.setYRange(0, 1.04, padding=0)  # a little headroom so the 1.0 tick is labelled
         self.setLabel("bottom", "time (s)")
         self.setTitle("Over time")
         self.showGrid(x=True, y=True, alpha=0.2)

@@ -1,0 +1,130 @@
+"""Render docs/screenshots/{live,images,training}.png from real runs of the desktop app.
+
+    python scripts/screenshots.py [--checkpoint CKPT] [--data-root ../shared/data/ferplus]
+
+Offscreen (no display needed): the window is drawn with ``QWidget.grab``. Real faces (the
+shipped astronaut portrait moving in a generated clip, and the photo itself), the default
+model (or ``--checkpoint``), and a real, tiny FERPlus training run. Without either model a
+random-weights one stands in, with a note: the layout is right but labels and heatmaps are
+meaningless. Settings go to a temporary folder, so the user's are untouched.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from gsmc_core.bench import synthetic_frames  # noqa: E402
+from gsmc_core.checkpoint import Checkpoint, ModelMeta, save_checkpoint  # noqa: E402
+from gsmc_core.labels import CANONICAL_CLASSES  # noqa: E402
+from gsmc_core.model import GSMCNet  # noqa: E402
+from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path  # noqa: E402
+from gsmc_core.sources import read_image  # noqa: E402
+from gsmc_core.train import TrainConfig  # noqa: E402
+from gsmc_desktop.app import create_application  # noqa: E402
+from gsmc_desktop.main_window import MainWindow  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+WINDOW_SIZE = (1400, 860)
+
+
+def wait_for(app: QApplication, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+    end = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > end:
+            raise TimeoutError(f"gave up waiting for {what} after {timeout_s:.0f} s")
+        app.processEvents()
+        time.sleep(0.01)
+    app.processEvents()
+
+
+def write_clip(path: Path, portrait: Path, faces: int, frames: int, fps: float) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    for frame in synthetic_frames(read_image(portrait), faces, frames):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def random_checkpoint(path: Path) -> Path:
+    """A random-weights model with the default model's shapes and metadata."""
+    meta = ModelMeta(arch="resnet18", classes=CANONICAL_CLASSES, input_size=64, output_stride=16,
+                     color="gray")
+    weights = GSMCNet(len(CANONICAL_CLASSES)).state_dict()
+    return save_checkpoint(Checkpoint(meta=meta, state_dict=weights), path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, help=f"model to show (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "ferplus")
+    parser.add_argument("--image", type=Path, default=REPO.parent / "shared" / "images" / "astronaut.png")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    args = parser.parse_args()
+    checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
+    if args.checkpoint is not None and not checkpoint.is_file():
+        print(f"{checkpoint}: no such file", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)  # a shared CPU: one thread is faster than two spinning against a job
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        if not checkpoint.is_file():
+            print(f"NOTE: no default model at {checkpoint}; using RANDOM weights: the screenshots' "
+                  "labels and heatmaps are meaningless. Pass --checkpoint for real ones.", file=sys.stderr)
+            checkpoint = random_checkpoint(tmp_dir / "random.pt")
+        app = create_application(sys.argv[:1])
+        QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+        QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_dir / "settings"))
+        window = MainWindow(checkpoint=checkpoint, camera_lister=lambda: [])
+        window.resize(*WINDOW_SIZE)
+        window.show()
+        window.set_device("cpu")
+
+        # Live: two faces moving in a generated clip; grabbed while it plays
+        clip = write_clip(tmp_dir / "two_faces.mp4", asset_path("images", "astronaut.jpg"), 2, 300, 15)
+        window.tabs.setCurrentWidget(window.live)
+        window.live.smoothing_spin.setValue(0.5)
+        window.live.set_video(clip)
+        window.live.start()
+        wait_for(app, lambda: window.live.frames_shown >= 45, 300, "45 live frames")
+        window.grab().save(str(args.out / "live.png"))
+        window.live.stop()
+        wait_for(app, lambda: not window.live.is_running(), 30, "the live run to stop")
+
+        # Images: the photo, its face and the CAM of each class
+        window.tabs.setCurrentWidget(window.images)
+        window.images.add_paths([args.image])
+        wait_for(app, lambda: window.images.pending == 0, 120, "the image analysis")
+        window.grab().save(str(args.out / "images.png"))
+
+        # Training: a real run on a few FERPlus images, small enough for a CPU in a minute
+        window.tabs.setCurrentWidget(window.training)
+        window.training.form.load_config(TrainConfig(
+            dataset="ferplus", data_root=str(args.data_root), input_size=48, output_stride=8, epochs=4,
+            batch_size=32, limit_train=256, limit_eval=128, workers=0, device="cpu",
+            out=str(tmp_dir / "run")))
+        if not window.training.start():
+            print(f"training did not start: check --data-root {args.data_root}", file=sys.stderr)
+            return 1
+        wait_for(app, lambda: not window.training.is_running(), 600, "the training run")
+        window.grab().save(str(args.out / "training.png"))
+
+        window.close()
+    print(f"wrote live.png, images.png, training.png to {args.out} (model: {checkpoint})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
