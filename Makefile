@@ -3,6 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
+PACKAGE_STAMP := $(VENV)/.installed-package-stamp
 
 .PHONY: run test lint bench screenshots package clean
 
@@ -19,6 +20,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP) $@
 
+$(PACKAGE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[package]'
+	touch $(STAMP) $@
+
 run: $(STAMP)
 	$(BIN)/gsmc-desktop
 
@@ -29,6 +34,10 @@ test: $(TEST_STAMP)
 # another model than the shipped default
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/screenshots.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
+# dist/gsmc-desktop/ (one folder, PyInstaller); check it with dist/gsmc-desktop/gsmc-desktop --self-test
+package: $(PACKAGE_STAMP)
+	$(BIN)/pyinstaller --noconfirm --log-level WARN build.spec
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check gsmc_core gsmc_desktop tests scripts

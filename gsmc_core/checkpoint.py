@@ -122,6 +122,12 @@ class Checkpoint:
         return model.eval()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, half: bool = False) -> Path:
     """Write atomically: a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
@@ -145,6 +151,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, half: bool = Fals
         payload["training_state"] = ckpt.training_state
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # POSIX: mkstemp makes 0600; give the usual file mode
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

@@ -7,6 +7,7 @@ from pathlib import Path
 from gsmc_desktop.app import create_application, install_exception_hook
 from gsmc_desktop.live.worker import SourceSpec
 from gsmc_desktop.main_window import MainWindow
+from gsmc_desktop.self_test import run_self_test
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -19,11 +20,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--video", metavar="FILE", help="start the Live tab on a video file")
     parser.add_argument("--checkpoint", metavar="CKPT",
                         help="model to use (default: the last one used, else the shipped model)")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this installation offscreen (model, face detection, CAM, Qt), "
+                             "print a JSON summary and exit: 0 when it works")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.self_test:
+        return run_self_test(Path(args.checkpoint) if args.checkpoint else None)
     app = create_application(sys.argv[:1])
     install_exception_hook(app)
     window = MainWindow(checkpoint=Path(args.checkpoint) if args.checkpoint else None)

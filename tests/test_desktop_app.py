@@ -1,5 +1,6 @@
 """Main window, command line, settings and the exception hook."""
 
+import json
 import logging
 import sys
 import threading
@@ -11,10 +12,12 @@ from PySide6.QtCore import QSettings
 
 import gsmc_desktop.app as app_module
 import gsmc_desktop.main_window as main_window_module
+from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_desktop.__main__ import parse_args
 from gsmc_desktop.app import ErrorReporter, install_exception_hook
 from gsmc_desktop.main_window import MainWindow
 from gsmc_desktop.model import model_card
+from gsmc_desktop.self_test import run_self_test
 
 
 @pytest.fixture(autouse=True)
@@ -110,3 +113,24 @@ def test_import_weights_fills_the_training_init(qtbot, monkeypatch, tmp_path):
     assert out.is_file() and window.training.form.init.text() == str(out)
     assert "Init weights" in told[0]
     window.close()
+
+
+def test_self_test_classifies_the_sample_face(qtbot, random_checkpoint, capsys):
+    assert run_self_test(random_checkpoint) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] and summary["step"] == "done" and summary["qt_platform"] == "offscreen"
+    assert summary["image"].endswith("astronaut.jpg") and len(summary["faces"]) == 1
+    face = summary["faces"][0]
+    x, y, w, h = face["box"]
+    assert 150 < x < 200 and 40 < y < 100 and 80 < w < 130  # the face in the 512x512 portrait
+    assert face["expression"] in CANONICAL_CLASSES and face["score"] > 0.8
+    assert face["cam_shape"] == [h, w]
+
+
+def test_self_test_fails_with_the_step_and_the_file(qtbot, tmp_path, capsys):
+    missing = tmp_path / "absent.pt"
+    assert run_self_test(missing) == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert not summary["ok"] and summary["step"] == "load model"
+    assert str(missing) in summary["error"] and "FAILED at step 'load model'" in captured.err

@@ -1,0 +1,99 @@
+"""`gsmc-desktop --self-test`: prove a build works end to end without a screen.
+
+Starts Qt offscreen and builds the main window (Qt plugins, pyqtgraph), loads the model, detects
+and classifies the faces in the bundled sample photo with MediaPipe, computes each face's CAM,
+prints a JSON summary and returns 0; any failure prints the step and the error and returns 1.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+SAMPLE_IMAGE = ("images", "astronaut.jpg")
+
+
+def _check(summary: dict, checkpoint: Path | None) -> None:
+    seconds = summary["seconds"]
+    t0 = time.perf_counter()
+
+    def done(step: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        seconds[step] = round(now - t0, 3)
+        t0 = now
+
+    summary["step"] = "start Qt"
+    from gsmc_desktop.app import create_application
+    from gsmc_desktop.main_window import MainWindow
+
+    app = create_application(sys.argv[:1])
+    app.setApplicationName("GSMC self-test")  # its own QSettings: the user's are left alone
+    summary["qt_platform"] = app.platformName()
+    done("qt")
+
+    summary["step"] = "load model"
+    import torch
+
+    from gsmc_core.faces import FaceDetector
+    from gsmc_core.pipeline import FramePipeline
+    from gsmc_core.predictor import Predictor
+    from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
+    from gsmc_core.sources import read_image
+
+    checkpoint = checkpoint or DEFAULT_CHECKPOINT
+    predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    summary["checkpoint"] = str(checkpoint)
+    summary["torch"] = torch.__version__
+    done("model")
+
+    summary["step"] = "build the main window"
+    window = MainWindow(checkpoint=checkpoint, camera_lister=list)
+    window.resize(1280, 800)
+    window.show()
+    app.processEvents()
+    if window.model is None:
+        raise RuntimeError(f"the main window did not load {checkpoint}")
+    window.shutdown()
+    done("window")
+
+    summary["step"] = "detect and classify faces"
+    image_path = asset_path(*SAMPLE_IMAGE)
+    image = read_image(image_path)
+    with FaceDetector("full") as detector:
+        result = FramePipeline(predictor, detector).process(image)
+    if not result.faces:
+        raise RuntimeError(f"no face found in {image_path}")
+    summary["image"] = str(image_path)
+    summary["faces"] = []
+    for face in result.faces:
+        heat = face.heatmap
+        if heat is None or not (0.0 <= float(heat.min()) and float(heat.max()) <= 1.0):
+            raise RuntimeError(f"face {face.id}: CAM heatmap missing or outside [0, 1]")
+        summary["faces"].append({
+            "box": [round(v) for v in face.box],
+            "score": round(face.score, 3),
+            "expression": face.label,
+            "confidence": round(face.confidence, 3),
+            "cam_shape": list(heat.shape),
+            "cam_peak": [int(v) for v in divmod(int(heat.argmax()), heat.shape[1])][::-1],
+        })
+    done("faces")
+    summary["step"] = "done"
+
+
+def run_self_test(checkpoint: Path | None = None) -> int:
+    """Run the checks offscreen, print the JSON summary; 0 when every step passed."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    summary: dict = {"ok": False, "frozen": bool(getattr(sys, "frozen", False)), "seconds": {}}
+    try:
+        _check(summary, checkpoint)
+        summary["ok"] = True
+    except Exception as exc:  # report whatever broke, with the step it broke in
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        print(traceback.format_exc(), file=sys.stderr)
+        print(f"self-test FAILED at step '{summary['step']}': {summary['error']}", file=sys.stderr)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["ok"] else 1
