@@ -6,12 +6,24 @@ import json
 import sys
 
 from gsmc_core import __version__
+from gsmc_core.audit import audit, write_audit_csv
 from gsmc_core.checkpoint import CheckpointError, load_checkpoint
 from gsmc_core.cli_faces import add_face_commands
-from gsmc_core.devices import DeviceUnavailableError
+from gsmc_core.data.readers import DATASETS, SPLITS, read_split
+from gsmc_core.devices import DEVICE_CHOICES, DeviceUnavailableError, resolve_device
+from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
-from gsmc_core.train import TrainingError
+from gsmc_core.train import (
+    METHODS,
+    SCHEDULERS,
+    BatchEvent,
+    EpochEvent,
+    LogEvent,
+    TrainConfig,
+    TrainingError,
+    train,
+)
 
 
 class UsageError(Exception):
@@ -47,7 +59,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
-    from gsmc_core.train import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
@@ -57,7 +68,6 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 
 def _print_event(event) -> None:
-    from gsmc_core.train import BatchEvent, EpochEvent, LogEvent
 
     if isinstance(event, LogEvent):
         print(event.message, flush=True)
@@ -77,7 +87,6 @@ def _print_event(event) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from gsmc_core.train import TrainConfig, train
 
     overrides = _train_overrides(args)
     config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
@@ -90,32 +99,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from torch.utils.data import DataLoader
-
-    from gsmc_core.data.readers import read_split
-    from gsmc_core.data.samples import ExpressionDataset, collate_skipping
-    from gsmc_core.data.transforms import eval_transform
-    from gsmc_core.devices import resolve_device
-    from gsmc_core.evaluate import classification_metrics, predict_loader
-
     ckpt = load_checkpoint(args.checkpoint)
     split = read_split(args.dataset, args.data_root, args.split, len(ckpt.meta.classes))
-    if split.classes != ckpt.meta.classes:
-        raise UsageError(f"{args.checkpoint}: classes {ckpt.meta.classes} differ from the "
-                         f"dataset's {split.classes}")
-    split = split.subset(args.limit)
-    device = resolve_device(args.device)
-    loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)),
-                        batch_size=args.batch_size, num_workers=args.workers,
-                        collate_fn=collate_skipping)
-    preds = predict_loader(ckpt.build_model().to(device), loader, device)
-    metrics = classification_metrics(preds.logits, preds.labels, split.classes)
+    try:
+        metrics = evaluate_checkpoint(ckpt, split.subset(args.limit), resolve_device(args.device),
+                                      args.batch_size, args.workers)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     metrics.pop("loss")
-    metrics["skipped"] = preds.skipped
     if args.json:
         print(json.dumps(metrics))
         return 0
-    print(f"{args.dataset} {args.split}: {metrics['n']} samples ({preds.skipped} undecodable)")
+    print(f"{args.dataset} {args.split}: {metrics['n']} samples ({metrics['skipped']} undecodable)")
     print(f"accuracy {metrics['accuracy']:.4f}   mean class accuracy "
           f"{metrics['mean_class_accuracy']:.4f}")
     for name, acc in metrics["per_class"].items():
@@ -128,7 +123,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from gsmc_core.audit import audit, write_audit_csv
 
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
                    device=args.device)
@@ -149,9 +143,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def add_training_commands(sub) -> None:
-    from gsmc_core.data.readers import DATASETS, SPLITS
-    from gsmc_core.devices import DEVICE_CHOICES
-    from gsmc_core.train import METHODS, SCHEDULERS
 
     p = sub.add_parser(
         "train", help="train a model (GSMC, EAC or CE) on an expression dataset",

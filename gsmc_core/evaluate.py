@@ -9,6 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from gsmc_core.checkpoint import Checkpoint
+from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
+from gsmc_core.data.transforms import eval_transform
+
 
 @dataclass
 class SplitPredictions:
@@ -64,3 +68,18 @@ def classification_metrics(logits: npt.NDArray[np.float32], labels: npt.NDArray[
         "n": int(len(labels)),
         "loss": loss,
     }
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, split: Split, device: torch.device, batch_size: int = 128,
+                        workers: int = 0) -> dict:
+    """``classification_metrics`` of a checkpoint's model on a split (with the checkpoint's own
+    preprocessing), plus ``skipped`` (undecodable images). The split's classes must match."""
+    if split.classes != ckpt.meta.classes:
+        where = ckpt.path if ckpt.path is not None else "checkpoint"
+        raise ValueError(f"{where}: classes {ckpt.meta.classes} differ from the dataset's {split.classes}")
+    loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
+                        num_workers=workers, collate_fn=collate_skipping)
+    preds = predict_loader(ckpt.build_model().to(device), loader, device)
+    metrics = classification_metrics(preds.logits, preds.labels, split.classes)
+    metrics["skipped"] = preds.skipped
+    return metrics

@@ -17,10 +17,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-from gsmc_core.cli import main as gsmc  # noqa: E402
+from gsmc_core.checkpoint import load_checkpoint  # noqa: E402
 from gsmc_core.data.readers import read_split  # noqa: E402
 from gsmc_core.data.samples import load_image  # noqa: E402
+from gsmc_core.evaluate import evaluate_checkpoint  # noqa: E402
 from gsmc_core.predictor import Predictor  # noqa: E402
 from gsmc_core.render import overlay_heatmap  # noqa: E402
 
@@ -55,7 +57,7 @@ def cam_figure(predictor: Predictor, data_root: str, path: Path, per_class: int 
         chosen += list(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
     cols = 8
     rows = int(np.ceil(len(chosen) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 2.3))
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, chosen, strict=False):
@@ -80,14 +82,10 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import contextlib
-    import io
-
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        gsmc(["eval", "--checkpoint", args.checkpoint, "--dataset", "ferplus", "--data-root",
-              args.data_root, "--split", "test", "--json"])
-    metrics = json.loads(buffer.getvalue())
+    ckpt = load_checkpoint(args.checkpoint)
+    test = read_split("ferplus", args.data_root, "test", len(ckpt.meta.classes))
+    metrics = evaluate_checkpoint(ckpt, test, torch.device("cpu"))
+    metrics.pop("loss")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     confusion_figure(metrics, out / "confusion_matrix.png")
     cam_figure(Predictor.from_checkpoint(args.checkpoint, device="cpu"), args.data_root,
