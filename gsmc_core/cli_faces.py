@@ -13,6 +13,7 @@ import torch
 
 from gsmc_core.bench import run_bench, synthetic_frames
 from gsmc_core.devices import DEVICE_CHOICES
+from gsmc_core.face_csv import csv_header, csv_rows
 from gsmc_core.faces import DETECTOR_MODELS, FaceDetector
 from gsmc_core.pipeline import FramePipeline, FrameResult
 from gsmc_core.predictor import Predictor
@@ -175,8 +176,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     csv_file = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else None
     rows = csv.writer(csv_file) if csv_file else None
     if rows is not None:
-        rows.writerow(["frame", "time_s", "face_id", "x", "y", "w", "h", "score", "expression",
-                       *(f"p_{c}" for c in predictor.classes)])
+        rows.writerow(csv_header(predictor.classes))
     total = -(-source.frame_count // args.every) if source.frame_count else None
     progress = _Progress(total)
     done = faces = 0
@@ -193,9 +193,7 @@ def cmd_video(args: argparse.Namespace) -> int:
                         writer = _open_writer(args.out, source, args.every, result.size)
                     writer.write(result.annotated)
                 if rows is not None:
-                    for f in result.faces:
-                        rows.writerow([frame.index, f"{frame.timestamp:.3f}", f.id, *f.box, f"{f.score:.4f}",
-                                       f.label, *(f"{p:.5f}" for p in f.smoothed)])
+                    rows.writerows(csv_rows(frame.index, frame.timestamp, result))
                 done += 1
                 faces += len(result.faces)
                 progress.update(done)

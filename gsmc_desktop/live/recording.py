@@ -8,14 +8,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gsmc_core.face_csv import csv_header, csv_rows
 from gsmc_core.pipeline import FrameResult
-
-BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "score", "expression")
-
-
-def csv_header(classes: tuple[str, ...]) -> list[str]:
-    """``frame,time_s,face_id,x,y,w,h,score,expression,p_<class>...``"""
-    return [*BASE_COLUMNS, *(f"p_{c}" for c in classes)]
 
 
 class Recorder:
@@ -39,9 +33,8 @@ class Recorder:
 
     def write(self, frame_index: int, timestamp: float, result: FrameResult,
               annotated_bgr: npt.NDArray[np.uint8] | None) -> None:
-        for f in result.faces:
-            self._csv.writerow([frame_index, f"{timestamp:.3f}", f.id, *f.box, f"{f.score:.4f}", f.label,
-                                *(f"{p:.5f}" for p in f.smoothed)])
+        for row in csv_rows(frame_index, timestamp, result):
+            self._csv.writerow(row)
             self.rows += 1
         if self.video_path is not None and annotated_bgr is not None:
             if self._video is None:
