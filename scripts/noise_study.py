@@ -96,6 +96,7 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
 
 def markdown_table(results: list[dict], methods: list[str], rates: list[float]) -> str:
     by = {(r["method"], r["noise_rate"]): r for r in results}
+    rates = sorted(rates)
     head = "| method | " + " | ".join(f"{round(r * 100)} % noise" for r in rates) + " |"
     lines = [head, "|---" * (len(rates) + 1) + "|"]
     for m in methods:
