@@ -179,7 +179,8 @@ def load_checkpoint(
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
         raise CheckpointError(
-            path, f"cannot be read as a checkpoint (truncated or not a torch file: {exc})"
+            path, "cannot be read as a checkpoint: truncated, not a torch file, or holding objects a "
+            f"safe (weights-only) load refuses ({type(exc).__name__})"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CheckpointError(

@@ -59,7 +59,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
-
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
     if not args.resume:
@@ -68,7 +67,6 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 
 def _print_event(event) -> None:
-
     if isinstance(event, LogEvent):
         print(event.message, flush=True)
     elif isinstance(event, BatchEvent):
@@ -87,7 +85,6 @@ def _print_event(event) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-
     overrides = _train_overrides(args)
     config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
               else TrainConfig(**overrides))
@@ -123,7 +120,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
                    device=args.device)
     print(f"{len(report.flagged)} of {report.n} training samples flagged as likely mislabelled "
@@ -143,7 +139,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def add_training_commands(sub) -> None:
-
     p = sub.add_parser(
         "train", help="train a model (GSMC, EAC or CE) on an expression dataset",
         description="Train with the GSMC recipe or a baseline. Settings come from --config "
