@@ -11,6 +11,7 @@ noise rate (precision/recall of the flagged samples against the injected flips).
 """
 
 import argparse
+import csv
 import json
 import platform
 import statistics
@@ -23,6 +24,7 @@ import torch
 from gsmc_core.audit import audit
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.data.readers import read_split
+from gsmc_core.data.samples import Split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.train import EpochEvent, LogEvent, TrainConfig, train
@@ -38,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rates", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3])
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--limit-train", type=int, help="train on a fixed random subset of this size")
+    p.add_argument("--limit-eval", type=int,
+                   help="select on a fixed random subset of the validation split (test stays whole)")
     p.add_argument("--input-size", type=int, default=112)
     p.add_argument("--output-stride", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=128)
@@ -46,7 +50,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--ema-alpha", type=float, help="GSMC teacher EMA ceiling (trainer default 0.999)")
+    p.add_argument("--eac-lambda", type=float, help="EAC attention weight (trainer default 5)")
     return p.parse_args(argv)
+
+
+def fit_of_flipped(run_dir: Path, data_root: str, device: torch.device) -> dict | None:
+    """How the run's final model labels the training faces whose labels were flipped: the share
+    it predicts as the injected (wrong) label, i.e. memorised noise, and as the true label."""
+    with open(run_dir / "train_labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["flipped"] == "1"]
+    if not rows:
+        return None
+    train = read_split("ferplus", data_root, "train")
+    by_key = {s.key: s for s in train.samples}
+    flipped = Split(train.dataset, train.name, train.classes, [by_key[r["key"]] for r in rows])
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    index = train.classes.index
+    given = flipped.with_labels([index(r["noisy_label"]) for r in rows])
+    true = flipped.with_labels([index(r["clean_label"]) for r in rows])
+    return {"flipped": len(rows),
+            "predicts_injected_label": evaluate_checkpoint(ckpt, given, device)["accuracy"],
+            "predicts_true_label": evaluate_checkpoint(ckpt, true, device)["accuracy"]}
 
 
 def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> dict:
@@ -59,8 +84,11 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
         method=method, dataset="ferplus", data_root=args.data_root, epochs=args.epochs,
         input_size=args.input_size, output_stride=args.output_stride, batch_size=args.batch_size,
         lr=args.lr, weight_decay=0.0, scheduler=args.scheduler, noise_rate=rate,
-        noise_seed=args.noise_seed, limit_train=args.limit_train, device=args.device,
+        noise_seed=args.noise_seed, limit_train=args.limit_train,
+        limit_eval=args.limit_eval, device=args.device,
         workers=args.workers, out=str(run_dir), resume=(run_dir / "last.pt").exists(),
+        **{k: v for k, v in (("ema_alpha", args.ema_alpha), ("eac_lambda", args.eac_lambda))
+           if v is not None},
     )
     device = resolve_device(args.device)
     test_by_epoch: dict[int, float] = {}
@@ -72,22 +100,31 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
         if isinstance(event, LogEvent):
             print(f"  {event.message}", flush=True)
         elif isinstance(event, EpochEvent):
-            # last.pt holds this epoch's exported weights (the better of student and teacher)
-            m = evaluate_checkpoint(load_checkpoint(run_dir / "last.pt"), test_split, device)
-            test_by_epoch[event.epoch] = m["accuracy"]
-            history_file.write_text(json.dumps(test_by_epoch))
-            print(f"  {run_dir.name} epoch {event.epoch}/{event.epochs}: val "
-                  f"{event.metrics['val_acc']:.4f} test {m['accuracy']:.4f} "
-                  f"({event.metrics['images_per_s']:.0f} img/s)", flush=True)
+            row = event.metrics
+            line = (f"  {run_dir.name} epoch {event.epoch}/{event.epochs}: train (given labels) "
+                    f"{row['train_acc']:.4f} val {row['val_acc']:.4f}")
+            if event.epoch > event.epochs - LAST_EPOCHS:
+                # last.pt holds this epoch's exported weights (the better of student and teacher)
+                m = evaluate_checkpoint(load_checkpoint(run_dir / "last.pt"), test_split, device)
+                test_by_epoch[event.epoch] = m["accuracy"]
+                history_file.write_text(json.dumps(test_by_epoch))
+                line += f" test {m['accuracy']:.4f}"
+            print(f"{line} ({row['images_per_s']:.0f} img/s)", flush=True)
 
     start = time.perf_counter()
     result = train(config, on_event)
-    best = evaluate_checkpoint(load_checkpoint(result.best), test_split, device)
+    best_ckpt = load_checkpoint(result.best)
+    best = evaluate_checkpoint(best_ckpt, test_split, device)
     last = [test_by_epoch[e] for e in sorted(test_by_epoch)[-LAST_EPOCHS:]]
+    with open(run_dir / "metrics.csv", newline="") as f:
+        final_epoch = list(csv.DictReader(f))[-1]
     summary = {
         "method": method, "noise_rate": rate, "best_val_acc": result.best_val_accuracy,
         "test_acc_best": best["accuracy"], "test_mean_class_acc_best": best["mean_class_accuracy"],
         "test_acc_last5_mean": statistics.mean(last), "epochs": args.epochs,
+        "best_epoch": best_ckpt.metrics["epoch"], "best_selected": best_ckpt.metrics.get("selected"),
+        "train_acc_given_labels_last": float(final_epoch["train_acc"]),
+        "flipped_labels": fit_of_flipped(run_dir, args.data_root, device),
         "train_seconds": round(time.perf_counter() - start, 1), "run_dir": str(run_dir),
     }
     result_file.write_text(json.dumps(summary, indent=2))
@@ -97,14 +134,22 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
 def markdown_table(results: list[dict], methods: list[str], rates: list[float]) -> str:
     by = {(r["method"], r["noise_rate"]): r for r in results}
     rates = sorted(rates)
-    head = "| method | " + " | ".join(f"{round(r * 100)} % noise" for r in rates) + " |"
-    lines = [head, "|---" * (len(rates) + 1) + "|"]
-    for m in methods:
-        cells = [f"{100 * by[m, r]['test_acc_best']:.2f} / {100 * by[m, r]['test_acc_last5_mean']:.2f}"
-                 for r in rates]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nEach cell: test accuracy of the best-by-validation checkpoint / " \
-        f"mean test accuracy of the last {LAST_EPOCHS} epochs (%).\n"
+
+    def table(rates: list[float], cell) -> list[str]:
+        head = "| method | " + " | ".join(f"{round(r * 100)} % noise" for r in rates) + " |"
+        rows = [f"| {m} | " + " | ".join(cell(by[m, r]) for r in rates) + " |" for m in methods]
+        return [head, "|---" * (len(rates) + 1) + "|", *rows]
+
+    lines = table(rates, lambda r: f"{100 * r['test_acc_best']:.2f} / {100 * r['test_acc_last5_mean']:.2f}")
+    lines.append(f"\nEach cell: test accuracy of the best-by-validation checkpoint / mean test accuracy "
+                 f"of the last {LAST_EPOCHS} epochs (%).\n")
+    noisy = [r for r in rates if r > 0]
+    if noisy and all(by[m, r].get("flipped_labels") for m in methods for r in noisy):
+        lines += table(noisy, lambda r: f"{100 * r['flipped_labels']['predicts_injected_label']:.1f} / "
+                                        f"{100 * r['flipped_labels']['predicts_true_label']:.1f}")
+        lines.append("\nEach cell: of the training faces whose label was flipped, the share the final "
+                     "model labels with the injected (wrong) label / with the true label (%).")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
