@@ -22,12 +22,12 @@ from pathlib import Path
 import torch
 
 from gsmc_core.audit import audit
-from gsmc_core.checkpoint import load_checkpoint
+from gsmc_core.checkpoint import CheckpointError, load_checkpoint
 from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import Split
+from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
-from gsmc_core.train import EpochEvent, LogEvent, TrainConfig, train
+from gsmc_core.train import EpochEvent, LogEvent, TrainConfig, TrainingError, train
 
 LAST_EPOCHS = 5
 
@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--init", help="backbone initialisation (a `gsmc import-weights` file), for every run")
     p.add_argument("--ema-alpha", type=float, help="GSMC teacher EMA ceiling (trainer default 0.999)")
     p.add_argument("--eac-lambda", type=float, help="EAC attention weight (trainer default 5)")
     return p.parse_args(argv)
@@ -85,7 +86,7 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
         input_size=args.input_size, output_stride=args.output_stride, batch_size=args.batch_size,
         lr=args.lr, weight_decay=0.0, scheduler=args.scheduler, noise_rate=rate,
         noise_seed=args.noise_seed, limit_train=args.limit_train,
-        limit_eval=args.limit_eval, device=args.device,
+        limit_eval=args.limit_eval, init=args.init, device=args.device,
         workers=args.workers, out=str(run_dir), resume=(run_dir / "last.pt").exists(),
         **{k: v for k, v in (("ema_alpha", args.ema_alpha), ("eac_lambda", args.eac_lambda))
            if v is not None},
@@ -156,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    test_split = read_split("ferplus", args.data_root, "test")
-    results = [run_one(args, m, r, test_split) for r in args.rates for m in args.methods]
+    try:
+        test_split = read_split("ferplus", args.data_root, "test")
+        results = [run_one(args, m, r, test_split) for r in args.rates for m in args.methods]
+    except (CheckpointError, DataError, TrainingError) as e:
+        print(f"noise_study: error: {e}", file=sys.stderr)
+        return 2
     audit_summary = None
     top = max(args.rates)
     if "gsmc" in args.methods and top > 0:
