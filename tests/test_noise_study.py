@@ -23,7 +23,9 @@ def test_tiny_study_writes_results_and_noise_fit(ferplus_root, tmp_path):
     fit = result["flipped_labels"]
     assert fit["flipped"] == 16  # a quarter of the 64 faces, as train_labels.csv records
     # the injected label is never the true one, so the two shares cannot add up to more than 1
-    assert 0.0 <= fit["predicts_injected_label"] + fit["predicts_true_label"] <= 1.0
+    shares = fit["exported"]
+    assert 0.0 <= shares["predicts_injected_label"] + shares["predicts_true_label"] <= 1.0
+    assert "student" not in fit  # only GSMC runs have a student besides the exported weights
     assert "| ce |" in (out / "table.md").read_text()
     # a second call finds the finished run and does not train again
     mtime = (out / "ce_noise25" / "last.pt").stat().st_mtime
