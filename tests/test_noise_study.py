@@ -13,12 +13,14 @@ import noise_study  # noqa: E402
 def test_tiny_study_writes_results_and_noise_fit(ferplus_root, tmp_path):
     out = tmp_path / "study"
     args = ["--data-root", str(ferplus_root), "--out", str(out), "--methods", "ce",
-            "--rates", "0.25", "--epochs", "1", "--limit-train", "64", "--limit-eval", "32",
+            "--rates", "0", "0.25", "--epochs", "1", "--limit-train", "64", "--limit-eval", "32",
             "--input-size", "48", "--batch-size", "32", "--workers", "0", "--device", "cpu"]
     assert noise_study.main(args) == 0
     study = json.loads((out / "study.json").read_text())
-    (result,) = study["results"]
+    clean, result = study["results"]
+    assert clean["noise_rate"] == 0.0 and clean["flipped_labels"] is None
     assert result["method"] == "ce" and result["noise_rate"] == 0.25
+    assert result["train_seconds"] > 0
     assert 0.0 <= result["test_acc_best"] <= 1.0 and result["best_epoch"] == 1
     fit = result["flipped_labels"]
     assert fit["flipped"] == 16  # a quarter of the 64 faces, as train_labels.csv records
