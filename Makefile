@@ -39,13 +39,14 @@ screenshots: $(STAMP)
 package: $(PACKAGE_STAMP)
 	$(BIN)/pyinstaller --noconfirm --log-level WARN build.spec
 
-# speed benchmark (1 and 4 faces) and the quick version of the label-noise study (a few minutes)
+# speed benchmark (1 and 4 faces) and the quick version of the label-noise study (10-12 minutes)
 FERPLUS ?= ../shared/data/ferplus
 bench: $(STAMP)
 	$(BIN)/gsmc bench
 	$(BIN)/gsmc bench --faces 4
 	$(BIN)/python scripts/noise_study.py --data-root $(FERPLUS) --out runs/noise_study_quick \
-		--epochs 2 --limit-train 500 --input-size 48 --batch-size 64 --scheduler cosine
+		--epochs 2 --limit-train 500 --limit-eval 500 --input-size 48 --batch-size 64 \
+		--scheduler cosine
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check gsmc_core gsmc_desktop tests scripts
