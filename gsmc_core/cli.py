@@ -14,6 +14,7 @@ from gsmc_core.devices import DEVICE_CHOICES, DeviceUnavailableError, resolve_de
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
+from gsmc_core.onnx_export import OPSET, export_onnx
 from gsmc_core.train import (
     METHODS,
     SCHEDULERS,
@@ -40,6 +41,18 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
         output_stride=args.output_stride,
     )
     print(f"wrote initialisation checkpoint {out} ({args.arch}, from {args.format} {args.src})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    try:
+        out = export_onnx(ckpt, args.out)
+    except OSError as exc:
+        raise UsageError(f"{args.out}: cannot write here ({exc.strerror or exc})") from exc
+    meta = ckpt.meta
+    print(f"wrote {out} (ONNX opset {OPSET}; inputs image N x 3 x {meta.input_size} x {meta.input_size}, "
+          f"outputs logits and cams; {len(meta.classes)} classes; metadata in the gsmc_meta property)")
     return 0
 
 
@@ -235,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import_weights)
 
     add_training_commands(sub)
+
+    p = sub.add_parser(
+        "export", help="export a model for ONNX Runtime",
+        description="Write a model checkpoint as an ONNX graph with logits and CAMs as outputs and the "
+        "checkpoint's metadata as the gsmc_meta property. The app and the CLI do this by themselves "
+        "on first CPU use (cached); this command is for using the model elsewhere.",
+    )
+    p.add_argument("--checkpoint", required=True, help="model checkpoint (.pt)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
+    p.add_argument("--out", required=True, help="file to write (.onnx)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="show a checkpoint's metadata and metrics")
     p.add_argument("checkpoint")

@@ -11,12 +11,12 @@ from pathlib import Path
 import cv2
 import torch
 
-from gsmc_core.bench import run_bench, synthetic_frames
+from gsmc_core.bench import busy_core, clip_frames, run_bench
 from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.face_csv import csv_header, csv_rows
 from gsmc_core.faces import DETECTOR_MODELS, FaceDetector
 from gsmc_core.pipeline import FramePipeline, FrameResult
-from gsmc_core.predictor import Predictor
+from gsmc_core.predictor import BACKENDS, DEFAULT_THREADS, Predictor
 from gsmc_core.render import RenderOptions
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
 from gsmc_core.sources import (
@@ -30,14 +30,17 @@ from gsmc_core.sources import (
     read_image,
 )
 
+BENCH_WARMUP = 5
 
-def load_predictor(checkpoint: str | None, device: str, threads: int | None = None) -> Predictor:
-    """The predictor for ``--checkpoint``, or the shipped default model; ``threads`` sets
-    torch's CPU thread count."""
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+
+def load_predictor(checkpoint: str | None, device: str, threads: int = DEFAULT_THREADS,
+                   backend: str = "auto") -> Predictor:
+    """The predictor for ``--checkpoint`` (a checkpoint or an exported .onnx), or the shipped
+    default model. ``threads`` is the CPU inference thread count (ONNX Runtime's, and torch's
+    for ``--backend torch`` on the CPU)."""
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
     if checkpoint is None:
         if not DEFAULT_CHECKPOINT.is_file():
             raise FileNotFoundError(
@@ -45,7 +48,7 @@ def load_predictor(checkpoint: str | None, device: str, threads: int | None = No
                 "`gsmc train` and pass it with --checkpoint CKPT"
             )
         checkpoint = str(DEFAULT_CHECKPOINT)
-    return Predictor.from_checkpoint(checkpoint, device)
+    return Predictor.from_checkpoint(checkpoint, device, backend, threads)
 
 
 def _add_model_args(p: argparse.ArgumentParser, detector: str) -> None:
@@ -54,9 +57,12 @@ def _add_model_args(p: argparse.ArgumentParser, detector: str) -> None:
     p.add_argument("--detector", default=detector, choices=list(DETECTOR_MODELS),
                    help=f"face detector: short (webcam distance) or full (small faces); default {detector}")
     p.add_argument("--min-score", type=float, default=0.5, help="face detection threshold (default 0.5)")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="torch CPU threads (default: one per core; 1 is far faster when another "
-                        "job keeps the CPU busy, see docs/performance.md)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto: ONNX Runtime on the CPU (exported and cached on first use), torch on "
+                        "a GPU; onnx or torch to force one")
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
+                   help=f"CPU inference threads (default {DEFAULT_THREADS}: more threads are slower as "
+                        "soon as another program keeps a core busy, see docs/performance.md)")
 
 
 def _faces_json(result: FrameResult) -> list[dict]:
@@ -80,7 +86,7 @@ def _expand_paths(paths: list[str]) -> Iterator[Path]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    predictor = load_predictor(args.checkpoint, args.device, args.threads)
+    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +173,7 @@ def _open_video_input(spec: str, every: int) -> FrameSource:
 def cmd_video(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")
-    predictor = load_predictor(args.checkpoint, args.device, args.threads)
+    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
     source = _open_video_input(args.input, args.every)
     # files skip frames by decoding less (step); a camera's newest-frame stream is thinned here
     thin = args.every if isinstance(source, CameraSource) else 1
@@ -222,32 +228,61 @@ def _open_writer(path: str, source: FrameSource, every: int, size: tuple[int, in
     return writer
 
 
+def _bench_frames(args: argparse.Namespace) -> list:
+    """The frames to measure, in memory, so an idle and a loaded run see the same ones."""
+    count = args.frames + BENCH_WARMUP
+    if args.video:
+        source = VideoFileSource(args.video)
+        try:
+            frames = [f.image for _, f in zip(range(count), source, strict=False)]
+        finally:
+            source.close()
+        if args.faces != 1:
+            frames = list(clip_frames(frames, args.faces, count))
+        return frames
+    clip = VideoFileSource(asset_path("videos", "carphone_qcif.mp4"))
+    try:
+        return list(clip_frames([f.image for f in clip], args.faces, count))
+    finally:
+        clip.close()
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.faces < 1:
         raise ValueError(f"--faces must be >= 1, got {args.faces}")
-    predictor = load_predictor(args.checkpoint, args.device, args.threads)
-    if args.video:
-        source = VideoFileSource(args.video)
-        frames = (f.image for _, f in zip(range(args.frames + 5), source, strict=False))
-    else:
-        portrait = read_image(asset_path("images", "astronaut.jpg"))
-        frames = synthetic_frames(portrait, args.faces, args.frames + 5)
+    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
+    frames = _bench_frames(args)
+    reports = {}
     with FaceDetector(args.detector, args.min_score) as detector:
         pipeline = FramePipeline(predictor, detector)
-        report = run_bench(pipeline, frames, warmup=5)
-    report["video"] = args.video or f"generated 640x480, {args.faces} moving face(s)"
+        reports["idle"] = run_bench(pipeline, frames, warmup=BENCH_WARMUP)
+        if args.busy_core:
+            pipeline.reset()
+            with busy_core():
+                reports["busy_core"] = run_bench(pipeline, frames, warmup=BENCH_WARMUP)
+    video = args.video or f"assets/videos/carphone_qcif.mp4 (real, 176x144) on 640x360, {args.faces} face(s)"
+    for report in reports.values():
+        report["video"] = video
+    if args.busy_core:
+        reports["busy_over_idle"] = round(reports["busy_core"]["fps"] / reports["idle"]["fps"], 3)
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(reports if args.busy_core else reports["idle"], indent=2))
         return 0
-    print(f"{report['video']}: {report['frames']} frames, {report['faces_per_frame']} faces/frame, "
-          f"{report['fps']} fps")
-    for stage, q in report["latency_ms"].items():
-        print(f"  {stage:9s} p50 {q['p50']:7.2f} ms   p95 {q['p95']:7.2f} ms")
-    print(f"  network: {report['gflops_per_face']} GFLOPs/face, {report['classify_gflops_per_s']} GFLOP/s "
-          f"achieved = {report['fraction_of_peak']:.0%} of the {report['matmul_peak_gflops_per_s']} GFLOP/s "
-          f"fp32 matmul peak of {report['peak_threads']} threads (pipeline: {report['torch_threads']} "
-          "torch threads)")
-    print(f"  cpu: {report['cpu']}, load average {report['load_average']}")
+    for name, report in reports.items():
+        if name == "busy_over_idle":
+            continue
+        title = "idle" if name == "idle" else "one core kept busy by another process"
+        print(f"[{title}] {video}: {report['frames']} frames, {report['faces_per_frame']} faces/frame, "
+              f"{report['fps']} fps")
+        for stage, q in report["latency_ms"].items():
+            print(f"  {stage:9s} p50 {q['p50']:7.2f} ms   p95 {q['p95']:7.2f} ms")
+        print(f"  network ({report['backend']}, {args.threads} thread(s)): {report['gflops_per_face']} "
+              f"GFLOPs/face, {report['classify_gflops_per_s']} GFLOP/s achieved = "
+              f"{report['fraction_of_peak']:.0%} of the {report['matmul_peak_gflops_per_s']} GFLOP/s fp32 "
+              f"matmul peak of {report['peak_threads']} threads")
+        print(f"  cpu: {report['cpu']}, load average {report['load_average']}")
+    if args.busy_core:
+        print(f"busy / idle fps: {reports['busy_over_idle']:.2f}")
     return 0
 
 
@@ -282,12 +317,16 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
     p = sub.add_parser(
         "bench", help="speed of the live pipeline",
-        description="Frames per second and p50/p95 latency per stage on a real or generated "
-        "640x480 video, with heatmaps, plus FLOPs per face and the fraction of the CPU's "
+        description="Frames per second and p50/p95 latency per stage on a real video, with "
+        "heatmaps, plus FLOPs per face and the fraction of the CPU's "
         "measured matmul peak the network achieves.",
     )
-    p.add_argument("--video", help="video file (default: a generated clip of moving faces)")
-    p.add_argument("--faces", type=int, default=1, metavar="N", help="faces in the generated clip")
+    p.add_argument("--video", help="video file (default: the real clip shipped in assets/videos)")
+    p.add_argument("--faces", type=int, default=1, metavar="N",
+                   help="copies of the clip on a grid in each 640x360 frame (default 1)")
+    p.add_argument("--busy-core", action="store_true",
+                   help="measure twice: idle, then with one core kept busy by another process; "
+                        "print both and their ratio")
     p.add_argument("--frames", type=int, default=150, metavar="K", help="frames to measure")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     _add_model_args(p, detector="short")

@@ -35,10 +35,8 @@ class ModelHandle:
         return self.checkpoint.meta.classes
 
     def new_predictor(self) -> Predictor:
-        """A Predictor of its own (weights copied onto ``device``)."""
-        predictor = Predictor(self.checkpoint.build_model(), self.checkpoint.meta, self.device)
-        predictor.checkpoint = self.checkpoint
-        return predictor
+        """A Predictor of its own (on the CPU: the cached ONNX export in ONNX Runtime, one thread)."""
+        return Predictor.for_checkpoint(self.checkpoint, self.device)
 
     def with_device(self, device: str) -> "ModelHandle":
         return ModelHandle(self.checkpoint, resolve_device(device))

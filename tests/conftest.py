@@ -43,3 +43,11 @@ def random_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("random-model") / "random.pt"
     save_checkpoint(Checkpoint(meta=meta, state_dict=GSMCNet(8).state_dict()), path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """Exported ONNX graphs go to a fresh folder per test session, not the user's cache."""
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    os.environ["GSMC_CACHE_DIR"] = str(folder)
+    return folder

@@ -1,0 +1,107 @@
+"""A GSMC model as an ONNX graph (logits and CAMs as outputs) for CPU inference in ONNX Runtime.
+
+The checkpoint's metadata travels inside the file as the ONNX metadata property ``gsmc_meta``
+(JSON of ``ModelMeta``), so an exported file describes itself like a checkpoint does. The
+runtime exports on first use into a per-user cache keyed by a digest of the weights and
+metadata, so users never have to run ``gsmc export`` themselves.
+"""
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnx
+import platformdirs
+import torch
+
+from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta
+
+META_KEY = "gsmc_meta"
+SOURCE_KEY = "gsmc_source_digest"
+# bump when the exported graph changes (names, opset, outputs): old cache entries are then unused
+EXPORT_VERSION = "1"
+OPSET = 18
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "cams")
+
+
+def cache_dir() -> Path:
+    """Where exported graphs are cached (``GSMC_CACHE_DIR`` overrides the per-user default)."""
+    override = os.environ.get("GSMC_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir("GSMC", "GSMC")) / "onnx"
+
+
+def checkpoint_digest(ckpt: Checkpoint) -> str:
+    """SHA-256 over the metadata, the weights (names, dtypes, shapes, bytes) and the export
+    version: equal for the same model whatever file it was loaded from."""
+    h = hashlib.sha256()
+    h.update(f"export {EXPORT_VERSION}\n".encode())
+    h.update(json.dumps(ckpt.meta.to_dict(), sort_keys=True).encode())
+    for name in sorted(ckpt.state_dict):
+        tensor = ckpt.state_dict[name].detach().cpu().contiguous()
+        h.update(f"\n{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_onnx(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
+    """Write ``ckpt``'s network to ``out`` as ONNX (input ``image`` N x 3 x S x S float32,
+    outputs ``logits`` N x C and ``cams`` N x C x h x w, batch size free). The file appears
+    complete or not at all."""
+    if ckpt.kind != "model":
+        raise CheckpointError(ckpt.path or "checkpoint", "an initialisation checkpoint has no classifier "
+                              "to export; train a model from it first")
+    out = Path(out)
+    model = ckpt.build_model()
+    size = ckpt.meta.input_size
+    example = torch.zeros(2, 3, size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter chatter about its own internals
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, verbose=False, opset_version=OPSET,
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False,
+        )
+    graph = program.model_proto
+    onnx.helper.set_model_props(graph, {
+        META_KEY: json.dumps(ckpt.meta.to_dict()),
+        SOURCE_KEY: checkpoint_digest(ckpt),
+        "gsmc_source_file": str(ckpt.path or ""),
+    })
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        onnx.save_model(graph, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def cached_onnx(ckpt: Checkpoint) -> Path:
+    """The exported graph of ``ckpt`` from the cache, exporting it there first if missing."""
+    path = cache_dir() / f"{checkpoint_digest(ckpt)[:32]}.onnx"
+    if not path.is_file():
+        export_onnx(ckpt, path)
+    return path
+
+
+def read_onnx_meta(path: str | os.PathLike) -> ModelMeta:
+    """The ``ModelMeta`` stored in an exported file; CheckpointError if it has none."""
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception as exc:  # missing file, not protobuf, truncated: all unreadable
+        raise CheckpointError(path, f"cannot be read as an ONNX model ({type(exc).__name__})") from exc
+    props = {p.key: p.value for p in model.metadata_props}
+    if META_KEY not in props:
+        raise CheckpointError(path, "is an ONNX model without GSMC metadata; export it with `gsmc export`")
+    try:
+        return ModelMeta.from_dict(json.loads(props[META_KEY]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(path, f"its GSMC metadata is invalid ({exc})") from exc

@@ -1,0 +1,77 @@
+"""CPU inference in ONNX Runtime: the exported graph agrees with torch on real faces, carries
+its metadata, is cached, and bad files get clear errors."""
+
+import numpy as np
+import onnx
+import pytest
+
+from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+from gsmc_core.data.readers import read_split
+from gsmc_core.data.samples import load_image
+from gsmc_core.onnx_export import META_KEY, cached_onnx, export_onnx, read_onnx_meta
+from gsmc_core.predictor import Predictor
+from gsmc_core.resources import DEFAULT_CHECKPOINT
+
+
+@pytest.fixture(scope="module")
+def real_faces(astronaut_rgb, ferplus_root) -> list[np.ndarray]:
+    split = read_split("ferplus", ferplus_root, "test").subset(24, seed=3)
+    faces = [load_image(s) for s in split.samples]
+    return [astronaut_rgb[60:300, 150:360], *faces]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_checkpoint(DEFAULT_CHECKPOINT)
+
+
+def test_onnx_matches_torch_on_real_faces(shipped, real_faces):
+    torch_p = Predictor.for_checkpoint(shipped, "cpu", backend="torch")
+    onnx_p = Predictor.for_checkpoint(shipped, "cpu", backend="onnx")
+    assert (torch_p.backend, onnx_p.backend) == ("torch", "onnx")
+    batch = torch_p.preprocess(real_faces)
+    logits_t, cams_t = torch_p.runtime.run(batch)
+    logits_o, cams_o = onnx_p.runtime.run(batch)
+    assert cams_o.shape == cams_t.shape == (len(real_faces), 8, 4, 4)
+    np.testing.assert_allclose(logits_o, logits_t, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(cams_o, cams_t, atol=1e-4, rtol=0)
+    preds_t, preds_o = torch_p.predict(real_faces), onnx_p.predict(real_faces)
+    assert [p.label for p in preds_o] == [p.label for p in preds_t]
+    # the faces are not all one class: the comparison covers more than one decision
+    assert len({p.label for p in preds_t}) >= 3
+    for a, b in zip(preds_o, preds_t, strict=True):
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
+        np.testing.assert_allclose(a.heatmap, b.heatmap, atol=1e-3)
+
+
+def test_cpu_default_is_onnx_and_cached(shipped, onnx_cache):
+    predictor = Predictor.for_checkpoint(shipped, "cpu")
+    assert predictor.backend == "onnx"
+    path = cached_onnx(shipped)
+    assert path.parent == onnx_cache
+    stamp = path.stat().st_mtime_ns
+    again = cached_onnx(load_checkpoint(DEFAULT_CHECKPOINT))  # same weights, new load: no re-export
+    assert again == path and again.stat().st_mtime_ns == stamp
+
+
+def test_export_carries_metadata(shipped, tmp_path, real_faces):
+    out = export_onnx(shipped, tmp_path / "model.onnx")
+    props = {p.key: p.value for p in onnx.load_model(str(out)).metadata_props}
+    assert META_KEY in props
+    assert read_onnx_meta(out) == shipped.meta
+    from_file = Predictor.from_checkpoint(out, device="cpu")
+    reference = Predictor.for_checkpoint(shipped, "cpu", backend="torch")
+    assert from_file.classes == shipped.meta.classes
+    assert [p.label for p in from_file.predict(real_faces)] == [p.label for p in reference.predict(real_faces)]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bad_onnx_files_name_the_file(tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(CheckpointError, match="junk.onnx"):
+        read_onnx_meta(junk)
+    bare = tmp_path / "bare.onnx"
+    onnx.save_model(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(bare))
+    with pytest.raises(CheckpointError, match="without GSMC metadata"):
+        read_onnx_meta(bare)
