@@ -1,6 +1,8 @@
 """Application setup: names (for QSettings and folders), the log file and the exception hook."""
 
+import faulthandler
 import logging
+import logging.handlers
 import os
 import sys
 import threading
@@ -8,7 +10,8 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
-from PySide6.QtCore import QObject, QStandardPaths, Signal, Slot
+import platformdirs
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from gsmc_core import __version__
@@ -16,6 +19,8 @@ from gsmc_core import __version__
 ORGANIZATION = "GSMC"
 APPLICATION = "GSMC"
 LOG_NAME = "gsmc-desktop.log"
+LOG_MAX_BYTES = 1_000_000
+LOG_BACKUPS = 3  # gsmc-desktop.log.1 .. .3
 
 log = logging.getLogger("gsmc_desktop")
 
@@ -44,11 +49,28 @@ def create_application(argv: list[str]) -> QApplication:
 
 
 def log_dir() -> Path:
-    """The user's log folder for this app (e.g. ~/.local/state/GSMC/logs on Linux)."""
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.StateLocation)
-    if not base:  # platforms without a state location
-        base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppLocalDataLocation)
-    return Path(base) / "logs"
+    """The user's log folder: ~/.local/state/GSMC/log on Linux, ~/Library/Logs/GSMC on macOS,
+    %LOCALAPPDATA%\\GSMC\\Logs on Windows (platformdirs' user_log_dir)."""
+    return Path(platformdirs.user_log_dir(APPLICATION, appauthor=False))
+
+
+class CrashLogHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file that also receives ``faulthandler``'s tracebacks of every thread
+    when the process dies hard (a segfault, an abort, "Fatal Python error"), which no Python
+    exception hook sees. After each rotation faulthandler follows the new file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+        faulthandler.enable(self.stream, all_threads=True)
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        faulthandler.enable(self.stream, all_threads=True)
+
+    def close(self) -> None:
+        if faulthandler.is_enabled():
+            faulthandler.disable()
+        super().close()
 
 
 class ErrorReporter(QObject):
@@ -74,12 +96,13 @@ class ErrorReporter(QObject):
 
 
 def install_exception_hook(app: QApplication) -> Path:
-    """Log uncaught exceptions (GUI thread, Qt worker threads, Python threads) to the user's
-    log folder and show them in a dialog; returns the log file's path."""
+    """Log uncaught exceptions (GUI thread, Qt worker threads, Python threads) and hard crashes
+    (faulthandler) to the user's rotating log file and show exceptions in a dialog; returns the
+    log file's path."""
     folder = log_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log_file = folder / LOG_NAME
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler = CrashLogHandler(log_file)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)

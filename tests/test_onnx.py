@@ -62,7 +62,8 @@ def test_export_carries_metadata(shipped, tmp_path, real_faces):
     from_file = Predictor.from_checkpoint(out, device="cpu")
     reference = Predictor.for_checkpoint(shipped, "cpu", backend="torch")
     assert from_file.classes == shipped.meta.classes
-    assert [p.label for p in from_file.predict(real_faces)] == [p.label for p in reference.predict(real_faces)]
+    labels = [p.label for p in from_file.predict(real_faces)]
+    assert labels == [p.label for p in reference.predict(real_faces)]
     assert not list(tmp_path.glob("*.tmp"))
 
 

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from gsmc_core.sources import list_cameras
+from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
 from gsmc_desktop.model import ModelHandle
 from gsmc_desktop.threads import start_worker, stop_thread
@@ -84,7 +85,9 @@ class LiveTab(QWidget):
         self.record_button.setCheckable(True)
         self.record_button.setToolTip("Write every face of every frame to a CSV file")
         self.record_button.clicked.connect(self._on_record_clicked)
-        self.mp4_check = QCheckBox("+ annotated MP4")
+        self.mp4_check = QCheckBox("+ annotated video")
+        self.mp4_check.setToolTip("Also write the annotated frames beside the CSV as .mkv (Matroska: stays "
+                                  "playable even if the program is killed mid-recording)")
         self.snapshot_button = QPushButton("Snapshot…")
         self.snapshot_button.clicked.connect(self._on_snapshot_clicked)
 
@@ -381,7 +384,8 @@ class LiveTab(QWidget):
             self.record_button.setChecked(False)
             return
         csv_path = Path(path)
-        self.start_recording(csv_path, csv_path.with_suffix(".mp4") if self.mp4_check.isChecked() else None)
+        video = csv_path.with_suffix(VIDEO_SUFFIX) if self.mp4_check.isChecked() else None
+        self.start_recording(csv_path, video)
 
     def save_snapshot(self, path: Path) -> None:
         """Write the frame on screen, with its overlays, as an image file."""
