@@ -1,4 +1,5 @@
-"""`gsmc-desktop [--camera N | --video FILE] [--checkpoint CKPT]`: start the desktop app."""
+"""`gsmc-desktop [--camera N | --video FILE] [--checkpoint CKPT]`: start the desktop app
+(`--self-test` and `--soak DIR` check an installation)."""
 
 import argparse
 import sys
@@ -8,6 +9,7 @@ from gsmc_desktop.app import create_application, install_exception_hook
 from gsmc_desktop.live.worker import SourceSpec
 from gsmc_desktop.main_window import MainWindow
 from gsmc_desktop.self_test import run_self_test
+from gsmc_desktop.soak import run_soak
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,6 +25,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--self-test", action="store_true",
                         help="check this installation offscreen (model, face detection, CAM, Qt), "
                              "print a JSON summary and exit: 0 when it works")
+    parser.add_argument("--soak", metavar="DIR",
+                        help="soak check: play a long real video (--video, or the shipped talking head "
+                             "looped to --soak-seconds) in the real window with recording into DIR; "
+                             "print a JSON summary and exit: 0 when the app ran to the end and the "
+                             "recording is whole")
+    parser.add_argument("--soak-seconds", type=float, default=190.0, metavar="S",
+                        help="length of the generated soak video (default 190)")
     return parser.parse_args(argv)
 
 
@@ -30,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.self_test:
         return run_self_test(Path(args.checkpoint) if args.checkpoint else None)
+    if args.soak:
+        return run_soak(Path(args.soak), Path(args.video) if args.video else None, args.soak_seconds)
     app = create_application(sys.argv[:1])
     install_exception_hook(app)
     window = MainWindow(checkpoint=Path(args.checkpoint) if args.checkpoint else None)

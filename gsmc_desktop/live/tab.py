@@ -1,5 +1,7 @@
 """The Live tab: source selection, the annotated stream, overlay options, charts, recording."""
 
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gsmc_core.pipeline import FaceResult
 from gsmc_core.sources import list_cameras
 from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
@@ -28,6 +31,7 @@ from gsmc_desktop.widgets.frame_view import FrameView
 from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+PLOT_INTERVAL_S = 0.1  # charts redraw at most 10 times a second
 NO_CAMERA_HINT = ("No camera found. Choose “Video file…” in the source list to analyse a "
                   "video, or open photos in the Images tab.")
 
@@ -53,6 +57,7 @@ class LiveTab(QWidget):
         self._selected_id: int | None = None
         self.last_frame: LiveFrame | None = None
         self.frames_shown = 0
+        self._plots_drawn = -math.inf
         self.cameras: list[int] | None = None  # None until the first scan answers
 
         self.worker = LiveWorker(camera_lister)
@@ -252,6 +257,10 @@ class LiveTab(QWidget):
     @Slot(str)
     def _on_finished(self, reason: str) -> None:
         self._running = False
+        if self.last_frame is not None:  # the last frames may have come between two redraws
+            faces = self.last_frame.result.faces
+            self._draw_plots(next((f for f in faces if f.id == self._selected_id), None))
+        self._plots_drawn = -math.inf
         self.record_button.setChecked(False)
         self.fps_changed.emit(0.0)
         if reason.startswith("end of"):
@@ -298,16 +307,27 @@ class LiveTab(QWidget):
         self.view.set_image(frame.rgb)
         selected = next((f for f in faces if f.id == self._selected_id), None)
         self.view.set_highlight(selected.box if selected is not None and len(faces) > 1 else None)
-        self.chart.set_probabilities(None if selected is None else selected.smoothed)
         if selected is not None:
-            self.timeline.append(frame.timestamp, selected.smoothed)
+            self.timeline.append(frame.timestamp, selected.smoothed, redraw=False)
+        # the charts are pyqtgraph (Python) and hold the GIL while they redraw: at every frame
+        # they halved the worker's rate, so they follow at PLOT_INTERVAL_S
+        now = time.monotonic()
+        if now - self._plots_drawn >= PLOT_INTERVAL_S:
+            self._draw_plots(selected)
+            self._plots_drawn = now
+        self._update_buttons()
+
+    def _draw_plots(self, selected: FaceResult | None) -> None:
+        self.chart.set_probabilities(None if selected is None else selected.smoothed)
+        self.timeline.redraw()
+        if selected is not None:
             self.chart.setTitle(f"Face #{selected.id}: {selected.label} {selected.confidence:.0%}")
         elif self._selected_id is not None:
             self.chart.setTitle(f"Face #{self._selected_id} not in view")
         else:
             self.chart.setTitle("No face")
-        self.fps_changed.emit(frame.fps)
-        self._update_buttons()
+        if self.last_frame is not None:
+            self.fps_changed.emit(self.last_frame.fps)
 
     @Slot(float, float)
     def _on_view_clicked(self, x: float, y: float) -> None:

@@ -103,8 +103,9 @@ class ProbabilityTimeline(pg.PlotWidget):
         for curve in self._curves:
             curve.setData([], [])
 
-    def append(self, t: float, probabilities: npt.NDArray[np.floating]) -> None:
-        """Add one sample at time ``t`` (seconds) and redraw."""
+    def append(self, t: float, probabilities: npt.NDArray[np.floating], redraw: bool = True) -> None:
+        """Add one sample at time ``t`` (seconds); redraw now unless ``redraw`` is False (a
+        live view redraws a few times a second, not at every frame: see ``redraw``)."""
         if self.count == self.capacity:
             half = self.capacity // 2
             self._t[:half] = self._t[half:]
@@ -113,7 +114,15 @@ class ProbabilityTimeline(pg.PlotWidget):
         self._t[self.count] = t
         self._p[self.count] = probabilities
         self.count += 1
+        if redraw:
+            self.redraw()
+
+    def redraw(self) -> None:
+        """Show the last ``window_s`` seconds of the samples kept."""
+        if self.count == 0:
+            return
         times = self._t[: self.count]
+        t = times[-1]
         start = int(np.searchsorted(times, t - self.window_s))
         for i, curve in enumerate(self._curves):
             curve.setData(times[start:], self._p[start : self.count, i])
