@@ -11,10 +11,16 @@ from pathlib import Path
 import cv2
 import torch
 
-from gsmc_core.bench import busy_core, clip_frames, run_bench
+from gsmc_core.bench import run_bench
 from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.face_csv import csv_header, csv_rows
-from gsmc_core.faces import DETECTOR_MODELS, FaceDetector
+from gsmc_core.faces import (
+    DEFAULT_LIVE_DETECTOR,
+    DETECTOR_MODELS,
+    LIVE_DETECTORS,
+    FaceDetector,
+    make_live_detector,
+)
 from gsmc_core.pipeline import FramePipeline, FrameResult
 from gsmc_core.predictor import BACKENDS, DEFAULT_THREADS, Predictor
 from gsmc_core.render import RenderOptions
@@ -29,6 +35,7 @@ from gsmc_core.sources import (
     open_source,
     read_image,
 )
+from gsmc_core.workloads import busy_core, clip_frames, read_clip
 
 BENCH_WARMUP = 5
 
@@ -51,11 +58,13 @@ def load_predictor(checkpoint: str | None, device: str, threads: int = DEFAULT_T
     return Predictor.from_checkpoint(checkpoint, device, backend, threads)
 
 
-def _add_model_args(p: argparse.ArgumentParser, detector: str) -> None:
+def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[str, ...]) -> None:
     p.add_argument("--checkpoint", help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
-    p.add_argument("--detector", default=detector, choices=list(DETECTOR_MODELS),
-                   help=f"face detector: short (webcam distance) or full (small faces); default {detector}")
+    p.add_argument("--detector", default=detector, choices=choices,
+                   help="face detector: short (webcam distance), full (small faces)"
+                        + (", auto (both on every frame)" if "auto" in choices else "")
+                        + f"; default {detector}")
     p.add_argument("--min-score", type=float, default=0.5, help="face detection threshold (default 0.5)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto: ONNX Runtime on the CPU (exported and cached on first use), torch on "
@@ -188,7 +197,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     done = faces = 0
     interrupted = False
     try:
-        with FaceDetector(args.detector, args.min_score) as detector:
+        with make_live_detector(args.detector, args.min_score) as detector:
             pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds")
             for k, frame in enumerate(source):
                 if k % thin:
@@ -240,11 +249,7 @@ def _bench_frames(args: argparse.Namespace) -> list:
         if args.faces != 1:
             frames = list(clip_frames(frames, args.faces, count))
         return frames
-    clip = VideoFileSource(asset_path("videos", "carphone_qcif.mp4"))
-    try:
-        return list(clip_frames([f.image for f in clip], args.faces, count))
-    finally:
-        clip.close()
+    return list(clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), args.faces, count))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -253,7 +258,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
     frames = _bench_frames(args)
     reports = {}
-    with FaceDetector(args.detector, args.min_score) as detector:
+    with make_live_detector(args.detector, args.min_score) as detector:
         pipeline = FramePipeline(predictor, detector)
         reports["idle"] = run_bench(pipeline, frames, warmup=BENCH_WARMUP)
         if args.busy_core:
@@ -298,7 +303,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--tiles", default="auto",
                    help="detect on an N x N grid of tiles too (small faces in big photos); "
                         "auto: from the image size; 1: off")
-    _add_model_args(p, detector="full")
+    _add_model_args(p, detector="full", choices=tuple(DETECTOR_MODELS))
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -312,7 +317,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
     p.add_argument("--half-life", type=float, default=None, metavar="SECONDS",
                    help="smooth each face's probabilities over time (default: raw)")
-    _add_model_args(p, detector="short")
+    _add_model_args(p, detector=DEFAULT_LIVE_DETECTOR, choices=LIVE_DETECTORS)
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser(
@@ -329,5 +334,5 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                         "print both and their ratio")
     p.add_argument("--frames", type=int, default=150, metavar="K", help="frames to measure")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    _add_model_args(p, detector="short")
+    _add_model_args(p, detector=DEFAULT_LIVE_DETECTOR, choices=LIVE_DETECTORS)
     p.set_defaults(func=cmd_bench)

@@ -193,6 +193,51 @@ class FaceDetector:
         self.close()
 
 
+LIVE_DETECTORS = ("short", "full", "auto")
+DEFAULT_LIVE_DETECTOR = "auto"  # chosen on group footage: docs/performance.md
+
+
+class CombinedDetector:
+    """The live "auto" detector: the short- and full-range models on every frame, duplicates
+    merged (intersection over the smaller box, best score kept). The short-range model finds
+    close faces best, the full-range one small and distant ones; together they cover a webcam
+    user and a group at the other end of a room (measured in docs/performance.md)."""
+
+    model = "auto"
+
+    def __init__(self, min_confidence: float = 0.5) -> None:
+        self.min_confidence = min_confidence
+        self._parts = [FaceDetector("short", min_confidence)]
+        try:
+            self._parts.append(FaceDetector("full", min_confidence))
+        except BaseException:
+            self.close()
+            raise
+
+    def detect(self, image: npt.NDArray[np.uint8], color: str = "bgr") -> list[Face]:
+        rgb = to_rgb(image, color)
+        return _merge_duplicates([f for part in self._parts for f in part.detect(rgb, color="rgb")])
+
+    def close(self) -> None:
+        for part in self._parts:
+            part.close()
+
+    def __enter__(self) -> "CombinedDetector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_live_detector(kind: str = "auto", min_confidence: float = 0.5) -> "FaceDetector | CombinedDetector":
+    """The detector for a live stream: "short", "full" or "auto" (both, merged)."""
+    if kind == "auto":
+        return CombinedDetector(min_confidence)
+    if kind not in DETECTOR_MODELS:
+        raise ValueError(f"unknown detector {kind!r}; choose one of {', '.join(LIVE_DETECTORS)}")
+    return FaceDetector(kind, min_confidence)
+
+
 # MediaPipe's own __del__ fails during interpreter teardown ("'NoneType' object is not
 # callable"); closing still-open detectors at exit, while modules are intact, avoids it.
 _open_detectors: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.faces import Box, FaceDetector, crop_face, heatmap_in_box
+from gsmc_core.faces import Box, CombinedDetector, FaceDetector, crop_face, heatmap_in_box
 from gsmc_core.predictor import Predictor, normalize_cam
 from gsmc_core.render import RenderOptions, draw_frame
 from gsmc_core.tracking import FaceTracker, ProbabilitySmoother
@@ -72,7 +72,7 @@ class FramePipeline:
     def __init__(
         self,
         predictor: Predictor,
-        detector: FaceDetector,
+        detector: FaceDetector | CombinedDetector,
         tracker: FaceTracker | None = None,
         half_life: float | None = None,
         half_life_unit: str = "frames",
@@ -119,7 +119,8 @@ class FramePipeline:
         t_classify = time.perf_counter()
         timings["classify"] = (t_classify - t_detect) * 1e3
 
-        ids = self.tracker.update([f.box for f in faces])
+        h, w = frame_bgr.shape[:2]
+        ids = self.tracker.update([f.box for f in faces], (w, h))
         self.smoother.retain(self.tracker.active_ids)
         clock = float(self._frames) if self.smoother.unit == "frames" else timestamp
         smoothed = [
@@ -155,7 +156,6 @@ class FramePipeline:
             )
         t_cam = time.perf_counter()
         timings["cam"] = (t_cam - t_track) * 1e3
-        h, w = frame_bgr.shape[:2]
         result = FrameResult(tuple(results), timestamp, (w, h), self.predictor.classes, timings)
         if render is not None:
             annotated = draw_frame(frame_bgr, result, render, bgr=True)

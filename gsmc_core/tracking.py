@@ -2,7 +2,7 @@
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -27,13 +27,47 @@ def _centre_distance(a: Box, b: Box) -> float:
     return math.hypot(dx, dy) / max(1, a[2], a[3])
 
 
+Offset = tuple[float, float, float, float]
+"""Where a box lies relative to another: centre offset and size, in units of the other's size."""
+
+
+def _size(box: Box) -> float:
+    return max(1.0, math.sqrt(box[2] * box[3]))
+
+
+def _offset(box: Box, anchor: Box) -> Offset:
+    size = _size(anchor)
+    return ((box[0] + box[2] / 2 - anchor[0] - anchor[2] / 2) / size,
+            (box[1] + box[3] / 2 - anchor[1] - anchor[3] / 2) / size, box[2] / size, box[3] / size)
+
+
+def _placed(offset: Offset, anchor: Box) -> tuple[float, float, float, float]:
+    """The box (centre x, centre y, w, h) at ``offset`` from ``anchor``."""
+    size = _size(anchor)
+    return (anchor[0] + anchor[2] / 2 + offset[0] * size, anchor[1] + anchor[3] / 2 + offset[1] * size,
+            offset[2] * size, offset[3] * size)
+
+
+def _in_view(box: Box, frame_size: tuple[int, int] | None) -> bool:
+    """Whether ``box`` lies wholly in the frame (a face cut by the edge is rarely detected);
+    True when the frame size is not known."""
+    if frame_size is None:
+        return True
+    x, y, w, h = box
+    return x >= 0 and y >= 0 and x + w <= frame_size[0] and y + h <= frame_size[1]
+
+
 @dataclass
 class Track:
-    """A face being followed: its ID, last box and how many frames in a row it was missed."""
+    """A face being followed: its ID, its last box (seen, or predicted while missed), how many
+    frames since it was last seen it was missed in view and out of view (``away``), and while
+    missed, where it lies relative to faces still seen (``anchors``: track ID -> offset)."""
 
     id: int
     box: Box
     missed: int = 0
+    away: int = 0
+    anchors: dict[int, Offset] = field(default_factory=dict)
 
 
 class FaceTracker:
@@ -43,41 +77,51 @@ class FaceTracker:
     ``min_iou``, otherwise by centre distance up to ``max_shift`` box sizes (fast motion at low
     frame rates leaves no overlap). Greedy matching is optimal whenever faces are further apart
     than they move between frames, which is the live case; SciPy's Hungarian solver is not a
-    dependency. A track missed ``max_missed`` frames in a row is dropped, so a face that comes
-    back later gets a new ID.
+    dependency.
+
+    A face the detector misses keeps its place relative to the faces still seen: a camera pan
+    or zoom moves every face alike, so its box is predicted from theirs (the median over them)
+    and matched again when it is found. A track missed ``max_missed`` frames (1 s at 30 fps)
+    while in view is dropped, so a face that comes back later gets a new ID; frames in which its
+    predicted box is not wholly in the frame (``update`` is given the frame size) count apart,
+    up to ``max_missed_outside`` (10 s at 30 fps): a person the camera panned away from keeps
+    their ID when the camera comes back.
     """
 
-    def __init__(self, max_missed: int = 10, min_iou: float = 0.3, max_shift: float = 0.5) -> None:
-        if max_missed < 0:
-            raise ValueError(f"max_missed must be >= 0, got {max_missed}")
+    def __init__(self, max_missed: int = 30, min_iou: float = 0.3, max_shift: float = 0.5,
+                 max_missed_outside: int = 300) -> None:
+        if max_missed < 0 or max_missed_outside < 0:
+            raise ValueError(f"max_missed must be >= 0, got {min(max_missed, max_missed_outside)}")
         self.max_missed = max_missed
+        self.max_missed_outside = max_missed_outside
         self.min_iou = min_iou
         self.max_shift = max_shift
         self.tracks: list[Track] = []
         self._next_id = 1
 
-    def update(self, boxes: Sequence[Box]) -> list[int]:
-        """Match one frame's boxes to the tracks; returns an ID per box, in input order."""
-        pairs = []
-        for ti, track in enumerate(self.tracks):
-            for bi, box in enumerate(boxes):
-                overlap = iou(track.box, box)
-                shift = _centre_distance(track.box, box)
-                if overlap >= self.min_iou or shift <= self.max_shift:
-                    pairs.append((-overlap, shift, ti, bi))
+    def update(self, boxes: Sequence[Box], frame_size: tuple[int, int] | None = None) -> list[int]:
+        """Match one frame's boxes to the tracks; returns an ID per box, in input order.
+        ``frame_size`` (width, height) lets tracks out of view be kept longer."""
         ids: list[int | None] = [None] * len(boxes)
-        used_tracks: set[int] = set()
-        for _, _, ti, bi in sorted(pairs):
-            if ti in used_tracks or ids[bi] is not None:
-                continue
-            used_tracks.add(ti)
-            track = self.tracks[ti]
-            track.box, track.missed = boxes[bi], 0
-            ids[bi] = track.id
+        used: set[int] = set()
+        made = self._match(boxes, ids, used)
+        seen_before = {self.tracks[ti].id: self.tracks[ti].box for ti, _ in made}
+        seen_now = {self.tracks[ti].id: boxes[bi] for ti, bi in made}
         for ti, track in enumerate(self.tracks):
-            if ti not in used_tracks:
-                track.missed += 1
-        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+            if ti not in used:
+                self._follow(track, seen_before, seen_now)
+        made += self._match(boxes, ids, used)
+        for ti, bi in made:
+            track = self.tracks[ti]
+            track.box, track.missed, track.away, track.anchors = boxes[bi], 0, 0, {}
+        for ti, track in enumerate(self.tracks):
+            if ti not in used:
+                if _in_view(track.box, frame_size):
+                    track.missed += 1
+                else:
+                    track.away += 1
+        self.tracks = [t for t in self.tracks
+                       if t.missed <= self.max_missed and t.away <= self.max_missed_outside]
         for bi, box in enumerate(boxes):
             if ids[bi] is None:
                 self.tracks.append(Track(self._next_id, box))
@@ -85,9 +129,46 @@ class FaceTracker:
                 self._next_id += 1
         return [i for i in ids if i is not None]
 
+    @staticmethod
+    def _follow(track: Track, seen_before: dict[int, Box], seen_now: dict[int, Box]) -> None:
+        """Move a missed track with the faces seen now, and anchor it to any it is not yet."""
+        placed = [_placed(off, seen_now[a]) for a, off in track.anchors.items() if a in seen_now]
+        if placed:
+            cx, cy, w, h = np.median(np.array(placed), axis=0)
+            track.box = (round(cx - w / 2), round(cy - h / 2), max(1, round(w)), max(1, round(h)))
+            for a, box in seen_now.items():
+                track.anchors.setdefault(a, _offset(track.box, box))
+        else:  # just missed, or its anchors are gone too: anchor it where it was last frame
+            track.anchors = {a: _offset(track.box, seen_before[a]) for a in seen_now}
+            if track.anchors:
+                FaceTracker._follow(track, seen_before, seen_now)
+
+    def _match(self, boxes: Sequence[Box], ids: list[int | None], used: set[int]) -> list[tuple[int, int]]:
+        """Greedy matching of unused tracks to unassigned boxes, best pair first; fills in
+        ``ids`` and ``used`` and returns the (track, box) pairs made."""
+        pairs = []
+        for ti, track in enumerate(self.tracks):
+            if ti in used:
+                continue
+            for bi, box in enumerate(boxes):
+                if ids[bi] is not None:
+                    continue
+                overlap = iou(track.box, box)
+                shift = _centre_distance(track.box, box)
+                if overlap >= self.min_iou or shift <= self.max_shift:
+                    pairs.append((-overlap, shift, ti, bi))
+        made = []
+        for _, _, ti, bi in sorted(pairs):
+            if ti in used or ids[bi] is not None:
+                continue
+            used.add(ti)
+            made.append((ti, bi))
+            ids[bi] = self.tracks[ti].id
+        return made
+
     @property
     def active_ids(self) -> set[int]:
-        """IDs of all tracks still alive (seen now or missed fewer than ``max_missed`` times)."""
+        """IDs of all tracks still alive (seen now, or missed but within their patience)."""
         return {t.id for t in self.tracks}
 
     def reset(self) -> None:

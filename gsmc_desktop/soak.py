@@ -25,15 +25,10 @@ VIDEO_FPS = 30.0
 
 def make_talking_head_video(path: Path, seconds: float) -> Path:
     """``seconds`` of the shipped real clip at 640x360 and 30 fps (mp4v in .mp4)."""
-    from gsmc_core.bench import clip_frames
     from gsmc_core.resources import asset_path
-    from gsmc_core.sources import VideoFileSource
+    from gsmc_core.workloads import clip_frames, read_clip
 
-    source = VideoFileSource(asset_path("videos", "carphone_qcif.mp4"))
-    try:
-        clip = [f.image for f in source]
-    finally:
-        source.close()
+    clip = read_clip(str(asset_path("videos", "carphone_qcif.mp4")))
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (640, 360))
     if not writer.isOpened():

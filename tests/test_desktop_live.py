@@ -100,3 +100,19 @@ def test_no_camera_gives_a_hint_and_camera_trouble_is_shown(qtbot, tab):
     assert not tab.is_running() and tab.view.message() == NO_CAMERA_HINT
     tab.worker.status.emit("reopening camera 0 in 2 s…")
     qtbot.waitUntil(lambda: tab.view.message() == "reopening camera 0 in 2 s…")
+
+
+def test_detector_choice_reaches_the_worker_and_is_remembered(qtbot, tab, clip):
+    assert tab.options().detector == "auto" and tab.options().min_score == 0.5  # the defaults
+    tab.detector_combo.setCurrentIndex(tab.detector_combo.findData("full"))
+    tab.min_score_spin.setValue(0.65)
+    assert (tab.worker._options.detector, tab.worker._options.min_score) == ("full", 0.65)
+    tab.set_video(clip)
+    tab.start()
+    with qtbot.waitSignal(tab.finished, timeout=60_000):
+        pass
+    assert tab.frames_shown >= 1 and tab.last_frame.result.faces  # the far model finds the face
+    again = LiveTab(camera_lister=lambda: [])
+    qtbot.addWidget(again)
+    assert (again.options().detector, again.options().min_score) == ("full", 0.65)
+    again.shutdown()

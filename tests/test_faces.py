@@ -216,3 +216,34 @@ def test_heatmap_maps_back_onto_the_box():
     box_heat = heatmap_in_box(crop_heat, face, framing)
     assert box_heat.shape == (40, 40)
     np.testing.assert_allclose(box_heat[5], np.arange(10, 50), atol=1e-4)
+
+
+def _carphone_zoomed(zoom: float) -> list[np.ndarray]:
+    """Frames of the real Carphone clip at 640x360 with the face ~200*zoom px wide."""
+    from gsmc_core.resources import asset_path
+    from gsmc_core.workloads import read_clip
+
+    frames = []
+    for f in read_clip(str(asset_path("videos", "carphone_qcif.mp4")))[::12]:
+        scale = 640 / 176 * zoom
+        big = cv2.resize(f, None, fx=scale, fy=scale)
+        x0, y0 = int(88 * scale) - 320, max(0, int(50 * scale) - 180)
+        frames.append(np.ascontiguousarray(big[y0 : y0 + 360, max(0, x0) : max(0, x0) + 640]))
+    return frames
+
+
+def test_auto_detector_finds_what_either_model_finds_once():
+    from gsmc_core.faces import make_live_detector
+
+    with make_live_detector("short") as short, make_live_detector("full") as full, \
+            make_live_detector("auto") as auto:
+        assert auto.model == "auto"
+        checked = 0
+        for zoom in (1.0, 2.0, 2.5):  # webcam distance up to a face larger than the frame
+            for frame in _carphone_zoomed(zoom):
+                s, f, a = short.detect(frame), full.detect(frame), auto.detect(frame)
+                assert len(a) == (1 if s or f else 0), (zoom, s, f, a)
+                checked += bool(s or f)
+        assert checked >= 20
+    with pytest.raises(ValueError, match="unknown detector 'medium'"):
+        make_live_detector("medium")

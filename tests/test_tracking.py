@@ -100,3 +100,43 @@ def test_smoother_state_is_per_face_and_forgotten():
     np.testing.assert_allclose(s.update(2, [1.0, 0.0], 1), [1.0, 0.0])  # fresh start for face 2
     with pytest.raises(ValueError, match="unit"):
         ProbabilitySmoother(1, unit="minutes")
+
+
+def _pan(boxes, dx):
+    return [(x + dx, y, w, h) for x, y, w, h in boxes]
+
+
+def test_missed_face_follows_a_camera_pan_and_keeps_its_id():
+    # three faces pan left at 12 px/frame; the middle one is not detected for 20 frames, during
+    # which the picture moves 240 px (three box widths): it must come back with its own ID
+    tracker = FaceTracker()
+    faces = [(100, 100, 80, 80), (300, 110, 80, 80), (500, 90, 80, 80)]
+    assert tracker.update(faces, (640, 360)) == [1, 2, 3]
+    for t in range(1, 21):
+        moved = _pan(faces, -12 * t)
+        # the first face leaves the frame on the left after a while: only what is in view
+        shown = [b for i, b in enumerate(moved) if i != 1 and b[0] + b[2] > 0]
+        tracker.update(shown, (640, 360))
+    back = _pan(faces, -12 * 21)[1]
+    assert tracker.update([back, _pan(faces, -12 * 21)[2]], (640, 360)) == [2, 3]
+
+
+def test_face_panned_out_of_view_keeps_its_id_when_the_camera_returns():
+    tracker = FaceTracker(max_missed=5, max_missed_outside=100)
+    left, right = (20, 100, 80, 80), (400, 100, 80, 80)
+    assert tracker.update([left, right], (640, 360)) == [1, 2]
+    path = list(range(1, 31)) + list(range(29, -1, -1))  # pan 30 steps and back
+    for k in path:
+        shift = -6 * k
+        shown = [b for b in _pan([left, right], shift) if b[0] >= 0]  # the left face leaves
+        ids = tracker.update(shown, (640, 360))
+    assert ids == [1, 2]  # 60 frames later, 30 of them out of view: same IDs
+    assert tracker._next_id == 3
+
+
+def test_a_face_missed_in_view_is_still_forgotten():
+    tracker = FaceTracker(max_missed=3, max_missed_outside=100)
+    assert tracker.update([(100, 100, 80, 80)], (640, 360)) == [1]
+    for _ in range(4):
+        tracker.update([], (640, 360))
+    assert tracker.update([(100, 100, 80, 80)], (640, 360)) == [2]

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gsmc_core.faces import DEFAULT_LIVE_DETECTOR
 from gsmc_core.pipeline import FaceResult
 from gsmc_core.sources import list_cameras
 from gsmc_desktop.live.recording import VIDEO_SUFFIX
@@ -31,6 +32,7 @@ from gsmc_desktop.widgets.frame_view import FrameView
 from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+DETECTOR_CHOICES = (("auto", "Auto (close + far)"), ("short", "Close (webcam)"), ("full", "Far (groups)"))
 PLOT_INTERVAL_S = 0.1  # charts redraw at most 10 times a second
 NO_CAMERA_HINT = ("No camera found. Choose “Video file…” in the source list to analyse a "
                   "video, or open photos in the Images tab.")
@@ -119,8 +121,19 @@ class LiveTab(QWidget):
         self.smoothing_spin.setSuffix(" s")
         self.smoothing_spin.setSpecialValueText("off")
         self.smoothing_spin.setToolTip("Half-life of each face's probability smoothing (0 = raw)")
+        self.detector_combo = QComboBox()
+        for key, text in DETECTOR_CHOICES:
+            self.detector_combo.addItem(text, key)
+        self.detector_combo.setToolTip(
+            "Face detector: Auto runs the close-range and the long-range model on every frame and "
+            "keeps both's faces; Close suits one person at a webcam; Far finds small, distant faces")
+        self.min_score_spin = QDoubleSpinBox()
+        self.min_score_spin.setRange(0.1, 0.95)
+        self.min_score_spin.setSingleStep(0.05)
+        self.min_score_spin.setToolTip("Minimum detection score: lower finds more faces and more false ones")
         for signal in (self.heatmap_check.toggled, self.opacity_slider.valueChanged,
-                       self.cam_combo.currentIndexChanged, self.smoothing_spin.valueChanged):
+                       self.cam_combo.currentIndexChanged, self.smoothing_spin.valueChanged,
+                       self.detector_combo.currentIndexChanged, self.min_score_spin.valueChanged):
             signal.connect(lambda *_: self._push_options())
 
         options = QHBoxLayout()
@@ -133,6 +146,11 @@ class LiveTab(QWidget):
         options.addSpacing(12)
         options.addWidget(QLabel("Smoothing half-life"))
         options.addWidget(self.smoothing_spin)
+        options.addSpacing(12)
+        options.addWidget(QLabel("Faces"))
+        options.addWidget(self.detector_combo)
+        options.addWidget(QLabel("min score"))
+        options.addWidget(self.min_score_spin)
         options.addStretch(1)
 
         self.view = FrameView()
@@ -349,6 +367,8 @@ class LiveTab(QWidget):
             alpha=self.opacity_slider.value() / 100.0,
             cam_class=self.cam_combo.currentData(),
             half_life_s=self.smoothing_spin.value(),
+            detector=self.detector_combo.currentData(),
+            min_score=round(self.min_score_spin.value(), 2),
         )
 
     def _push_options(self) -> None:
@@ -362,6 +382,8 @@ class LiveTab(QWidget):
         if self.cam_combo.count():  # empty until the first model arrives
             s.setValue("live/cam_class", self.cam_combo.currentText())
         s.setValue("live/half_life", options.half_life_s)
+        s.setValue("live/detector", options.detector)
+        s.setValue("live/min_score", options.min_score)
 
     def _restore_settings(self) -> None:
         s = QSettings()
@@ -369,11 +391,17 @@ class LiveTab(QWidget):
         heatmaps = s.value("live/heatmaps", True, type=bool)
         opacity = int(s.value("live/opacity", 45, type=int))
         half_life = float(s.value("live/half_life", 0.0, type=float))
+        detector = s.value("live/detector", DEFAULT_LIVE_DETECTOR, type=str)
+        min_score = float(s.value("live/min_score", 0.5, type=float))
         saved = s.value("live/source", None)
         self._saved_cam_class = s.value("live/cam_class", "", type=str)  # applied by set_model
         self.heatmap_check.setChecked(heatmaps)
         self.opacity_slider.setValue(opacity)
         self.smoothing_spin.setValue(half_life)
+        index = self.detector_combo.findData(detector)
+        self.detector_combo.setCurrentIndex(index if index >= 0 else self.detector_combo.findData(
+            DEFAULT_LIVE_DETECTOR))
+        self.min_score_spin.setValue(min_score)
         self._saved_source: int | str | None = None
         self._video: Path | None = None
         if saved is not None and str(saved).isdigit():

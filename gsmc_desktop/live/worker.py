@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal, Slot
 
-from gsmc_core.faces import FaceDetector
+from gsmc_core.faces import DEFAULT_LIVE_DETECTOR, CombinedDetector, FaceDetector, make_live_detector
 from gsmc_core.pipeline import FramePipeline, FrameResult
 from gsmc_core.render import RenderOptions
 from gsmc_core.sources import CameraEvent, CameraSource, Frame, FrameSource, SourceError, VideoFileSource
@@ -62,12 +62,15 @@ class SourceSpec:
 @dataclass(frozen=True)
 class LiveOptions:
     """Overlay and pipeline settings. ``cam_class`` None = each face's predicted class;
-    ``half_life_s`` 0 = no smoothing."""
+    ``half_life_s`` 0 = no smoothing; ``detector`` "short", "full" or "auto" (both) with its
+    minimum detection score."""
 
     heatmaps: bool = True
     alpha: float = 0.45
     cam_class: int | None = None
     half_life_s: float = 0.0
+    detector: str = DEFAULT_LIVE_DETECTOR
+    min_score: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -190,62 +193,72 @@ class LiveWorker(QObject):
         fps = 0.0
         last = None
         start = time.monotonic()
-        with FaceDetector("short") as detector:
-            try:
-                for frame in self._frames(source):
-                    if self._stop.is_set():
+        detector: FaceDetector | CombinedDetector | None = None
+        detector_setting: tuple[str, float] | None = None
+        try:
+            for frame in self._frames(source):
+                if self._stop.is_set():
+                    return "stopped"
+                if spec.video is not None and source.fps:
+                    # play a file no faster than its frame rate (every frame is processed)
+                    delay = start + frame.timestamp - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
                         return "stopped"
-                    if spec.video is not None and source.fps:
-                        # play a file no faster than its frame rate (every frame is processed)
-                        delay = start + frame.timestamp - time.monotonic()
-                        if delay > 0 and self._stop.wait(delay):
-                            return "stopped"
-                    with self._lock:
-                        changed = self._changes != seen_changes
-                        seen_changes = self._changes
-                        options, wanted_model, wanted_record = self._options, self._model, self._record
-                    if changed:
-                        if wanted_model is None:
-                            self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
-                            return "no model"
-                        if wanted_model is not model:
-                            model = wanted_model
-                            pipeline = FramePipeline(model.new_predictor(), detector,
-                                                     half_life_unit="seconds")
-                        pipeline.heatmaps = options.heatmaps
-                        in_range = options.cam_class is not None and options.cam_class < len(model.classes)
-                        pipeline.cam_class = options.cam_class if in_range else None
-                        pipeline.smoother.half_life = options.half_life_s or None
-                        render = replace(render, heatmaps=options.heatmaps, alpha=options.alpha)
-                        if wanted_record is not record:
-                            if recorder is not None:
-                                self.recording.emit(f"Recorded {recorder.close()}")
-                                recorder = None
-                            record = wanted_record
-                            if record is not None:
-                                recorder = self._open_recorder(record, model, source, fps)
-                    result = pipeline.process(frame.image, frame.timestamp, render=render)
-                    if recorder is not None:
-                        try:
-                            recorder.write(frame.index, frame.timestamp, result, result.annotated)
-                        except OSError as exc:
-                            self.recording.emit(f"Recording stopped: {recorder.video_path}: {exc}")
-                            recorder.close()
-                            recorder = None
-                    now = time.monotonic()
-                    if last is not None:
-                        rate = 1.0 / max(now - last, 1e-6)
-                        fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
-                    last = now
-                    rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
-                    if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps)):
-                        self.frame_ready.emit()
-                return "stopped" if self._stop.is_set() else f"end of {spec.label()}"
-            finally:
-                if recorder is not None:
-                    self.recording.emit(f"Recorded {recorder.close()}")
                 with self._lock:
-                    self._record = None  # a recording ends with its run
+                    changed = self._changes != seen_changes
+                    seen_changes = self._changes
+                    options, wanted_model, wanted_record = self._options, self._model, self._record
+                if changed:
+                    if wanted_model is None:
+                        self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
+                        return "no model"
+                    if (options.detector, options.min_score) != detector_setting:
+                        if detector is not None:
+                            detector.close()
+                        detector = make_live_detector(options.detector, options.min_score)
+                        detector_setting = (options.detector, options.min_score)
+                        if pipeline is not None:
+                            pipeline.detector = detector
+                    if wanted_model is not model:
+                        model = wanted_model
+                        pipeline = FramePipeline(model.new_predictor(), detector,
+                                                 half_life_unit="seconds")
+                    pipeline.heatmaps = options.heatmaps
+                    in_range = options.cam_class is not None and options.cam_class < len(model.classes)
+                    pipeline.cam_class = options.cam_class if in_range else None
+                    pipeline.smoother.half_life = options.half_life_s or None
+                    render = replace(render, heatmaps=options.heatmaps, alpha=options.alpha)
+                    if wanted_record is not record:
+                        if recorder is not None:
+                            self.recording.emit(f"Recorded {recorder.close()}")
+                            recorder = None
+                        record = wanted_record
+                        if record is not None:
+                            recorder = self._open_recorder(record, model, source, fps)
+                result = pipeline.process(frame.image, frame.timestamp, render=render)
+                if recorder is not None:
+                    try:
+                        recorder.write(frame.index, frame.timestamp, result, result.annotated)
+                    except OSError as exc:
+                        self.recording.emit(f"Recording stopped: {recorder.video_path}: {exc}")
+                        recorder.close()
+                        recorder = None
+                now = time.monotonic()
+                if last is not None:
+                    rate = 1.0 / max(now - last, 1e-6)
+                    fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
+                last = now
+                rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
+                if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps)):
+                    self.frame_ready.emit()
+            return "stopped" if self._stop.is_set() else f"end of {spec.label()}"
+        finally:
+            if detector is not None:
+                detector.close()
+            if recorder is not None:
+                self.recording.emit(f"Recorded {recorder.close()}")
+            with self._lock:
+                self._record = None  # a recording ends with its run
 
     def _open_recorder(self, record: RecordRequest, model: ModelHandle, source: FrameSource,
                        fps: float) -> Recorder | None:
