@@ -1,6 +1,8 @@
 """`gsmc-desktop --self-test`: prove a build works end to end without a screen.
 
-Starts Qt offscreen and builds the main window (Qt plugins, pyqtgraph), loads the model, detects
+Starts Qt offscreen, checks that Qt calls keep Python's reference counts (a broken PySide6
+release drains them), builds the main window (Qt plugins, pyqtgraph), loads the model (exported to
+ONNX and run in ONNX Runtime on the CPU, as the app does), detects
 and classifies the faces in the bundled sample photo with MediaPipe, computes each face's CAM,
 prints a JSON summary and returns 0; any failure prints the step and the error and returns 1.
 """
@@ -32,6 +34,10 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
     app = create_application(sys.argv[:1])
     app.setApplicationName("GSMC self-test")  # its own QSettings: the user's are left alone
     summary["qt_platform"] = app.platformName()
+    import PySide6
+
+    summary["pyside6"] = PySide6.__version__
+    _check_reference_counts()
     done("qt")
 
     summary["step"] = "load model"
@@ -46,6 +52,8 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
     checkpoint = checkpoint or DEFAULT_CHECKPOINT
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
     summary["checkpoint"] = str(checkpoint)
+    summary["backend"] = predictor.backend
+    summary["onnx_file"] = str(getattr(predictor.runtime, "path", ""))
     summary["torch"] = torch.__version__
     done("model")
 
@@ -82,6 +90,22 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
         })
     done("faces")
     summary["step"] = "done"
+
+
+def _check_reference_counts(calls: int = 300) -> None:
+    """Qt calls that return nothing must not drain the reference count of None (PySide6
+    6.12.0 on Python 3.11 does, and the app then aborts within a minute of live video)."""
+    from PySide6.QtWidgets import QApplication, QLabel
+
+    label = QLabel()
+    before = sys.getrefcount(None)
+    for _ in range(calls):
+        label.setText("self-test")
+        QApplication.processEvents()
+    lost = before - sys.getrefcount(None)
+    if lost > calls // 10:
+        raise RuntimeError(f"this Qt binding lost {lost} references to None in {2 * calls} calls: it "
+                           "corrupts reference counts (PySide6 6.12.0 on Python 3.11); build with another")
 
 
 def run_self_test(checkpoint: Path | None = None) -> int:
