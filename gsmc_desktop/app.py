@@ -55,21 +55,53 @@ def log_dir() -> Path:
 
 
 class CrashLogHandler(logging.handlers.RotatingFileHandler):
-    """A rotating log file that also receives ``faulthandler``'s tracebacks of every thread
-    when the process dies hard (a segfault, an abort, "Fatal Python error"), which no Python
-    exception hook sees. After each rotation faulthandler follows the new file."""
+    """A rotating log file that also receives what the process writes to its native stderr.
 
-    def __init__(self, path: Path) -> None:
+    Hard crashes never reach a Python exception hook: a segfault or an abort is reported by
+    ``faulthandler`` (enabled here on the log file), and a "Fatal Python error" (a C extension
+    corrupting reference counts, say) is written by the interpreter to file descriptor 2 with
+    faulthandler switched off. So with ``route_stderr`` descriptor 2 is pointed at the log file
+    too (native libraries' messages, Qt warnings and fatal errors land there), while Python's
+    own ``sys.stderr`` keeps writing to the original terminal. Both follow each rotation, and
+    ``close`` puts everything back.
+    """
+
+    def __init__(self, path: Path, route_stderr: bool = False) -> None:
         super().__init__(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8")
+        self._saved_stderr: tuple[int, object] | None = None
+        if route_stderr:
+            try:
+                terminal = os.dup(2)
+            except OSError:  # no stderr at all (a windowed app): nothing to keep
+                terminal = -1
+            self._saved_stderr = (terminal, sys.stderr)
+            if terminal >= 0:
+                sys.stderr = open(terminal, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                                  closefd=False)
+        self._follow()
+
+    def _follow(self) -> None:
+        """Point faulthandler (and descriptor 2) at the current log file."""
+        self.stream.flush()
         faulthandler.enable(self.stream, all_threads=True)
+        if self._saved_stderr is not None:
+            os.dup2(self.stream.fileno(), 2)
 
     def doRollover(self) -> None:
         super().doRollover()
-        faulthandler.enable(self.stream, all_threads=True)
+        self._follow()
 
     def close(self) -> None:
         if faulthandler.is_enabled():
             faulthandler.disable()
+        if self._saved_stderr is not None:
+            terminal, stream = self._saved_stderr
+            self._saved_stderr = None
+            if terminal >= 0:
+                sys.stderr.flush()
+                os.dup2(terminal, 2)
+                os.close(terminal)
+            sys.stderr = stream
         super().close()
 
 
@@ -102,7 +134,7 @@ def install_exception_hook(app: QApplication) -> Path:
     folder = log_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log_file = folder / LOG_NAME
-    handler = CrashLogHandler(log_file)
+    handler = CrashLogHandler(log_file, route_stderr=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -114,11 +146,12 @@ def install_exception_hook(app: QApplication) -> Path:
             return
         details = "".join(traceback.format_exception(exc_type, exc, tb))
         log.error("uncaught exception\n%s", details)
-        if sys.__stderr__ is not None:  # a windowed frozen app has no stderr
-            sys.__stderr__.write(details)
+        if sys.stderr is not None:  # a windowed frozen app has no stderr
+            sys.stderr.write(details)
         reporter.report.emit(f"{exc_type.__name__}: {exc}", details)
 
     sys.excepthook = hook
     threading.excepthook = lambda a: hook(a.exc_type, a.exc_value, a.exc_traceback)
     log.info("GSMC desktop %s started", __version__)
+    print(f"gsmc-desktop: log, native messages and crash reports: {log_file}", file=sys.stderr)
     return log_file

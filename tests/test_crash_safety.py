@@ -10,6 +10,7 @@ import time
 
 import cv2
 import numpy as np
+import pytest
 
 from gsmc_core.pipeline import FrameResult
 from gsmc_desktop.live.recording import Recorder
@@ -62,32 +63,45 @@ def test_video_is_matroska_and_playable_after_kill(tmp_path):
     assert frames >= 120, f"only {frames} of 240 frames play after the kill"
 
 
-def _crash_script(rollover: bool) -> str:
+CRASHES = {
+    # a segfault, as a broken native library gives: reported by faulthandler
+    "segfault": ("ctypes.string_at(0)", "Segmentation fault"),
+    # what a C extension corrupting reference counts ends in (none_dealloc): the interpreter
+    # writes it to descriptor 2 with faulthandler off
+    "fatal": ('ctypes.pythonapi.Py_FatalError(b"none_dealloc: deallocating None")',
+              "Fatal Python error: none_dealloc"),
+}
+
+
+def _crash_script(crash: str, rollover: bool) -> str:
     return textwrap.dedent(f"""
-        import ctypes, logging
+        import ctypes, logging, sys
         from gsmc_desktop import app as app_module
         qt = app_module.create_application(["gsmc-desktop"])
         path = app_module.install_exception_hook(qt)
         print(path, flush=True)
+        print("python-level message", file=sys.stderr, flush=True)
         if {rollover}:
             handler = next(h for h in app_module.log.handlers if isinstance(h, app_module.CrashLogHandler))
             handler.doRollover()
         def deep_in_the_app():
-            ctypes.string_at(0)  # a segfault, as a broken native library gives
+            {CRASHES[crash][0]}
         deep_in_the_app()
     """)
 
 
-def test_hard_crash_leaves_its_traceback_in_the_log(tmp_path):
+@pytest.mark.parametrize("crash", sorted(CRASHES))
+def test_hard_crash_leaves_its_traceback_in_the_log(tmp_path, crash):
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "QT_QPA_PLATFORM": "offscreen"}
     for rollover in (False, True):
-        done = subprocess.run([sys.executable, "-c", _crash_script(rollover)], capture_output=True,
+        done = subprocess.run([sys.executable, "-c", _crash_script(crash, rollover)], capture_output=True,
                               text=True, timeout=120, env=env)
         assert done.returncode != 0
         log_file = done.stdout.strip().splitlines()[0]
         assert log_file == str(tmp_path / "state" / "GSMC" / "log" / "gsmc-desktop.log")
         text = open(log_file, encoding="utf-8", errors="replace").read()
-        assert "Segmentation fault" in text and "deep_in_the_app" in text, text[-2000:]
+        assert CRASHES[crash][1] in text and "deep_in_the_app" in text, text[-2000:]
+        assert "python-level message" in done.stderr  # Python's stderr still reaches the terminal
         if rollover:
             assert os.path.exists(log_file + ".1")
 
