@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -84,11 +85,17 @@ def export_onnx(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
     return out
 
 
+_export_lock = threading.Lock()
+
+
 def cached_onnx(ckpt: Checkpoint) -> Path:
-    """The exported graph of ``ckpt`` from the cache, exporting it there first if missing."""
+    """The exported graph of ``ckpt`` from the cache, exporting it there first if missing.
+    Threads of one process export one model once (the app's Live and Images workers load the
+    same model at start); other processes may race, and the atomic write keeps that safe."""
     path = cache_dir() / f"{checkpoint_digest(ckpt)[:32]}.onnx"
-    if not path.is_file():
-        export_onnx(ckpt, path)
+    with _export_lock:
+        if not path.is_file():
+            export_onnx(ckpt, path)
     return path
 
 

@@ -7,6 +7,7 @@ per face, and one thread that does not spin, so a busy neighbour costs it little
 a GPU.
 """
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from gsmc_core.devices import resolve_device
 from gsmc_core.model import GSMCNet
 from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, read_onnx_meta
 from gsmc_core.preprocess import prepare_image
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "onnx", "torch")
 DEFAULT_THREADS = 1  # see docs/performance.md: two threads collapse when another program is busy
@@ -90,8 +93,14 @@ def make_runtime(ckpt: Checkpoint, device: str | torch.device = "auto", backend:
     if backend == "onnx" and dev.type != "cpu":
         raise ValueError(f"the onnx backend runs on the CPU only, not on {dev}; "
                          "use --device cpu or --backend torch")
-    if backend == "onnx" or (backend == "auto" and dev.type == "cpu"):
+    if backend == "onnx":
         return OnnxRuntime(cached_onnx(ckpt), threads)
+    if backend == "auto" and dev.type == "cpu":
+        try:
+            return OnnxRuntime(cached_onnx(ckpt), threads)
+        except Exception as exc:  # ONNX Runtime is a speed-up: a model it cannot take still runs
+            log.warning("running %s in torch: the ONNX export or session failed (%s: %s)",
+                        ckpt.path or "the model", type(exc).__name__, exc)
     return TorchRuntime(ckpt.build_model(), dev)
 
 

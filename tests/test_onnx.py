@@ -76,3 +76,15 @@ def test_bad_onnx_files_name_the_file(tmp_path):
     onnx.save_model(onnx.helper.make_model(onnx.helper.make_graph([], "g", [], [])), str(bare))
     with pytest.raises(CheckpointError, match="without GSMC metadata"):
         read_onnx_meta(bare)
+
+
+def test_unwritable_cache_falls_back_to_torch(shipped, tmp_path, monkeypatch, caplog, real_faces):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("GSMC_CACHE_DIR", str(blocker / "onnx"))
+    predictor = Predictor.for_checkpoint(shipped, "cpu")
+    assert predictor.backend == "torch"
+    assert "ONNX export or session failed" in caplog.text
+    assert len(predictor.predict(real_faces[:2])) == 2
+    with pytest.raises(OSError):  # asked for explicitly: the error is the user's to see
+        Predictor.for_checkpoint(shipped, "cpu", backend="onnx")
