@@ -63,7 +63,8 @@ def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[st
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--detector", default=detector, choices=choices,
                    help="face detector: short (webcam distance), full (small faces)"
-                        + (", auto (both on every frame)" if "auto" in choices else "")
+                        + (", auto (short on every frame, full every third frame and whenever it "
+                           "adds a face)" if "auto" in choices else "")
                         + f"; default {detector}")
     p.add_argument("--min-score", type=float, default=0.5, help="face detection threshold (default 0.5)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,

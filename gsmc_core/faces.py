@@ -4,6 +4,7 @@ import atexit
 import contextlib
 import math
 import os
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ class Face:
     keypoints: tuple[tuple[float, float], ...]
 
 
+NATIVE_STDERR_LOCK = threading.RLock()
+"""Held by whatever re-points file descriptor 2 (silencing a model load here, the desktop app's
+crash log), so two threads never interleave a save and a restore."""
+
+
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence native stderr (LiteRT prints ~50 INFO/WARNING lines per model load).
@@ -49,18 +55,19 @@ def _quiet_stderr() -> Iterator[None]:
     The C++ logging ignores GLOG/TF environment variables, so the file descriptor itself is
     redirected; anything else written during the (short) model load is lost too.
     """
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr (e.g. a windowed frozen app): nothing to silence
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+    with NATIVE_STDERR_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr (e.g. a windowed frozen app): nothing to silence
             yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+            return
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def to_rgb(image: npt.NDArray[np.uint8], color: str = "bgr") -> npt.NDArray[np.uint8]:
@@ -178,6 +185,9 @@ class FaceDetector:
             )
         return sorted(faces, key=lambda f: -f.score)
 
+    def reset(self) -> None:
+        """A new stream: nothing to forget (each image is detected on its own)."""
+
     def close(self) -> None:
         """Free the native detector; further ``detect`` calls raise."""
         if self._detector is not None:
@@ -238,9 +248,16 @@ class CombinedDetector:
         self._last = faces
         return faces
 
+    def reset(self) -> None:
+        """A new stream: the next frame runs both models, nothing carried over."""
+        self._since_full = self.full_every
+        self._last = []
+
     def close(self) -> None:
-        self._short.close()
-        self._full.close()
+        try:
+            self._short.close()
+        finally:
+            self._full.close()
 
     def __enter__(self) -> "CombinedDetector":
         return self

@@ -165,8 +165,9 @@ class FramePipeline:
         return result
 
     def reset(self) -> None:
-        """Start a new stream: forget tracks and smoothing state."""
+        """Start a new stream: forget tracks, smoothing and the detector's schedule."""
         self.tracker.reset()
+        self.detector.reset()
         self.smoother.retain(())
         self._frames = 0
 

@@ -94,14 +94,26 @@ def make_runtime(ckpt: Checkpoint, device: str | torch.device = "auto", backend:
         raise ValueError(f"the onnx backend runs on the CPU only, not on {dev}; "
                          "use --device cpu or --backend torch")
     if backend == "onnx":
-        return OnnxRuntime(cached_onnx(ckpt), threads)
+        return _cached_runtime(ckpt, threads)
     if backend == "auto" and dev.type == "cpu":
         try:
-            return OnnxRuntime(cached_onnx(ckpt), threads)
+            return _cached_runtime(ckpt, threads)
         except Exception as exc:  # ONNX Runtime is a speed-up: a model it cannot take still runs
             log.warning("running %s in torch: the ONNX export or session failed (%s: %s)",
                         ckpt.path or "the model", type(exc).__name__, exc)
     return TorchRuntime(ckpt.build_model(), dev)
+
+
+def _cached_runtime(ckpt: Checkpoint, threads: int) -> OnnxRuntime:
+    """ONNX Runtime on the cached export; a cached file the session cannot read (truncated by
+    a full disk, say) is exported again once."""
+    path = cached_onnx(ckpt)
+    try:
+        return OnnxRuntime(path, threads)
+    except Exception as exc:
+        log.warning("%s: cannot be loaded (%s); exporting it again", path, type(exc).__name__)
+        path.unlink(missing_ok=True)
+        return OnnxRuntime(cached_onnx(ckpt), threads)
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,6 @@ class Predictor:
         self.classes = meta.classes
         self._mean = (np.asarray(meta.mean, np.float32) * 255.0).reshape(1, 3, 1, 1)
         self._inv_std = 1.0 / (np.asarray(meta.std, np.float32) * 255.0).reshape(1, 3, 1, 1)
-        self.checkpoint: Checkpoint | None = None
 
     @property
     def device(self) -> torch.device:
@@ -163,16 +174,15 @@ class Predictor:
     def for_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "auto", backend: str = "auto",
                        threads: int = DEFAULT_THREADS) -> "Predictor":
         """A predictor for a loaded checkpoint (CPU: exported to ONNX once, then cached)."""
-        predictor = cls(make_runtime(ckpt, device, backend, threads), ckpt.meta)
-        predictor.checkpoint = ckpt
-        return predictor
+        return cls(make_runtime(ckpt, device, backend, threads), ckpt.meta)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto",
                         threads: int = DEFAULT_THREADS) -> "Predictor":
         """A predictor for a checkpoint file, or for an ONNX file written by `gsmc export`."""
         if Path(path).suffix.lower() == ".onnx":
-            if backend == "torch" or resolve_device(device).type != "cpu":
+            # "auto" means the CPU here: ONNX Runtime runs the file (a GPU machine included)
+            if backend == "torch" or (device != "auto" and resolve_device(device).type != "cpu"):
                 raise ValueError(f"{path}: an ONNX model runs on the CPU in ONNX Runtime; "
                                  "give the .pt checkpoint for torch or a GPU")
             return cls(OnnxRuntime(path, threads), read_onnx_meta(path))

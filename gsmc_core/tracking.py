@@ -49,12 +49,13 @@ def _placed(offset: Offset, anchor: Box) -> tuple[float, float, float, float]:
 
 
 def _in_view(box: Box, frame_size: tuple[int, int] | None) -> bool:
-    """Whether ``box`` lies wholly in the frame (a face cut by the edge is rarely detected);
-    True when the frame size is not known."""
+    """Whether ``box`` lies inside the frame without touching its edge: detections are clipped
+    to the frame, so a face leaving it was last seen touching the edge, and a face cut by the
+    edge is rarely detected. True when the frame size is not known."""
     if frame_size is None:
         return True
     x, y, w, h = box
-    return x >= 0 and y >= 0 and x + w <= frame_size[0] and y + h <= frame_size[1]
+    return x > 0 and y > 0 and x + w < frame_size[0] and y + h < frame_size[1]
 
 
 @dataclass
@@ -83,15 +84,18 @@ class FaceTracker:
     or zoom moves every face alike, so its box is predicted from theirs (the median over them)
     and matched again when it is found. A track missed ``max_missed`` frames (1 s at 30 fps)
     while in view is dropped, so a face that comes back later gets a new ID; frames in which its
-    predicted box is not wholly in the frame (``update`` is given the frame size) count apart,
-    up to ``max_missed_outside`` (10 s at 30 fps): a person the camera panned away from keeps
-    their ID when the camera comes back.
+    box (predicted, or where it was last seen) touches or crosses the frame's edge (``update`` is
+    given the frame size) count apart, up to ``max_missed_outside`` (10 s at 30 fps): a person
+    who left the frame, or whom the camera panned away from, keeps their ID when they come back
+    near where the other faces say they should be.
     """
 
     def __init__(self, max_missed: int = 30, min_iou: float = 0.3, max_shift: float = 0.5,
                  max_missed_outside: int = 300) -> None:
-        if max_missed < 0 or max_missed_outside < 0:
-            raise ValueError(f"max_missed must be >= 0, got {min(max_missed, max_missed_outside)}")
+        if max_missed < 0:
+            raise ValueError(f"max_missed must be >= 0, got {max_missed}")
+        if max_missed_outside < 0:
+            raise ValueError(f"max_missed_outside must be >= 0, got {max_missed_outside}")
         self.max_missed = max_missed
         self.max_missed_outside = max_missed_outside
         self.min_iou = min_iou

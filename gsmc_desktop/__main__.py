@@ -2,6 +2,7 @@
 (`--self-test` and `--soak DIR` check an installation)."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,12 +36,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _ensure_standard_fds() -> None:
+    """Give closed standard descriptors (a windowed start) /dev/null, before Qt opens files:
+    otherwise the first file Qt opens becomes descriptor 2, and the crash log would take it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _ensure_standard_fds()
     args = parse_args(argv)
     if args.self_test:
         return run_self_test(Path(args.checkpoint) if args.checkpoint else None)
     if args.soak:
-        return run_soak(Path(args.soak), Path(args.video) if args.video else None, args.soak_seconds)
+        if args.soak_seconds <= 0:
+            print(f"gsmc-desktop: error: --soak-seconds must be > 0, got {args.soak_seconds:g}",
+                  file=sys.stderr)
+            return 2
+        return run_soak(Path(args.soak), Path(args.video) if args.video else None, args.soak_seconds,
+                        Path(args.checkpoint) if args.checkpoint else None)
     app = create_application(sys.argv[:1])
     install_exception_hook(app)
     window = MainWindow(checkpoint=Path(args.checkpoint) if args.checkpoint else None)

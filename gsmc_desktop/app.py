@@ -11,16 +11,18 @@ from pathlib import Path
 from types import TracebackType
 
 import platformdirs
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from gsmc_core import __version__
+from gsmc_core.faces import NATIVE_STDERR_LOCK
 
 ORGANIZATION = "GSMC"
 APPLICATION = "GSMC"
 LOG_NAME = "gsmc-desktop.log"
 LOG_MAX_BYTES = 1_000_000
 LOG_BACKUPS = 3  # gsmc-desktop.log.1 .. .3
+LOG_CHECK_MS = 30_000  # how often the log's size is checked for native messages
 
 log = logging.getLogger("gsmc_desktop")
 
@@ -71,6 +73,7 @@ class CrashLogHandler(logging.handlers.RotatingFileHandler):
         self._saved_stderr: tuple[int, object] | None = None
         if route_stderr:
             try:
+                os.fstat(2)
                 terminal = os.dup(2)
             except OSError:  # no stderr at all (a windowed app): nothing to keep
                 terminal = -1
@@ -82,14 +85,35 @@ class CrashLogHandler(logging.handlers.RotatingFileHandler):
 
     def _follow(self) -> None:
         """Point faulthandler (and descriptor 2) at the current log file."""
+        if self.stream is None:  # a failed rollover left no file open
+            self.stream = self._open()
         self.stream.flush()
         faulthandler.enable(self.stream, all_threads=True)
         if self._saved_stderr is not None:
-            os.dup2(self.stream.fileno(), 2)
+            with NATIVE_STDERR_LOCK:
+                os.dup2(self.stream.fileno(), 2)
 
     def doRollover(self) -> None:
-        super().doRollover()
-        self._follow()
+        # nothing may hold the file while it is renamed (Windows refuses), and faulthandler must
+        # never be left writing to a closed descriptor
+        faulthandler.disable()
+        if self._saved_stderr is not None:
+            with NATIVE_STDERR_LOCK, open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+        try:
+            super().doRollover()
+        finally:
+            self._follow()
+
+    def rotate_if_large(self) -> None:
+        """Rotate when native messages written to descriptor 2 (which no log record sees) have
+        filled the file: the app calls this on a timer."""
+        if self.stream is not None and os.fstat(self.stream.fileno()).st_size >= self.maxBytes:
+            self.acquire()
+            try:
+                self.doRollover()
+            finally:
+                self.release()
 
     def close(self) -> None:
         if faulthandler.is_enabled():
@@ -99,8 +123,12 @@ class CrashLogHandler(logging.handlers.RotatingFileHandler):
             self._saved_stderr = None
             if terminal >= 0:
                 sys.stderr.flush()
-                os.dup2(terminal, 2)
+                with NATIVE_STDERR_LOCK:
+                    os.dup2(terminal, 2)
                 os.close(terminal)
+            else:  # there was no stderr: leave descriptor 2 on nothing rather than the log
+                with NATIVE_STDERR_LOCK, open(os.devnull, "w") as devnull:
+                    os.dup2(devnull.fileno(), 2)
             sys.stderr = stream
         super().close()
 
@@ -136,9 +164,13 @@ def install_exception_hook(app: QApplication) -> Path:
     log_file = folder / LOG_NAME
     handler = CrashLogHandler(log_file, route_stderr=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    for name in ("gsmc_desktop", "gsmc_core"):  # the core's warnings (e.g. ONNX fallbacks) too
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.INFO)
     reporter = ErrorReporter(log_file, app)
+    rotation = QTimer(reporter)
+    rotation.timeout.connect(handler.rotate_if_large)
+    rotation.start(LOG_CHECK_MS)
 
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(exc_type, KeyboardInterrupt):

@@ -62,9 +62,12 @@ def count_frames(path: Path) -> int:
 
 
 def check_recording(csv_path: Path, video_path: Path, source_frames: int) -> dict:
-    """What the recording holds against the source: frames, rows, faces per frame."""
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    """What the recording holds against the source: frames, rows, faces per frame (a recording
+    that never opened holds nothing)."""
+    rows = []
+    if csv_path.is_file():
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
     per_frame = Counter(int(r["frame"]) for r in rows)
     ids_per_frame = Counter((int(r["frame"]), r["face_id"]) for r in rows)
     recorded = count_frames(video_path) if video_path.is_file() else 0
@@ -79,7 +82,8 @@ def check_recording(csv_path: Path, video_path: Path, source_frames: int) -> dic
     }
 
 
-def run_soak(out_dir: Path, video: Path | None = None, seconds: float = 190.0) -> int:
+def run_soak(out_dir: Path, video: Path | None = None, seconds: float = 190.0,
+             checkpoint: Path | None = None) -> int:
     from PySide6.QtCore import QTimer
 
     from gsmc_core.sources import VideoFileSource
@@ -99,11 +103,14 @@ def run_soak(out_dir: Path, video: Path | None = None, seconds: float = 190.0) -
     csv_path, video_path = out_dir / "soak.csv", out_dir / "soak.mkv"
     summary: dict = {"video": str(video), "source_fps": source_fps, "log_file": str(log_file),
                      "qt_platform": app.platformName(), "samples": []}
-    window = MainWindow()
+    window = MainWindow(checkpoint=checkpoint)
     window.resize(1280, 800)
     window.show()
     live = window.live
     started = time.monotonic()
+    # a stream that never ends (or never starts) must not hold a CI job: give up well after the
+    # video's own length
+    limit_s = 3 * (source_frames / (source_fps or VIDEO_FPS)) + 120
 
     def sample() -> None:
         summary["samples"].append({
@@ -124,12 +131,21 @@ def run_soak(out_dir: Path, video: Path | None = None, seconds: float = 190.0) -
         summary["end"] = reason
         app.quit()
 
+    def give_up() -> None:
+        summary["end"] = f"timeout: still running after {limit_s:.0f} s"
+        app.quit()
+
     timer = QTimer()
     timer.timeout.connect(sample)
     timer.start(int(SAMPLE_SECONDS * 1000))
+    QTimer.singleShot(int(limit_s * 1000), give_up)
     live.finished.connect(finished)
     live.set_video(video)
     live.start()
+    if not live.is_running():
+        print(f"gsmc-desktop --soak: the stream did not start: {live.view.message()}", file=sys.stderr)
+        window.shutdown()
+        return 1
     live.start_recording(csv_path, video_path)
     sample()
     app.exec()

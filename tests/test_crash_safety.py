@@ -121,3 +121,21 @@ def test_log_rotates(tmp_path, monkeypatch):
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def test_native_messages_go_to_the_log_and_rotate(tmp_path):
+    from gsmc_desktop import app as app_module
+
+    log_file = tmp_path / "gsmc-desktop.log"
+    handler = app_module.CrashLogHandler(log_file, route_stderr=True)
+    try:
+        os.write(2, b"a native library says hello\n")  # what Qt, FFmpeg or MediaPipe write
+        assert "a native library says hello" in log_file.read_text()
+        os.write(2, b"x" * app_module.LOG_MAX_BYTES)  # no log record sees these
+        handler.rotate_if_large()
+        assert (tmp_path / "gsmc-desktop.log.1").stat().st_size > app_module.LOG_MAX_BYTES
+        os.write(2, b"after the rotation\n")
+        assert log_file.read_text() == "after the rotation\n"  # descriptor 2 followed the new file
+    finally:
+        handler.close()
+    os.write(2, b"")  # descriptor 2 is usable again after close

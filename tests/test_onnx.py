@@ -88,3 +88,11 @@ def test_unwritable_cache_falls_back_to_torch(shipped, tmp_path, monkeypatch, ca
     assert len(predictor.predict(real_faces[:2])) == 2
     with pytest.raises(OSError):  # asked for explicitly: the error is the user's to see
         Predictor.for_checkpoint(shipped, "cpu", backend="onnx")
+
+
+def test_corrupt_cache_entry_is_exported_again(shipped, tmp_path, monkeypatch):
+    monkeypatch.setenv("GSMC_CACHE_DIR", str(tmp_path / "cache"))
+    path = cached_onnx(shipped)
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk
+    predictor = Predictor.for_checkpoint(shipped, "cpu")
+    assert predictor.backend == "onnx" and path.stat().st_size > 1_000_000

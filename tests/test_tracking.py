@@ -140,3 +140,13 @@ def test_a_face_missed_in_view_is_still_forgotten():
     for _ in range(4):
         tracker.update([], (640, 360))
     assert tracker.update([(100, 100, 80, 80)], (640, 360)) == [2]
+
+
+def test_a_lone_face_leaving_the_frame_keeps_its_id_for_a_while():
+    # one face walks out on the right (its boxes are clipped to the frame) and back 2 s later
+    tracker = FaceTracker(max_missed=30, max_missed_outside=300)
+    for x in range(400, 600, 20):  # the last boxes touch the right edge
+        assert tracker.update([(x, 100, min(80, 640 - x), 80)], (640, 360)) == [1]
+    for _ in range(60):
+        tracker.update([], (640, 360))
+    assert tracker.update([(560, 100, 80, 80)], (640, 360)) == [1]

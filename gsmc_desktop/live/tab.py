@@ -125,12 +125,14 @@ class LiveTab(QWidget):
         for key, text in DETECTOR_CHOICES:
             self.detector_combo.addItem(text, key)
         self.detector_combo.setToolTip(
-            "Face detector: Auto runs the close-range and the long-range model on every frame and "
-            "keeps both's faces; Close suits one person at a webcam; Far finds small, distant faces")
+            "Face detector: Auto runs the close-range model on every frame and the long-range one "
+            "every third frame and whenever it adds a face; Close suits one person at a webcam; "
+            "Far finds small, distant faces")
         self.min_score_spin = QDoubleSpinBox()
         self.min_score_spin.setRange(0.1, 0.95)
         self.min_score_spin.setSingleStep(0.05)
         self.min_score_spin.setToolTip("Minimum detection score: lower finds more faces and more false ones")
+        self.min_score_spin.setKeyboardTracking(False)  # each value rebuilds the detectors
         for signal in (self.heatmap_check.toggled, self.opacity_slider.valueChanged,
                        self.cam_combo.currentIndexChanged, self.smoothing_spin.valueChanged,
                        self.detector_combo.currentIndexChanged, self.min_score_spin.valueChanged):
@@ -357,6 +359,7 @@ class LiveTab(QWidget):
                 if face.id != self._selected_id:
                     self._selected_id = face.id
                     self.timeline.clear_data()
+                    self._draw_plots(face)  # at once, also when the stream has stopped
                 return
 
     # --- options, recording, snapshot ---------------------------------------------------------

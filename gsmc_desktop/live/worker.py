@@ -223,6 +223,9 @@ class LiveWorker(QObject):
                         model = wanted_model
                         pipeline = FramePipeline(model.new_predictor(), detector,
                                                  half_life_unit="seconds")
+                        # building it may take seconds (the first ONNX export): a file resumes
+                        # its pace from this frame instead of rushing to catch up
+                        start = time.monotonic() - frame.timestamp
                     pipeline.heatmaps = options.heatmaps
                     in_range = options.cam_class is not None and options.cam_class < len(model.classes)
                     pipeline.cam_class = options.cam_class if in_range else None
