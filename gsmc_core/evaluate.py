@@ -28,15 +28,17 @@ def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device) -
     was_training = model.training
     model.eval()
     logits, labels, indices, skipped = [], [], [], 0
-    for batch in loader:
-        skipped += batch.skipped
-        if len(batch.labels) == 0:
-            continue
-        out, _ = model(batch.images.to(device, non_blocking=True))
-        logits.append(out.float().cpu())
-        labels.append(batch.labels)
-        indices.append(batch.indices)
-    model.train(was_training)
+    try:
+        for batch in loader:
+            skipped += batch.skipped
+            if len(batch.labels) == 0:
+                continue
+            out, _ = model(batch.images.to(device, non_blocking=True))
+            logits.append(out.float().cpu())
+            labels.append(batch.labels)
+            indices.append(batch.indices)
+    finally:  # a failing batch (or a stop) must not leave a training model in eval mode
+        model.train(was_training)
     if not logits:
         return SplitPredictions(np.zeros((0, 0), np.float32), np.zeros(0, np.int64),
                                 np.zeros(0, np.int64), skipped)

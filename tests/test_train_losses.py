@@ -1,0 +1,116 @@
+"""The GSMC step as the trainer computes it, against the formula written out by hand: each test
+fails on one plausible breakage of train.py (teacher fed the unflipped or vertically flipped view,
+KL arguments swapped, loss weights swapped, BatchNorm buffers not averaged)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gsmc_core.losses import ema_alpha
+from gsmc_core.model import GSMCNet
+from gsmc_core.train import TrainConfig, Trainer
+
+LAMBDA_KL, LAMBDA_AC = 0.9, 0.2
+
+
+class Recording(nn.Module):
+    """Runs ``inner`` and keeps a copy of every input it was given."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor):
+        self.inputs.append(x.detach().clone())
+        return self.inner(x)
+
+
+@pytest.fixture
+def step():
+    """A trainer, a student in eval mode (so each image's output does not depend on the rest of
+    the batch), a teacher that differs from it, and an asymmetric batch."""
+    torch.manual_seed(5)
+    trainer = Trainer(TrainConfig(method="gsmc", data_root="unused", lambda_kl=LAMBDA_KL,
+                                  lambda_ac=LAMBDA_AC, input_size=32, output_stride=8))
+    model = GSMCNet(4, output_stride=8).eval()
+    teacher = trainer._make_teacher(model)
+    with torch.no_grad():
+        for p in teacher.module.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    images = torch.randn(6, 3, 32, 32)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    return trainer, model, teacher, images, labels
+
+
+def test_teacher_sees_the_horizontally_flipped_batch(step):
+    trainer, model, teacher, images, labels = step
+    teacher.module = Recording(teacher.module)
+    trainer._losses(model, teacher, images, labels)
+    (seen,) = teacher.module.inputs
+    assert torch.equal(seen, images.flip(-1))  # width is the last axis of N x C x H x W
+    assert not torch.equal(seen, images) and not torch.equal(seen, images.flip(-2))
+
+
+def test_total_is_ce_plus_weighted_kl_and_flip_mse_by_hand(step):
+    trainer, model, teacher, images, labels = step
+    total, terms, _ = trainer._losses(model, teacher, images, labels)
+    with torch.no_grad():
+        logits, cams = model(images)
+        _, cams_of_mirror = model(images.flip(3))
+        teacher_logits, _ = teacher.module(images.flip(3))
+        log_p_s = F.log_softmax(logits, 1)
+        ce = -log_p_s[torch.arange(len(labels)), labels].mean()
+        log_p_t = F.log_softmax(teacher_logits, 1)
+        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(1).mean()  # KL(p_teacher || p_student)
+        mse = ((cams - cams_of_mirror.flip(3)) ** 2).mean()  # the mirror's CAMs mirrored back
+    torch.testing.assert_close(terms["ce"], ce, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(terms["kl"], kl, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(terms["ac"], mse, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(total, ce + LAMBDA_KL * kl + LAMBDA_AC * mse, rtol=1e-4, atol=1e-6)
+    # the terms differ enough that swapped weights or a swapped KL direction would show
+    assert abs((LAMBDA_KL - LAMBDA_AC) * (kl - mse)) > 1e-3
+    kl_other_way = (log_p_s.exp() * (log_p_s - log_p_t)).sum(1).mean()
+    assert abs(kl - kl_other_way) > 1e-4
+
+
+def test_the_student_learns_from_the_kl_and_the_teacher_does_not(step):
+    trainer, model, teacher, images, labels = step
+    _, terms, _ = trainer._losses(model, teacher, images, labels)
+    terms["kl"].backward()
+    assert model.fc.weight.grad is not None and model.fc.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_teacher_averages_batchnorm_buffers():
+    torch.manual_seed(6)
+    trainer = Trainer(TrainConfig(method="gsmc", data_root="unused"))
+    model = GSMCNet(4, output_stride=8)
+    teacher = trainer._make_teacher(model)
+    bn_student = model.backbone.bn1 if hasattr(model, "backbone") else next(
+        m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    name = next(n for n, m in model.named_modules() if m is bn_student)
+    bn_teacher = dict(teacher.module.named_modules())[name]
+    before = bn_teacher.running_mean.clone()
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32) * 3 + 1)  # moves the student's running statistics
+    assert not torch.allclose(bn_student.running_mean, before)
+    teacher.update_parameters(model)  # step 1: alpha 0.5
+    a = ema_alpha(1, trainer.config.ema_alpha)
+    torch.testing.assert_close(bn_teacher.running_mean, a * before + (1 - a) * bn_student.running_mean)
+
+
+def test_predict_loader_restores_train_mode_when_a_batch_fails():
+    from gsmc_core.data.samples import Batch
+    from gsmc_core.evaluate import predict_loader
+
+    def batches():
+        yield Batch(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]), torch.tensor([0, 1]), 0)
+        raise OSError("the disk went away")
+
+    model = GSMCNet(4, output_stride=8).train()
+    with pytest.raises(OSError, match="disk went away"):
+        predict_loader(model, batches(), torch.device("cpu"))
+    assert model.training
