@@ -7,9 +7,10 @@ import sys
 
 from gsmc_core import __version__
 from gsmc_core.audit import audit, write_audit_csv
-from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+from gsmc_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from gsmc_core.cli_faces import add_face_commands
 from gsmc_core.data.readers import DATASETS, SPLITS, read_split
+from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, DeviceUnavailableError, resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.import_weights import FORMATS, import_weights
@@ -108,9 +109,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_split(ckpt: Checkpoint, dataset: str, data_root: str, split: str) -> Split:
+    """The split to score ``ckpt`` on. A dataset without its own validation split holds one out
+    of its training data by seed and fraction: when the checkpoint was trained on this dataset,
+    its run's own settings decide, so "val" is the faces the run held out (as `audit` does)."""
+    cfg = ckpt.train_config or {}
+    same_run_data = cfg.get("dataset") == dataset
+    return read_split(dataset, data_root, split, len(ckpt.meta.classes),
+                      cfg.get("val_fraction", 0.1) if same_run_data else 0.1,
+                      cfg.get("seed", 0) if same_run_data else 0)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
-    split = read_split(args.dataset, args.data_root, args.split, len(ckpt.meta.classes))
+    split = eval_split(ckpt, args.dataset, args.data_root, args.split)
     try:
         metrics = evaluate_checkpoint(ckpt, split.subset(args.limit), resolve_device(args.device),
                                       args.batch_size, args.workers)

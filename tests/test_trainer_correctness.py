@@ -1,4 +1,4 @@
-"""The GSMC step as the trainer computes it, against the formula written out by hand: each test
+"""Trainer correctness. The GSMC step as the trainer computes it, against the formula written out by hand: each test
 fails on one plausible breakage of train.py (teacher fed the unflipped or vertically flipped view,
 KL arguments swapped, loss weights swapped, BatchNorm buffers not averaged)."""
 
@@ -114,3 +114,31 @@ def test_predict_loader_restores_train_mode_when_a_batch_fails():
     with pytest.raises(OSError, match="disk went away"):
         predict_loader(model, batches(), torch.device("cpu"))
     assert model.training
+
+
+def test_eval_scores_the_faces_the_run_held_out(tmp_path):
+    """`gsmc eval --split val` on a dataset without a val split: the run's seed and fraction."""
+    import cv2
+    import numpy as np
+
+    from gsmc_core.checkpoint import Checkpoint, ModelMeta
+    from gsmc_core.cli import eval_split
+    from gsmc_core.data.readers import read_split
+    from gsmc_core.labels import CANONICAL_CLASSES
+
+    for cls in ("happy", "neutral"):
+        for i in range(20):
+            path = tmp_path / "train" / cls / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), np.full((8, 8, 3), 10 * i, np.uint8))
+    meta = ModelMeta(arch="resnet18", classes=CANONICAL_CLASSES, input_size=32, output_stride=16)
+    ckpt = Checkpoint(meta=meta, state_dict={},
+                      train_config={"dataset": "folder", "seed": 1, "val_fraction": 0.3})
+    held_out = {s.key for s in read_split("folder", tmp_path, "val", 8, 0.3, 1).samples}
+    trained_on = {s.key for s in read_split("folder", tmp_path, "train", 8, 0.3, 1).samples}
+    scored = {s.key for s in eval_split(ckpt, "folder", str(tmp_path), "val").samples}
+    assert scored == held_out and not scored & trained_on and len(scored) == 12
+    # a checkpoint trained elsewhere gets the defaults (no run settings to honour)
+    other = Checkpoint(meta=meta, state_dict={}, train_config={"dataset": "ferplus", "seed": 1})
+    default = {s.key for s in read_split("folder", tmp_path, "val", 8).samples}
+    assert {s.key for s in eval_split(other, "folder", str(tmp_path), "val").samples} == default
