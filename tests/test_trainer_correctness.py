@@ -1,6 +1,7 @@
-"""Trainer correctness. The GSMC step as the trainer computes it, against the formula written out by hand: each test
-fails on one plausible breakage of train.py (teacher fed the unflipped or vertically flipped view,
-KL arguments swapped, loss weights swapped, BatchNorm buffers not averaged)."""
+"""Trainer correctness. The GSMC step as the trainer computes it, against the formula written out
+by hand: each test fails on one plausible breakage of train.py (teacher fed the unflipped or
+vertically flipped view, KL arguments swapped, loss weights swapped, BatchNorm buffers not
+averaged); predict_loader's mode restore; `gsmc eval`'s held-out split."""
 
 import pytest
 import torch
