@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file, write_label_table
 from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import Batch, ExpressionDataset, Split, collate_skipping
+from gsmc_core.data.samples import Batch, EpochSampler, ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import eval_transform, train_transform
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import classification_metrics, predict_loader
@@ -278,11 +278,12 @@ class Trainer:
         cfg = self.config
         meta = self.meta
         dataset = ExpressionDataset(split, train_transform(meta) if training else eval_transform(meta),
-                                    strict=cfg.strict)
+                                    strict=cfg.strict, seed=cfg.seed if training else None)
         sampler = None
         if training:
-            sampler = (DistributedSampler(dataset, shuffle=True, seed=cfg.seed)
-                       if self.dist.enabled else RandomSampler(dataset, generator=torch.Generator()))
+            order = (DistributedSampler(dataset, shuffle=True, seed=cfg.seed) if self.dist.enabled
+                     else RandomSampler(dataset, generator=torch.Generator()))
+            sampler = EpochSampler(order, len(dataset), cfg.seed)
         return DataLoader(
             dataset,
             batch_size=cfg.batch_size,
@@ -361,10 +362,7 @@ class Trainer:
         """One pass over the training data; None if a stop request ended it early."""
         cfg = self.config
         model, loader = self.ddp_model, self.train_loader
-        if isinstance(loader.sampler, DistributedSampler):
-            loader.sampler.set_epoch(epoch)
-        else:
-            loader.sampler.generator.manual_seed(cfg.seed * 100_003 + epoch)
+        loader.sampler.set_epoch(epoch)  # the order, and the epoch each sample's augmentation uses
         model.train()
         sums: dict[str, float] = {}
         correct = seen = skipped = 0

@@ -1,6 +1,6 @@
 """Samples, splits and the torch Dataset every reader feeds."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 
 class DataError(ValueError):
@@ -77,22 +77,36 @@ def load_image(sample: Sample) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(image)
 
 
+def augmentation_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of one sample's random augmentation in one epoch."""
+    return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63
+
+
 class ExpressionDataset(Dataset):
     """Decodes samples and applies a transform; undecodable images yield None (or raise).
 
     ``__getitem__`` returns ``(tensor, label, index)``; the index lets the trainer and the
     audit tie results back to samples. Use ``collate_skipping`` as the loader's collate_fn.
+
+    With ``seed`` (training), items are asked for as ``epoch * len + index`` (``EpochSampler``)
+    and each sample's random augmentation is drawn from ``augmentation_seed(seed, epoch,
+    index)``: the same in every run whatever the number of loader workers, so a resumed run
+    sees exactly the augmentations an uninterrupted one would (loader workers keep random
+    state of their own, which no checkpoint holds).
     """
 
-    def __init__(self, split: Split, transform: Callable, strict: bool = False) -> None:
+    def __init__(self, split: Split, transform: Callable, strict: bool = False,
+                 seed: int | None = None) -> None:
         self.split = split
         self.transform = transform
         self.strict = strict
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.split.samples)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, item: int):
+        epoch, index = divmod(item, len(self.split.samples))
         sample = self.split.samples[index]
         try:
             image = load_image(sample)
@@ -100,7 +114,36 @@ class ExpressionDataset(Dataset):
             if self.strict:
                 raise
             return None
-        return self.transform(image), sample.label, index
+        if self.seed is None:
+            return self.transform(image), sample.label, index
+        with torch.random.fork_rng(devices=[]):  # leave the process's own random state alone
+            torch.manual_seed(augmentation_seed(self.seed, epoch, index))
+            return self.transform(image), sample.label, index
+
+
+class EpochSampler(Sampler[int]):
+    """Yields ``epoch * n + i`` for each index ``i`` of ``inner``, so the dataset knows the
+    epoch even in persistent loader workers. ``set_epoch`` reshuffles: a DistributedSampler
+    by its own ``set_epoch``, a RandomSampler by reseeding its generator from ``seed``."""
+
+    def __init__(self, inner: Sampler[int], n: int, seed: int) -> None:
+        self.inner = inner
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+        else:
+            self.inner.generator.manual_seed(self.seed * 100_003 + epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        return (self.epoch * self.n + i for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
 
 
 @dataclass
