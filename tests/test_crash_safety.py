@@ -90,6 +90,7 @@ def _crash_script(crash: str, rollover: bool) -> str:
     """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash", sorted(CRASHES))
 def test_hard_crash_leaves_its_traceback_in_the_log(tmp_path, crash):
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "QT_QPA_PLATFORM": "offscreen"}

@@ -12,6 +12,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 import noise_study  # noqa: E402
 
 
+@pytest.mark.slow
 def test_tiny_study_writes_results_and_noise_fit(ferplus_root, tmp_path):
     out = tmp_path / "study"
     args = ["--data-root", str(ferplus_root), "--out", str(out), "--methods", "ce",

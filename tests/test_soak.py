@@ -9,10 +9,12 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from gsmc_desktop.soak import check_recording, make_talking_head_video
 
 
+@pytest.mark.slow
 def test_short_soak_runs_to_the_end_with_a_whole_recording(tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "XDG_STATE_HOME": str(tmp_path / "state")}

@@ -54,7 +54,8 @@ def test_run_folder_events_and_metrics(ferplus_root, tmp_path):
         train(_config(ferplus_root, tmp_path / "run"))
 
 
-@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
 def test_resume_after_kill_matches_uninterrupted_run(ferplus_root, tmp_path, workers):
     # with loader workers too: each sample's augmentation is seeded by (seed, epoch, index), not
     # by worker random state that the checkpoint cannot hold
@@ -140,6 +141,7 @@ def test_cli_train_eval_json_and_audit(ferplus_root, tmp_path, capsys):
     assert "missing: data root not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_end_identical(ferplus_root, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
