@@ -24,6 +24,7 @@ from gsmc_core.train import (
     LogEvent,
     TrainConfig,
     TrainingError,
+    config_for_resume,
     train,
 )
 
@@ -100,10 +101,22 @@ def _print_event(event) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = _train_overrides(args)
-    config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
-              else TrainConfig(**overrides))
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out, the run folder to continue")
+        requested = ({**TrainConfig.settings_from_yaml(args.config), **overrides} if args.config
+                     else overrides)
+        config = config_for_resume(args.out, requested)
+    else:
+        config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
+                  else TrainConfig(**overrides))
     result = train(config, on_event=_print_event)
-    if result.last is not None:
+    if result.last is None:
+        return 0
+    if not result.history and not result.stopped:
+        print(f"run folder {result.run_dir}: already trained for its {result.epochs_completed} epochs; "
+              "nothing to do (give a larger --epochs to continue it)")
+    else:
         print(f"run folder {result.run_dir}: best validation accuracy "
               f"{result.best_val_accuracy:.4f}; best.pt and last.pt written")
     return 0

@@ -123,8 +123,8 @@ class TrainConfig:
         return cfg
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
-        """Settings from a YAML file (keys as the dataclass fields), then ``overrides``."""
+    def settings_from_yaml(cls, path: str | Path) -> dict[str, Any]:
+        """The settings a YAML file gives (keys as the dataclass fields), checked by name."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: config file not found")
@@ -135,7 +135,40 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown settings {unknown}")
-        return cls(**{**data, **overrides})
+        return data
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """Settings from a YAML file (keys as the dataclass fields), then ``overrides``."""
+        return cls(**{**cls.settings_from_yaml(path), **overrides})
+
+
+RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr")
+"""What a resumed run may change; everything else is the run's own (its config.yaml)."""
+
+
+def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig:
+    """The config that continues the run in ``out``: its own saved settings, with the settings
+    in ``requested`` (those the user gave explicitly) applied where a resumed run may change
+    them. Any other requested setting that differs from the run's raises TrainingError naming
+    it, so a resumed run never drifts into another recipe, dataset or architecture."""
+    path = Path(out) / "config.yaml"
+    if not path.is_file():
+        raise TrainingError(f"--resume: {path} not found; nothing to resume in {out}")
+    saved = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    ignored = {"out", "resume"}
+    changed = {k: v for k, v in requested.items()
+               if k in known and k not in ignored and saved.get(k) != v}
+    refused = [k for k in changed if k not in RESUMABLE_SETTINGS]
+    if refused:
+        differences = ", ".join(f"{k} {saved.get(k)!r} -> {changed[k]!r}" for k in refused)
+        raise TrainingError(
+            f"--resume continues the run in {out} with its own settings, and these differ from "
+            f"it: {differences}. A resumed run may change only {', '.join(RESUMABLE_SETTINGS)}; "
+            "start a new run (another --out) for other settings")
+    settings = {k: v for k, v in saved.items() if k in known}
+    return TrainConfig(**{**settings, **changed, "out": str(out), "resume": True})
 
 
 @dataclass(frozen=True)
@@ -371,7 +404,7 @@ class Trainer:
         for i, batch in enumerate(loader, start=1):
             batch: Batch
             skipped += batch.skipped
-            if len(batch.labels) == 0:
+            if self._all_ranks_skip(len(batch.labels) == 0):
                 continue
             images = batch.images.to(self.device, non_blocking=True)
             labels = batch.labels.to(self.device, non_blocking=True)
@@ -410,6 +443,10 @@ class Trainer:
             if self.should_stop():
                 return None
         seconds = time.perf_counter() - start
+        if self.dist.enabled:  # rank 0 writes metrics.csv: it reports every rank's undecodable images
+            count = torch.tensor([skipped], device=self.device)
+            dist.all_reduce(count)
+            skipped = int(count.item())
         return {
             **{k: v / max(seen, 1) for k, v in sums.items()},
             "train_acc": correct / max(seen, 1),
@@ -418,6 +455,17 @@ class Trainer:
             "images_per_s": seen * self.dist.world_size / seconds,
             "skipped": skipped,
         }
+
+    def _all_ranks_skip(self, empty: bool) -> bool:
+        """Whether this step is skipped: when this process's batch is empty (every image of it
+        failed to decode). Under torchrun every rank must take part in the same collectives, so
+        if any rank's batch is empty, all ranks skip the step together (else the others would
+        wait for it in the gradient all-reduce forever)."""
+        if not self.dist.enabled:
+            return empty
+        flag = torch.tensor([1 if empty else 0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def evaluate(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """Validation metrics of the student (and teacher); returns the better one's weights."""
@@ -478,6 +526,13 @@ class Trainer:
             self.teacher.load_state_dict(state["teacher"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        old_lr = ckpt.train_config.get("lr")
+        if old_lr and self.config.lr != old_lr:  # a new --lr: scale the schedule where it stands
+            factor = self.config.lr / old_lr
+            for group in self.optimizer.param_groups:
+                group["lr"] *= factor
+            self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+            self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
         self.global_step = state["global_step"]
         self.best_val_acc = state["best_val_acc"]
         _set_rng_state(state["rng"])

@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -159,3 +161,30 @@ def test_torchrun_two_cpu_processes_end_identical(ferplus_root, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
     assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt"}
     assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 1
+
+
+@pytest.mark.slow
+def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
+    # batches of one image and one broken image among 16: exactly one rank meets an empty batch
+    for split, count in (("train", 8), ("val", 2)):
+        for cls in ("happy", "neutral"):
+            for i in range(count):
+                path = tmp_path / "data" / split / cls / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if split == "train" and cls == "happy" and i == 3:
+                    path.write_bytes(b"not an image")
+                else:
+                    cv2.imwrite(str(path), np.full((48, 48, 3), 20 * i, np.uint8))
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "gsmc_core.cli", "train", "--method", "ce", "--dataset", "folder",
+           "--data-root", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "1",
+           "--input-size", "32", "--output-stride", "8", "--workers", "0", "--device", "cpu",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    digests = dict(re.findall(r"rank (\d)/2: final weights digest (\w+)", proc.stdout))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
+    row = next(csv.DictReader(open(out / "metrics.csv")))
+    assert int(row["skipped"]) >= 1  # the broken image was met, counted, and survived

@@ -143,3 +143,38 @@ def test_eval_scores_the_faces_the_run_held_out(tmp_path):
     other = Checkpoint(meta=meta, state_dict={}, train_config={"dataset": "ferplus", "seed": 1})
     default = {s.key for s in read_split("folder", tmp_path, "val", 8).samples}
     assert {s.key for s in eval_split(other, "folder", str(tmp_path), "val").samples} == default
+
+
+@pytest.mark.slow
+def test_resume_continues_the_runs_own_settings(ferplus_root, tmp_path, capsys):
+    import yaml
+
+    from gsmc_core.checkpoint import load_checkpoint
+    from gsmc_core.cli import main
+
+    out = tmp_path / "run"
+    first = ["train", "--dataset", "ferplus", "--data-root", str(ferplus_root), "--method", "gsmc",
+             "--noise-rate", "0.5", "--input-size", "32", "--output-stride", "8", "--batch-size", "16",
+             "--epochs", "1", "--limit-train", "64", "--limit-eval", "32", "--workers", "0",
+             "--lr", "0.001", "--out", str(out)]
+    assert main(first) == 0
+    saved = (out / "config.yaml").read_text()
+    capsys.readouterr()
+    # another recipe: refused, named, and nothing in the run folder changes
+    assert main(["train", "--out", str(out), "--resume", "--method", "eac", "--noise-rate", "0",
+                 "--arch", "resnet34"]) == 2
+    err = capsys.readouterr().err
+    assert "method 'gsmc' -> 'eac'" in err and "noise_rate 0.5 -> 0.0" in err and "arch" in err
+    assert "Traceback" not in err and (out / "config.yaml").read_text() == saved
+    # more epochs and a lower learning rate: the run's own input, batch and limits, the new lr used
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--lr", "0.0005"]) == 0
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert (cfg["input_size"], cfg["batch_size"], cfg["limit_train"], cfg["noise_rate"]) == (32, 16, 64, 0.5)
+    assert (cfg["epochs"], cfg["lr"]) == (2, 0.0005)
+    state = load_checkpoint(out / "last.pt").training_state
+    assert state["epoch"] == 2
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0005)
+    # a finished run: nothing to do, and it says so
+    capsys.readouterr()
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
