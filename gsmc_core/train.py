@@ -37,7 +37,7 @@ from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoin
 from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file, write_label_table
 from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import Batch, EpochSampler, ExpressionDataset, Split, collate_skipping
-from gsmc_core.data.transforms import eval_transform, train_transform
+from gsmc_core.data.transforms import EacPairTransform, eval_transform, train_transform
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import classification_metrics, predict_loader
 from gsmc_core.losses import distillation_kl, ema_alpha, flip_consistency_loss
@@ -310,8 +310,14 @@ class Trainer:
     def _loader(self, split: Split, training: bool) -> DataLoader:
         cfg = self.config
         meta = self.meta
-        dataset = ExpressionDataset(split, train_transform(meta) if training else eval_transform(meta),
-                                    strict=cfg.strict, seed=cfg.seed if training else None)
+        if not training:
+            transform = eval_transform(meta)
+        elif cfg.method == "eac":
+            transform = EacPairTransform(meta)  # its own published augmentation: two views
+        else:
+            transform = train_transform(meta)
+        dataset = ExpressionDataset(split, transform, strict=cfg.strict,
+                                    seed=cfg.seed if training else None)
         sampler = None
         if training:
             order = (DistributedSampler(dataset, shuffle=True, seed=cfg.seed) if self.dist.enabled
@@ -375,7 +381,10 @@ class Trainer:
             logits, _ = model(images)
             ce = F.cross_entropy(logits, labels)
             return ce, {"ce": ce}, logits
-        flipped = images.flip(-1)
+        if images.dim() == 5:  # EAC's pairs: the image and its mirror, each erased on its own
+            images, flipped = images[:, 0], images[:, 1]
+        else:  # GSMC: the mirror of the augmented batch (what the teacher sees too)
+            flipped = images.flip(-1)
         # both views in one pass: one BatchNorm statistic and one DDP forward per step
         logits_all, cams_all = model(torch.cat([images, flipped]))
         logits, cams, cams_flipped = logits_all[:n], cams_all[:n], cams_all[n:]

@@ -178,3 +178,36 @@ def test_resume_continues_the_runs_own_settings(ferplus_root, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--out", str(out), "--resume"]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+def test_eac_views_are_the_image_and_its_mirror_erased_independently(astronaut_rgb):
+    from gsmc_core.checkpoint import ModelMeta
+    from gsmc_core.data.transforms import EacPairTransform
+    from gsmc_core.labels import CANONICAL_CLASSES
+
+    meta = ModelMeta(arch="resnet18", classes=CANONICAL_CLASSES, input_size=64, output_stride=16)
+    transform = EacPairTransform(meta)
+    different_erasures = 0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        pair = transform(astronaut_rgb)
+        assert pair.shape == (2, 3, 64, 64)
+        view, mirror = pair[0], pair[1].flip(-1)  # the mirror view, mirrored back
+        same = (view - mirror).abs().amax(0) < 1e-6  # pixels neither view erased
+        assert same.float().mean() > 0.4  # the same picture (no crop, rotation or flip) ...
+        different_erasures += bool((~same).any())  # ... erased in different places
+    assert different_erasures >= 6  # each view is erased with p = 0.5: 9 of 12 expected
+
+
+def test_eac_step_compares_the_first_view_with_the_second(step):
+    trainer, model, _, images, labels = step
+    trainer.config = trainer.config.__class__(**{**trainer.config.__dict__, "method": "eac"})
+    second = torch.randn_like(images)  # a second view that is not the mirror of the first
+    total, terms, _ = trainer._losses(model, None, torch.stack([images, second], 1), labels)
+    with torch.no_grad():
+        logits, cams = model(images)
+        _, cams_second = model(second)
+        ce = F.cross_entropy(logits, labels)
+        mse = ((cams - cams_second.flip(3)) ** 2).mean()
+    torch.testing.assert_close(terms["ac"], mse, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(total, ce + trainer.config.eac_lambda * mse, rtol=1e-4, atol=1e-6)
