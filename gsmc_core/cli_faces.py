@@ -21,10 +21,11 @@ from gsmc_core.faces import (
     FaceDetector,
     make_live_detector,
 )
-from gsmc_core.pipeline import FramePipeline, FrameResult
+from gsmc_core.pipeline import FramePipeline
 from gsmc_core.predictor import BACKENDS, DEFAULT_THREADS, Predictor
 from gsmc_core.render import RenderOptions
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
+from gsmc_core.results import FrameResult
 from gsmc_core.sources import (
     CameraSource,
     FrameSource,

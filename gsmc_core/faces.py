@@ -17,9 +17,7 @@ from mediapipe.tasks.python import BaseOptions, vision
 
 from gsmc_core.checkpoint import FaceCrop
 from gsmc_core.resources import asset_path
-
-Box = tuple[int, int, int, int]
-"""x, y, width, height in pixels."""
+from gsmc_core.results import Box
 
 DETECTOR_MODELS = {
     "short": "face_detection_short_range.tflite",  # faces within ~2 m: webcams (live default)

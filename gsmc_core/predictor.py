@@ -25,6 +25,7 @@ from gsmc_core.devices import resolve_device
 from gsmc_core.model import GSMCNet
 from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, read_onnx_meta
 from gsmc_core.preprocess import prepare_image
+from gsmc_core.render import normalize_cam
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,6 @@ def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     z = logits.astype(np.float32) - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def normalize_cam(cam: npt.NDArray[np.float32], size: tuple[int, int]) -> npt.NDArray[np.float32]:
-    """Upsample one low-resolution CAM to ``size`` (width, height) and scale it to [0, 1]."""
-    up = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-    lo, hi = float(up.min()), float(up.max())
-    if hi - lo < 1e-12:
-        return np.zeros_like(up)
-    return (up - lo) / (hi - lo)
 
 
 class Predictor:

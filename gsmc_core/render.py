@@ -1,14 +1,21 @@
 """Overlays drawn on images: heatmaps, face boxes, labels. Pure functions on numpy arrays."""
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-if TYPE_CHECKING:  # render stays importable without torch; pipeline imports the predictor
-    from gsmc_core.pipeline import FaceResult, FrameResult
+from gsmc_core.results import FaceResult, FrameResult
+
+
+def normalize_cam(cam: npt.NDArray[np.float32], size: tuple[int, int]) -> npt.NDArray[np.float32]:
+    """Upsample one low-resolution CAM to ``size`` (width, height) and scale it to [0, 1]."""
+    up = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    lo, hi = float(up.min()), float(up.max())
+    if hi - lo < 1e-12:
+        return np.zeros_like(up)
+    return (up - lo) / (hi - lo)
 
 
 def colorize_heatmap(heatmap: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:

@@ -10,9 +10,10 @@ import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal, Slot
 
 from gsmc_core.faces import Face, FaceDetector, crop_face
-from gsmc_core.pipeline import FramePipeline, FrameResult
-from gsmc_core.predictor import Predictor, normalize_cam
-from gsmc_core.render import overlay_heatmap
+from gsmc_core.pipeline import FramePipeline
+from gsmc_core.predictor import Predictor
+from gsmc_core.render import normalize_cam, overlay_heatmap
+from gsmc_core.results import FrameResult
 from gsmc_core.sources import SourceError, read_image
 from gsmc_desktop.model import ModelHandle
 

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gsmc_core.face_csv import csv_header, csv_rows
-from gsmc_core.pipeline import FrameResult
+from gsmc_core.results import FrameResult
 
 VIDEO_SUFFIX = ".mkv"
 FLUSH_SECONDS = 1.0

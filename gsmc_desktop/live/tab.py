@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from gsmc_core.faces import DEFAULT_LIVE_DETECTOR
-from gsmc_core.pipeline import FaceResult
+from gsmc_core.results import FaceResult
 from gsmc_core.sources import list_cameras
 from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec

@@ -19,8 +19,9 @@ import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal, Slot
 
 from gsmc_core.faces import DEFAULT_LIVE_DETECTOR, CombinedDetector, FaceDetector, make_live_detector
-from gsmc_core.pipeline import FramePipeline, FrameResult
+from gsmc_core.pipeline import FramePipeline
 from gsmc_core.render import RenderOptions
+from gsmc_core.results import FrameResult
 from gsmc_core.sources import CameraEvent, CameraSource, Frame, FrameSource, SourceError, VideoFileSource
 from gsmc_desktop.live.recording import Recorder
 from gsmc_desktop.model import ModelHandle
