@@ -5,8 +5,8 @@ import cv2
 import pytest
 from conftest import shared_path
 
-from gsmc_core import cli_faces
 from gsmc_core.bench import synthetic_frames
+from gsmc_core.cli import faces as cli_faces
 from gsmc_core.cli import main
 from gsmc_core.labels import CANONICAL_CLASSES
 

@@ -123,7 +123,7 @@ def test_eval_scores_the_faces_the_run_held_out(tmp_path):
     import numpy as np
 
     from gsmc_core.checkpoint import Checkpoint, ModelMeta
-    from gsmc_core.cli import eval_split
+    from gsmc_core.cli.training import eval_split
     from gsmc_core.data.readers import read_split
     from gsmc_core.labels import CANONICAL_CLASSES
 

@@ -1,0 +1,40 @@
+"""The ``gsmc`` command line: one module per group of commands (training, models, faces)."""
+
+import argparse
+import sys
+
+from gsmc_core import __version__
+from gsmc_core.checkpoint import CheckpointError
+from gsmc_core.cli.errors import UsageError
+from gsmc_core.cli.faces import add_face_commands
+from gsmc_core.cli.models import add_model_commands
+from gsmc_core.cli.training import add_training_commands
+from gsmc_core.devices import DeviceUnavailableError
+from gsmc_core.train import TrainingError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gsmc",
+        description="GSMC facial expression recognition: train, evaluate, predict, convert.",
+    )
+    parser.add_argument("--version", action="version", version=f"gsmc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_model_commands(sub)
+    add_training_commands(sub)
+    add_face_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CheckpointError, DeviceUnavailableError, UsageError, FileNotFoundError,
+            ValueError, TrainingError) as exc:
+        print(f"gsmc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gsmc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
