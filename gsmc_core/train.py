@@ -1,5 +1,8 @@
 """The trainer shared by the CLI, the desktop app and torchrun: GSMC, EAC and CE.
 
+Its settings are ``train_config.TrainConfig``, its events and result ``train_events``, its
+torchrun layout and resumable random state ``distributed``.
+
 Shape of torchvision's reference script: ``train_one_epoch`` and ``evaluate`` return metric dicts;
 the run folder holds the resolved config, ``metrics.csv``, ``last.pt`` and ``best.pt`` (selected on
 the validation split). Progress goes out as frozen dataclass events through ``on_event``; a
@@ -14,13 +17,10 @@ predictions do not depend on the batch and its statistics follow the weights the
 
 import csv
 import dataclasses
-import hashlib
 import math
-import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,224 +39,16 @@ from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import Batch, EpochSampler, ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import EacPairTransform, eval_transform, train_transform
 from gsmc_core.devices import resolve_device
+from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights_digest
 from gsmc_core.evaluate import classification_metrics, predict_loader
 from gsmc_core.losses import distillation_kl, ema_alpha, flip_consistency_loss
 from gsmc_core.model import GSMCNet
+from gsmc_core.train_config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
+from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
 
-METHODS = ("gsmc", "eac", "ce")
-GRAY_DATASETS = ("ferplus", "fer2013")
-# How each dataset's images frame the face, as a margin around a MediaPipe face box: the crop
-# metadata lets live faces be cut like training faces. FER2013/FERPlus: measured on 300 faces.
-DATASET_FACE_MARGIN = {"ferplus": 0.1, "fer2013": 0.1}
-# The published recipes (METHOD.md): GSMC/CE with Adam 1e-3, StepLR(10, 0.1), batch 128;
-# EAC with Adam 2e-4 (ResNet-18), weight decay 1e-4, ExponentialLR(0.9), batch 32.
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gsmc": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "scheduler": "step", "lr_gamma": 0.1},
-    "ce": {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 128, "scheduler": "step", "lr_gamma": 0.1},
-    "eac": {"lr": 2e-4, "weight_decay": 1e-4, "batch_size": 32, "scheduler": "exp", "lr_gamma": 0.9},
-}
-SCHEDULERS = ("step", "exp", "cosine")
 METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
                   "val_acc_teacher", "val_loss_teacher", "selected", "lr", "seconds",
                   "images_per_s", "skipped")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (diverged, run folder taken, nothing to resume...)."""
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a run; None means "the method's published default"."""
-
-    method: str = "gsmc"
-    dataset: str = "ferplus"
-    data_root: str = ""
-    num_classes: int | None = None
-    arch: str = "resnet18"
-    input_size: int = 112
-    output_stride: int = 16
-    color: str = "auto"  # auto: gray for FERPlus/FER2013, rgb otherwise
-    epochs: int = 60
-    batch_size: int | None = None  # per process under torchrun
-    lr: float | None = None
-    weight_decay: float | None = None
-    scheduler: str | None = None
-    lr_step: int = 10
-    lr_gamma: float | None = None
-    lambda_kl: float = 0.9
-    lambda_ac: float = 0.2
-    ema_alpha: float = 0.999
-    eac_lambda: float = 5.0
-    noise_rate: float = 0.0
-    noise_seed: int = 0
-    noise_file: str | None = None
-    init: str | None = None
-    device: str = "auto"
-    workers: int = 2
-    out: str = "runs/run"
-    resume: bool = False
-    limit_train: int | None = None
-    limit_eval: int | None = None
-    val_fraction: float = 0.1
-    seed: int = 0
-    strict: bool = False
-    face_margin: float | None = None  # None: how the dataset's own crops are framed
-
-    def resolved(self) -> "TrainConfig":
-        """A copy with the method defaults and the colour mode filled in, validated."""
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        defaults = METHOD_DEFAULTS[self.method]
-        filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
-        if self.color == "auto":
-            filled["color"] = "gray" if self.dataset in GRAY_DATASETS else "rgb"
-        cfg = dataclasses.replace(self, **filled)
-        if cfg.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose one of {SCHEDULERS}")
-        if cfg.color not in ("rgb", "gray"):
-            raise ValueError(f"colour mode must be auto, rgb or gray, not {cfg.color!r}")
-        if cfg.epochs < 1 or cfg.batch_size < 1:
-            raise ValueError("epochs and batch size must be at least 1")
-        if not cfg.data_root:
-            raise ValueError("no data root given (--data-root)")
-        return cfg
-
-    @classmethod
-    def settings_from_yaml(cls, path: str | Path) -> dict[str, Any]:
-        """The settings a YAML file gives (keys as the dataclass fields), checked by name."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {unknown}")
-        return data
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
-        """Settings from a YAML file (keys as the dataclass fields), then ``overrides``."""
-        return cls(**{**cls.settings_from_yaml(path), **overrides})
-
-
-RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr")
-"""What a resumed run may change; everything else is the run's own (its config.yaml)."""
-
-
-def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig:
-    """The config that continues the run in ``out``: its own saved settings, with the settings
-    in ``requested`` (those the user gave explicitly) applied where a resumed run may change
-    them. Any other requested setting that differs from the run's raises TrainingError naming
-    it, so a resumed run never drifts into another recipe, dataset or architecture."""
-    path = Path(out) / "config.yaml"
-    if not path.is_file():
-        raise TrainingError(f"--resume: {path} not found; nothing to resume in {out}")
-    saved = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    ignored = {"out", "resume"}
-    changed = {k: v for k, v in requested.items()
-               if k in known and k not in ignored and saved.get(k) != v}
-    refused = [k for k in changed if k not in RESUMABLE_SETTINGS]
-    if refused:
-        differences = ", ".join(f"{k} {saved.get(k)!r} -> {changed[k]!r}" for k in refused)
-        raise TrainingError(
-            f"--resume continues the run in {out} with its own settings, and these differ from "
-            f"it: {differences}. A resumed run may change only {', '.join(RESUMABLE_SETTINGS)}; "
-            "start a new run (another --out) for other settings")
-    settings = {k: v for k, v in saved.items() if k in known}
-    return TrainConfig(**{**settings, **changed, "out": str(out), "resume": True})
-
-
-@dataclass(frozen=True)
-class BatchEvent:
-    epoch: int  # 1-based
-    epochs: int
-    batch: int  # 1-based
-    batches: int
-    losses: dict[str, float]
-    lr: float
-    images_per_s: float
-    eta_s: float
-
-
-@dataclass(frozen=True)
-class EpochEvent:
-    epoch: int
-    epochs: int
-    metrics: dict[str, Any]
-    is_best: bool
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    message: str
-
-
-Event = BatchEvent | EpochEvent | LogEvent
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    last: Path | None
-    best: Path | None
-    stopped: bool
-    epochs_completed: int
-    best_val_accuracy: float
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @classmethod
-    def from_env(cls) -> "Distributed":
-        """torchrun's RANK / WORLD_SIZE / LOCAL_RANK; a single process without them."""
-        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def _rng_state() -> dict[str, Any]:
-    state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [state[0], torch.from_numpy(state[1].astype(np.int64)), *state[2:]],
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    random.setstate(state["python"])
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """A hash of every parameter and buffer: equal digests mean identical weights."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 class Trainer:
@@ -518,7 +310,7 @@ class Trainer:
                 "teacher": self.teacher.state_dict() if self.teacher is not None else None,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "rng": _rng_state(),
+                "rng": rng_state(),
             }
         return Checkpoint(meta=self.meta, state_dict=weights, train_config=self.config_dict,
                           metrics=metrics, training_state=state)
@@ -544,7 +336,7 @@ class Trainer:
             self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
         self.global_step = state["global_step"]
         self.best_val_acc = state["best_val_acc"]
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         return state["epoch"]
 
     def _append_metrics(self, row: dict[str, Any]) -> None:

@@ -27,7 +27,9 @@ from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
-from gsmc_core.train import EpochEvent, LogEvent, TrainConfig, TrainingError, train
+from gsmc_core.train import train
+from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.train_events import EpochEvent, LogEvent
 
 LAST_EPOCHS = 5
 

@@ -30,7 +30,7 @@ from gsmc_core.labels import CANONICAL_CLASSES  # noqa: E402
 from gsmc_core.model import GSMCNet  # noqa: E402
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path  # noqa: E402
 from gsmc_core.sources import read_image  # noqa: E402
-from gsmc_core.train import TrainConfig  # noqa: E402
+from gsmc_core.train_config import TrainConfig  # noqa: E402
 from gsmc_desktop.app import create_application  # noqa: E402
 from gsmc_desktop.main_window import MainWindow  # noqa: E402
 

@@ -5,7 +5,7 @@ from desktop_support import desktop_test
 from PySide6.QtWidgets import QMessageBox
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.train import METHOD_DEFAULTS, TrainConfig
+from gsmc_core.train_config import METHOD_DEFAULTS, TrainConfig
 from gsmc_desktop.main_window import MainWindow
 from gsmc_desktop.threads import running_threads
 from gsmc_desktop.training.tab import TrainingTab

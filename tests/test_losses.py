@@ -3,7 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from gsmc_core.losses import distillation_kl, ema_alpha, flip_cam, flip_consistency_loss
-from gsmc_core.train import TrainConfig, Trainer
+from gsmc_core.train import Trainer
+from gsmc_core.train_config import TrainConfig
 
 
 def test_flip_consistency_zero_for_consistent_pair_positive_otherwise():

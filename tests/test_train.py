@@ -15,7 +15,9 @@ from gsmc_core.audit import audit
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.cli import main
 from gsmc_core.predictor import Predictor
-from gsmc_core.train import BatchEvent, EpochEvent, TrainConfig, TrainingError, train
+from gsmc_core.train import train
+from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.train_events import BatchEvent, EpochEvent
 
 
 def _config(ferplus_root, out, **kw) -> TrainConfig:

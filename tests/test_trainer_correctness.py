@@ -10,7 +10,8 @@ from torch import nn
 
 from gsmc_core.losses import ema_alpha
 from gsmc_core.model import GSMCNet
-from gsmc_core.train import TrainConfig, Trainer
+from gsmc_core.train import Trainer
+from gsmc_core.train_config import TrainConfig
 
 LAMBDA_KL, LAMBDA_AC = 0.9, 0.2
 

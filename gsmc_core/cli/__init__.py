@@ -10,7 +10,7 @@ from gsmc_core.cli.faces import add_face_commands
 from gsmc_core.cli.models import add_model_commands
 from gsmc_core.cli.training import add_training_commands
 from gsmc_core.devices import DeviceUnavailableError
-from gsmc_core.train import TrainingError
+from gsmc_core.train_config import TrainingError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,16 +13,9 @@ from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
-from gsmc_core.train import (
-    METHODS,
-    SCHEDULERS,
-    BatchEvent,
-    EpochEvent,
-    LogEvent,
-    TrainConfig,
-    config_for_resume,
-    train,
-)
+from gsmc_core.train import train
+from gsmc_core.train_config import METHODS, SCHEDULERS, TrainConfig, config_for_resume
+from gsmc_core.train_events import BatchEvent, EpochEvent, LogEvent
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:

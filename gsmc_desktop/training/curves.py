@@ -5,7 +5,7 @@ import numpy.typing as npt
 import pyqtgraph as pg
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
-from gsmc_core.train import BatchEvent, EpochEvent
+from gsmc_core.train_events import BatchEvent, EpochEvent
 from gsmc_desktop.widgets.palette import class_color
 
 LOSS_LABELS = {"loss": "total", "ce": "cross-entropy", "kl": "self-distillation KL", "ac": "flip attention"}

@@ -22,7 +22,7 @@ from gsmc_core.data.readers import DATASETS, read_split
 from gsmc_core.data.samples import DataError
 from gsmc_core.devices import available_devices
 from gsmc_core.model import OUTPUT_STRIDES
-from gsmc_core.train import METHOD_DEFAULTS, METHODS, TrainConfig
+from gsmc_core.train_config import METHOD_DEFAULTS, METHODS, TrainConfig
 
 METHOD_HELP = {
     "gsmc": "GSMC: flip attention consistency + self-distillation from an EMA teacher",

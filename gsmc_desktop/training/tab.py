@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gsmc_core.train import BatchEvent, EpochEvent, TrainConfig, TrainResult
+from gsmc_core.train_config import TrainConfig
+from gsmc_core.train_events import BatchEvent, EpochEvent, TrainResult
 from gsmc_desktop.threads import start_worker, stop_thread
 from gsmc_desktop.training.curves import TrainingCurves
 from gsmc_desktop.training.form import TrainingForm

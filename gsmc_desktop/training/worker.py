@@ -8,7 +8,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 from gsmc_core.checkpoint import CheckpointError
 from gsmc_core.data.samples import DataError
 from gsmc_core.devices import DeviceUnavailableError
-from gsmc_core.train import BatchEvent, EpochEvent, Event, LogEvent, TrainConfig, TrainingError, train
+from gsmc_core.train import train
+from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent
 
 BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch updates a second reach the GUI
 
