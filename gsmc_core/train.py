@@ -1,18 +1,14 @@
 """The trainer shared by the CLI, the desktop app and torchrun: GSMC, EAC and CE.
 
-Its settings are ``train_config.TrainConfig``, its events and result ``train_events``, its
-torchrun layout and resumable random state ``distributed``.
+Its settings are ``train_config.TrainConfig``, the methods' losses ``methods``, its events and
+result ``train_events``, its torchrun layout and resumable random state ``distributed``.
 
 Shape of torchvision's reference script: ``train_one_epoch`` and ``evaluate`` return metric dicts;
 the run folder holds the resolved config, ``metrics.csv``, ``last.pt`` and ``best.pt`` (selected on
-the validation split). Progress goes out as frozen dataclass events through ``on_event``; a
-``should_stop`` callable is polled after every batch. Under torchrun the same code runs with
-DistributedDataParallel and only rank 0 writes.
-
-Teacher BatchNorm choice (the reference code leaves the teacher's BN buffers at their initial
-values and runs it in train mode): the teacher is an EMA of the student's parameters *and* BN
-running statistics (``AveragedModel(use_buffers=True)``) and runs in eval mode, so its
-predictions do not depend on the batch and its statistics follow the weights they belong to.
+the validation split, among the models the method offers: the student, and GSMC's teacher).
+Progress goes out as frozen dataclass events through ``on_event``; a ``should_stop`` callable is
+polled after every batch. Under torchrun the same code runs with DistributedDataParallel and only
+rank 0 writes.
 """
 
 import csv
@@ -27,21 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 import yaml
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file, write_label_table
 from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import Batch, EpochSampler, ExpressionDataset, Split, collate_skipping
-from gsmc_core.data.transforms import EacPairTransform, eval_transform, train_transform
+from gsmc_core.data.transforms import eval_transform
 from gsmc_core.devices import resolve_device
 from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights_digest
 from gsmc_core.evaluate import classification_metrics, predict_loader
-from gsmc_core.losses import distillation_kl, ema_alpha, flip_consistency_loss
+from gsmc_core.methods import CrossEntropy, make_method
 from gsmc_core.model import GSMCNet
 from gsmc_core.train_config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
@@ -49,6 +43,13 @@ from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, Trai
 METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
                   "val_acc_teacher", "val_loss_teacher", "selected", "lr", "seconds",
                   "images_per_s", "skipped")
+
+
+def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
+             classes: tuple[str, ...]) -> dict[str, Any]:
+    """Accuracy, loss and the rest of ``classification_metrics`` of ``model`` over ``loader``."""
+    preds = predict_loader(model, loader, device)
+    return classification_metrics(preds.logits, preds.labels, classes)
 
 
 class Trainer:
@@ -65,6 +66,19 @@ class Trainer:
         self.should_stop = should_stop or (lambda: False)
         self.dist = Distributed.from_env()
         self.run_dir = Path(self.config.out)
+        # set up by run(): the device, data, model, method, optimiser and the run's progress
+        self.config_dict: dict[str, Any] = dataclasses.asdict(self.config)
+        self.device = torch.device("cpu")
+        self.meta: ModelMeta | None = None
+        self.model: GSMCNet | None = None
+        self.ddp_model: torch.nn.Module | None = None
+        self.method: CrossEntropy | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        self.train_loader: DataLoader | None = None
+        self.val_loader: DataLoader | None = None
+        self.global_step = 0
+        self.best_val_acc = -1.0
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -102,12 +116,7 @@ class Trainer:
     def _loader(self, split: Split, training: bool) -> DataLoader:
         cfg = self.config
         meta = self.meta
-        if not training:
-            transform = eval_transform(meta)
-        elif cfg.method == "eac":
-            transform = EacPairTransform(meta)  # its own published augmentation: two views
-        else:
-            transform = train_transform(meta)
+        transform = self.method.train_transform(meta) if training else eval_transform(meta)
         dataset = ExpressionDataset(split, transform, strict=cfg.strict,
                                     seed=cfg.seed if training else None)
         sampler = None
@@ -153,43 +162,6 @@ class Trainer:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
         return optimizer, scheduler
 
-    def _make_teacher(self, model: GSMCNet) -> AveragedModel:
-        alpha_max = self.config.ema_alpha
-
-        def avg_fn(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor):
-            a = ema_alpha(int(n_averaged), alpha_max)
-            return averaged * a + current * (1.0 - a)
-
-        teacher = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
-        teacher.update_parameters(model)  # step 0: the teacher starts as a copy
-        return teacher.eval()
-
-    # --- the loss of each method ----------------------------------------------------------------
-
-    def _losses(self, model, teacher, images: torch.Tensor, labels: torch.Tensor):
-        cfg = self.config
-        n = len(images)
-        if cfg.method == "ce":
-            logits, _ = model(images)
-            ce = F.cross_entropy(logits, labels)
-            return ce, {"ce": ce}, logits
-        if images.dim() == 5:  # EAC's pairs: the image and its mirror, each erased on its own
-            images, flipped = images[:, 0], images[:, 1]
-        else:  # GSMC: the mirror of the augmented batch (what the teacher sees too)
-            flipped = images.flip(-1)
-        # both views in one pass: one BatchNorm statistic and one DDP forward per step
-        logits_all, cams_all = model(torch.cat([images, flipped]))
-        logits, cams, cams_flipped = logits_all[:n], cams_all[:n], cams_all[n:]
-        ce = F.cross_entropy(logits, labels)
-        ac = flip_consistency_loss(cams, cams_flipped)
-        if cfg.method == "eac":
-            return ce + cfg.eac_lambda * ac, {"ce": ce, "ac": ac}, logits
-        with torch.no_grad():
-            teacher_logits, _ = teacher(flipped)
-        kl = distillation_kl(logits, teacher_logits)
-        total = ce + cfg.lambda_kl * kl + cfg.lambda_ac * ac
-        return total, {"ce": ce, "kl": kl, "ac": ac}, logits
-
     # --- epochs --------------------------------------------------------------------------------
 
     def train_one_epoch(self, epoch: int) -> dict[str, Any] | None:
@@ -210,7 +182,7 @@ class Trainer:
             images = batch.images.to(self.device, non_blocking=True)
             labels = batch.labels.to(self.device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                loss, terms, logits = self._losses(model, self.teacher, images, labels)
+                loss, terms, logits = self.method.losses(model, images, labels)
             values = torch.stack([loss.detach().float(), *[t.detach().float() for t in terms.values()]])
             if self.dist.enabled:
                 dist.all_reduce(values)
@@ -226,8 +198,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            if self.teacher is not None:
-                self.teacher.update_parameters(self.model)
+            self.method.after_step(self.model)
             self.global_step += 1
             for name, v in zip(["loss", *terms], values.tolist(), strict=True):
                 sums[name] = sums.get(name, 0.0) + v * len(labels)
@@ -268,21 +239,18 @@ class Trainer:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
-    def evaluate(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """Validation metrics of the student (and teacher); returns the better one's weights."""
-        classes = self.meta.classes
-        preds = predict_loader(self.model, self.val_loader, self.device)
-        m = classification_metrics(preds.logits, preds.labels, classes)
-        metrics = {"val_acc": m["accuracy"], "val_loss": m["loss"], "selected": "student"}
-        weights = self.model.state_dict()
-        if self.teacher is not None:
-            tp = predict_loader(self.teacher.module, self.val_loader, self.device)
-            tm = classification_metrics(tp.logits, tp.labels, classes)
-            metrics.update(val_acc_teacher=tm["accuracy"], val_loss_teacher=tm["loss"])
-            if tm["accuracy"] > m["accuracy"]:
-                metrics["selected"] = "teacher"
-                weights = self.teacher.module.state_dict()
-        return metrics, weights
+    def _validate(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """Validation metrics of every model the method offers, and the weights to export: the
+        student's, or the teacher's when it scores higher (``selected``)."""
+        results = {name: evaluate(module, self.val_loader, self.device, self.meta.classes)
+                   for name, module in self.method.candidates(self.model).items()}
+        metrics: dict[str, Any] = {}
+        for name, m in results.items():
+            suffix = "" if name == "student" else f"_{name}"
+            metrics.update({f"val_acc{suffix}": m["accuracy"], f"val_loss{suffix}": m["loss"]})
+        selected = max(results, key=lambda name: (results[name]["accuracy"], name == "student"))
+        metrics["selected"] = selected
+        return metrics, self.method.candidates(self.model)[selected].state_dict()
 
     def _sync_buffers(self) -> None:
         """Give every rank rank 0's BatchNorm statistics (student and teacher).
@@ -292,8 +260,7 @@ class Trainer:
         """
         if not self.dist.enabled:
             return
-        modules = [self.model] + ([self.teacher] if self.teacher is not None else [])
-        for module in modules:
+        for module in self.method.candidates(self.model).values():
             for buffer in module.buffers():
                 dist.broadcast(buffer, src=0)
 
@@ -307,7 +274,7 @@ class Trainer:
                 "global_step": self.global_step,
                 "best_val_acc": self.best_val_acc,
                 "student": self.model.state_dict(),
-                "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+                "teacher": self.method.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rng_state(),
@@ -321,10 +288,10 @@ class Trainer:
         if state is None:
             raise TrainingError(f"{path}: holds no training state to resume from")
         self.model.load_state_dict(state["student"])
-        if self.teacher is not None:
-            if state["teacher"] is None:
-                raise TrainingError(f"{path}: was not a gsmc run (no teacher), cannot resume as gsmc")
-            self.teacher.load_state_dict(state["teacher"])
+        try:
+            self.method.load_state_dict(state["teacher"])
+        except ValueError as exc:
+            raise TrainingError(f"{path}: {exc}; it cannot be resumed as {self.config.method}") from exc
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         old_lr = ckpt.train_config.get("lr")
@@ -363,7 +330,6 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg = self.config
-        self.config_dict = dataclasses.asdict(cfg)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
@@ -380,7 +346,7 @@ class Trainer:
                   f"{len(val.samples)} validation samples, {len(train.classes)} classes; "
                   f"method {cfg.method}, device {self.device}, world size {self.dist.world_size}")
         self.model = self._build_model().to(self.device)
-        self.teacher = self._make_teacher(self.model) if cfg.method == "gsmc" else None
+        self.method = make_method(cfg, self.model)
         self.ddp_model = (DistributedDataParallel(self.model) if self.dist.enabled else self.model)
         self.optimizer, self.scheduler = self._optimizer(self.model)
         self.global_step = 0
@@ -410,7 +376,7 @@ class Trainer:
                 row = {"epoch": epoch + 1, **train_metrics}
                 is_best = False
                 if self.dist.is_main:
-                    val_metrics, weights = self.evaluate()
+                    val_metrics, weights = self._validate()
                     row.update(val_metrics)
                     is_best = row["val_acc"] > self.best_val_acc or (
                         "val_acc_teacher" in row and row["val_acc_teacher"] > self.best_val_acc)

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-import gsmc_core.train as train_module
+import gsmc_core.methods as methods_module
 from gsmc_core.audit import audit
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.cli import main
@@ -104,8 +104,8 @@ def test_stop_request_is_honoured_within_a_batch_and_leaves_a_usable_model(ferpl
 def test_non_finite_loss_stops_with_message_and_keeps_last_good(ferplus_root, tmp_path, monkeypatch):
     train(_config(ferplus_root, tmp_path / "run", method="eac", epochs=1))
     good = (tmp_path / "run" / "last.pt").read_bytes()
-    real = train_module.flip_consistency_loss
-    monkeypatch.setattr(train_module, "flip_consistency_loss",
+    real = methods_module.flip_consistency_loss
+    monkeypatch.setattr(methods_module, "flip_consistency_loss",
                         lambda a, b: real(a, b) * float("nan"))
     with pytest.raises(TrainingError, match=r"non-finite \(loss, ac\) at epoch 2, batch 1"):
         train(_config(ferplus_root, tmp_path / "run", method="eac", epochs=2, resume=True))

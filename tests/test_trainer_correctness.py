@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gsmc_core.losses import ema_alpha
+from gsmc_core.methods import make_method
 from gsmc_core.model import GSMCNet
-from gsmc_core.train import Trainer
 from gsmc_core.train_config import TrainConfig
 
 LAMBDA_KL, LAMBDA_AC = 0.9, 0.2
@@ -31,33 +31,34 @@ class Recording(nn.Module):
 
 @pytest.fixture
 def step():
-    """A trainer, a student in eval mode (so each image's output does not depend on the rest of
-    the batch), a teacher that differs from it, and an asymmetric batch."""
+    """GSMC as the trainer builds it from a config, a student in eval mode (so each image's
+    output does not depend on the rest of the batch), a teacher that differs from it, and an
+    asymmetric batch."""
     torch.manual_seed(5)
-    trainer = Trainer(TrainConfig(method="gsmc", data_root="unused", lambda_kl=LAMBDA_KL,
-                                  lambda_ac=LAMBDA_AC, input_size=32, output_stride=8))
+    config = TrainConfig(method="gsmc", data_root="unused", lambda_kl=LAMBDA_KL, lambda_ac=LAMBDA_AC,
+                         input_size=32, output_stride=8).resolved()
     model = GSMCNet(4, output_stride=8).eval()
-    teacher = trainer._make_teacher(model)
+    gsmc = make_method(config, model)
     with torch.no_grad():
-        for p in teacher.module.parameters():
+        for p in gsmc.teacher.module.parameters():
             p.add_(0.05 * torch.randn_like(p))
     images = torch.randn(6, 3, 32, 32)
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
-    return trainer, model, teacher, images, labels
+    return gsmc, model, gsmc.teacher, images, labels
 
 
 def test_teacher_sees_the_horizontally_flipped_batch(step):
-    trainer, model, teacher, images, labels = step
+    gsmc, model, teacher, images, labels = step
     teacher.module = Recording(teacher.module)
-    trainer._losses(model, teacher, images, labels)
+    gsmc.losses(model, images, labels)
     (seen,) = teacher.module.inputs
     assert torch.equal(seen, images.flip(-1))  # width is the last axis of N x C x H x W
     assert not torch.equal(seen, images) and not torch.equal(seen, images.flip(-2))
 
 
 def test_total_is_ce_plus_weighted_kl_and_flip_mse_by_hand(step):
-    trainer, model, teacher, images, labels = step
-    total, terms, _ = trainer._losses(model, teacher, images, labels)
+    gsmc, model, teacher, images, labels = step
+    total, terms, _ = gsmc.losses(model, images, labels)
     with torch.no_grad():
         logits, cams = model(images)
         _, cams_of_mirror = model(images.flip(3))
@@ -78,8 +79,8 @@ def test_total_is_ce_plus_weighted_kl_and_flip_mse_by_hand(step):
 
 
 def test_the_student_learns_from_the_kl_and_the_teacher_does_not(step):
-    trainer, model, teacher, images, labels = step
-    _, terms, _ = trainer._losses(model, teacher, images, labels)
+    gsmc, model, teacher, images, labels = step
+    _, terms, _ = gsmc.losses(model, images, labels)
     terms["kl"].backward()
     assert model.fc.weight.grad is not None and model.fc.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
@@ -87,9 +88,9 @@ def test_the_student_learns_from_the_kl_and_the_teacher_does_not(step):
 
 def test_teacher_averages_batchnorm_buffers():
     torch.manual_seed(6)
-    trainer = Trainer(TrainConfig(method="gsmc", data_root="unused"))
+    config = TrainConfig(method="gsmc", data_root="unused").resolved()
     model = GSMCNet(4, output_stride=8)
-    teacher = trainer._make_teacher(model)
+    teacher = make_method(config, model).teacher
     bn_student = model.backbone.bn1 if hasattr(model, "backbone") else next(
         m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
     name = next(n for n, m in model.named_modules() if m is bn_student)
@@ -100,7 +101,7 @@ def test_teacher_averages_batchnorm_buffers():
         model(torch.randn(4, 3, 32, 32) * 3 + 1)  # moves the student's running statistics
     assert not torch.allclose(bn_student.running_mean, before)
     teacher.update_parameters(model)  # step 1: alpha 0.5
-    a = ema_alpha(1, trainer.config.ema_alpha)
+    a = ema_alpha(1, config.ema_alpha)
     torch.testing.assert_close(bn_teacher.running_mean, a * before + (1 - a) * bn_student.running_mean)
 
 
@@ -201,14 +202,15 @@ def test_eac_views_are_the_image_and_its_mirror_erased_independently(astronaut_r
 
 
 def test_eac_step_compares_the_first_view_with_the_second(step):
-    trainer, model, _, images, labels = step
-    trainer.config = trainer.config.__class__(**{**trainer.config.__dict__, "method": "eac"})
+    _, model, _, images, labels = step
+    config = TrainConfig(method="eac", data_root="unused").resolved()
+    eac = make_method(config, model)
     second = torch.randn_like(images)  # a second view that is not the mirror of the first
-    total, terms, _ = trainer._losses(model, None, torch.stack([images, second], 1), labels)
+    total, terms, _ = eac.losses(model, torch.stack([images, second], 1), labels)
     with torch.no_grad():
         logits, cams = model(images)
         _, cams_second = model(second)
         ce = F.cross_entropy(logits, labels)
         mse = ((cams - cams_second.flip(3)) ** 2).mean()
     torch.testing.assert_close(terms["ac"], mse, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(total, ce + trainer.config.eac_lambda * mse, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(total, ce + config.eac_lambda * mse, rtol=1e-4, atol=1e-6)

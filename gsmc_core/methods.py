@@ -1,0 +1,136 @@
+"""The training methods behind one interface: each gives its training augmentation, its loss for
+a batch, what it updates after an optimiser step, and the models it offers for export.
+
+- ``CrossEntropy``: CE(x).
+- ``EAC``: CE(x) + λ·MSE(CAM(x), flip(CAM(x′))), x′ the mirror of the raw image, with EAC's own
+  augmentation (two independently erased views).
+- ``GSMC``: CE(x) + λ_kl·KL(teacher(flip x) ‖ student(x)) + λ_ac·MSE(CAM(x), flip(CAM(flip x)))
+  with an EMA teacher. The teacher is an EMA of the student's parameters *and* BatchNorm running
+  statistics (``AveragedModel(use_buffers=True)``) and runs in eval mode, so its predictions do
+  not depend on the batch and its statistics follow the weights they belong to (the reference
+  code leaves its BN buffers at their initial values and runs it in train mode).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel
+
+from gsmc_core.checkpoint import ModelMeta
+from gsmc_core.data.transforms import EacPairTransform, train_transform
+from gsmc_core.losses import distillation_kl, ema_alpha, flip_consistency_loss
+from gsmc_core.train_config import TrainConfig
+
+Losses = tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]
+"""The total loss, its named terms, and the student's logits for the batch's first view."""
+
+
+def make_teacher(model: nn.Module, alpha_max: float) -> AveragedModel:
+    """An EMA copy of ``model`` with α_t = min(1 − 1/(t+1), alpha_max) per update, in eval mode."""
+
+    def avg_fn(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor):
+        a = ema_alpha(int(n_averaged), alpha_max)
+        return averaged * a + current * (1.0 - a)
+
+    teacher = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
+    teacher.update_parameters(model)  # step 0: the teacher starts as a copy
+    return teacher.eval()
+
+
+def _both_views(model: nn.Module, images: torch.Tensor, mirrored: torch.Tensor):
+    """Logits of ``images`` and CAMs of both views in one pass (one BatchNorm statistic and one
+    DDP forward per step)."""
+    n = len(images)
+    logits_all, cams_all = model(torch.cat([images, mirrored]))
+    return logits_all[:n], cams_all[:n], cams_all[n:]
+
+
+class CrossEntropy:
+    name = "ce"
+
+    def train_transform(self, meta: ModelMeta) -> Callable:
+        return train_transform(meta)
+
+    def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Losses:
+        logits, _ = model(images)
+        ce = F.cross_entropy(logits, labels)
+        return ce, {"ce": ce}, logits
+
+    def after_step(self, model: nn.Module) -> None:
+        """Nothing to update beyond the optimiser's step."""
+
+    def candidates(self, model: nn.Module) -> dict[str, nn.Module]:
+        """The models whose validation accuracy decides what is exported."""
+        return {"student": model}
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return None
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Nothing of its own to restore."""
+
+
+class EAC(CrossEntropy):
+    name = "eac"
+
+    def __init__(self, lam: float) -> None:
+        self.lam = lam
+
+    def train_transform(self, meta: ModelMeta) -> Callable:
+        return EacPairTransform(meta)  # its own published augmentation: two views
+
+    def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Losses:
+        if images.dim() == 5:  # pairs: the image and its mirror, each erased on its own
+            images, mirrored = images[:, 0], images[:, 1]
+        else:
+            mirrored = images.flip(-1)
+        logits, cams, cams_mirrored = _both_views(model, images, mirrored)
+        ce = F.cross_entropy(logits, labels)
+        ac = flip_consistency_loss(cams, cams_mirrored)
+        return ce + self.lam * ac, {"ce": ce, "ac": ac}, logits
+
+
+class GSMC(CrossEntropy):
+    name = "gsmc"
+
+    def __init__(self, model: nn.Module, lambda_kl: float, lambda_ac: float, ema_alpha_max: float) -> None:
+        self.lambda_kl = lambda_kl
+        self.lambda_ac = lambda_ac
+        self.teacher = make_teacher(model, ema_alpha_max)
+
+    def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Losses:
+        mirrored = images.flip(-1)  # the mirror of the augmented batch, what the teacher sees too
+        logits, cams, cams_mirrored = _both_views(model, images, mirrored)
+        ce = F.cross_entropy(logits, labels)
+        ac = flip_consistency_loss(cams, cams_mirrored)
+        with torch.no_grad():
+            teacher_logits, _ = self.teacher(mirrored)
+        kl = distillation_kl(logits, teacher_logits)
+        total = ce + self.lambda_kl * kl + self.lambda_ac * ac
+        return total, {"ce": ce, "kl": kl, "ac": ac}, logits
+
+    def after_step(self, model: nn.Module) -> None:
+        self.teacher.update_parameters(model)
+
+    def candidates(self, model: nn.Module) -> dict[str, nn.Module]:
+        return {"student": model, "teacher": self.teacher.module}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.teacher.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        if state is None:
+            raise ValueError("the checkpoint was not a gsmc run (it has no teacher)")
+        self.teacher.load_state_dict(state)
+
+
+def make_method(config: TrainConfig, model: nn.Module) -> CrossEntropy:
+    """The method ``config.method`` names, with its settings (``model`` seeds GSMC's teacher)."""
+    if config.method == "gsmc":
+        return GSMC(model, config.lambda_kl, config.lambda_ac, config.ema_alpha)
+    if config.method == "eac":
+        return EAC(config.eac_lambda)
+    return CrossEntropy()
