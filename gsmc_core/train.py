@@ -45,6 +45,93 @@ METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "va
                   "images_per_s", "skipped")
 
 
+def train_one_epoch(
+    model: torch.nn.Module,
+    method: CrossEntropy,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    device: torch.device,
+    epoch: int,
+    epochs: int,
+    world: Distributed,
+    on_event: Callable[[Event], None],
+    should_stop: Callable[[], bool],
+) -> dict[str, Any] | None:
+    """One pass of ``model`` (the DDP wrapper under torchrun) over ``loader`` with ``method``'s
+    loss; the epoch's metrics, or None if ``should_stop`` ended it early. ``epoch`` counts from 0,
+    ``epochs`` is the run's total (for the ETA). Raises TrainingError on a non-finite loss."""
+    loader.sampler.set_epoch(epoch)  # the order, and the epoch each sample's augmentation uses
+    model.train()
+    student = model.module if isinstance(model, DistributedDataParallel) else model
+    sums: dict[str, float] = {}
+    correct = seen = skipped = steps = 0
+    start = time.perf_counter()
+    batches = len(loader)
+    for i, batch in enumerate(loader, start=1):
+        batch: Batch
+        skipped += batch.skipped
+        if _all_ranks_skip(len(batch.labels) == 0, world, device):
+            continue
+        images = batch.images.to(device, non_blocking=True)
+        labels = batch.labels.to(device, non_blocking=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss, terms, logits = method.losses(model, images, labels)
+        values = torch.stack([loss.detach().float(), *[t.detach().float() for t in terms.values()]])
+        if world.enabled:
+            dist.all_reduce(values)
+            values /= world.world_size
+        if not torch.isfinite(values).all():
+            names = ["loss", *terms]
+            bad = [n for n, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v)]
+            raise TrainingError(f"loss became non-finite ({', '.join(bad)}) at epoch {epoch + 1}, "
+                                f"batch {i}; stopped")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        method.after_step(student)
+        steps += 1
+        for name, v in zip(["loss", *terms], values.tolist(), strict=True):
+            sums[name] = sums.get(name, 0.0) + v * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+        seen += len(labels)
+        elapsed = time.perf_counter() - start
+        on_event(BatchEvent(
+            epoch=epoch + 1, epochs=epochs, batch=i, batches=batches,
+            losses={k: v / seen for k, v in sums.items()},
+            lr=optimizer.param_groups[0]["lr"],
+            images_per_s=seen * world.world_size / elapsed,
+            eta_s=elapsed / i * (batches - i) + elapsed / i * batches * (epochs - epoch - 1),
+        ))
+        if should_stop():
+            return None
+    seconds = time.perf_counter() - start
+    if world.enabled:  # rank 0 writes metrics.csv: it reports every rank's undecodable images
+        count = torch.tensor([skipped], device=device)
+        dist.all_reduce(count)
+        skipped = int(count.item())
+    return {
+        **{k: v / max(seen, 1) for k, v in sums.items()},
+        "train_acc": correct / max(seen, 1),
+        "lr": optimizer.param_groups[0]["lr"],
+        "seconds": seconds,
+        "images_per_s": seen * world.world_size / seconds,
+        "skipped": skipped,
+        "steps": steps,
+    }
+
+
+def _all_ranks_skip(empty: bool, world: Distributed, device: torch.device) -> bool:
+    """Whether this step is skipped: when this process's batch is empty (every image of it failed
+    to decode). Under torchrun every rank must take part in the same collectives, so if any
+    rank's batch is empty, all ranks skip the step together (else the others would wait for it in
+    the gradient all-reduce forever; gloo aborts with a collective mismatch)."""
+    if not world.enabled:
+        return empty
+    flag = torch.tensor([1 if empty else 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
              classes: tuple[str, ...]) -> dict[str, Any]:
     """Accuracy, loss and the rest of ``classification_metrics`` of ``model`` over ``loader``."""
@@ -163,81 +250,6 @@ class Trainer:
         return optimizer, scheduler
 
     # --- epochs --------------------------------------------------------------------------------
-
-    def train_one_epoch(self, epoch: int) -> dict[str, Any] | None:
-        """One pass over the training data; None if a stop request ended it early."""
-        cfg = self.config
-        model, loader = self.ddp_model, self.train_loader
-        loader.sampler.set_epoch(epoch)  # the order, and the epoch each sample's augmentation uses
-        model.train()
-        sums: dict[str, float] = {}
-        correct = seen = skipped = 0
-        start = time.perf_counter()
-        batches = len(loader)
-        for i, batch in enumerate(loader, start=1):
-            batch: Batch
-            skipped += batch.skipped
-            if self._all_ranks_skip(len(batch.labels) == 0):
-                continue
-            images = batch.images.to(self.device, non_blocking=True)
-            labels = batch.labels.to(self.device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                loss, terms, logits = self.method.losses(model, images, labels)
-            values = torch.stack([loss.detach().float(), *[t.detach().float() for t in terms.values()]])
-            if self.dist.enabled:
-                dist.all_reduce(values)
-                values /= self.dist.world_size
-            if not torch.isfinite(values).all():
-                names = ["loss", *terms]
-                bad = [n for n, v in zip(names, values.tolist(), strict=True) if not math.isfinite(v)]
-                raise TrainingError(
-                    f"loss became non-finite ({', '.join(bad)}) at epoch {epoch + 1}, batch {i}; "
-                    f"stopped. The last good checkpoint is kept in {self.run_dir}. "
-                    "Try a lower --lr."
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.method.after_step(self.model)
-            self.global_step += 1
-            for name, v in zip(["loss", *terms], values.tolist(), strict=True):
-                sums[name] = sums.get(name, 0.0) + v * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            seen += len(labels)
-            elapsed = time.perf_counter() - start
-            self.on_event(BatchEvent(
-                epoch=epoch + 1, epochs=cfg.epochs, batch=i, batches=batches,
-                losses={k: v / seen for k, v in sums.items()},
-                lr=self.optimizer.param_groups[0]["lr"],
-                images_per_s=seen * self.dist.world_size / elapsed,
-                eta_s=elapsed / i * (batches - i) + elapsed / i * batches * (cfg.epochs - epoch - 1),
-            ))
-            if self.should_stop():
-                return None
-        seconds = time.perf_counter() - start
-        if self.dist.enabled:  # rank 0 writes metrics.csv: it reports every rank's undecodable images
-            count = torch.tensor([skipped], device=self.device)
-            dist.all_reduce(count)
-            skipped = int(count.item())
-        return {
-            **{k: v / max(seen, 1) for k, v in sums.items()},
-            "train_acc": correct / max(seen, 1),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "seconds": seconds,
-            "images_per_s": seen * self.dist.world_size / seconds,
-            "skipped": skipped,
-        }
-
-    def _all_ranks_skip(self, empty: bool) -> bool:
-        """Whether this step is skipped: when this process's batch is empty (every image of it
-        failed to decode). Under torchrun every rank must take part in the same collectives, so
-        if any rank's batch is empty, all ranks skip the step together (else the others would
-        wait for it in the gradient all-reduce forever)."""
-        if not self.dist.enabled:
-            return empty
-        flag = torch.tensor([1 if empty else 0], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
 
     def _validate(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """Validation metrics of every model the method offers, and the weights to export: the
@@ -367,10 +379,19 @@ class Trainer:
         epoch = start_epoch
         try:
             for epoch in range(start_epoch, cfg.epochs):
-                train_metrics = self.train_one_epoch(epoch)
+                try:
+                    train_metrics = train_one_epoch(
+                        self.ddp_model, self.method, self.optimizer, self.train_loader, self.device,
+                        epoch, cfg.epochs, self.dist, self.on_event, self.should_stop)
+                except TrainingError as exc:  # a divergence: say what is kept and what to try
+                    last = self.run_dir / "last.pt"
+                    kept = (f"the last good checkpoint is kept in {last}" if last.exists()
+                            else "no epoch had finished, so nothing was saved")
+                    raise TrainingError(f"{exc}; {kept}. Try a lower --lr.") from exc
                 if train_metrics is None:
                     stopped = True
                     break
+                self.global_step += train_metrics.pop("steps")
                 self.scheduler.step()
                 self._sync_buffers()
                 row = {"epoch": epoch + 1, **train_metrics}
