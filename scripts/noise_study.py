@@ -46,9 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="select on a fixed random subset of the validation split (test stays whole)")
     p.add_argument("--input-size", type=int, default=112)
     p.add_argument("--output-stride", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--scheduler", default="step", choices=["step", "exp", "cosine"])
+    # optimiser settings: each method's published recipe unless given (then the same for all)
+    p.add_argument("--batch-size", type=int, help="default: each method's published batch size")
+    p.add_argument("--lr", type=float, help="default: each method's published learning rate")
+    p.add_argument("--weight-decay", type=float, help="default: each method's published weight decay")
+    p.add_argument("--scheduler", choices=["step", "exp", "cosine"],
+                   help="default: each method's published schedule")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--noise-seed", type=int, default=0)
@@ -95,7 +98,7 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
     config = TrainConfig(
         method=method, dataset="ferplus", data_root=args.data_root, epochs=args.epochs,
         input_size=args.input_size, output_stride=args.output_stride, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=0.0, scheduler=args.scheduler, noise_rate=rate,
+        lr=args.lr, weight_decay=args.weight_decay, scheduler=args.scheduler, noise_rate=rate,
         noise_seed=args.noise_seed, limit_train=args.limit_train,
         limit_eval=args.limit_eval, init=args.init, device=args.device,
         workers=args.workers, out=str(run_dir), resume=(run_dir / "last.pt").exists(),
