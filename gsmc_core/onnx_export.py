@@ -101,6 +101,8 @@ def cached_onnx(ckpt: Checkpoint) -> Path:
 
 def read_onnx_meta(path: str | os.PathLike) -> ModelMeta:
     """The ``ModelMeta`` stored in an exported file; CheckpointError if it has none."""
+    if not Path(path).is_file():
+        raise CheckpointError(path, "file not found")
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:  # missing file, not protobuf, truncated: all unreadable

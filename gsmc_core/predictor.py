@@ -20,7 +20,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 import torch
 
-from gsmc_core.checkpoint import Checkpoint, ModelMeta, load_checkpoint
+from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta, load_checkpoint
 from gsmc_core.devices import resolve_device
 from gsmc_core.model import GSMCNet
 from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, read_onnx_meta
@@ -177,7 +177,13 @@ class Predictor:
             if backend == "torch" or (device != "auto" and resolve_device(device).type != "cpu"):
                 raise ValueError(f"{path}: an ONNX model runs on the CPU in ONNX Runtime; "
                                  "give the .pt checkpoint for torch or a GPU")
-            return cls(OnnxRuntime(path, threads), read_onnx_meta(path))
+            meta = read_onnx_meta(path)  # names the file when it is missing or not a GSMC export
+            try:
+                runtime = OnnxRuntime(path, threads)
+            except Exception as exc:  # onnxruntime's own errors carry no hint of what to do
+                raise CheckpointError(path, f"ONNX Runtime cannot load it ({type(exc).__name__}); "
+                                      "export it again with `gsmc export`") from exc
+            return cls(runtime, meta)
         return cls.for_checkpoint(load_checkpoint(path), device, backend, threads)
 
     def preprocess(

@@ -96,3 +96,14 @@ def test_corrupt_cache_entry_is_exported_again(shipped, tmp_path, monkeypatch):
     path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk
     predictor = Predictor.for_checkpoint(shipped, "cpu")
     assert predictor.backend == "onnx" and path.stat().st_size > 1_000_000
+
+
+def test_cli_names_a_missing_or_broken_onnx_file(tmp_path, capsys):
+    from gsmc_core.cli import main
+
+    assert main(["predict", str(tmp_path / "x.jpg"), "--checkpoint", str(tmp_path / "missing.onnx")]) == 2
+    assert "missing.onnx: file not found" in capsys.readouterr().err
+    (tmp_path / "junk.onnx").write_bytes(b"junk")
+    assert main(["predict", str(tmp_path / "x.jpg"), "--checkpoint", str(tmp_path / "junk.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "junk.onnx: cannot be read as an ONNX model" in err and "Traceback" not in err
