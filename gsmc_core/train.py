@@ -249,7 +249,7 @@ class Trainer:
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
         return optimizer, scheduler
 
-    # --- epochs --------------------------------------------------------------------------------
+    # --- validation and export ------------------------------------------------------------------
 
     def _validate(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """Validation metrics of every model the method offers, and the weights to export: the
