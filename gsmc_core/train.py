@@ -40,6 +40,7 @@ from gsmc_core.model import GSMCNet
 from gsmc_core.train_config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
 
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what makes a folder another run's
 METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
                   "val_acc_teacher", "val_loss_teacher", "selected", "lr", "seconds",
                   "images_per_s", "skipped")
@@ -327,12 +328,24 @@ class Trainer:
                 writer.writeheader()
             writer.writerow(row)
 
+    def _check_run_dir(self) -> None:
+        """Before anything is loaded: a new run never writes into another run's folder (its
+        best.pt or metrics.csv would be overwritten or mixed in, even when last.pt is gone), and
+        temporary files left by a save that a kill cut short are removed."""
+        if not self.config.resume:
+            found = [name for name in RUN_FILES if (self.run_dir / name).exists()]
+            if found:
+                raise TrainingError(
+                    f"{self.run_dir} already holds a run ({', '.join(found)}); nothing was "
+                    "overwritten. Use --resume to continue it (it needs last.pt) or choose "
+                    "another --out")
+        if self.dist.is_main and self.run_dir.is_dir():
+            for stale in self.run_dir.glob(".*.pt.*.tmp"):
+                stale.unlink(missing_ok=True)
+                self._log(f"removed {stale.name}, left by a save that was cut short")
+
     def _prepare_run_dir(self, train: Split, clean: list[int]) -> None:
         cfg = self.config
-        last = self.run_dir / "last.pt"
-        if not cfg.resume and last.exists():
-            raise TrainingError(f"{self.run_dir} already holds a run (last.pt); "
-                                "use --resume to continue it or choose another --out")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config_dict, sort_keys=False))
         if cfg.noise_rate > 0 or cfg.noise_file:
@@ -342,6 +355,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg = self.config
+        self._check_run_dir()
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)

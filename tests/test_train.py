@@ -190,3 +190,28 @@ def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     row = next(csv.DictReader(open(out / "metrics.csv")))
     assert int(row["skipped"]) >= 1  # the broken image was met, counted, and survived
+
+
+def test_a_new_run_never_overwrites_another_runs_files(ferplus_root, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"the only copy of a model")  # last.pt deleted by the user
+    with pytest.raises(TrainingError, match=r"already holds a run \(best.pt\); nothing was overwritten"):
+        train(_config(ferplus_root, run))
+    assert (run / "best.pt").read_bytes() == b"the only copy of a model"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "metrics.csv").write_text("epoch\n1\n")
+    with pytest.raises(TrainingError, match=r"metrics.csv"):
+        train(_config(ferplus_root, other))
+    assert (other / "metrics.csv").read_text() == "epoch\n1\n"
+
+
+def test_stale_temporary_checkpoint_is_removed_at_the_next_start(ferplus_root, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".last.pt.k1ll3d.tmp").write_bytes(b"")  # a kill during a save
+    events = []
+    train(_config(ferplus_root, run), on_event=events.append)
+    assert not list(run.glob("*.tmp")) and (run / "last.pt").is_file()
+    assert any("left by a save that was cut short" in getattr(e, "message", "") for e in events)
