@@ -214,3 +214,14 @@ def test_eac_step_compares_the_first_view_with_the_second(step):
         mse = ((cams - cams_second.flip(3)) ** 2).mean()
     torch.testing.assert_close(terms["ac"], mse, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(total, ce + config.eac_lambda * mse, rtol=1e-4, atol=1e-6)
+
+
+def test_eval_of_nothing_is_an_error_not_nan(ferplus_root, tmp_path, capsys):
+    from gsmc_core.cli import main
+    from gsmc_core.resources import DEFAULT_CHECKPOINT
+
+    rc = main(["eval", "--checkpoint", str(DEFAULT_CHECKPOINT), "--dataset", "ferplus", "--data-root",
+               str(ferplus_root), "--split", "test", "--limit", "0", "--workers", "0", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    assert "no test faces" in captured.err and "could be evaluated" in captured.err

@@ -86,9 +86,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                       args.batch_size, args.workers)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+    if metrics["n"] == 0:  # an accuracy of nothing is not a result (and NaN is not JSON)
+        raise UsageError(f"no {args.split} faces of {args.data_root} could be evaluated "
+                         f"({metrics['skipped']} undecodable, --limit {args.limit}); nothing to report")
     metrics.pop("loss")
     if args.json:
-        print(json.dumps(metrics))
+        print(json.dumps(metrics, allow_nan=False))
         return 0
     print(f"{args.dataset} {args.split}: {metrics['n']} samples ({metrics['skipped']} undecodable)")
     print(f"accuracy {metrics['accuracy']:.4f}   mean class accuracy "
