@@ -104,3 +104,32 @@ def test_closing_during_training_asks_then_stops_cleanly(qtbot, monkeypatch, fer
     assert window.close()  # "Yes": stops the run, which saves last.pt, and every worker thread
     assert running_threads() == []
     assert load_checkpoint(tmp_path / "run" / "last.pt").training_state is not None
+
+
+def _wheel(widget, steps: int = -1):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(pos, widget.mapToGlobal(pos), QPoint(0, 0), QPoint(0, 120 * steps),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+    return event
+
+
+def test_mouse_wheel_changes_a_field_only_when_it_has_focus(qtbot, tab):
+    tab.show()
+    qtbot.waitExposed(tab)
+    form = tab.form
+    epochs, stride = form.epochs.value(), form.output_stride.currentText()
+    # an unfocused field leaves the wheel event unaccepted: Qt then hands a real (spontaneous)
+    # wheel event to the parents, and the scroll area scrolls the form
+    assert not _wheel(form.epochs).isAccepted()
+    assert not _wheel(form.output_stride).isAccepted()
+    assert form.epochs.value() == epochs and form.output_stride.currentText() == stride
+    form.epochs.setFocus()
+    qtbot.waitUntil(form.epochs.hasFocus)
+    assert _wheel(form.epochs, steps=1).isAccepted()
+    assert form.epochs.value() == epochs + 1  # a field the user is in takes the wheel

@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -92,6 +93,18 @@ def _dspin(lo: float, hi: float, value: float, step: float, decimals: int) -> QD
     return box
 
 
+class WheelOnlyWhenFocused(QObject):
+    """An event filter for spin and combo boxes in a scrolling form: the mouse wheel changes a
+    field only once the user has clicked or tabbed into it; otherwise the wheel scrolls the form
+    (Qt passes an ignored wheel event on to the parents)."""
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget) and not watched.hasFocus():
+            event.ignore()
+            return True
+        return super().eventFilter(watched, event)
+
+
 class TrainingForm(QWidget):
     """Every setting of a run. ``config`` validates the input and returns a TrainConfig, or
     None after showing each problem beside its field."""
@@ -176,6 +189,10 @@ class TrainingForm(QWidget):
             layout.addWidget(group)
         layout.addWidget(self.error)
         layout.addStretch(1)
+        self._wheel_guard = WheelOnlyWhenFocused(self)
+        for box in self.findChildren(QAbstractSpinBox) + self.findChildren(QComboBox):
+            box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # not focused by the wheel itself
+            box.installEventFilter(self._wheel_guard)
         self._apply_method_defaults(self.method.currentText())
 
     def _apply_method_defaults(self, method: str) -> None:
