@@ -1,5 +1,7 @@
 """Choosing the torch device: auto, cpu, cuda or mps."""
 
+from pathlib import Path
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -39,3 +41,21 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"(available: {', '.join(available_devices())}); use --device cpu or --device auto"
         )
     return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX), where bf16
+    autocast trains ResNet-18 about 1.8x faster than fp32 (measured on an AMD EPYC, 1 thread).
+    Without it bf16 is emulated and slower, so training stays in fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a run with ``precision`` (auto, bf16, fp32) trains under bf16 autocast."""
+    if precision == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return precision == "bf16"

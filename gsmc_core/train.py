@@ -29,10 +29,11 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file, write_label_table
+from gsmc_core.data.preload import MemoryLoader, preload_split
 from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import Batch, EpochSampler, ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import eval_transform
-from gsmc_core.devices import resolve_device
+from gsmc_core.devices import resolve_device, use_bf16
 from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights_digest
 from gsmc_core.evaluate import classification_metrics, predict_loader
 from gsmc_core.methods import CrossEntropy, make_method
@@ -57,10 +58,14 @@ def train_one_epoch(
     world: Distributed,
     on_event: Callable[[Event], None],
     should_stop: Callable[[], bool],
+    bf16: bool = False,
+    soft_targets: torch.Tensor | None = None,
 ) -> dict[str, Any] | None:
     """One pass of ``model`` (the DDP wrapper under torchrun) over ``loader`` with ``method``'s
     loss; the epoch's metrics, or None if ``should_stop`` ended it early. ``epoch`` counts from 0,
-    ``epochs`` is the run's total (for the ETA). Raises TrainingError on a non-finite loss."""
+    ``epochs`` is the run's total (for the ETA). ``bf16``: under bfloat16 autocast.
+    ``soft_targets`` (N x C, by sample index): train on them instead of the labels.
+    Raises TrainingError on a non-finite loss."""
     loader.sampler.set_epoch(epoch)  # the order, and the epoch each sample's augmentation uses
     model.train()
     student = model.module if isinstance(model, DistributedDataParallel) else model
@@ -75,8 +80,9 @@ def train_one_epoch(
             continue
         images = batch.images.to(device, non_blocking=True)
         labels = batch.labels.to(device, non_blocking=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss, terms, logits = method.losses(model, images, labels)
+        soft = None if soft_targets is None else soft_targets[batch.indices].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss, terms, logits = method.losses(model, images, labels, soft)
         values = torch.stack([loss.detach().float(), *[t.detach().float() for t in terms.values()]])
         if world.enabled:
             dist.all_reduce(values)
@@ -201,9 +207,18 @@ class Trainer:
             noisy = clean
         return train.with_labels(noisy), val, clean
 
-    def _loader(self, split: Split, training: bool) -> DataLoader:
+    def _loader(self, split: Split, training: bool) -> DataLoader | MemoryLoader:
         cfg = self.config
         meta = self.meta
+        if cfg.preload:
+            start = time.perf_counter()
+            data = preload_split(split, meta, strict=cfg.strict)
+            self._log(f"{split.name}: {len(data.labels)} images decoded into memory in "
+                      f"{time.perf_counter() - start:.0f} s")
+            if training:
+                return MemoryLoader(data, meta, cfg.batch_size, self.method.batch_augment,
+                                    cfg.seed, self.dist.rank, self.dist.world_size)
+            return MemoryLoader(data, meta, cfg.batch_size)
         transform = self.method.train_transform(meta) if training else eval_transform(meta)
         dataset = ExpressionDataset(split, transform, strict=cfg.strict,
                                     seed=cfg.seed if training else None)
@@ -360,7 +375,13 @@ class Trainer:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         self.device = self._setup_device()
+        if cfg.threads and self.device.type == "cpu":
+            torch.set_num_threads(cfg.threads)
         train, val, clean = self._read_data()
+        soft_targets = train.soft_targets() if cfg.soft_labels else None
+        if cfg.soft_labels and soft_targets is None:
+            raise TrainingError(f"soft labels need annotator votes for every training image; "
+                                f"{cfg.dataset} has none (FERPlus has them)")
         self.meta = ModelMeta(
             arch=cfg.arch, classes=train.classes, input_size=cfg.input_size,
             output_stride=cfg.output_stride, color=cfg.color,
@@ -368,9 +389,11 @@ class Trainer:
                                else DATASET_FACE_MARGIN.get(cfg.dataset, FaceCrop().margin)),
         )
         flipped = sum(a != b for a, b in zip(clean, train.labels(), strict=True))
+        bf16 = use_bf16(cfg.precision, self.device)
         self._log(f"{cfg.dataset}: {len(train.samples)} training samples ({flipped} noisy labels), "
                   f"{len(val.samples)} validation samples, {len(train.classes)} classes; "
-                  f"method {cfg.method}, device {self.device}, world size {self.dist.world_size}")
+                  f"method {cfg.method}, device {self.device}, world size {self.dist.world_size}, "
+                  f"{'bf16' if bf16 else 'fp32'}{', soft labels' if cfg.soft_labels else ''}")
         self.model = self._build_model().to(self.device)
         self.method = make_method(cfg, self.model)
         self.ddp_model = (DistributedDataParallel(self.model) if self.dist.enabled else self.model)
@@ -396,7 +419,8 @@ class Trainer:
                 try:
                     train_metrics = train_one_epoch(
                         self.ddp_model, self.method, self.optimizer, self.train_loader, self.device,
-                        epoch, cfg.epochs, self.dist, self.on_event, self.should_stop)
+                        epoch, cfg.epochs, self.dist, self.on_event, self.should_stop,
+                        bf16, soft_targets)
                 except TrainingError as exc:  # a divergence: say what is kept and what to try
                     last = self.run_dir / "last.pt"
                     kept = (f"the last good checkpoint is kept in {last}" if last.exists()

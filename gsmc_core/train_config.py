@@ -21,6 +21,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "eac": {"lr": 2e-4, "weight_decay": 1e-4, "batch_size": 32, "scheduler": "exp", "lr_gamma": 0.9},
 }
 SCHEDULERS = ("step", "exp", "cosine")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 class TrainingError(RuntimeError):
     """Training cannot go on (diverged, run folder taken, nothing to resume...)."""
@@ -54,7 +55,11 @@ class TrainConfig:
     noise_file: str | None = None
     init: str | None = None
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32
+    threads: int | None = None  # CPU threads of the training process (None: torch's default)
     workers: int = 2
+    preload: bool = False  # decode the data once into memory and augment whole batches there
+    soft_labels: bool = False  # train on the annotators' vote shares (FERPlus) instead of labels
     out: str = "runs/run"
     resume: bool = False
     limit_train: int | None = None
@@ -75,6 +80,11 @@ class TrainConfig:
         cfg = dataclasses.replace(self, **filled)
         if cfg.scheduler not in SCHEDULERS:
             raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose one of {SCHEDULERS}")
+        if cfg.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {PRECISIONS}")
+        if cfg.soft_labels and (cfg.noise_rate > 0 or cfg.noise_file):
+            raise ValueError("soft labels (annotator votes) and injected label noise exclude each "
+                             "other: the votes would contradict the noisy labels")
         if cfg.color not in ("rgb", "gray"):
             raise ValueError(f"colour mode must be auto, rgb or gray, not {cfg.color!r}")
         if cfg.epochs < 1 or cfg.batch_size < 1:
@@ -104,7 +114,7 @@ class TrainConfig:
         return cls(**{**cls.settings_from_yaml(path), **overrides})
 
 
-RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr")
+RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr", "threads")
 """What a resumed run may change; everything else is the run's own (its config.yaml)."""
 
 

@@ -14,7 +14,7 @@ from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.train import train
-from gsmc_core.train_config import METHODS, SCHEDULERS, TrainConfig, config_for_resume
+from gsmc_core.train_config import METHODS, PRECISIONS, SCHEDULERS, TrainConfig, config_for_resume
 from gsmc_core.train_events import BatchEvent, EpochEvent, LogEvent
 
 
@@ -157,6 +157,14 @@ def add_training_commands(sub) -> None:
     p.add_argument("--init", help="initialisation checkpoint (see import-weights)")
     p.add_argument("--device", choices=DEVICE_CHOICES)
     p.add_argument("--workers", type=int)
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16")
+    p.add_argument("--threads", type=int, help="CPU threads for training (default: all cores)")
+    p.add_argument("--preload", action="store_true", default=None,
+                   help="decode the images once into memory and augment whole batches there "
+                   "(fast on small CPUs; FERPlus at 64 px takes 350 MB)")
+    p.add_argument("--soft-labels", action="store_true", default=None,
+                   help="train on the annotators' vote shares (FERPlus) instead of one label")
     p.add_argument("--out", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--limit-train", type=int)

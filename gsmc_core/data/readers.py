@@ -76,6 +76,16 @@ def ferplus_majority(votes: list[float]) -> int | None:
     return None
 
 
+def ferplus_soft(votes: list[float], classes: tuple[str, ...]) -> tuple[float, ...]:
+    """The vote shares of ``classes`` (outlier single votes zeroed as in the majority rule;
+    unknown and not-a-face left out): the soft target of Barsoum et al.'s cross-entropy scheme."""
+    counts = [0.0 if v <= 1.0 else v for v in votes]
+    by_name = dict(zip(FERPLUS_VOTE_COLUMNS, counts, strict=True))
+    kept = [by_name[name] for name in classes]
+    total = sum(kept)
+    return tuple(v / total for v in kept)
+
+
 def read_ferplus(root: Path, split: str, num_classes: int = 8) -> Split:
     classes = class_list(num_classes)
     folder = _require(root / FERPLUS_FOLDERS[split], "FERPlus folder")
@@ -98,7 +108,8 @@ def read_ferplus(root: Path, split: str, num_classes: int = 8) -> Split:
             name = FERPLUS_VOTE_COLUMNS[winner]
             if name not in classes:  # unknown, not-a-face, or contempt with 7 classes
                 continue
-            samples.append(Sample(row[0], classes.index(name), folder / row[0]))
+            samples.append(Sample(row[0], classes.index(name), folder / row[0],
+                                  soft=ferplus_soft(votes, classes)))
     return _finish("ferplus", split, classes, samples, label_file)
 
 

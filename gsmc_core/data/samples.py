@@ -21,7 +21,8 @@ class Sample:
 
     ``key`` identifies the sample in label and noise files (usually the image file name).
     The image is a file (``path``) or, for FER2013's csv, pixels held in memory; ``box`` is an
-    optional face box (x, y, w, h) to crop, as AffectNet gives.
+    optional face box (x, y, w, h) to crop, as AffectNet gives. ``soft`` is the annotators' vote
+    share per class where the dataset has one (FERPlus), for training on soft targets.
     """
 
     key: str
@@ -29,6 +30,7 @@ class Sample:
     path: Path | None = None
     pixels: npt.NDArray[np.uint8] | None = field(default=None, compare=False, repr=False)
     box: tuple[int, int, int, int] | None = None
+    soft: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -43,9 +45,17 @@ class Split:
     def labels(self) -> list[int]:
         return [s.label for s in self.samples]
 
+    def soft_targets(self) -> torch.Tensor | None:
+        """The vote shares as an N x C tensor, or None unless every sample has them."""
+        if not self.samples or any(s.soft is None for s in self.samples):
+            return None
+        return torch.tensor([s.soft for s in self.samples], dtype=torch.float32)
+
     def with_labels(self, labels: list[int]) -> "Split":
+        """The same samples with new (e.g. noisy) labels; vote shares, which would contradict
+        them, are dropped where a label changes."""
         samples = [
-            Sample(s.key, int(y), s.path, s.pixels, s.box)
+            Sample(s.key, int(y), s.path, s.pixels, s.box, s.soft if int(y) == s.label else None)
             for s, y in zip(self.samples, labels, strict=True)
         ]
         return Split(self.dataset, self.name, self.classes, samples)

@@ -1,0 +1,93 @@
+"""Training augmentation on whole batches of uint8 images held in memory (``preload``).
+
+The per-image transforms (``transforms``) decode and augment one picture at a time in loader
+workers; on a 2-core CPU those workers compete with the model. Here a batch of N x S x S x 3
+uint8 images already at the model's size is augmented with a few tensor operations, drawn from
+a ``torch.Generator`` the trainer seeds per batch (so a resumed run sees the same augmentations).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gsmc_core.checkpoint import ModelMeta
+
+ROTATION_DEG = 15.0
+SCALE = 0.1  # zoom 0.9-1.1
+SHIFT = 0.08  # of the side
+BRIGHTNESS = 0.25  # additive, on 0-1 pixels
+CONTRAST = 0.25  # factor 0.75-1.25
+ERASE_P = 0.5
+ERASE_AREA = (0.02, 0.25)
+ERASE_RATIO = (0.3, 3.3)
+EAC_NOISE_STD = 30.0 ** 0.5 / 255  # EAC's Gaussian pixel noise (variance 30 on 0-255 pixels)
+
+
+def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """N x S x S x 3 uint8 -> N x 3 x S x S float in 0-1."""
+    return images.permute(0, 3, 1, 2).float().div_(255)
+
+
+def normalize(x: torch.Tensor, meta: ModelMeta) -> torch.Tensor:
+    mean = torch.tensor(meta.mean).view(1, 3, 1, 1)
+    std = torch.tensor(meta.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def random_erase(x: torch.Tensor, gen: torch.Generator, p: float = ERASE_P) -> torch.Tensor:
+    """torchvision's RandomErasing (value 0) per image, as one masked fill over the batch."""
+    n, _, h, w = x.shape
+    area = _uniform(n, *ERASE_AREA, gen) * h * w
+    ratio = torch.exp(_uniform(n, math.log(ERASE_RATIO[0]), math.log(ERASE_RATIO[1]), gen))
+    eh = (area * ratio).sqrt().round().clamp(1, h).long()
+    ew = (area / ratio).sqrt().round().clamp(1, w).long()
+    top = (torch.rand(n, generator=gen) * (h - eh + 1)).long()
+    left = (torch.rand(n, generator=gen) * (w - ew + 1)).long()
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    inside = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+              & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))
+    chosen = (torch.rand(n, generator=gen) < p).view(n, 1, 1)
+    return x.masked_fill((inside & chosen).unsqueeze(1), 0.0)
+
+
+def standard_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
+    """The GSMC/CE training view: brightness and contrast (webcam light), a random mirror,
+    rotation, zoom and shift (zero padding, as the published padded crop), normalisation and
+    random erasing. Returns N x 3 x S x S."""
+    x = to_float(images)
+    n = len(x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    contrast = _uniform(n, 1 - CONTRAST, 1 + CONTRAST, gen).view(n, 1, 1, 1)
+    brightness = _uniform(n, -BRIGHTNESS, BRIGHTNESS, gen).view(n, 1, 1, 1)
+    x = ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
+    angle = _uniform(n, -ROTATION_DEG, ROTATION_DEG, gen) * math.pi / 180
+    scale = _uniform(n, 1 - SCALE, 1 + SCALE, gen)
+    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos * mirror, -sin, _uniform(n, -2 * SHIFT, 2 * SHIFT, gen)], dim=1),
+        torch.stack([sin * mirror, cos, _uniform(n, -2 * SHIFT, 2 * SHIFT, gen)], dim=1),
+    ], dim=1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return random_erase(normalize(x, meta), gen)
+
+
+def eac_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
+    """EAC's published augmentation (``transforms.EacPairTransform``) on a batch: Gaussian pixel
+    noise on half the images, then the image and its mirror, each normalised and erased on its
+    own. Returns N x 2 x 3 x S x S."""
+    x = to_float(images)
+    n = len(x)
+    noisy = (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1, 1)
+    noise = torch.randn(x.shape, generator=gen) * EAC_NOISE_STD
+    x = torch.where(noisy, (x + noise).clamp(0, 1), x)
+    x = (x * 255).round() / 255  # EAC adds the noise to uint8 images
+    views = [random_erase(normalize(v, meta), gen) for v in (x, x.flip(-1))]
+    return torch.stack(views, dim=1)
