@@ -5,6 +5,7 @@ initialisations). Writes are atomic; loading never unpickles code (``weights_onl
 """
 
 import datetime
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,34 @@ class CheckpointError(ValueError):
         super().__init__(f"{path}: {problem}")
         self.path = Path(path)
         self.problem = problem
+
+
+class MetaError(ValueError):
+    """A metadata field of a checkpoint is missing, of the wrong type or out of range."""
+
+    def __init__(self, field_name: str, problem: str) -> None:
+        super().__init__(f"metadata field {field_name}: {problem}")
+
+
+def _checked(d: dict, name: str, kind: type, low: float | None = None, high: float | None = None,
+             where: str = ""):
+    value = d.get(name)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise MetaError(where + name, f"expected {kind.__name__}, got {value!r:.40}")
+    if kind is float and not math.isfinite(value):
+        raise MetaError(where + name, f"not a finite number ({value})")
+    if low is not None and not low <= value <= high:
+        raise MetaError(where + name, f"{value} is outside {low:g}-{high:g}")
+    return value
+
+
+def _triple(d: dict, name: str, low: float, high: float) -> tuple[float, float, float]:
+    value = d.get(name)
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        raise MetaError(name, f"expected 3 numbers (one per channel), got {value!r:.40}")
+    return tuple(_checked({name: v}, name, float, low, high) for v in value)
 
 
 @dataclass(frozen=True)
@@ -68,16 +97,38 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelMeta":
-        return cls(
-            arch=d["arch"],
-            classes=tuple(d["classes"]),
-            input_size=int(d["input_size"]),
-            output_stride=int(d["output_stride"]),
-            color=d["color"],
-            mean=tuple(d["mean"]),
-            std=tuple(d["std"]),
-            face_crop=FaceCrop(**d["face_crop"]),
+        """The metadata a checkpoint holds, every field checked: MetaError names the field."""
+        if not isinstance(d, dict):
+            raise MetaError("meta", f"expected a mapping, got {type(d).__name__}")
+        for name in ("arch", "classes", "input_size", "output_stride", "color", "mean", "std",
+                     "face_crop"):
+            if name not in d:
+                raise MetaError(name, "missing")
+        classes = d["classes"]
+        if not isinstance(classes, list | tuple) or not all(isinstance(c, str) and c for c in classes):
+            raise MetaError("classes", f"expected a list of class names, got {classes!r:.80}")
+        if len(set(classes)) != len(classes):
+            raise MetaError("classes", f"names repeat: {classes}")
+        crop = d["face_crop"]
+        if not isinstance(crop, dict) or set(crop) - {"margin", "square", "align"}:
+            raise MetaError("face_crop", f"expected margin, square and align, got {crop!r:.80}")
+        meta = cls(
+            arch=_checked(d, "arch", str),
+            classes=tuple(classes),
+            input_size=_checked(d, "input_size", int, low=16, high=1024),
+            output_stride=_checked(d, "output_stride", int),
+            color=_checked(d, "color", str),
+            mean=_triple(d, "mean", low=0.0, high=1.0),
+            std=_triple(d, "std", low=1e-3, high=10.0),
+            face_crop=FaceCrop(
+                margin=_checked(crop, "margin", float, low=0.0, high=2.0, where="face_crop."),
+                square=_checked(crop, "square", bool, where="face_crop."),
+                align=_checked(crop, "align", bool, where="face_crop."),
+            ) if crop else FaceCrop(),
         )
+        if meta.color not in ("rgb", "gray"):
+            raise MetaError("color", f"must be rgb or gray, not {meta.color!r:.40}")
+        return meta
 
     def build_model(self) -> GSMCNet:
         # an "init" checkpoint names no classes yet: give it a 1-class head that is never loaded
@@ -194,10 +245,17 @@ def load_checkpoint(
             path, f"format version {version} is newer than this program supports ({FORMAT_VERSION})"
         )
     try:
-        meta = ModelMeta.from_dict(payload["meta"])
-        state = payload["state_dict"]
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(path, f"metadata is incomplete ({exc})") from exc
+        meta = ModelMeta.from_dict(payload.get("meta"))
+    except MetaError as exc:
+        raise CheckpointError(path, str(exc)) from exc
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(path, "state_dict is not a mapping of names to tensors")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(path, f"weights hold NaN or infinite values ({len(broken)} tensors, "
+                                    f"e.g. {broken[0]}); the model is unusable")
     if meta.arch not in BACKBONES:
         raise CheckpointError(
             path, f"unknown architecture {meta.arch!r} (known: {', '.join(BACKBONES)})"

@@ -31,7 +31,16 @@ from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoin
 from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file, write_label_table
 from gsmc_core.data.preload import MemoryLoader, preload_split
 from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import Batch, EpochSampler, ExpressionDataset, Split, collate_skipping
+from gsmc_core.data.samples import (
+    Batch,
+    DataError,
+    EpochSampler,
+    ExpressionDataset,
+    Split,
+    Unreadable,
+    collate_skipping,
+    load_image,
+)
 from gsmc_core.data.transforms import eval_transform
 from gsmc_core.devices import resolve_device, use_bf16
 from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights_digest
@@ -71,12 +80,16 @@ def train_one_epoch(
     student = model.module if isinstance(model, DistributedDataParallel) else model
     sums: dict[str, float] = {}
     correct = seen = skipped = steps = 0
+    unreadable: list = []
     start = time.perf_counter()
     batches = len(loader)
     for i, batch in enumerate(loader, start=1):
         batch: Batch
         skipped += batch.skipped
-        if _all_ranks_skip(len(batch.labels) == 0, world, device):
+        unreadable.extend(batch.failed)
+        # an empty batch (every image failed to decode) is skipped by all ranks together: the
+        # others would wait for this one in the gradient all-reduce forever
+        if _any_rank(len(batch.labels) == 0, world, device):
             continue
         images = batch.images.to(device, non_blocking=True)
         labels = batch.labels.to(device, non_blocking=True)
@@ -109,13 +122,19 @@ def train_one_epoch(
             images_per_s=seen * world.world_size / elapsed,
             eta_s=elapsed / i * (batches - i) + elapsed / i * batches * (epochs - epoch - 1),
         ))
-        if should_stop():
+        if _any_rank(should_stop(), world, device):  # all ranks stop at the same batch
             return None
     seconds = time.perf_counter() - start
     if world.enabled:  # rank 0 writes metrics.csv: it reports every rank's undecodable images
-        count = torch.tensor([skipped], device=device)
+        count = torch.tensor([skipped, steps], device=device)
         dist.all_reduce(count)
-        skipped = int(count.item())
+        skipped, all_steps = (int(v) for v in count.tolist())
+    else:
+        all_steps = steps
+    if all_steps == 0:
+        first = "; ".join(u.reason for u in unreadable[:3]) or "the split is empty"
+        raise TrainingError(f"epoch {epoch + 1}: none of the {skipped} training images could be "
+                            f"read, so nothing was trained or saved (first: {first})")
     return {
         **{k: v / max(seen, 1) for k, v in sums.items()},
         "train_acc": correct / max(seen, 1),
@@ -124,19 +143,19 @@ def train_one_epoch(
         "images_per_s": seen * world.world_size / seconds,
         "skipped": skipped,
         "steps": steps,
+        "unreadable": unreadable,
     }
 
 
-def _all_ranks_skip(empty: bool, world: Distributed, device: torch.device) -> bool:
-    """Whether this step is skipped: when this process's batch is empty (every image of it failed
-    to decode). Under torchrun every rank must take part in the same collectives, so if any
-    rank's batch is empty, all ranks skip the step together (else the others would wait for it in
-    the gradient all-reduce forever; gloo aborts with a collective mismatch)."""
+def _any_rank(flag: bool, world: Distributed, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any rank. Under torchrun every rank must take part in the same
+    collectives, so a skipped step or a stop request (which reaches the ranks at different
+    batches) must be decided together, or the others wait forever."""
     if not world.enabled:
-        return empty
-    flag = torch.tensor([1 if empty else 0], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device,
@@ -219,6 +238,7 @@ class Trainer:
                 return MemoryLoader(data, meta, cfg.batch_size, self.method.batch_augment,
                                     cfg.seed, self.dist.rank, self.dist.world_size)
             return MemoryLoader(data, meta, cfg.batch_size)
+        self._probe(split)
         transform = self.method.train_transform(meta) if training else eval_transform(meta)
         dataset = ExpressionDataset(split, transform, strict=cfg.strict,
                                     seed=cfg.seed if training else None)
@@ -238,6 +258,37 @@ class Trainer:
             drop_last=training and len(split.samples) > cfg.batch_size * self.dist.world_size,
             persistent_workers=cfg.workers > 0,
         )
+
+    def _probe(self, split: Split, tries: int = 64) -> None:
+        """Refuse at once a split whose images cannot be read (a wrong folder, files missing),
+        instead of after an epoch; a few unreadable images are skipped and reported later."""
+        picks = random.Random(self.config.seed).sample(range(len(split.samples)),
+                                                       min(tries, len(split.samples)))
+        reasons = []
+        for i in picks:
+            try:
+                load_image(split.samples[i])
+                return
+            except DataError as exc:
+                if self.config.strict:
+                    raise
+                reasons.append(str(exc))
+        raise TrainingError(f"none of {len(picks)} {split.name} images tried could be read, so "
+                            f"nothing was trained (first: {'; '.join(reasons[:3])}); check the "
+                            "data folder")
+
+    def _report_unreadable(self, unreadable: list[Unreadable], total: int) -> None:
+        """Say how many training images were skipped and which, and list them in the run folder."""
+        if not unreadable or not self.dist.is_main:
+            return
+        path = self.run_dir / "unreadable.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "reason"])
+            writer.writerows((u.key, u.reason) for u in unreadable)
+        first = ", ".join(u.key for u in unreadable[:3])
+        self._log(f"{len(unreadable)} of {total} training images could not be read and are "
+                  f"skipped (first: {first}); all listed in {path}")
 
     def _build_model(self) -> GSMCNet:
         cfg = self.config
@@ -272,6 +323,9 @@ class Trainer:
         student's, or the teacher's when it scores higher (``selected``)."""
         results = {name: evaluate(module, self.val_loader, self.device, self.meta.classes)
                    for name, module in self.method.candidates(self.model).items()}
+        if results["student"]["n"] == 0:
+            raise TrainingError("none of the validation images could be read, so no model can be "
+                                "selected; nothing was saved. Check the data folder")
         metrics: dict[str, Any] = {}
         for name, m in results.items():
             suffix = "" if name == "student" else f"_{name}"
@@ -388,6 +442,8 @@ class Trainer:
             face_crop=FaceCrop(margin=cfg.face_margin if cfg.face_margin is not None
                                else DATASET_FACE_MARGIN.get(cfg.dataset, FaceCrop().margin)),
         )
+        for note in dict.fromkeys([*train.notes, *val.notes]):
+            self._log(note)
         flipped = sum(a != b for a, b in zip(clean, train.labels(), strict=True))
         bf16 = use_bf16(cfg.precision, self.device)
         self._log(f"{cfg.dataset}: {len(train.samples)} training samples ({flipped} noisy labels), "
@@ -430,6 +486,9 @@ class Trainer:
                     stopped = True
                     break
                 self.global_step += train_metrics.pop("steps")
+                unreadable = train_metrics.pop("unreadable")
+                if epoch == start_epoch:
+                    self._report_unreadable(unreadable, len(train.samples))
                 self.scheduler.step()
                 self._sync_buffers()
                 row = {"epoch": epoch + 1, **train_metrics}
@@ -459,8 +518,9 @@ class Trainer:
                 save_checkpoint(self._checkpoint(weights, {"stopped_in_epoch": epoch + 1}, epoch, True),
                                 self.run_dir / "last.pt")
                 self._log(f"stopped during epoch {epoch + 1}; saved {self.run_dir / 'last.pt'}")
-            self._log(f"rank {self.dist.rank}/{self.dist.world_size}: final weights digest "
-                      f"{weights_digest(self.model)}")
+            if self.dist.enabled:  # lets a torchrun user check that the ranks agree
+                self._log(f"rank {self.dist.rank}/{self.dist.world_size}: final weights digest "
+                          f"{weights_digest(self.model)}")
         finally:
             if self.dist.enabled and dist.is_initialized():
                 dist.destroy_process_group()

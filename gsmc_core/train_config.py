@@ -2,6 +2,8 @@
 what a resumed run may change."""
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,48 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 class TrainingError(RuntimeError):
     """Training cannot go on (diverged, run folder taken, nothing to resume...)."""
+
+
+# The allowed range of each numeric setting: (lowest, highest, whether the ends are allowed).
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, math.inf, True), "batch_size": (1, math.inf, True),
+    "input_size": (16, 1024, True), "lr": (0, math.inf, False), "weight_decay": (0, math.inf, True),
+    "lr_step": (1, math.inf, True), "lr_gamma": (0, 1, True), "lambda_kl": (0, math.inf, True),
+    "lambda_ac": (0, math.inf, True), "ema_alpha": (0, 1, True), "eac_lambda": (0, math.inf, True),
+    "noise_rate": (0, 1, True), "threads": (1, 1024, True), "workers": (0, 256, True),
+    "limit_train": (1, math.inf, True), "limit_eval": (1, math.inf, True),
+    "val_fraction": (0, 1, False), "face_margin": (0, 2, True), "num_classes": (7, 8, True),
+}
+
+
+def _type_error(name: str, value: Any, expected: type) -> ValueError:
+    words = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+    return ValueError(f"setting {name}: expected {words[expected]}, got {value!r}")
+
+
+def check_types_and_ranges(config: "TrainConfig") -> None:
+    """Every setting has its field's type (``epochs: "ten"``, ``epochs: 1.7`` and ``strict: "no"``
+    are refused, not misread) and lies in its range (``RANGES``); ValueError names the setting."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kinds = [t for t in typing.get_args(hints[f.name]) if t is not type(None)] or [hints[f.name]]
+        if value is None and type(None) in typing.get_args(hints[f.name]):
+            continue
+        expected = kinds[0]
+        ok = (isinstance(value, bool) if expected is bool
+              else isinstance(value, int) and not isinstance(value, bool) if expected is int
+              else isinstance(value, int | float) and not isinstance(value, bool) if expected is float
+              else isinstance(value, expected))
+        if not ok:
+            raise _type_error(f.name, value, expected)
+        if f.name in RANGES:
+            low, high, inclusive = RANGES[f.name]
+            inside = low <= value <= high if inclusive else low < value < high
+            if not inside or (isinstance(value, float) and not math.isfinite(value)):
+                brackets = "[]" if inclusive else "()"
+                raise ValueError(f"setting {f.name}: {value!r} is outside "
+                                 f"{brackets[0]}{low:g}, {high:g}{brackets[1]}")
 
 
 @dataclass
@@ -71,6 +115,7 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """A copy with the method defaults and the colour mode filled in, validated."""
+        check_types_and_ranges(self)
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         defaults = METHOD_DEFAULTS[self.method]
@@ -99,7 +144,10 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: config file not found")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of settings")
         known = {f.name for f in dataclasses.fields(cls)}

@@ -59,7 +59,7 @@ def test_preload_lists_unreadable_images_and_refuses_when_none_can_be_read(ferpl
                Sample("gone.png", 1, tmp_path / "gone.png")]
     data = preload_split(Split("ferplus", "train", class_list(8), samples), META)
     assert data.images.shape == (5, 32, 32, 3) and data.images.dtype == torch.uint8
-    assert [key for key, _ in data.unreadable] == ["broken.png", "gone.png"]
+    assert [u.key for u in data.unreadable] == ["broken.png", "gone.png"]
     assert data.indices.tolist() == [0, 1, 2, 3, 4]
     # the first batch of each epoch reports them
     loader = MemoryLoader(data, META, batch_size=2, augment=standard_augment)

@@ -1,6 +1,7 @@
 """The ``gsmc`` command line: one module per group of commands (training, models, faces)."""
 
 import argparse
+import os
 import sys
 
 from gsmc_core import __version__
@@ -30,8 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, DeviceUnavailableError, UsageError, FileNotFoundError,
-            ValueError, TrainingError) as exc:
+    except BrokenPipeError:  # `gsmc info ... | head`: the reader has gone; nothing to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
+        return 0
+    except (CheckpointError, DeviceUnavailableError, UsageError, ValueError, TrainingError,
+            OSError) as exc:  # OSError: unwritable, missing or wrong-kind files and folders
         print(f"gsmc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

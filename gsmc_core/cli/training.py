@@ -1,9 +1,12 @@
 """`gsmc train | eval | audit`: training runs, evaluation and the noisy-label audit."""
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
+import threading
 
 from gsmc_core.audit import audit, write_audit_csv
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint
@@ -44,6 +47,36 @@ def _print_event(event) -> None:
               f"{m['images_per_s']:.1f} img/s{' *best*' if event.is_best else ''}", flush=True)
 
 
+class _StopRequest(threading.Event):
+    signum = 0
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """Ctrl-C, SIGTERM and SIGHUP end training after the current batch with last.pt saved
+    (as the desktop app's Stop does); a second one aborts at once without saving."""
+    stop = _StopRequest()
+
+    def request(signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.signum = signum
+        stop.set()
+        print(f"\n{signal.Signals(signum).name}: stopping after this batch and saving last.pt "
+              "(again to abort without saving)", file=sys.stderr, flush=True)
+
+    previous = {s: signal.signal(s, request) for s in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = _train_overrides(args)
     if args.resume:
@@ -55,7 +88,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
                   else TrainConfig(**overrides))
-    result = train(config, on_event=_print_event)
+    with _stop_on_signals() as stop:
+        result = train(config, on_event=_print_event, should_stop=stop.is_set)
+    if result.stopped:
+        print(f"run folder {result.run_dir}: stopped in epoch {result.epochs_completed + 1}; "
+              f"last.pt saved. Continue with: gsmc train --resume --out {result.run_dir}")
+        return 128 + stop.signum
     if result.last is None:
         return 0
     if not result.history and not result.stopped:

@@ -13,7 +13,7 @@ import torch
 
 from gsmc_core.checkpoint import ModelMeta
 from gsmc_core.data.batch_augment import normalize, to_float
-from gsmc_core.data.samples import Batch, DataError, Split, load_image
+from gsmc_core.data.samples import Batch, DataError, Split, Unreadable, load_image
 from gsmc_core.preprocess import prepare_image
 
 BatchAugment = Callable[[torch.Tensor, ModelMeta, torch.Generator], torch.Tensor]
@@ -22,12 +22,12 @@ BatchAugment = Callable[[torch.Tensor, ModelMeta, torch.Generator], torch.Tensor
 @dataclass
 class Preloaded:
     """The readable images of a split at the model's input size (N x S x S x 3 uint8), their
-    labels, the split index of each, and the samples that could not be read (key, reason)."""
+    labels, the split index of each, and the samples that could not be read."""
 
     images: torch.Tensor
     labels: torch.Tensor
     indices: torch.Tensor
-    unreadable: list[tuple[str, str]]
+    unreadable: list[Unreadable]
 
 
 def preload_split(split: Split, meta: ModelMeta, strict: bool = False) -> Preloaded:
@@ -39,18 +39,18 @@ def preload_split(split: Split, meta: ModelMeta, strict: bool = False) -> Preloa
     size = meta.input_size
     images = np.empty((len(split.samples), size, size, 3), dtype=np.uint8)
     kept: list[int] = []
-    unreadable: list[tuple[str, str]] = []
+    unreadable: list[Unreadable] = []
     for i, sample in enumerate(split.samples):
         try:
             images[len(kept)] = prepare_image(load_image(sample), meta)
         except DataError as exc:
             if strict:
                 raise
-            unreadable.append((sample.key, str(exc)))
+            unreadable.append(Unreadable(sample.key, str(exc)))
             continue
         kept.append(i)
     if not kept:
-        first = "; ".join(reason for _, reason in unreadable[:3])
+        first = "; ".join(u.reason for u in unreadable[:3])
         raise DataError(f"none of the {len(split.samples)} {split.name} images of {split.dataset} "
                         f"could be read (first: {first})")
     labels = torch.tensor([split.samples[i].label for i in kept], dtype=torch.long)
@@ -116,5 +116,5 @@ class MemoryLoader:
                 x = self.augment(images, self.meta, gen)
             else:
                 x = normalize(to_float(images), self.meta)
-            yield Batch(x, self.data.labels[rows], self.data.indices[rows],
-                        len(self.data.unreadable) if b == 0 else 0)
+            failed = tuple(self.data.unreadable) if b == 0 else ()
+            yield Batch(x, self.data.labels[rows], self.data.indices[rows], len(failed), failed)

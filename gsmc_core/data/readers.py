@@ -37,10 +37,10 @@ def _require(path: Path, what: str) -> Path:
 
 
 def _finish(dataset: str, split: str, classes: tuple[str, ...], samples: list[Sample],
-            source: Path) -> Split:
+            source: Path, notes: tuple[str, ...] = ()) -> Split:
     if not samples:
         raise DataError(f"{source}: the {split} split of {dataset} has no usable samples")
-    return Split(dataset, split, classes, samples)
+    return Split(dataset, split, classes, samples, notes)
 
 
 def _holdout(samples: list[Sample], split: str, fraction: float, seed: int) -> list[Sample]:
@@ -91,6 +91,7 @@ def read_ferplus(root: Path, split: str, num_classes: int = 8) -> Split:
     folder = _require(root / FERPLUS_FOLDERS[split], "FERPlus folder")
     label_file = _require(folder / "label.csv", "FERPlus label file")
     samples = []
+    no_majority = other_class = 0
     with open(label_file, newline="") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             if not row:
@@ -104,13 +105,18 @@ def read_ferplus(root: Path, split: str, num_classes: int = 8) -> Split:
                 raise DataError(f"{label_file}:{line_no}: vote counts must be numbers ({exc})") from exc
             winner = ferplus_majority(votes)
             if winner is None:
+                no_majority += 1
                 continue
             name = FERPLUS_VOTE_COLUMNS[winner]
             if name not in classes:  # unknown, not-a-face, or contempt with 7 classes
+                other_class += 1
                 continue
             samples.append(Sample(row[0], classes.index(name), folder / row[0],
                                   soft=ferplus_soft(votes, classes)))
-    return _finish("ferplus", split, classes, samples, label_file)
+    notes = (f"{label_file}: {no_majority} faces without a majority vote and {other_class} voted "
+             f"unknown/not-a-face{'/contempt' if 'contempt' not in classes else ''} left out "
+             "(Microsoft's majority rule)",)
+    return _finish("ferplus", split, classes, samples, label_file, notes)
 
 
 # --- RAF-DB ----------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class Split:
     name: str
     classes: tuple[str, ...]
     samples: list[Sample]
+    notes: tuple[str, ...] = ()  # what the reader left out, and why (said when training)
 
     def labels(self) -> list[int]:
         return [s.label for s in self.samples]
@@ -58,14 +59,15 @@ class Split:
             Sample(s.key, int(y), s.path, s.pixels, s.box, s.soft if int(y) == s.label else None)
             for s, y in zip(self.samples, labels, strict=True)
         ]
-        return Split(self.dataset, self.name, self.classes, samples)
+        return Split(self.dataset, self.name, self.classes, samples, self.notes)
 
     def subset(self, n: int | None, seed: int = 0) -> "Split":
         """A fixed random ``n`` samples, in dataset order (all when n is None): ``--limit-*``."""
         if n is None or n >= len(self.samples):
             return self
         keep = sorted(np.random.default_rng(seed).choice(len(self.samples), n, replace=False))
-        return Split(self.dataset, self.name, self.classes, [self.samples[i] for i in keep])
+        return Split(self.dataset, self.name, self.classes, [self.samples[i] for i in keep],
+                     self.notes)
 
 
 def load_image(sample: Sample) -> npt.NDArray[np.uint8]:
@@ -73,6 +75,8 @@ def load_image(sample: Sample) -> npt.NDArray[np.uint8]:
     if sample.pixels is not None:
         image = sample.pixels
     else:
+        if not sample.path.is_file():
+            raise DataError(f"{sample.path}: image file not found")
         image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
         if image is None:
             raise DataError(f"{sample.path}: cannot be decoded as an image")
@@ -92,8 +96,17 @@ def augmentation_seed(seed: int, epoch: int, index: int) -> int:
     return ((seed * 1_000_003 + epoch) * 10_000_019 + index) % 2**63
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """What ``ExpressionDataset`` yields for an image it cannot decode."""
+
+    key: str
+    reason: str
+
+
 class ExpressionDataset(Dataset):
-    """Decodes samples and applies a transform; undecodable images yield None (or raise).
+    """Decodes samples and applies a transform; undecodable images yield ``Unreadable`` (or
+    raise with ``strict``).
 
     ``__getitem__`` returns ``(tensor, label, index)``; the index lets the trainer and the
     audit tie results back to samples. Use ``collate_skipping`` as the loader's collate_fn.
@@ -120,10 +133,10 @@ class ExpressionDataset(Dataset):
         sample = self.split.samples[index]
         try:
             image = load_image(sample)
-        except DataError:
+        except DataError as exc:
             if self.strict:
                 raise
-            return None
+            return Unreadable(sample.key, str(exc))
         if self.seed is None:
             return self.transform(image), sample.label, index
         with torch.random.fork_rng(devices=[]):  # leave the process's own random state alone
@@ -162,17 +175,20 @@ class Batch:
     labels: torch.Tensor
     indices: torch.Tensor
     skipped: int
+    failed: tuple[Unreadable, ...] = ()  # the skipped images, with the reason
 
 
 def collate_skipping(items: list) -> Batch:
-    """Stack the decodable items and count the ones that failed to decode."""
-    good = [it for it in items if it is not None]
+    """Stack the decodable items and list the ones that failed to decode."""
+    failed = tuple(it for it in items if isinstance(it, Unreadable))
+    good = [it for it in items if not isinstance(it, Unreadable)]
     if not good:
         return Batch(torch.empty(0), torch.empty(0, dtype=torch.long),
-                     torch.empty(0, dtype=torch.long), len(items))
+                     torch.empty(0, dtype=torch.long), len(items), failed)
     return Batch(
         images=torch.stack([it[0] for it in good]),
         labels=torch.tensor([it[1] for it in good], dtype=torch.long),
         indices=torch.tensor([it[2] for it in good], dtype=torch.long),
-        skipped=len(items) - len(good),
+        skipped=len(failed),
+        failed=failed,
     )
