@@ -17,6 +17,11 @@ import numpy as np
 import numpy.typing as npt
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# A 76 kB PNG can decode to 25000 x 25000 pixels (1.9 GB as BGR, more in the pipeline). 100 MP
+# covers any camera's photos; larger images are refused before they are decoded.
+MAX_IMAGE_PIXELS = 100_000_000
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))  # formats not parsed below
+MAX_CAMERA_INDEX = 99
 
 # OpenCV prints a warning for every camera index that fails to open; probing is expected to fail
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -72,17 +77,43 @@ class FrameSource:
         self.close()
 
 
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header without decoding the pixels; None for other
+    formats or a header that cannot be parsed."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
+        i += 2 + length
+    return None
+
+
 def read_image(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
-    """An image file as BGR uint8. Reads bytes first so non-ASCII paths work on Windows too."""
+    """An image file as BGR uint8. Reads bytes first so non-ASCII paths work on Windows too.
+    Images above ``MAX_IMAGE_PIXELS`` are refused before decoding."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if not path.is_file():
         raise SourceError(f"{path}: is not a file")
     data = np.fromfile(path, dtype=np.uint8)
+    size = header_size(data[:65536].tobytes())
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise SourceError(f"{path}: {size[0]} x {size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP) is "
+                          f"more than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP this program opens; "
+                          "scale it down first")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise SourceError(f"{path}: cannot be decoded as an image")
+        raise SourceError(f"{path}: cannot be decoded as an image (damaged, not an image, or "
+                          f"above {MAX_IMAGE_PIXELS / 1e6:.0f} MP)")
     return image
 
 
@@ -137,8 +168,12 @@ class VideoFileSource(FrameSource):
     """A video file, decoded in order; ends cleanly at the end of the file.
 
     ``step`` > 1 yields every step-th frame (the others are grabbed but not converted).
-    Timestamps are ``index / fps``, which is exact for constant frame rate files.
+    Timestamps are ``index / fps``, which is exact for constant frame rate files. A frame that
+    cannot be decoded before the file's announced end is skipped and counted in ``damaged``;
+    ``MAX_DAMAGED_RUN`` failures in a row end the file.
     """
+
+    MAX_DAMAGED_RUN = 25
 
     def __init__(self, path: str | os.PathLike, step: int = 1) -> None:
         path = Path(path)
@@ -155,19 +190,29 @@ class VideoFileSource(FrameSource):
         self.frame_count = count if count > 0 else None
         fps = float(self._capture.get(cv2.CAP_PROP_FPS))
         self.fps = fps if fps > 0 else None
+        self.damaged = 0
+
+    def _more_expected(self, index: int, failures_in_a_row: int) -> bool:
+        return (self.frame_count is not None and index < self.frame_count - 1
+                and failures_in_a_row < self.MAX_DAMAGED_RUN)
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
+        index = failures = 0
         fps = self.fps or 30.0  # files without a rate: assume 30 so timestamps still advance
         while self._capture.isOpened():
             if index % self.step:
-                if not self._capture.grab():
-                    break
+                ok, image = self._capture.grab(), None
             else:
                 ok, image = self._capture.read()
-                if not ok:
-                    break
-                yield Frame(image, index / fps, index)
+            if ok:
+                failures = 0
+                if image is not None:
+                    yield Frame(image, index / fps, index)
+            elif self._more_expected(index, failures):
+                failures += 1
+                self.damaged += 1
+            else:
+                break
             index += 1
 
     def close(self) -> None:
@@ -311,6 +356,9 @@ class CameraSource(FrameSource):
 def open_source(spec: str | int, step: int = 1) -> FrameSource:
     """A camera (an int or a string of digits), an image folder, or a video file."""
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        if int(spec) > MAX_CAMERA_INDEX:
+            raise SourceError(f"camera index {spec} is out of range (0-{MAX_CAMERA_INDEX}); cameras "
+                              f"found: {list_cameras() or 'none'}")
         return CameraSource(int(spec))
     path = Path(spec)
     if path.is_dir():

@@ -143,3 +143,31 @@ def test_bench_busy_core_measures_twice(capsys, random_checkpoint):
     assert reports["idle"]["frames"] == reports["busy_core"]["frames"] == 3
     assert reports["busy_over_idle"] == pytest.approx(
         reports["busy_core"]["fps"] / reports["idle"]["fps"], abs=0.002)
+
+
+def test_unwritable_outputs_are_refused_before_work_and_keep_existing_files(capsys, tmp_path,
+                                                                            random_checkpoint,
+                                                                            astronaut_rgb):
+    image = str(shared_path("images", "astronaut.png"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = main(["predict", image, "--checkpoint", str(random_checkpoint), "--cam-dir",
+                 str(blocker / "cams")])
+    err = capsys.readouterr().err
+    assert code == 2 and "a_file" in err and "Traceback" not in err
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (96, 96))
+    for _ in range(5):
+        writer.write(cv2.resize(astronaut_rgb[..., ::-1], (96, 96)))
+    writer.release()
+    old = tmp_path / "old.csv"
+    old.write_text("results of an earlier run\n")
+    # --out that cannot be written as a video: the run fails and the existing CSV is untouched
+    code = main(["video", str(video), "--checkpoint", str(random_checkpoint), "--out",
+                 str(tmp_path / "out.unknownformat"), "--csv", str(old)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot write a video" in err
+    assert old.read_text() == "results of an earlier run\n" and not list(tmp_path.glob("*.partial"))
+    for option in ("--out", "--csv"):
+        code = main(["video", str(video), "--checkpoint", str(random_checkpoint), option, str(tmp_path)])
+        assert code == 2 and "is a folder" in capsys.readouterr().err

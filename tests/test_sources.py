@@ -9,6 +9,7 @@ from gsmc_core.sources import (
     ImageFolderSource,
     SourceError,
     VideoFileSource,
+    header_size,
     open_source,
     read_image,
 )
@@ -140,3 +141,41 @@ def test_camera_keeps_only_the_newest_frame_and_reopens(monkeypatch):
     kinds = [e.kind for e in events]
     assert kinds[:3] == ["lost", "retry", "reopened"] and all(e.camera == 3 for e in events)
     assert len(opened) == 2 and seen[-1] > 60  # frames kept coming after the reopen
+
+
+def test_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path, astronaut_rgb):
+    path = tmp_path / "huge.png"
+    cv2.imwrite(str(path), astronaut_rgb[:8, :8])
+    data = bytearray(path.read_bytes())
+    data[16:24] = (25000).to_bytes(4, "big") * 2  # the header now claims 25000 x 25000
+    path.write_bytes(bytes(data))
+    with pytest.raises(SourceError, match=r"25000 x 25000 pixels \(625 MP\) is more than the 100 MP"):
+        read_image(path)
+    jpeg = tmp_path / "photo.jpg"
+    cv2.imwrite(str(jpeg), astronaut_rgb[:, :300])
+    assert header_size(jpeg.read_bytes()) == (300, 512)
+    assert read_image(jpeg).shape == (512, 300, 3)
+
+
+def test_damaged_video_frames_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(30):
+        image = np.full((48, 64, 3), i * 8, np.uint8)
+        cv2.putText(image, str(i), (5, 40), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        writer.write(image)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) > 400
+    data[starts[15] : starts[15] + 400] = b"\x55" * 400  # frame 15's JPEG destroyed
+    path.write_bytes(bytes(data))
+    source = VideoFileSource(path)
+    indices = [f.index for f in source]
+    assert indices == [i for i in range(30) if i != 15] and source.damaged == 1
+    assert [f.index for f in VideoFileSource(tmp_path / "v.avi", step=1)][-1] == 29
+
+
+def test_a_huge_camera_index_is_refused_with_the_range():
+    with pytest.raises(SourceError, match="camera index 99999999999999 is out of range"):
+        open_source("99999999999999")

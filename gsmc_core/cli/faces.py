@@ -3,6 +3,7 @@
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -101,6 +102,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
+        _require_writable_folder(cam_dir, "--cam-dir")
     render = RenderOptions() if cam_dir is not None else None
     tiles = args.tiles if args.tiles == "auto" else int(args.tiles)
     entries = []
@@ -122,12 +124,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
             entry["faces"] = _faces_json(result)
             if cam_dir is not None and result.annotated is not None:
                 name = _unique_name(path.stem, written)
-                cv2.imwrite(str(cam_dir / f"{name}.png"), result.annotated)
+                target = cam_dir / f"{name}.png"
+                if not cv2.imwrite(str(target), result.annotated):
+                    raise OSError(f"{target}: could not be written (disk full or folder not writable?)")
             if not args.json:
                 _print_faces(path, result)
     if args.json:
         print(json.dumps(entries, indent=2))
     return 1 if any(e["error"] for e in entries) else 0
+
+
+def _require_writable_folder(folder: Path, option: str) -> None:
+    if not folder.is_dir():
+        raise OSError(f"{option} {folder}: is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OSError(f"{option} {folder}: folder is not writable; choose another")
+
+
+def _require_writable_file(path: Path, option: str) -> None:
+    """Before any work: ``path`` can be created or replaced (an existing file is not touched)."""
+    if path.is_dir():
+        raise OSError(f"{option} {path}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise OSError(f"{option} {path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OSError(f"{option} {path}: not writable; choose another place")
 
 
 def _unique_name(stem: str, used: set[str]) -> str:
@@ -184,14 +205,21 @@ def _open_video_input(spec: str, every: int) -> FrameSource:
 def cmd_video(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")
+    for option, value in (("--out", args.out), ("--csv", args.csv)):
+        if value:
+            _require_writable_file(Path(value), option)
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
     source = _open_video_input(args.input, args.every)
     # files skip frames by decoding less (step); a camera's newest-frame stream is thinned here
     thin = args.every if isinstance(source, CameraSource) else 1
     render = RenderOptions() if args.out else None
     writer: cv2.VideoWriter | None = None
-    csv_file = open(args.csv, "w", newline="", encoding="utf-8") if args.csv else None
+    # the CSV is written beside its target and renamed at the end, so a run that fails (say, the
+    # --out video cannot be written) leaves an existing file as it was
+    csv_tmp = Path(f"{args.csv}.partial") if args.csv else None
+    csv_file = open(csv_tmp, "w", newline="", encoding="utf-8") if csv_tmp else None
     rows = csv.writer(csv_file) if csv_file else None
+    finished = False
     if rows is not None:
         rows.writerow(csv_header(predictor.classes))
     total = -(-source.frame_count // args.every) if source.frame_count else None
@@ -214,19 +242,28 @@ def cmd_video(args: argparse.Namespace) -> int:
                 done += 1
                 faces += len(result.faces)
                 progress.update(done)
+        finished = True
     except KeyboardInterrupt:
-        interrupted = True  # Ctrl-C: stop reading, but finish the files below
+        interrupted = finished = True  # Ctrl-C: stop reading, but finish the files below
     finally:
         source.close()
         if writer is not None:
             writer.release()
         if csv_file is not None:
             csv_file.close()
+            if finished:
+                os.replace(csv_tmp, args.csv)
+            else:
+                csv_tmp.unlink(missing_ok=True)
     progress.finish(done)
     outputs = ", ".join(f"wrote {p}" for p in (args.out, args.csv) if p)
     stopped = "stopped by Ctrl-C after " if interrupted else ""
     print(f"{stopped}{done} frames, {faces} face detections" + (f"; {outputs}" if outputs else ""),
           file=sys.stderr)
+    damaged = getattr(source, "damaged", 0)
+    if damaged:
+        print(f"warning: {damaged} damaged frames of {source.name} could not be decoded and were "
+              "skipped", file=sys.stderr)
     # Ctrl-C is how a camera run ends normally; for a file it means the run was cut short
     return 130 if interrupted and not isinstance(source, CameraSource) else 0
 

@@ -10,6 +10,8 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from gsmc_core.sources import SourceError, read_image
+
 
 class DataError(ValueError):
     """A dataset problem the user can fix: names the file (and line) and what is wrong."""
@@ -77,10 +79,10 @@ def load_image(sample: Sample) -> npt.NDArray[np.uint8]:
     else:
         if not sample.path.is_file():
             raise DataError(f"{sample.path}: image file not found")
-        image = cv2.imread(str(sample.path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataError(f"{sample.path}: cannot be decoded as an image")
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        try:
+            image = cv2.cvtColor(read_image(sample.path), cv2.COLOR_BGR2RGB)
+        except (OSError, SourceError) as exc:
+            raise DataError(str(exc)) from exc
     if image.ndim == 2:
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
     if sample.box is not None:
