@@ -1,3 +1,41 @@
-"""GSMC core: the network, training recipe, data readers and the frame pipeline (no Qt)."""
+"""GSMC core: the network, training recipe, data readers and the frame pipeline (no Qt).
 
-__version__ = "0.1.0"
+The Python API, for scripting (a photo, a video frame or already-cropped faces)::
+
+    from gsmc_core import FaceDetector, FramePipeline, Predictor, read_image
+
+    predictor = Predictor.from_checkpoint()  # the shipped default model
+    with FaceDetector() as detector:
+        result = FramePipeline(predictor, detector).process(read_image("photo.jpg"))
+    for face in result.faces:
+        print(face.box, face.label, face.confidence)
+
+``Predictor.predict_crops`` classifies face crops without detection. The names below are
+imported on first use, so ``import gsmc_core`` stays light.
+"""
+
+import importlib
+
+__version__ = "0.2.0"
+
+_EXPORTS = {
+    "Predictor": "gsmc_core.predictor",
+    "FaceDetector": "gsmc_core.faces",
+    "FramePipeline": "gsmc_core.pipeline",
+    "FrameResult": "gsmc_core.results",
+    "FaceResult": "gsmc_core.results",
+    "read_image": "gsmc_core.sources",
+    "load_checkpoint": "gsmc_core.checkpoint",
+    "DEFAULT_CHECKPOINT": "gsmc_core.resources",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gsmc_core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

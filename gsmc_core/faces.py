@@ -273,10 +273,45 @@ def make_live_detector(kind: str = "auto", min_confidence: float = 0.5) -> "Face
     return FaceDetector(kind, min_confidence)
 
 
-# MediaPipe's own __del__ fails during interpreter teardown ("'NoneType' object is not
-# callable"); closing still-open detectors at exit, while modules are intact, avoids it.
+class WholeImage:
+    """A stand-in detector for images that are already face crops (``gsmc predict
+    --no-detect``, deepface's ``detector_backend='skip'``): every image is one face, cropped as
+    it is (``framing``: no margin, not made square)."""
+
+    framing = FaceCrop(margin=0.0, square=False, align=False)
+
+    def detect(self, image: npt.NDArray[np.uint8], color: str = "bgr") -> list[Face]:
+        h, w = image.shape[:2]
+        return [Face((0, 0, w, h), 1.0, ())]
+
+    def reset(self) -> None:
+        """Nothing to forget."""
+
+    def close(self) -> None:
+        """Nothing to free."""
+
+    def __enter__(self) -> "WholeImage":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Nothing to free."""
+
+
+# A detector left open at exit makes MediaPipe print tracebacks: its __del__ runs during
+# interpreter teardown ("'NoneType' object is not callable"), and a close from an atexit handler
+# is too late, since its C calls go through a thread pool that refuses work once threading has
+# shut down ("cannot schedule new futures after shutdown"). So open detectors are closed just
+# before that shutdown, by the hook concurrent.futures itself uses (registered after it, so run
+# before it); plain atexit where that hook does not exist.
 _open_detectors: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
-atexit.register(lambda: [d.close() for d in list(_open_detectors)])
+
+
+def _close_open_detectors() -> None:
+    for detector in list(_open_detectors):
+        detector.close()
+
+
+getattr(threading, "_register_atexit", atexit.register)(_close_open_detectors)
 
 
 def _touches(box: Box, width: int, height: int, edges: tuple[bool, bool, bool, bool]) -> bool:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.faces import CombinedDetector, FaceDetector, crop_face, heatmap_in_box
+from gsmc_core.faces import CombinedDetector, FaceDetector, WholeImage, crop_face, heatmap_in_box
 from gsmc_core.predictor import Predictor
 from gsmc_core.render import RenderOptions, draw_frame, normalize_cam
 from gsmc_core.results import FaceResult, FrameResult
@@ -22,13 +22,14 @@ class FramePipeline:
     ``cam_class`` (index or name) fixes the heatmap's class for every face; None shows each
     face's current (smoothed) prediction. ``half_life``/``half_life_unit`` configure the
     ``ProbabilitySmoother`` (None = raw). ``heatmaps=False`` skips mapping heatmaps onto boxes.
-    Face crops follow the framing stored in the predictor's checkpoint metadata.
+    Face crops follow the framing stored in the predictor's checkpoint metadata; with the
+    ``WholeImage`` detector each image is one face crop, taken as it is.
     """
 
     def __init__(
         self,
         predictor: Predictor,
-        detector: FaceDetector | CombinedDetector,
+        detector: FaceDetector | CombinedDetector | WholeImage,
         tracker: FaceTracker | None = None,
         half_life: float | None = None,
         half_life_unit: str = "frames",
@@ -63,7 +64,7 @@ class FramePipeline:
         With ``render`` options the result also carries the annotated frame."""
         now = time.perf_counter()
         timestamp = now if timestamp is None else timestamp
-        framing = self.predictor.meta.face_crop
+        framing = getattr(self.detector, "framing", None) or self.predictor.meta.face_crop
         timings: dict[str, float] = {}
 
         faces = self.detector.detect(frame_bgr, color="bgr")

@@ -26,6 +26,7 @@ from gsmc_core.model import GSMCNet
 from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, read_onnx_meta
 from gsmc_core.preprocess import prepare_image
 from gsmc_core.render import normalize_cam
+from gsmc_core.resources import DEFAULT_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,11 @@ class Predictor:
         return cls(make_runtime(ckpt, device, backend, threads), ckpt.meta)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto", backend: str = "auto",
-                        threads: int = DEFAULT_THREADS) -> "Predictor":
-        """A predictor for a checkpoint file, or for an ONNX file written by `gsmc export`."""
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto",
+                        backend: str = "auto", threads: int = DEFAULT_THREADS) -> "Predictor":
+        """A predictor for a checkpoint file (None: the shipped default model), or for an ONNX
+        file written by `gsmc export`."""
+        path = DEFAULT_CHECKPOINT if path is None else path
         if Path(path).suffix.lower() == ".onnx":
             # "auto" means the CPU here: ONNX Runtime runs the file (a GPU machine included)
             if backend == "torch" or (device != "auto" and resolve_device(device).type != "cpu"):

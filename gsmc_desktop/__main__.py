@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from gsmc_core import __version__
 from gsmc_desktop.app import create_application, install_exception_hook
 from gsmc_desktop.live.worker import SourceSpec
 from gsmc_desktop.main_window import MainWindow
@@ -18,6 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="gsmc-desktop",
         description="Facial expressions and attention maps from a camera, a video or photos; "
         "and training of new models.")
+    parser.add_argument("--version", action="version", version=f"gsmc-desktop {__version__}")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--camera", type=int, metavar="N", help="start the Live tab on camera N")
     source.add_argument("--video", metavar="FILE", help="start the Live tab on a video file")

@@ -1,6 +1,6 @@
 """Figures and numbers for docs/model-card.md from a trained checkpoint.
 
-    python scripts/model_card.py --checkpoint assets/models/gsmc_default.pt \
+    python scripts/model_card.py --checkpoint gsmc_core/assets/models/gsmc_default.pt \
         --data-root ../shared/data/ferplus --out docs/model-card
 
 Writes metrics.json (the `gsmc eval` figures on FERPlus test), confusion_matrix.png and

@@ -20,6 +20,7 @@ from gsmc_core.faces import (
     DETECTOR_MODELS,
     LIVE_DETECTORS,
     FaceDetector,
+    WholeImage,
     make_live_detector,
 )
 from gsmc_core.pipeline import FramePipeline
@@ -97,7 +98,12 @@ def _expand_paths(paths: list[str]) -> Iterator[Path]:
             yield p  # a missing or bad file becomes an error entry
 
 
+PREDICT_CSV_COLUMNS = ("image", "face", "x", "y", "w", "h", "score", "expression")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.csv:
+        _require_writable_file(Path(args.csv), "--csv")
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
     if cam_dir is not None:
@@ -107,8 +113,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     tiles = args.tiles if args.tiles == "auto" else int(args.tiles)
     entries = []
     written: set[str] = set()
-    with FaceDetector(args.detector, args.min_score, tiles=tiles) as detector:
-        pipeline = FramePipeline(predictor, detector)
+    detector = WholeImage() if args.no_detect else FaceDetector(args.detector, args.min_score, tiles=tiles)
+    with detector:
+        pipeline = FramePipeline(predictor, detector, cam_class=args.cam_class)
         for path in _expand_paths(args.paths):
             entry: dict = {"image": str(path), "faces": [], "error": None}
             entries.append(entry)
@@ -131,7 +138,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 _print_faces(path, result)
     if args.json:
         print(json.dumps(entries, indent=2))
+    if args.csv:
+        _write_predict_csv(Path(args.csv), entries, predictor.classes)
+        print(f"wrote {args.csv}", file=sys.stderr)
     return 1 if any(e["error"] for e in entries) else 0
+
+
+def _write_predict_csv(path: Path, entries: list[dict], classes: tuple[str, ...]) -> None:
+    """One row per face (an image without faces: one row with an empty face; an unreadable image
+    is left out, its error went to the terminal), written beside ``path`` and renamed."""
+    partial = Path(f"{path}.partial")
+    with open(partial, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([*PREDICT_CSV_COLUMNS, *(f"p_{c}" for c in classes)])
+        for entry in entries:
+            if entry["error"]:
+                continue
+            if not entry["faces"]:
+                writer.writerow([entry["image"], *[""] * (len(PREDICT_CSV_COLUMNS) - 1 + len(classes))])
+            for k, face in enumerate(entry["faces"], start=1):
+                writer.writerow([entry["image"], k, *face["box"], face["score"], face["expression"],
+                                 *(face["probabilities"][c] for c in classes)])
+    os.replace(partial, path)
 
 
 def _require_writable_folder(folder: Path, option: str) -> None:
@@ -304,7 +332,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             pipeline.reset()
             with busy_core():
                 reports["busy_core"] = run_bench(pipeline, frames, warmup=BENCH_WARMUP)
-    video = args.video or f"assets/videos/carphone_qcif.mp4 (real, 176x144) on 640x360, {args.faces} face(s)"
+    video = args.video or (f"gsmc_core/assets/videos/carphone_qcif.mp4 (real, 176x144) on 640x360, "
+                           f"{args.faces} face(s)")
     for report in reports.values():
         report["video"] = video
     if args.busy_core:
@@ -339,6 +368,13 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
     p.add_argument("--cam-dir", metavar="DIR", help="write annotated images with heatmaps here")
+    p.add_argument("--csv", metavar="FILE",
+                   help="also write image,face,x,y,w,h,score,expression,p_<class>... rows here")
+    p.add_argument("--cam-class", metavar="CLASS",
+                   help="draw every face's heatmap for this class (default: its predicted class)")
+    p.add_argument("--no-detect", action="store_true",
+                   help="the images are already face crops (e.g. FERPlus faces): classify each "
+                        "whole image as one face, without face detection")
     p.add_argument("--tiles", default="auto",
                    help="detect on an N x N grid of tiles too (small faces in big photos); "
                         "auto: from the image size; 1: off")
@@ -365,7 +401,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "heatmaps, plus FLOPs per face and the fraction of the CPU's "
         "measured matmul peak the network achieves.",
     )
-    p.add_argument("--video", help="video file (default: the real clip shipped in assets/videos)")
+    p.add_argument("--video", help="video file (default: the real clip shipped in gsmc_core/assets/videos)")
     p.add_argument("--faces", type=int, default=1, metavar="N",
                    help="copies of the clip on a grid in each 640x360 frame (default 1)")
     p.add_argument("--busy-core", action="store_true",
