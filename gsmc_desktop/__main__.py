@@ -6,12 +6,15 @@ import os
 import sys
 from pathlib import Path
 
+from PySide6.QtCore import QTimer
+
 from gsmc_core import __version__
 from gsmc_desktop.app import create_application, install_exception_hook
 from gsmc_desktop.live.worker import SourceSpec
 from gsmc_desktop.main_window import MainWindow
 from gsmc_desktop.self_test import run_self_test
 from gsmc_desktop.soak import run_soak
+from gsmc_desktop.widgets.messages import warn
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,19 +69,26 @@ def main(argv: list[str] | None = None) -> int:
     app = create_application(sys.argv[:1])
     install_exception_hook(app)
     window = MainWindow(checkpoint=Path(args.checkpoint) if args.checkpoint else None)
-    window.show()
-    if args.video is not None:
-        video = Path(args.video)
-        if video.is_file():
+    try:
+        window.show()
+        if window.startup_problem:
+            QTimer.singleShot(0, lambda: warn(window, "Cannot open checkpoint",
+                                              f"{window.startup_problem}.\n\nUsing the default "
+                                              "model instead."))
+        if args.video is not None:
+            video = Path(args.video)
+            if video.is_file():
+                window.tabs.setCurrentWidget(window.live)
+                window.live.set_video(video)
+                window.live.start()
+            else:
+                window.show_message(f"{video}: no such file")
+        elif args.camera is not None:
             window.tabs.setCurrentWidget(window.live)
-            window.live.set_video(video)
-            window.live.start()
-        else:
-            window.show_message(f"{video}: no such file")
-    elif args.camera is not None:
-        window.tabs.setCurrentWidget(window.live)
-        window.live.start(SourceSpec(camera=args.camera))
-    return app.exec()
+            window.live.start(SourceSpec(camera=args.camera))
+        return app.exec()
+    finally:  # whatever ends the app, worker threads are stopped before Qt objects go away
+        window.shutdown()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from gsmc_core import __version__
 from gsmc_core.faces import NATIVE_STDERR_LOCK
+from gsmc_desktop.widgets.messages import plain_box
 
 ORGANIZATION = "GSMC"
 APPLICATION = "GSMC"
@@ -147,10 +148,10 @@ class ErrorReporter(QObject):
     @Slot(str, str)
     def _show(self, summary: str, details: str) -> None:
         parent = QApplication.activeWindow()
-        box = QMessageBox(QMessageBox.Icon.Critical, "GSMC: unexpected error",
-                          f"{summary}\n\nThe program keeps running. Details were written to "
-                          f"{self.log_file}.", QMessageBox.StandardButton.Ok,
-                          parent if isinstance(parent, QWidget) else None)
+        box = plain_box(parent if isinstance(parent, QWidget) else None, QMessageBox.Icon.Critical,
+                        "GSMC: unexpected error",
+                        f"{summary}\n\nThe program keeps running. Details were written to "
+                        f"{self.log_file}.")
         box.setDetailedText(details)
         box.exec()
 

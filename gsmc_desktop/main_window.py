@@ -19,17 +19,16 @@ from gsmc_core import __version__
 from gsmc_core.checkpoint import CheckpointError
 from gsmc_core.devices import DeviceUnavailableError, available_devices
 from gsmc_core.import_weights import FORMATS, import_weights
-from gsmc_core.resources import DEFAULT_CHECKPOINT
 from gsmc_core.sources import list_cameras
 from gsmc_desktop.app import log
 from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.live.tab import LiveTab
 from gsmc_desktop.model import ModelHandle, default_checkpoint, load_model, model_card
 from gsmc_desktop.training.tab import TrainingTab
+from gsmc_desktop.widgets.messages import ask, inform, warn
 
 CHECKPOINT_FILTER = "GSMC checkpoints (*.pt);;All files (*)"
-NO_MODEL = (f"No model loaded (the default model {DEFAULT_CHECKPOINT.name} is not installed): "
-            "use File ▸ Open checkpoint…, or train one in the Training tab")
+NO_MODEL = ("No model loaded: use File ▸ Open checkpoint…, or train one in the Training tab")
 
 
 class MainWindow(QMainWindow):
@@ -76,10 +75,8 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(int(settings.value("window/tab", 0, type=int)))
         self.tabs.currentChanged.connect(lambda i: QSettings().setValue("window/tab", i))
 
-        saved = settings.value("model/checkpoint", "", type=str)
-        path = checkpoint or (Path(saved) if saved and Path(saved).is_file() else default_checkpoint())
-        if path is None or not self.open_checkpoint(path, remember=checkpoint is not None):
-            self.set_model(None)
+        self.startup_problem: str | None = None  # a requested model that failed, shown once visible
+        self._open_at_start(checkpoint, settings.value("model/checkpoint", "", type=str))
 
     # --- menus ----------------------------------------------------------------------------------
 
@@ -113,17 +110,39 @@ class MainWindow(QMainWindow):
         """Load ``path`` for the Live and Images tabs; on failure explain and keep the old one."""
         try:
             model = load_model(path, self._device)
-        except (CheckpointError, DeviceUnavailableError) as exc:
+        except (CheckpointError, DeviceUnavailableError, OSError) as exc:
             log.warning("cannot load %s: %s", path, exc)
-            self.show_message(f"Cannot use {path}: {exc}")
-            if self.isVisible():
-                QMessageBox.warning(self, "Cannot open checkpoint", str(exc))
+            self._refuse_checkpoint(path, str(exc))
+            return False
+        except Exception as exc:  # a checkpoint nobody foresaw must not take the app down
+            log.exception("cannot load %s", path)
+            self._refuse_checkpoint(path, f"{path}: cannot be used ({type(exc).__name__}: {exc})")
             return False
         self.set_model(model)
         if remember:
             QSettings().setValue("model/checkpoint", str(path))
         self.show_message(f"Loaded {path}")
         return True
+
+    def _refuse_checkpoint(self, path: Path, reason: str) -> None:
+        self.show_message(f"Cannot use {path}: {reason}")
+        if self.isVisible():
+            warn(self, "Cannot open checkpoint", reason)
+
+    def _open_at_start(self, requested: Path | None, saved: str) -> None:
+        """The model given on the command line, else the last one used, else the shipped one;
+        one that fails falls back to the shipped default model and says so."""
+        path = requested or (Path(saved) if saved and Path(saved).is_file() else default_checkpoint())
+        if path is not None and self.open_checkpoint(path, remember=requested is not None):
+            return
+        default = default_checkpoint()
+        if path is not None and default is not None and path != default:
+            failed = self.statusBar().currentMessage()
+            if self.open_checkpoint(default, remember=False):
+                self.show_message(f"{failed}. Using the default model {default.name} instead.")
+                self.startup_problem = failed
+                return
+        self.set_model(None)
 
     def set_model(self, model: ModelHandle | None) -> None:
         self.model = model
@@ -183,11 +202,11 @@ class MainWindow(QMainWindow):
             path = import_weights(src, fmt, out)
         except (CheckpointError, ValueError, OSError) as exc:
             QApplication.restoreOverrideCursor()
-            QMessageBox.warning(self, "Cannot import weights", str(exc))
+            warn(self, "Cannot import weights", str(exc))
             return
         QApplication.restoreOverrideCursor()
         self.training.form.init.edit.setText(str(path))
-        QMessageBox.information(
+        inform(
             self, "Weights imported",
             f"Wrote {path}.\n\nIt holds a backbone without an expression classifier, so it "
             "starts a training run (set as “Init weights” in the Training tab) rather than "
@@ -226,13 +245,9 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training.is_running():
-            answer = QMessageBox.question(
-                self, "Training is running",
-                "A training run is in progress. Stop it and quit? Its last.pt is saved and the "
-                "run can be resumed later.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.No)
-            if answer != QMessageBox.StandardButton.Yes:
+            if not ask(self, "Training is running",
+                       "A training run is in progress. Stop it and quit? Its last.pt is saved and "
+                       "the run can be resumed later."):
                 event.ignore()
                 return
         self.shutdown()

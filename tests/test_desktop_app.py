@@ -106,7 +106,7 @@ def test_import_weights_fills_the_training_init(qtbot, monkeypatch, tmp_path):
     monkeypatch.setattr(QInputDialog, "getItem", lambda *a, **k: ("torchvision", True))
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), ""))
     told = []
-    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: told.append(a[2]))
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: told.append(box.text()) or 0)
     window = MainWindow(camera_lister=lambda: [])
     qtbot.addWidget(window)
     window._on_import_weights()
@@ -134,3 +134,44 @@ def test_self_test_fails_with_the_step_and_the_file(qtbot, tmp_path, capsys):
     summary = json.loads(captured.out)
     assert not summary["ok"] and summary["step"] == "load model"
     assert str(missing) in summary["error"] and "FAILED at step 'load model'" in captured.err
+
+
+def _crafted_checkpoint(tmp_path: Path, **meta_changes) -> Path:
+    import torch
+
+    from gsmc_core.resources import DEFAULT_CHECKPOINT
+    payload = torch.load(DEFAULT_CHECKPOINT, weights_only=True)
+    payload["meta"].update(meta_changes)
+    if not meta_changes:
+        payload["state_dict"]["fc.weight"][0, 0] = float("nan")
+    path = tmp_path / "crafted.pt"
+    torch.save(payload, path)
+    return path
+
+
+def test_a_bad_checkpoint_falls_back_to_the_default_model_and_says_why(qtbot, tmp_path):
+    bad = _crafted_checkpoint(tmp_path)  # NaN weights
+    window = MainWindow(checkpoint=bad, camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    assert window.model is not None and window.model.name == "gsmc_default.pt"
+    assert "crafted.pt" in window.startup_problem and "NaN" in window.startup_problem
+    assert "Using the default model" in window.statusBar().currentMessage()
+    assert QSettings().value("model/checkpoint") in (None, "")  # the bad file is not remembered
+    window.close()
+
+
+def test_checkpoint_text_in_error_dialogs_is_plain_text(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: shown.append(box) or 0)
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    window.show()
+    crafted = _crafted_checkpoint(tmp_path, arch="<h1>big</h1><a href='x'>link</a><img src='/etc/x.png'>")
+    assert not window.open_checkpoint(crafted)
+    assert len(shown) == 1 and shown[0].textFormat() == Qt.TextFormat.PlainText
+    assert "<h1>big</h1>" in shown[0].text()  # shown as the characters it is
+    assert window.model.name == "gsmc_default.pt"
+    window.close()

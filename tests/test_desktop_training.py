@@ -95,7 +95,7 @@ def test_closing_during_training_asks_then_stops_cleanly(qtbot, monkeypatch, fer
     qtbot.addWidget(window)
     tiny(window.training, ferplus_root, tmp_path / "run", epochs=20, limit_train=96)
     answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: answers.pop(0))
     window.show()
     assert window.training.start()
     qtbot.waitUntil(lambda: len(window.training.curves.loss_keys()) > 0, timeout=60_000)
