@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from gsmc_core.faces import CombinedDetector, FaceDetector, WholeImage, crop_face, heatmap_in_box
 from gsmc_core.predictor import Predictor
-from gsmc_core.render import RenderOptions, draw_frame, normalize_cam
+from gsmc_core.render import RenderOptions, draw_frame, scale_cam
 from gsmc_core.results import FaceResult, FrameResult
 from gsmc_core.tracking import FaceTracker, ProbabilitySmoother
 
@@ -21,7 +21,8 @@ class FramePipeline:
 
     ``cam_class`` (index or name) fixes the heatmap's class for every face; None shows each
     face's current (smoothed) prediction. ``half_life``/``half_life_unit`` configure the
-    ``ProbabilitySmoother`` (None = raw). ``heatmaps=False`` skips mapping heatmaps onto boxes.
+    ``ProbabilitySmoother`` (None = raw). ``heatmaps=False`` skips mapping heatmaps onto boxes;
+    ``cam_scale`` is how heatmaps are scaled (``render.CAM_SCALES``).
     Face crops follow the framing stored in the predictor's checkpoint metadata; with the
     ``WholeImage`` detector each image is one face crop, taken as it is.
     """
@@ -35,6 +36,7 @@ class FramePipeline:
         half_life_unit: str = "frames",
         cam_class: int | str | None = None,
         heatmaps: bool = True,
+        cam_scale: str = "map",
     ) -> None:
         self.predictor = predictor
         self.detector = detector
@@ -42,6 +44,7 @@ class FramePipeline:
         self.smoother = ProbabilitySmoother(half_life, half_life_unit)
         self.cam_class = cam_class
         self.heatmaps = heatmaps
+        self.cam_scale = cam_scale  # render.CAM_SCALES
         self._frames = 0
 
     @property
@@ -72,7 +75,8 @@ class FramePipeline:
         timings["detect"] = (t_detect - now) * 1e3
 
         crops = [crop_face(frame_bgr, f, framing) for f in faces]
-        predictions = self.predictor.predict(crops, bgr=True, cam_class=self._cam_index)
+        predictions = self.predictor.predict(crops, bgr=True, cam_class=self._cam_index,
+                                             cam_scale=self.cam_scale)
         t_classify = time.perf_counter()
         timings["classify"] = (t_classify - t_detect) * 1e3
 
@@ -95,7 +99,8 @@ class FramePipeline:
             if self.heatmaps:
                 crop_heat = pred.heatmap
                 if cam_class != pred.cam_class:  # smoothing changed the winner: show its CAM
-                    crop_heat = normalize_cam(pred.cams[cam_class], (crop.shape[1], crop.shape[0]))
+                    crop_heat = scale_cam(pred.cams, cam_class, (crop.shape[1], crop.shape[0]),
+                                          self.cam_scale)
                 heatmap = heatmap_in_box(crop_heat, face, framing)
             results.append(
                 FaceResult(
@@ -121,9 +126,10 @@ class FramePipeline:
         timings["total"] = (time.perf_counter() - now) * 1e3
         return result
 
-    def reset(self) -> None:
-        """Start a new stream: forget tracks, smoothing and the detector's schedule."""
-        self.tracker.reset()
+    def reset(self, restart_ids: bool = False) -> None:
+        """Start a new stream: forget tracks, smoothing and the detector's schedule;
+        ``restart_ids`` numbers faces from 1 again (each still image on its own)."""
+        self.tracker.reset(restart_ids)
         self.detector.reset()
         self.smoother.retain(())
         self._frames = 0

@@ -25,7 +25,7 @@ from gsmc_core.devices import resolve_device
 from gsmc_core.model import GSMCNet
 from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, read_onnx_meta
 from gsmc_core.preprocess import prepare_image
-from gsmc_core.render import normalize_cam
+from gsmc_core.render import scale_cam
 from gsmc_core.resources import DEFAULT_CHECKPOINT
 
 log = logging.getLogger(__name__)
@@ -207,10 +207,12 @@ class Predictor:
         crops: Sequence[npt.NDArray[np.uint8]],
         bgr: bool = False,
         cam_class: int | str | None = None,
+        cam_scale: str = "map",
     ) -> list[Prediction]:
         """Classify face crops (RGB by default; ``bgr=True`` for OpenCV frames).
 
         ``cam_class``: the class whose heatmap is returned (index or name); None = predicted.
+        ``cam_scale``: how the heatmap is scaled (``render.CAM_SCALES``).
         """
         if len(crops) == 0:
             return []
@@ -232,7 +234,7 @@ class Predictor:
                     index=index,
                     label=self.classes[index],
                     cam_class=c,
-                    heatmap=normalize_cam(cam[c], (crop.shape[1], crop.shape[0])),
+                    heatmap=scale_cam(cam, c, (crop.shape[1], crop.shape[0]), cam_scale),
                     cams=cam,
                 )
             )

@@ -175,9 +175,12 @@ class FaceTracker:
         """IDs of all tracks still alive (seen now, or missed but within their patience)."""
         return {t.id for t in self.tracks}
 
-    def reset(self) -> None:
-        """Forget every track (a new video or camera); IDs keep counting up."""
+    def reset(self, restart_ids: bool = False) -> None:
+        """Forget every track (a new video or camera); IDs keep counting up unless
+        ``restart_ids`` (unrelated still images, each numbered from 1)."""
         self.tracks.clear()
+        if restart_ids:
+            self._next_id = 1
 
 
 class ProbabilitySmoother:

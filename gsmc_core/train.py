@@ -297,7 +297,7 @@ class Trainer:
             init = load_checkpoint(cfg.init, kind=None)
             if init.meta.arch != cfg.arch:
                 raise TrainingError(f"{cfg.init}: initialisation is a {init.meta.arch}, but this "
-                                    f"run trains a {cfg.arch} (--arch)")
+                                    f"run trains a {cfg.arch}")
             backbone = {k: v.float() for k, v in init.state_dict.items() if k.startswith("backbone.")}
             missing, _ = model.load_state_dict(backbone, strict=False)
             if any(k.startswith("backbone.") for k in missing):
@@ -332,6 +332,9 @@ class Trainer:
             metrics.update({f"val_acc{suffix}": m["accuracy"], f"val_loss{suffix}": m["loss"]})
         selected = max(results, key=lambda name: (results[name]["accuracy"], name == "student"))
         metrics["selected"] = selected
+        # the exported model's figures by class, for the app's table (not in metrics.csv)
+        metrics["val_per_class"] = results[selected]["per_class"]
+        metrics["val_confusion"] = results[selected]["confusion_matrix"]
         return metrics, self.method.candidates(self.model)[selected].state_dict()
 
     def _sync_buffers(self) -> None:
@@ -406,8 +409,8 @@ class Trainer:
             if found:
                 raise TrainingError(
                     f"{self.run_dir} already holds a run ({', '.join(found)}); nothing was "
-                    "overwritten. Use --resume to continue it (it needs last.pt) or choose "
-                    "another --out")
+                    "overwritten. Resume it (it needs last.pt) or choose another output "
+                    "folder")
         if self.dist.is_main and self.run_dir.is_dir():
             for stale in self.run_dir.glob(".*.pt.*.tmp"):
                 stale.unlink(missing_ok=True)
@@ -462,7 +465,7 @@ class Trainer:
         if cfg.resume:
             last = self.run_dir / "last.pt"
             if not last.exists():
-                raise TrainingError(f"--resume: {last} not found; nothing to resume")
+                raise TrainingError(f"{last} not found; nothing to resume")
             start_epoch = self._restore(last)
             self._log(f"resumed from {last} after epoch {start_epoch}")
         if self.dist.is_main:
@@ -481,7 +484,7 @@ class Trainer:
                     last = self.run_dir / "last.pt"
                     kept = (f"the last good checkpoint is kept in {last}" if last.exists()
                             else "no epoch had finished, so nothing was saved")
-                    raise TrainingError(f"{exc}; {kept}. Try a lower --lr.") from exc
+                    raise TrainingError(f"{exc}; {kept}. Try a lower learning rate.") from exc
                 if train_metrics is None:
                     stopped = True
                     break

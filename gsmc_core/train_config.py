@@ -135,7 +135,7 @@ class TrainConfig:
         if cfg.epochs < 1 or cfg.batch_size < 1:
             raise ValueError("epochs and batch size must be at least 1")
         if not cfg.data_root:
-            raise ValueError("no data root given (--data-root)")
+            raise ValueError("no dataset folder given")
         return cfg
 
     @classmethod
@@ -173,7 +173,7 @@ def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig
     it, so a resumed run never drifts into another recipe, dataset or architecture."""
     path = Path(out) / "config.yaml"
     if not path.is_file():
-        raise TrainingError(f"--resume: {path} not found; nothing to resume in {out}")
+        raise TrainingError(f"{path} not found; nothing to resume in {out}")
     saved = yaml.safe_load(path.read_text()) or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     ignored = {"out", "resume"}
@@ -183,8 +183,8 @@ def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig
     if refused:
         differences = ", ".join(f"{k} {saved.get(k)!r} -> {changed[k]!r}" for k in refused)
         raise TrainingError(
-            f"--resume continues the run in {out} with its own settings, and these differ from "
+            f"Resuming continues the run in {out} with its own settings, and these differ from "
             f"it: {differences}. A resumed run may change only {', '.join(RESUMABLE_SETTINGS)}; "
-            "start a new run (another --out) for other settings")
+            "start a new run (another output folder) for other settings")
     settings = {k: v for k, v in saved.items() if k in known}
     return TrainConfig(**{**settings, **changed, "out": str(out), "resume": True})

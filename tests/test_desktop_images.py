@@ -87,3 +87,41 @@ def test_folder_without_images_and_no_model(qtbot, tab, tmp_path):
     tab.set_model(None)
     assert tab.add_paths([shared_path("images", "astronaut.png")]) == 0
     assert tab.image_list.count() == 0
+
+
+def test_a_model_switch_recomputes_every_open_image(qtbot, tab, tmp_path):
+    from gsmc_core.resources import DEFAULT_CHECKPOINT
+
+    astronaut = shared_path("images", "astronaut.png")
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(astronaut.read_bytes())
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([astronaut])
+    first_model = tab.current_result().model
+    before = tab.current_result().result.faces[0].probabilities
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([copy])
+    assert tab.image_list.currentRow() == 1  # what was just opened is shown
+    default = load_model(DEFAULT_CHECKPOINT, "cpu")
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.set_model(default)
+    assert tab.pending == 0 and len(tab.results) == 2
+    for result in tab.results.values():
+        assert result.model is default and result.model is not first_model
+        assert not np.allclose(result.result.faces[0].probabilities, before)
+        assert [f.id for f in result.result.faces] == [1]  # numbered per image
+    np.testing.assert_allclose(tab.chart.values, tab.current_result().result.faces[0].probabilities)
+
+
+def test_comparable_heatmap_scale_keeps_weak_classes_dark(qtbot, tab):
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([shared_path("images", "astronaut.png")])
+    per_map = tab.current_result().cam_tiles[0]
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.scale_combo.setCurrentIndex(tab.scale_combo.findData("face"))
+    assert tab.color_bar.ends() == ("0", "face's strongest class")
+    comparable = tab.current_result().cam_tiles[0]
+    # per map, every class has a fully red spot; comparable, at most the strongest has
+    red = [int(((t[..., 0] > 200) & (t[..., 2] < 80)).sum()) for t in comparable]
+    red_per_map = [int(((t[..., 0] > 200) & (t[..., 2] < 80)).sum()) for t in per_map]
+    assert min(red_per_map) > 0 and sorted(red)[0] < min(red_per_map)

@@ -133,3 +133,42 @@ def test_mouse_wheel_changes_a_field_only_when_it_has_focus(qtbot, tab):
     qtbot.waitUntil(form.epochs.hasFocus)
     assert _wheel(form.epochs, steps=1).isAccepted()
     assert form.epochs.value() == epochs + 1  # a field the user is in takes the wheel
+
+
+def test_resume_shows_the_runs_history_and_by_class_figures(qtbot, tab, ferplus_root, tmp_path):
+    tiny(tab, ferplus_root, tmp_path / "run", epochs=3, limit_train=64)
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000):
+        with qtbot.waitSignal(tab.worker.epoch, timeout=120_000):
+            assert tab.start()
+        tab.stop()  # during epoch 2: last.pt holds epoch 1
+    # the table holds the epoch's validation confusion matrix and per-class accuracy
+    first = tab.result.history[0]
+    assert tab.by_class.table.rowCount() == 8 and "epoch 1" in tab.by_class.title.text()
+    assert sum(int(tab.by_class.cell(r, c)) for r in range(8) for c in range(8)) == 16
+    # resuming draws the run's earlier epoch from metrics.csv, then the new ones
+    tab.curves.clear()
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000):
+        assert tab.resume()
+    epochs, acc = tab.curves.accuracy_series("val_acc")
+    assert list(epochs) == [1.0, 2.0, 3.0]
+    assert acc[0] == pytest.approx(first["val_acc"])
+    # test-split figures of the best model, in the worker thread
+    with qtbot.waitSignal(tab.test_done, timeout=300_000):
+        assert tab.evaluate_on_test()
+    assert tab.by_class.title.text().startswith("Test (best.pt, 3137 images)")
+    assert tab.compare_run(tmp_path / "run") and not tab.compare_run(tmp_path)
+    assert len(tab.curves.comparisons) == 1
+
+
+def test_output_folder_problems_are_found_with_the_other_fields(tab, ferplus_root, tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "best.pt").write_bytes(b"x")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, message in ((tmp_path / "old", "already holds a run (best.pt)"),
+                         (a_file, "is a file, not a folder"),
+                         (a_file / "sub", "Cannot write in")):
+        tiny(tab, ferplus_root, out)
+        assert not tab.start()
+        assert message in tab.form.out.error.text()
+        assert tab.form.first_error_field() is tab.form.out

@@ -30,9 +30,9 @@ def test_all_faces_of_a_frame_in_one_batch(predictor, detector, four_face_frames
     calls = []
     real_predict = predictor.predict
 
-    def counting_predict(crops, bgr=False, cam_class=None):
+    def counting_predict(crops, bgr=False, cam_class=None, cam_scale="map"):
         calls.append((len(crops), bgr))
-        return real_predict(crops, bgr=bgr, cam_class=cam_class)
+        return real_predict(crops, bgr=bgr, cam_class=cam_class, cam_scale=cam_scale)
 
     monkeypatch.setattr(predictor, "predict", counting_predict)
     pipeline = FramePipeline(predictor, detector)

@@ -126,7 +126,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if not args.json:
                     print(f"{path}: error: {exc}", file=sys.stderr)
                 continue
-            pipeline.reset()  # stills are unrelated: no IDs or smoothing carried over
+            pipeline.reset(restart_ids=True)  # stills are unrelated: faces numbered from 1
             result = pipeline.process(image, render=render)
             entry["faces"] = _faces_json(result)
             if cam_dir is not None and result.annotated is not None:

@@ -32,7 +32,7 @@ FOLDER_ALIASES = {
 
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
-        raise DataError(f"{path}: {what} not found; check --data-root")
+        raise DataError(f"{path}: {what} not found; check the dataset folder")
     return path
 
 
@@ -139,7 +139,7 @@ def read_rafdb_labels(label_file: Path) -> dict[str, int]:
 def read_rafdb(root: Path, split: str, num_classes: int = 7, val_fraction: float = 0.1,
                seed: int = 0) -> Split:
     if num_classes != 7:
-        raise DataError("RAF-DB basic has 7 classes; use --num-classes 7")
+        raise DataError("RAF-DB basic has 7 classes; train it with 7 classes")
     classes = class_list(7)
     label_file = root / "EmoLabel" / "list_patition_label.txt"
     image_dir = _require(root / "Image" / "aligned", "RAF-DB image folder")
@@ -162,7 +162,7 @@ FER2013_USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"
 
 def read_fer2013(root: Path, split: str, num_classes: int = 7) -> Split:
     if num_classes != 7:
-        raise DataError("FER2013 has 7 classes; use --num-classes 7")
+        raise DataError("FER2013 has 7 classes; train it with 7 classes")
     classes = class_list(7)
     csv_file = root / "fer2013.csv" if root.is_dir() else root
     _require(csv_file, "fer2013.csv")

@@ -30,6 +30,7 @@ from gsmc_desktop.images.cam_grid import CamGrid
 from gsmc_desktop.images.worker import ImageJob, ImageResult, ImagesWorker
 from gsmc_desktop.model import ModelHandle
 from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
 from gsmc_desktop.widgets.plots import ProbabilityChart
 
@@ -93,6 +94,12 @@ class ImagesTab(QWidget):
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setValue(45)
         self.opacity_slider.setFixedWidth(110)
+        self.scale_combo = scale_combo()
+        self.scale_combo.setCurrentIndex(max(0, self.scale_combo.findData(
+            QSettings().value("images/cam_scale", "map", type=str))))
+        self.scale_combo.currentIndexChanged.connect(lambda *_: self._on_scale_changed())
+        self.color_bar = ColorBar()
+        self.color_bar.set_scale(self.scale_combo.currentData())
         self.heatmap_check.toggled.connect(lambda *_: self._show_selected())
         self.opacity_slider.valueChanged.connect(lambda *_: self._show_selected())
         self.save_button = QPushButton("Save annotated…")
@@ -108,6 +115,8 @@ class ImagesTab(QWidget):
         top.addWidget(self.heatmap_check)
         top.addWidget(QLabel("Opacity"))
         top.addWidget(self.opacity_slider)
+        top.addWidget(self.scale_combo)
+        top.addWidget(self.color_bar)
         top.addSpacing(12)
         top.addWidget(self.save_button)
         top.addStretch(1)
@@ -155,11 +164,36 @@ class ImagesTab(QWidget):
     # --- model and input ------------------------------------------------------------------------
 
     def set_model(self, model: ModelHandle | None) -> None:
-        """Analyse images added from now on with ``model``."""
+        """Use ``model``: the images already open are analysed again with it, so no result on
+        screen comes from another model."""
+        changed = model is not self._model
         self._model = model
         self.worker.set_model(model)
         self.chart.set_classes(model.classes if model is not None else ())
+        if changed and model is not None:
+            self._reanalyse(f"with {model.name}")
         self._show_selected()
+
+    def _on_scale_changed(self) -> None:
+        scale = self.scale_combo.currentData()
+        QSettings().setValue("images/cam_scale", scale)
+        self.color_bar.set_scale(scale)
+        self._reanalyse("with the new heatmap scale")
+
+    def _reanalyse(self, why: str) -> None:
+        """Queue every open image again (its old result is dropped from view meanwhile)."""
+        entries = []
+        for entry, item in self._items.items():
+            path = Path(item.data(Qt.ItemDataRole.UserRole + 1))
+            self.results.pop(entry, None)
+            item.setText(f"{path.name}\nanalysing {why}…")
+            item.setForeground(QBrush())
+            entries.append((entry, path))
+        if not entries or self._model is None:
+            return
+        self.pending += len(entries)
+        self._job_requested.emit(ImageJob(tuple(entries), self.detector_combo.currentData(),
+                                          self.scale_combo.currentData()))
 
     def add_paths(self, paths: Iterable[Path]) -> int:
         """Queue files and folders' images for analysis; returns how many images were added."""
@@ -176,14 +210,15 @@ class ImagesTab(QWidget):
             self._next_entry += 1
             item = QListWidgetItem(f"{path.name}\nanalysing…")
             item.setToolTip(str(path))
+            item.setData(Qt.ItemDataRole.UserRole + 1, str(path))
             item.setData(Qt.ItemDataRole.UserRole, entry)
             self.image_list.addItem(item)
             self._items[entry] = item
             entries.append((entry, path))
         self.pending += len(entries)
-        self._job_requested.emit(ImageJob(tuple(entries), self.detector_combo.currentData()))
-        if self.image_list.currentRow() < 0:
-            self.image_list.setCurrentRow(0)
+        self._job_requested.emit(ImageJob(tuple(entries), self.detector_combo.currentData(),
+                                          self.scale_combo.currentData()))
+        self.image_list.setCurrentItem(self._items[entries[0][0]])  # show what was just opened
         return len(entries)
 
     @Slot()
@@ -221,6 +256,8 @@ class ImagesTab(QWidget):
     @Slot(object)
     def _on_image_done(self, image: ImageResult) -> None:
         self.pending -= 1
+        if image.model is not self._model:  # from before a model change: its redo is queued
+            return
         self.results[image.entry] = image
         item = self._items.get(image.entry)
         if item is not None:

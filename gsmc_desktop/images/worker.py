@@ -1,7 +1,7 @@
 """The Images tab's worker: still images through the frame pipeline, in its own thread."""
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from gsmc_core.faces import Face, FaceDetector, crop_face
 from gsmc_core.pipeline import FramePipeline
 from gsmc_core.predictor import Predictor
-from gsmc_core.render import normalize_cam, overlay_heatmap
+from gsmc_core.render import overlay_heatmap, scale_cam
 from gsmc_core.results import FrameResult
 from gsmc_core.sources import SourceError, read_image
 from gsmc_desktop.model import ModelHandle
@@ -23,27 +23,30 @@ CAM_ALPHA = 0.5
 
 @dataclass(frozen=True)
 class ImageJob:
-    """Images to analyse: (entry number, path) pairs, and the detector to use."""
+    """Images to analyse: (entry number, path) pairs, the detector to use and how heatmaps
+    are scaled (``render.CAM_SCALES``)."""
 
     entries: tuple[tuple[int, Path], ...]
     detector: str = "full"
+    cam_scale: str = "map"
 
 
 @dataclass(frozen=True)
 class ImageResult:
     """One analysed image. ``cam_tiles[f][c]`` is face ``f``'s crop (as the model saw it, RGB)
     with the CAM of class ``c`` laid over it; ``error`` is set when the image could not be
-    read, and then nothing else is."""
+    read, and then nothing else is. ``model`` is the model that produced it."""
 
     entry: int
     path: Path
+    model: ModelHandle | None = None
     result: FrameResult | None = None
     cam_tiles: tuple[tuple[npt.NDArray[np.uint8], ...], ...] = ()
     error: str | None = None
 
 
-def cam_tiles(predictor: Predictor, image_bgr: npt.NDArray[np.uint8],
-              result: FrameResult) -> tuple[tuple[npt.NDArray[np.uint8], ...], ...]:
+def cam_tiles(predictor: Predictor, image_bgr: npt.NDArray[np.uint8], result: FrameResult,
+              scale: str = "map") -> tuple[tuple[npt.NDArray[np.uint8], ...], ...]:
     """For each face of ``result``: its crop with each class's CAM over it, ``TILE_SIZE`` px.
 
     The pipeline keeps only the shown class's heatmap, so the crops go through the predictor
@@ -56,8 +59,8 @@ def cam_tiles(predictor: Predictor, image_bgr: npt.NDArray[np.uint8],
         rgb = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), (TILE_SIZE, TILE_SIZE),
                          interpolation=cv2.INTER_AREA)
         tiles.append(tuple(
-            overlay_heatmap(rgb, normalize_cam(cam, (TILE_SIZE, TILE_SIZE)), CAM_ALPHA)
-            for cam in prediction.cams
+            overlay_heatmap(rgb, scale_cam(prediction.cams, c, (TILE_SIZE, TILE_SIZE), scale), CAM_ALPHA)
+            for c in range(len(prediction.cams))
         ))
     return tuple(tiles)
 
@@ -84,14 +87,14 @@ class ImagesWorker(QObject):
         """Abandon the jobs queued or running (shutting down)."""
         self._cancel.set()
 
-    def _get_predictor(self) -> Predictor | None:
+    def _get_predictor(self) -> tuple[ModelHandle, Predictor] | None:
         with self._lock:
             model = self._model
         if model is None:
             return None
         if self._predictor is None or self._predictor[0] is not model:
             self._predictor = (model, model.new_predictor())
-        return self._predictor[1]
+        return self._predictor
 
     def _get_detector(self, name: str) -> FaceDetector:
         if name not in self._detectors:
@@ -102,26 +105,30 @@ class ImagesWorker(QObject):
     @Slot(object)
     def run(self, job: ImageJob) -> None:
         try:
-            predictor = self._get_predictor()
-            if predictor is None:
+            loaded = self._get_predictor()
+            if loaded is None:
                 self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
                 return
-            pipeline = FramePipeline(predictor, self._get_detector(job.detector))
+            model, predictor = loaded
+            pipeline = FramePipeline(predictor, self._get_detector(job.detector), cam_scale=job.cam_scale)
             for entry, path in job.entries:
                 if self._cancel.is_set():
                     return
-                self.image_done.emit(self._analyse(pipeline, predictor, entry, path))
+                result = self._analyse(pipeline, predictor, entry, path, job.cam_scale)
+                self.image_done.emit(replace(result, model=model))
         except Exception as exc:  # keep the app alive; the message names what broke
             self.failed.emit(f"{type(exc).__name__}: {exc}")
 
-    def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path) -> ImageResult:
+    def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path,
+                 cam_scale: str) -> ImageResult:
         try:
             image = read_image(path)
         except (OSError, SourceError) as exc:
             return ImageResult(entry, path, error=str(exc))
-        pipeline.reset()  # stills are unrelated: no IDs or smoothing carried over
+        pipeline.reset(restart_ids=True)  # stills are unrelated: faces numbered from 1 in each
         result = pipeline.process(image)
-        return ImageResult(entry, path, result, cam_tiles(predictor, image, result))
+        return ImageResult(entry, path, result=result,
+                           cam_tiles=cam_tiles(predictor, image, result, cam_scale))
 
     @Slot()
     def close(self) -> None:

@@ -28,6 +28,7 @@ from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
 from gsmc_desktop.model import ModelHandle
 from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
 from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
 
@@ -114,7 +115,10 @@ class LiveTab(QWidget):
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setFixedWidth(120)
         self.cam_combo = QComboBox()
-        self.cam_combo.setToolTip("Class whose attention map is shown")
+        self.cam_combo.setToolTip("Class whose attention map is shown (the face labels name it "
+                                  "when it is not the predicted class)")
+        self.scale_combo = scale_combo()
+        self.color_bar = ColorBar()
         self.smoothing_spin = QDoubleSpinBox()
         self.smoothing_spin.setRange(0.0, 10.0)
         self.smoothing_spin.setSingleStep(0.1)
@@ -134,7 +138,8 @@ class LiveTab(QWidget):
         self.min_score_spin.setToolTip("Minimum detection score: lower finds more faces and more false ones")
         self.min_score_spin.setKeyboardTracking(False)  # each value rebuilds the detectors
         for signal in (self.heatmap_check.toggled, self.opacity_slider.valueChanged,
-                       self.cam_combo.currentIndexChanged, self.smoothing_spin.valueChanged,
+                       self.cam_combo.currentIndexChanged, self.scale_combo.currentIndexChanged,
+                       self.smoothing_spin.valueChanged,
                        self.detector_combo.currentIndexChanged, self.min_score_spin.valueChanged):
             signal.connect(lambda *_: self._push_options())
 
@@ -145,6 +150,8 @@ class LiveTab(QWidget):
         options.addSpacing(12)
         options.addWidget(QLabel("CAM class"))
         options.addWidget(self.cam_combo)
+        options.addWidget(self.scale_combo)
+        options.addWidget(self.color_bar)
         options.addSpacing(12)
         options.addWidget(QLabel("Smoothing half-life"))
         options.addWidget(self.smoothing_spin)
@@ -178,10 +185,16 @@ class LiveTab(QWidget):
     # --- model and sources ------------------------------------------------------------------------
 
     def set_model(self, model: ModelHandle | None) -> None:
-        """Use ``model`` from the next frame on (None: no model loaded)."""
+        """Use ``model`` from the next frame on (None: no model loaded). A frame left on screen
+        from the previous model is marked as such until the next start."""
+        previous = self._model
         self._model = model
+        if (previous is not None and model is not previous and not self._running
+                and self.last_frame is not None):
+            self.view.set_message(f"Results of {previous.name}; press Start to see "
+                                  f"{model.name if model is not None else 'a new model'}")
         classes = model.classes if model is not None else ()
-        wanted = self.cam_combo.currentText() if self.cam_combo.count() else self._saved_cam_class
+        wanted = self.cam_combo.currentText()
         self.cam_combo.blockSignals(True)
         self.cam_combo.clear()
         self.cam_combo.addItem("Predicted class", None)
@@ -369,6 +382,7 @@ class LiveTab(QWidget):
             heatmaps=self.heatmap_check.isChecked(),
             alpha=self.opacity_slider.value() / 100.0,
             cam_class=self.cam_combo.currentData(),
+            cam_scale=self.scale_combo.currentData(),
             half_life_s=self.smoothing_spin.value(),
             detector=self.detector_combo.currentData(),
             min_score=round(self.min_score_spin.value(), 2),
@@ -376,14 +390,15 @@ class LiveTab(QWidget):
 
     def _push_options(self) -> None:
         options = self.options()
-        self.opacity_slider.setEnabled(options.heatmaps)
-        self.cam_combo.setEnabled(options.heatmaps)
+        for widget in (self.opacity_slider, self.cam_combo, self.scale_combo, self.color_bar):
+            widget.setEnabled(options.heatmaps)
+        self.color_bar.set_scale(options.cam_scale)
         self.worker.set_options(options)
         s = QSettings()
         s.setValue("live/heatmaps", options.heatmaps)
         s.setValue("live/opacity", self.opacity_slider.value())
-        if self.cam_combo.count():  # empty until the first model arrives
-            s.setValue("live/cam_class", self.cam_combo.currentText())
+        s.setValue("live/cam_scale", options.cam_scale)  # the CAM class is not kept: a session
+        # that starts on another class than the predicted one would mislabel what it shows
         s.setValue("live/half_life", options.half_life_s)
         s.setValue("live/detector", options.detector)
         s.setValue("live/min_score", options.min_score)
@@ -397,8 +412,9 @@ class LiveTab(QWidget):
         detector = s.value("live/detector", DEFAULT_LIVE_DETECTOR, type=str)
         min_score = float(s.value("live/min_score", 0.5, type=float))
         saved = s.value("live/source", None)
-        self._saved_cam_class = s.value("live/cam_class", "", type=str)  # applied by set_model
+        cam_scale = s.value("live/cam_scale", "map", type=str)
         self.heatmap_check.setChecked(heatmaps)
+        self.scale_combo.setCurrentIndex(max(0, self.scale_combo.findData(cam_scale)))
         self.opacity_slider.setValue(opacity)
         self.smoothing_spin.setValue(half_life)
         index = self.detector_combo.findData(detector)

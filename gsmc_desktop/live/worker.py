@@ -69,6 +69,7 @@ class LiveOptions:
     heatmaps: bool = True
     alpha: float = 0.45
     cam_class: int | None = None
+    cam_scale: str = "map"  # render.CAM_SCALES
     half_life_s: float = 0.0
     detector: str = DEFAULT_LIVE_DETECTOR
     min_score: float = 0.5
@@ -230,6 +231,7 @@ class LiveWorker(QObject):
                     pipeline.heatmaps = options.heatmaps
                     in_range = options.cam_class is not None and options.cam_class < len(model.classes)
                     pipeline.cam_class = options.cam_class if in_range else None
+                    pipeline.cam_scale = options.cam_scale
                     pipeline.smoother.half_life = options.half_life_s or None
                     render = replace(render, heatmaps=options.heatmaps, alpha=options.alpha)
                     if wanted_record is not record:

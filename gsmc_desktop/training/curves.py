@@ -1,8 +1,12 @@
 """Live training curves: each loss term per batch, and train/validation accuracy per epoch."""
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from gsmc_core.train_events import BatchEvent, EpochEvent
@@ -49,6 +53,7 @@ class TrainingCurves(QWidget):
         layout.addWidget(self.accuracy_plot)
         self._losses: dict[str, _Series] = {}
         self._accuracies: dict[str, _Series] = {}
+        self.comparisons: dict[str, pg.PlotDataItem] = {}
 
     def clear(self) -> None:
         for series in [*self._losses.values(), *self._accuracies.values()]:
@@ -57,6 +62,7 @@ class TrainingCurves(QWidget):
             plot.getPlotItem().legend.clear()
         self._losses.clear()
         self._accuracies.clear()
+        self.comparisons.clear()
 
     def _series(self, plot: pg.PlotWidget, store: dict[str, _Series], key: str, label: str,
                 symbol: str | None) -> _Series:
@@ -78,6 +84,39 @@ class TrainingCurves(QWidget):
             if isinstance(value, int | float):
                 self._series(self.accuracy_plot, self._accuracies, key, label, "o").append(event.epoch, value)
 
+    def load_history(self, metrics_csv: Path) -> int:
+        """Draw the epochs a run folder's metrics.csv holds (a resumed run's past): epoch-mean
+        losses and accuracies. Returns the number of epochs drawn (0 if there is no file)."""
+        if not metrics_csv.is_file():
+            return 0
+        with open(metrics_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for row in rows:
+            epoch = int(row["epoch"])
+            values = {k: float(v) for k, v in row.items() if k != "selected" and _is_number(v)}
+            for key, label in LOSS_LABELS.items():
+                if key in values:
+                    self._series(self.loss_plot, self._losses, key, label, None).append(epoch, values[key])
+            self.add_epoch(EpochEvent(epoch, epoch, values, False))
+        return len(rows)
+
+    def add_comparison(self, folder: Path) -> bool:
+        """Overlay another run's validation accuracy (dashed, named by its folder); False when
+        ``folder`` has no metrics.csv."""
+        path = folder / "metrics.csv"
+        if not path.is_file():
+            return False
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if _is_number(r.get("val_acc"))]
+        epochs = [int(r["epoch"]) for r in rows]
+        best = [max(float(r["val_acc"]), float(r["val_acc_teacher"]) if _is_number(r.get("val_acc_teacher"))
+                    else 0.0) for r in rows]
+        color = class_color(len(self._accuracies) + len(self.comparisons) + 3)
+        self.comparisons[str(folder)] = self.accuracy_plot.plot(
+            epochs, best, pen=pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine),
+            name=f"{folder.name} (validation)", symbol="t", symbolBrush=color, symbolPen=None)
+        return True
+
     def loss_series(self, key: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         s = self._losses[key]
         return s.x[: s.n].copy(), s.y[: s.n].copy()
@@ -88,3 +127,11 @@ class TrainingCurves(QWidget):
 
     def loss_keys(self) -> list[str]:
         return list(self._losses)
+
+
+def _is_number(text: str | None) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True

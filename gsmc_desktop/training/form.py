@@ -1,5 +1,6 @@
 """The training settings form: the recipe's defaults, and errors shown next to their field."""
 
+import os
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
@@ -23,6 +24,7 @@ from gsmc_core.data.readers import DATASETS, read_split
 from gsmc_core.data.samples import DataError
 from gsmc_core.devices import available_devices
 from gsmc_core.model import OUTPUT_STRIDES
+from gsmc_core.train import RUN_FILES
 from gsmc_core.train_config import METHOD_DEFAULTS, METHODS, TrainConfig
 
 METHOD_HELP = {
@@ -72,6 +74,23 @@ class PathField(QWidget):
     def set_error(self, message: str) -> None:
         self.error.setText(message)
         self.error.setVisible(bool(message))
+
+
+def output_folder_problem(out: Path) -> str | None:
+    """Why ``out`` cannot take a new run (None when it can): another run's files in it, a file
+    in its place, or no permission to create or write it."""
+    if out.exists() and not out.is_dir():
+        return f"{out} is a file, not a folder: choose a folder for the run."
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        return (f"This folder already holds a run ({', '.join(found)}): press Resume to continue "
+                "it, or choose another folder.")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return f"Cannot write in {existing}: choose a folder you can write to."
+    return None
 
 
 def _spin(lo: int, hi: int, value: int, step: int = 1, special: str = "") -> QSpinBox:
@@ -237,10 +256,25 @@ class TrainingForm(QWidget):
         self.error.setText(message)
         self.error.setVisible(bool(message))
 
+    def first_error_field(self) -> QWidget | None:
+        """The first field (top to bottom) showing a problem, to scroll to and focus."""
+        for field in (self.data_root, self.init, self.out):
+            if field.error.isVisibleTo(self):
+                return field
+        return self.error if self.error.isVisibleTo(self) else None
+
     def clear_errors(self) -> None:
         for field in (self.data_root, self.init, self.out):
             field.set_error("")
         self._set_error("")
+
+    @staticmethod
+    def config_of_run(folder: Path) -> TrainConfig | None:
+        """The settings a run folder was trained with (its config.yaml), None if unreadable."""
+        try:
+            return TrainConfig.from_yaml(folder / "config.yaml")
+        except (ValueError, TypeError, OSError):
+            return None
 
     def resume_config(self) -> TrainConfig | None:
         """The output folder's saved run settings (config.yaml) with ``resume`` set, this
@@ -282,12 +316,9 @@ class TrainingForm(QWidget):
             except DataError as exc:
                 self.data_root.set_error(f"Not a {self.dataset.currentText()} dataset: {exc}")
                 ok = False
-        if not out:
-            self.out.set_error("Choose a folder for the run.")
-            ok = False
-        elif (Path(out) / "last.pt").exists():
-            self.out.set_error("This folder already holds a run: press Resume to continue it, "
-                               "or choose another folder.")
+        problem = output_folder_problem(Path(out)) if out else "Choose a folder for the run."
+        if problem:
+            self.out.set_error(problem)
             ok = False
         if init and not Path(init).is_file():
             self.init.set_error(f"{init}: file not found.")

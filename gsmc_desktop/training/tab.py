@@ -5,6 +5,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
 from gsmc_core.train_config import TrainConfig
 from gsmc_core.train_events import BatchEvent, EpochEvent, TrainResult
 from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.training.by_class import ByClassTable
 from gsmc_desktop.training.curves import TrainingCurves
 from gsmc_desktop.training.form import TrainingForm
 from gsmc_desktop.training.worker import TrainingWorker
@@ -41,7 +44,9 @@ class TrainingTab(QWidget):
     use_model = Signal(Path)
     run_ended = Signal(object)
     status_message = Signal(str)
+    test_done = Signal()
     _run_requested = Signal(object)
+    _evaluate_requested = Signal(str, str, str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -55,13 +60,17 @@ class TrainingTab(QWidget):
         self.worker.log.connect(self.append_log)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
+        self._evaluate_requested.connect(self.worker.evaluate)
+        self.worker.evaluated.connect(self._on_evaluated)
+        self.worker.evaluation_failed.connect(self._on_evaluation_failed)
+        self._evaluating = False
         self._build()
         self._restore_settings()
         self._update_buttons()
 
     def _build(self) -> None:
         self.form = TrainingForm()
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidget(self.form)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -77,14 +86,24 @@ class TrainingTab(QWidget):
         self.use_button = QPushButton("Use this model")
         self.use_button.setToolTip("Load the run's best checkpoint into the Live and Images tabs")
         self.use_button.clicked.connect(self._on_use_clicked)
+        self.test_button = QPushButton("Evaluate on test")
+        self.test_button.setToolTip("Score the run's best model on the dataset's test split")
+        self.test_button.clicked.connect(lambda: self.evaluate_on_test())
+        self.compare_button = QPushButton("Compare runs…")
+        self.compare_button.setToolTip("Overlay the validation curves of other run folders")
+        self.compare_button.clicked.connect(self._on_compare_clicked)
         buttons = QHBoxLayout()
         for button in (self.start_button, self.stop_button, self.resume_button, self.use_button):
             buttons.addWidget(button)
+        more = QHBoxLayout()
+        more.addWidget(self.test_button)
+        more.addWidget(self.compare_button)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(scroll, 1)
         left_layout.addLayout(buttons)
+        left_layout.addLayout(more)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, PROGRESS_STEPS)
@@ -95,9 +114,13 @@ class TrainingTab(QWidget):
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(5000)
+        self.by_class = ByClassTable()
+        self.lower_tabs = QTabWidget()
+        self.lower_tabs.addTab(self.log_view, "Log")
+        self.lower_tabs.addTab(self.by_class, "By class")
         right_split = QSplitter(Qt.Orientation.Vertical)
         right_split.addWidget(self.curves)
-        right_split.addWidget(self.log_view)
+        right_split.addWidget(self.lower_tabs)
         right_split.setSizes([420, 160])
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -137,6 +160,10 @@ class TrainingTab(QWidget):
             return False
         config = config or self.form.config()
         if config is None:
+            field = self.form.first_error_field()
+            if field is not None:  # a problem below the visible part of the form: show it
+                self.scroll.ensureWidgetVisible(field)
+                getattr(field, "edit", field).setFocus()
             self.status_message.emit("Training not started: fix the fields marked in red")
             return False
         s = QSettings()
@@ -146,6 +173,10 @@ class TrainingTab(QWidget):
         self._running = True
         self.result = None
         self.curves.clear()
+        if config.resume:  # the run's past epochs, from its metrics.csv
+            drawn = self.curves.load_history(Path(config.out) / "metrics.csv")
+            if drawn:
+                self.append_log(f"{drawn} earlier epoch(s) of the run loaded from its metrics.csv")
         self.progress.setValue(0)
         self.progress_label.setText("Reading the dataset…")
         verb = "Resuming" if config.resume else "Starting"
@@ -178,6 +209,8 @@ class TrainingTab(QWidget):
         self.resume_button.setEnabled(not self._running)
         self.stop_button.setEnabled(self._running)
         self.use_button.setEnabled(not self._running and self.model_path() is not None)
+        self.test_button.setEnabled(not self._running and not self._evaluating
+                                    and self.model_path() is not None)
 
     # --- events from the trainer ------------------------------------------------------------------
 
@@ -205,6 +238,11 @@ class TrainingTab(QWidget):
                         f"train acc {m.get('train_acc', 0):.1%}, val acc {m.get('val_acc', 0):.1%}"
                         f"{teacher}{best}")
         self.curves.add_epoch(event)
+        if "val_per_class" in m:
+            self.by_class.show_metrics(
+                f"Validation, epoch {event.epoch} ({m.get('selected', 'student')}): accuracy "
+                f"{m.get('val_acc_teacher' if m.get('selected') == 'teacher' else 'val_acc', 0):.1%}",
+                m["val_per_class"], m["val_confusion"])
 
     @Slot(object)
     def _on_finished(self, result: TrainResult) -> None:
@@ -238,6 +276,56 @@ class TrainingTab(QWidget):
             if path is not None and path.is_file():
                 return path
         return None
+
+    def evaluate_on_test(self) -> bool:
+        """Score the finished run's best model on the test split, in the worker thread; the
+        figures go to the "By class" table. False when there is nothing to evaluate."""
+        path = self.model_path()
+        if path is None or self._running or self._evaluating or self.result is None:
+            return False
+        config = self.form.config_of_run(self.result.run_dir)
+        if config is None:
+            return False
+        self._evaluating = True
+        self._update_buttons()
+        self.progress_label.setText(f"Evaluating {path.name} on the test split of {config.dataset}…")
+        self._evaluate_requested.emit(str(path), config.dataset, config.data_root)
+        return True
+
+    @Slot(str, object)
+    def _on_evaluated(self, path: str, metrics: dict) -> None:
+        self._evaluating = False
+        text = (f"Test ({Path(path).name}, {metrics['n']} images): accuracy {metrics['accuracy']:.1%}, "
+                f"mean class accuracy {metrics['mean_class_accuracy']:.1%}")
+        self.by_class.show_metrics(text, metrics["per_class"], metrics["confusion_matrix"])
+        self.lower_tabs.setCurrentWidget(self.by_class)
+        self.progress_label.setText(text)
+        self.append_log(text)
+        self._update_buttons()
+        self.test_done.emit()
+
+    @Slot(str)
+    def _on_evaluation_failed(self, message: str) -> None:
+        self._evaluating = False
+        self.progress_label.setText("Test evaluation failed: see the log")
+        self.append_log(f"error: {message}")
+        self._update_buttons()
+        self.test_done.emit()
+
+    @Slot()
+    def _on_compare_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a run folder to compare",
+                                                  self.form.out.text())
+        if folder:
+            self.compare_run(Path(folder))
+
+    def compare_run(self, folder: Path) -> bool:
+        """Overlay the validation accuracy of the run in ``folder`` (its metrics.csv)."""
+        if not self.curves.add_comparison(folder):
+            self.status_message.emit(f"{folder}: no metrics.csv, so not a run folder")
+            return False
+        self.status_message.emit(f"Comparing with {folder.name}")
+        return True
 
     @Slot()
     def _on_use_clicked(self) -> None:

@@ -5,9 +5,11 @@ import time
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from gsmc_core.checkpoint import CheckpointError
+from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import DataError
-from gsmc_core.devices import DeviceUnavailableError
+from gsmc_core.devices import DeviceUnavailableError, resolve_device
+from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.train import train
 from gsmc_core.train_config import TrainConfig, TrainingError
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent
@@ -27,6 +29,8 @@ class TrainingWorker(QObject):
     log = Signal(str)
     finished = Signal(object)
     failed = Signal(str)
+    evaluated = Signal(str, object)  # checkpoint path, metrics of ``evaluate_checkpoint``
+    evaluation_failed = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,3 +67,17 @@ class TrainingWorker(QObject):
             self.failed.emit(f"{type(exc).__name__}: {exc}")
         else:
             self.finished.emit(result)
+
+    @Slot(str, str, str)
+    def evaluate(self, checkpoint: str, dataset: str, data_root: str) -> None:
+        """Score a run's checkpoint on the dataset's test split (in this thread)."""
+        try:
+            ckpt = load_checkpoint(checkpoint)
+            split = read_split(dataset, data_root, "test", len(ckpt.meta.classes))
+            metrics = evaluate_checkpoint(ckpt, split, resolve_device("auto"))
+        except (DataError, CheckpointError, DeviceUnavailableError, ValueError, OSError) as exc:
+            self.evaluation_failed.emit(str(exc))
+        except Exception as exc:  # keep the app alive; the message names what broke
+            self.evaluation_failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            self.evaluated.emit(checkpoint, metrics)
