@@ -41,9 +41,7 @@ class Face:
     keypoints: tuple[tuple[float, float], ...]
 
 
-NATIVE_STDERR_LOCK = threading.RLock()
-"""Held by whatever re-points file descriptor 2 (silencing a model load here, the desktop app's
-crash log), so two threads never interleave a save and a restore."""
+from gsmc_core.native_stderr import NATIVE_STDERR_LOCK  # noqa: E402  (re-exported)
 
 
 @contextlib.contextmanager

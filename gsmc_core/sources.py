@@ -22,6 +22,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_IMAGE_PIXELS = 100_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))  # formats not parsed below
 MAX_CAMERA_INDEX = 99
+# OpenCV's Orbbec depth-camera backend prints "Camera index out of range" for every index probed
+# (5 lines per camera scan on a machine without one); ordinary webcams use V4L2/MSMF/AVFoundation.
+os.environ.setdefault("OPENCV_VIDEOIO_PRIORITY_OBSENSOR", "0")
 
 # OpenCV prints a warning for every camera index that fails to open; probing is expected to fail
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

@@ -2,19 +2,15 @@
 (`--self-test` and `--soak DIR` check an installation)."""
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
-
 from gsmc_core import __version__
-from gsmc_desktop.app import create_application, install_exception_hook
-from gsmc_desktop.live.worker import SourceSpec
-from gsmc_desktop.main_window import MainWindow
-from gsmc_desktop.self_test import run_self_test
-from gsmc_desktop.soak import run_soak
-from gsmc_desktop.widgets.messages import warn
+
+# Only what the splash screen needs is imported here; torch, MediaPipe and the tabs load behind
+# it (about 5-8 s on a 2-core CPU), so a window appears within a second of starting.
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +34,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "recording is whole")
     parser.add_argument("--soak-seconds", type=float, default=190.0, metavar="S",
                         help="length of the generated soak video (default 190)")
+    parser.add_argument("--startup-report", action="store_true",
+                        help="start, print when the splash and the main window appeared (seconds "
+                             "since the process started) as JSON, and exit")
     return parser.parse_args(argv)
+
+
+def seconds_since_process_start() -> float | None:
+    """Wall time since this process started (Linux: /proc), None where unknown."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def show_splash(app):
+    """A plain splash screen saying what is loading; returns it (call ``finish`` on it)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
+    from PySide6.QtWidgets import QSplashScreen
+
+    pixmap = QPixmap(460, 170)
+    pixmap.fill(QColor(32, 44, 64))
+    painter = QPainter(pixmap)
+    painter.setPen(QColor(255, 255, 255))
+    font = QFont()
+    font.setPointSize(22)
+    font.setBold(True)
+    painter.setFont(font)
+    painter.drawText(24, 62, "GSMC")
+    font.setPointSize(10)
+    font.setBold(False)
+    painter.setFont(font)
+    painter.drawText(24, 90, f"Facial expressions and attention maps · {__version__}")
+    painter.end()
+    splash = QSplashScreen(pixmap)
+    splash.showMessage("Loading PyTorch, MediaPipe and the model…",
+                       Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignLeft, QColor(200, 210, 230))
+    splash.show()
+    app.processEvents()
+    return splash
 
 
 def _ensure_standard_fds() -> None:
@@ -58,19 +95,37 @@ def main(argv: list[str] | None = None) -> int:
     _ensure_standard_fds()
     args = parse_args(argv)
     if args.self_test:
+        from gsmc_desktop.self_test import run_self_test
         return run_self_test(Path(args.checkpoint) if args.checkpoint else None)
     if args.soak:
+        from gsmc_desktop.soak import run_soak
         if args.soak_seconds <= 0:
             print(f"gsmc-desktop: error: --soak-seconds must be > 0, got {args.soak_seconds:g}",
                   file=sys.stderr)
             return 2
         return run_soak(Path(args.soak), Path(args.video) if args.video else None, args.soak_seconds,
                         Path(args.checkpoint) if args.checkpoint else None)
+    from gsmc_desktop.app import create_application
     app = create_application(sys.argv[:1])
+    splash = show_splash(app)
+    splash_at = seconds_since_process_start()
+    from PySide6.QtCore import QTimer
+
+    from gsmc_desktop.app import install_exception_hook
+    from gsmc_desktop.live.worker import SourceSpec
+    from gsmc_desktop.main_window import MainWindow
+    from gsmc_desktop.widgets.messages import warn
     install_exception_hook(app)
     window = MainWindow(checkpoint=Path(args.checkpoint) if args.checkpoint else None)
     try:
         window.show()
+        splash.finish(window)
+        if args.startup_report:
+            app.processEvents()
+            window_at = seconds_since_process_start()
+            print(json.dumps({"splash_s": splash_at, "window_s": window_at,
+                              "model": window.model.name if window.model else None}))
+            return 0
         if window.startup_problem:
             QTimer.singleShot(0, lambda: warn(window, "Cannot open checkpoint",
                                               f"{window.startup_problem}.\n\nUsing the default "

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from gsmc_core import __version__
-from gsmc_core.faces import NATIVE_STDERR_LOCK
+from gsmc_core.native_stderr import NATIVE_STDERR_LOCK
 from gsmc_desktop.widgets.messages import plain_box
 
 ORGANIZATION = "GSMC"

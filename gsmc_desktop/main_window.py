@@ -19,8 +19,10 @@ from gsmc_core import __version__
 from gsmc_core.checkpoint import CheckpointError
 from gsmc_core.devices import DeviceUnavailableError, available_devices
 from gsmc_core.import_weights import FORMATS, import_weights
+from gsmc_core.resources import asset_path
 from gsmc_core.sources import list_cameras
 from gsmc_desktop.app import log
+from gsmc_desktop.document_viewer import DocumentViewer
 from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.live.tab import LiveTab
 from gsmc_desktop.model import ModelHandle, default_checkpoint, load_model, model_card
@@ -28,6 +30,11 @@ from gsmc_desktop.training.tab import TrainingTab
 from gsmc_desktop.widgets.messages import ask, inform, warn
 
 CHECKPOINT_FILTER = "GSMC checkpoints (*.pt);;All files (*)"
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v")
+VIDEO_FILTER = f"Videos ({' '.join('*' + s for s in VIDEO_SUFFIXES)});;All files (*)"
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
+RECENT_FILES = 10
+MODEL_CARD = asset_path("model_card", "model-card.md")
 NO_MODEL = ("No model loaded: use File ▸ Open checkpoint…, or train one in the Training tab")
 
 
@@ -82,6 +89,11 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction("Open &images…").triggered.connect(self._on_open_images)
+        file_menu.addAction("Open &video…").triggered.connect(self._on_open_video)
+        self.recent_menu = file_menu.addMenu("&Recent files")
+        self._fill_recent_menu()
+        file_menu.addSeparator()
         open_action = file_menu.addAction("&Open checkpoint…")
         open_action.setShortcut("Ctrl+O")
         open_action.triggered.connect(self._on_open_checkpoint)
@@ -102,7 +114,89 @@ class MainWindow(QMainWindow):
         self.device_actions.triggered.connect(lambda a: self.set_device(a.data()))
 
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction("&Model card…").triggered.connect(self.show_model_card)
+        help_menu.addAction("&Documentation…").triggered.connect(self.show_documentation)
         help_menu.addAction("&About GSMC…").triggered.connect(self.show_about)
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def open_images(self, paths: list[Path]) -> int:
+        """Analyse images (or folders of them) in the Images tab; returns how many were added."""
+        added = self.images.add_paths(paths)
+        if added:
+            self.tabs.setCurrentWidget(self.images)
+            for path in paths:
+                self._remember_recent(path)
+        return added
+
+    def open_video(self, path: Path) -> None:
+        """Play a video file in the Live tab."""
+        self.tabs.setCurrentWidget(self.live)
+        self.live.set_video(path)
+        self.live.start()
+        self._remember_recent(path)
+
+    @Slot()
+    def _on_open_images(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", IMAGE_FILTER)
+        if paths:
+            self.open_images([Path(p) for p in paths])
+
+    @Slot()
+    def _on_open_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
+        if path:
+            self.open_video(Path(path))
+
+    def recent_files(self) -> list[Path]:
+        saved = QSettings().value("files/recent", [], type=list) or []
+        return [Path(p) for p in saved]
+
+    def _remember_recent(self, path: Path) -> None:
+        entries = [str(path.resolve()), *(str(p) for p in self.recent_files() if p != path.resolve())]
+        QSettings().setValue("files/recent", entries[:RECENT_FILES])
+        self._fill_recent_menu()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = [p for p in self.recent_files() if p.exists()]
+        for path in recent:
+            action = self.recent_menu.addAction(path.name)
+            action.setToolTip(str(path))
+            action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    def open_recent(self, path: Path) -> None:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            self.open_video(path)
+        else:
+            self.open_images([path])
+
+    # --- help -----------------------------------------------------------------------------------
+
+    @Slot()
+    def show_model_card(self) -> DocumentViewer | None:
+        """The shipped model's card, rendered, with its per-class figures and limits."""
+        if not MODEL_CARD.is_file():
+            warn(self, "Model card", f"{MODEL_CARD} is missing; reinstall GSMC")
+            return None
+        viewer = DocumentViewer(MODEL_CARD, "Model card: the default model", self)
+        viewer.show()
+        return viewer
+
+    @Slot()
+    def show_documentation(self) -> DocumentViewer | None:
+        """The README (from a source checkout) rendered; where it is not installed, say where
+        the documentation lives."""
+        readme = Path(__file__).resolve().parents[1] / "README.md"
+        if not readme.is_file():
+            inform(self, "Documentation",
+                   "The user guide is the README and the docs/ folder of the GSMC source: the "
+                   "command line (gsmc --help), the desktop app, training and the Python API.")
+            return None
+        viewer = DocumentViewer(readme, "GSMC documentation", self)
+        viewer.show()
+        return viewer
 
     # --- the model ------------------------------------------------------------------------------
 
@@ -219,7 +313,8 @@ class MainWindow(QMainWindow):
             self, "About GSMC",
             f"<h3>GSMC {__version__}</h3><p>Facial expression recognition with class activation "
             "maps, trained with flip attention consistency and self-distillation (Huang, Liu, "
-            f"Zhou, CGI 2024).</p><h4>Model</h4>{card}")
+            f"Zhou, CGI 2024).</p><p>Help ▸ Model card has the default model's figures by class, "
+            f"its CAM examples and its limits.</p><h4>Loaded model</h4>{card}")
 
     # --- status bar -----------------------------------------------------------------------------
 
@@ -239,8 +334,10 @@ class MainWindow(QMainWindow):
 
     def dropEvent(self, event: QDropEvent) -> None:
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        if paths and self.images.add_paths(paths):
-            self.tabs.setCurrentWidget(self.images)
+        if len(paths) == 1 and paths[0].suffix.lower() in VIDEO_SUFFIXES:
+            self.open_video(paths[0])
+            event.acceptProposedAction()
+        elif paths and self.open_images(paths):
             event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -78,10 +78,13 @@ def model_card(handle: ModelHandle) -> str:
     if cfg:
         keys = ("method", "dataset", "epochs", "batch_size", "lr", "noise_rate", "init")
         rows.append(("Training", ", ".join(f"{k} {_fmt(cfg[k])}" for k in keys if cfg.get(k) is not None)))
-    scalars = {k: v for k, v in ckpt.metrics.items() if isinstance(v, int | float | str)}
-    if scalars:
-        rows.append(("Metrics", ", ".join(f"{k} {_fmt(v)}" for k, v in scalars.items())))
+    m = ckpt.metrics
+    accuracy = max((m.get(k) for k in ("val_acc", "val_acc_teacher") if isinstance(m.get(k), float)),
+                   default=None)
+    if accuracy is not None:
+        chosen = f", the {m['selected']}" if m.get("selected") else ""
+        rows.append(("Validation", f"accuracy {accuracy:.1%} after epoch {m.get('epoch', '?')}{chosen}"))
     else:
-        rows.append(("Metrics", "none recorded"))
+        rows.append(("Validation", "not recorded"))
     body = "".join(f"<tr><td><b>{k}</b></td><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table cellspacing='4'>{body}</table>"

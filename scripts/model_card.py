@@ -1,7 +1,7 @@
-"""Figures and numbers for docs/model-card.md from a trained checkpoint.
+"""Figures and numbers for gsmc_core/assets/model_card/model-card.md from a trained checkpoint.
 
     python scripts/model_card.py --checkpoint gsmc_core/assets/models/gsmc_default.pt \
-        --data-root ../shared/data/ferplus --out docs/model-card
+        --data-root ../shared/data/ferplus --out gsmc_core/assets/model_card
 
 Writes metrics.json (the `gsmc eval` figures on FERPlus test), confusion_matrix.png and
 cam_examples.png (test faces with the CAM of the predicted class).
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-root", required=True)
-    parser.add_argument("--out", default="docs/model-card")
+    parser.add_argument("--out", default="gsmc_core/assets/model_card")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -175,3 +175,36 @@ def test_checkpoint_text_in_error_dialogs_is_plain_text(qtbot, tmp_path, monkeyp
     assert "<h1>big</h1>" in shown[0].text()  # shown as the characters it is
     assert window.model.name == "gsmc_default.pt"
     window.close()
+
+
+def test_help_shows_the_model_card_and_file_menu_opens_and_remembers(qtbot, tmp_path):
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    card = window.show_model_card()
+    assert card is not None and "Model card" in card.text() and "accuracy" in card.text()
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QTextDocument
+    figure = card.browser.loadResource(QTextDocument.ResourceType.ImageResource.value,
+                                       QUrl("confusion_matrix.png"))
+    assert figure is not None and not figure.isNull()  # the card's pictures are found
+    docs = window.show_documentation()
+    assert docs is not None and "Python API" in docs.text()
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(Path(__file__).parent.parent.joinpath("gsmc_core", "assets", "images",
+                                                           "astronaut.jpg").read_bytes())
+    assert window.open_images([photo]) == 1 and window.tabs.currentWidget() is window.images
+    assert window.recent_files()[0] == photo.resolve()
+    assert [a.text() for a in window.recent_menu.actions()] == ["photo.png"]
+    window.close()
+
+
+def test_startup_report_shows_a_splash_within_three_seconds():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "gsmc_desktop", "--startup-report"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen",
+                               "OMP_NUM_THREADS": "1"})
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["model"] == "gsmc_default.pt"
+    assert 0 < report["splash_s"] < report["window_s"]

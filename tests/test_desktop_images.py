@@ -125,3 +125,25 @@ def test_comparable_heatmap_scale_keeps_weak_classes_dark(qtbot, tab):
     red = [int(((t[..., 0] > 200) & (t[..., 2] < 80)).sum()) for t in comparable]
     red_per_map = [int(((t[..., 0] > 200) & (t[..., 2] < 80)).sum()) for t in per_map]
     assert min(red_per_map) > 0 and sorted(red)[0] < min(red_per_map)
+
+
+def test_export_results_and_save_cams(qtbot, tab, tmp_path):
+    import csv
+    import json
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"x")
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([shared_path("images", "astronaut.png"), broken])
+    assert tab.export_results(tmp_path / "r.csv") == 1
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    face = tab.results[0].result.faces[0]
+    assert rows[0]["expression"] == face.label and rows[0]["model"] == "random.pt"
+    assert float(rows[0]["p_happiness"]) == pytest.approx(face.probabilities[1], abs=1e-5)
+    assert "cannot be decoded" in rows[1]["error"]
+    assert tab.export_results(tmp_path / "r.json") == 1
+    assert json.loads((tmp_path / "r.json").read_text())[0]["face"] == 1
+    tab.image_list.setCurrentRow(0)
+    written = tab.save_cams(tmp_path)
+    assert [p.name for p in written][:2] == ["astronaut_face1_neutral.png", "astronaut_face1_happiness.png"]
+    assert cv2.imread(str(written[0])).shape == (TILE_SIZE, TILE_SIZE, 3)

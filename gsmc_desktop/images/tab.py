@@ -1,5 +1,7 @@
 """The Images tab: open or drop images, see their faces, probabilities and a CAM per class."""
 
+import csv
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -105,6 +107,13 @@ class ImagesTab(QWidget):
         self.save_button = QPushButton("Save annotated…")
         self.save_button.clicked.connect(self._on_save_clicked)
         self.save_button.setEnabled(False)
+        self.export_button = QPushButton("Export results…")
+        self.export_button.setToolTip("Faces, expressions and probabilities of every analysed image "
+                                      "to a CSV or JSON file")
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self.cams_button = QPushButton("Save CAMs…")
+        self.cams_button.setToolTip("The selected face's attention map of every class, as PNGs")
+        self.cams_button.clicked.connect(self._on_save_cams_clicked)
 
         top = QHBoxLayout()
         top.addWidget(open_files)
@@ -119,6 +128,8 @@ class ImagesTab(QWidget):
         top.addWidget(self.color_bar)
         top.addSpacing(12)
         top.addWidget(self.save_button)
+        top.addWidget(self.export_button)
+        top.addWidget(self.cams_button)
         top.addStretch(1)
 
         self.image_list = QListWidget()
@@ -330,6 +341,7 @@ class ImagesTab(QWidget):
         image = self.current_result()
         self.opacity_slider.setEnabled(self.heatmap_check.isChecked())
         self.save_button.setEnabled(image is not None and image.result is not None)
+        self.export_button.setEnabled(any(r.result is not None for r in self.results.values()))
         faces = image.result.faces if image is not None and image.result is not None else ()
         face = faces[self._face] if self._face < len(faces) else None
         if image is None:
@@ -350,6 +362,7 @@ class ImagesTab(QWidget):
         self.chart.set_probabilities(None if face is None else face.probabilities)
         self.chart.setTitle("No face selected" if face is None else
                             f"Face #{face.id}: {face.label} {face.confidence:.0%}")
+        self.cams_button.setEnabled(face is not None)
         if face is None or image is None:
             self.cam_grid.set_tiles([], [])
             return
@@ -379,6 +392,73 @@ class ImagesTab(QWidget):
             self.status_message.emit(str(exc))
             return
         self.status_message.emit(f"Saved {path}")
+
+    def export_results(self, path: Path) -> int:
+        """Write every analysed image's faces to ``path`` (.json, else CSV); returns the number
+        of faces written. Images that could not be read are listed with their error."""
+        rows = []
+        for entry in sorted(self.results):
+            image = self.results[entry]
+            if image.result is None:
+                rows.append({"image": str(image.path), "error": image.error})
+                continue
+            for face in image.result.faces:
+                rows.append({
+                    "image": str(image.path), "model": image.model.name if image.model else "",
+                    "face": face.id, "x": face.box[0], "y": face.box[1], "w": face.box[2],
+                    "h": face.box[3], "score": round(face.score, 4), "expression": face.label,
+                    **{f"p_{c}": round(float(p), 5)
+                       for c, p in zip(image.result.classes, face.probabilities, strict=True)},
+                })
+        faces = sum(1 for r in rows if "face" in r)
+        if path.suffix.lower() == ".json":
+            path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+            return faces
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return faces
+
+    def save_cams(self, folder: Path) -> list[Path]:
+        """The selected face's CAM tiles (one per class) as PNGs in ``folder``."""
+        image = self.current_result()
+        if image is None or image.result is None or self._face >= len(image.cam_tiles):
+            raise ValueError("no face is selected")
+        face = image.result.faces[self._face]
+        written = []
+        for name, tile in zip(image.result.classes, image.cam_tiles[self._face], strict=True):
+            path = folder / f"{image.path.stem}_face{face.id}_{name}.png"
+            if not cv2.imwrite(str(path), cv2.cvtColor(tile, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"{path}: cannot be written")
+            written.append(path)
+        return written
+
+    @Slot()
+    def _on_export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export results", "results.csv",
+                                              "CSV (*.csv);;JSON (*.json)")
+        if not path:
+            return
+        try:
+            faces = self.export_results(Path(path))
+        except OSError as exc:
+            self.status_message.emit(f"Cannot export: {exc}")
+            return
+        self.status_message.emit(f"Exported {faces} faces to {path}")
+
+    @Slot()
+    def _on_save_cams_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the CAM images", self._last_dir())
+        if not folder:
+            return
+        try:
+            written = self.save_cams(Path(folder))
+        except (OSError, ValueError) as exc:
+            self.status_message.emit(f"Cannot save the CAMs: {exc}")
+            return
+        self.status_message.emit(f"Saved {len(written)} CAM images in {folder}")
 
     def shutdown(self) -> None:
         """Abandon queued images and stop the worker thread."""
