@@ -194,15 +194,24 @@ class VideoFileSource(FrameSource):
         fps = float(self._capture.get(cv2.CAP_PROP_FPS))
         self.fps = fps if fps > 0 else None
         self.damaged = 0
+        self._index = 0
+
+    def seek(self, index: int) -> None:
+        """Continue iteration at frame ``index`` (clamped to the file)."""
+        last = (self.frame_count or index + 1) - 1
+        index = max(0, min(index, last))
+        self._capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        self._index = index
 
     def _more_expected(self, index: int, failures_in_a_row: int) -> bool:
         return (self.frame_count is not None and index < self.frame_count - 1
                 and failures_in_a_row < self.MAX_DAMAGED_RUN)
 
     def __iter__(self) -> Iterator[Frame]:
-        index = failures = 0
+        failures = 0
         fps = self.fps or 30.0  # files without a rate: assume 30 so timestamps still advance
         while self._capture.isOpened():
+            index = self._index  # ``seek`` may move it between two frames
             if index % self.step:
                 ok, image = self._capture.grab(), None
             else:
@@ -210,13 +219,15 @@ class VideoFileSource(FrameSource):
             if ok:
                 failures = 0
                 if image is not None:
+                    self._index = index + 1
                     yield Frame(image, index / fps, index)
+                    continue
             elif self._more_expected(index, failures):
                 failures += 1
                 self.damaged += 1
             else:
                 break
-            index += 1
+            self._index = index + 1
 
     def close(self) -> None:
         self._capture.release()

@@ -116,3 +116,37 @@ def test_detector_choice_reaches_the_worker_and_is_remembered(qtbot, tab, clip):
     qtbot.addWidget(again)
     assert (again.options().detector, again.options().min_score) == ("full", 0.65)
     again.shutdown()
+
+
+def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rgb, tmp_path):
+    import math
+
+    clip = write_clip(astronaut_rgb, tmp_path / "long.mp4", frames=60, fps=10.0)
+    tab.set_video(clip)
+    assert tab.video_bar.isVisibleTo(tab)
+    tab.start()
+    qtbot.waitUntil(lambda: tab.frames_shown >= 3, timeout=30_000)
+    assert tab.seek_slider.maximum() == 59
+    tab.play_button.setChecked(True)  # pause
+    assert tab.play_button.text() == "Play" and tab.forward_button.isEnabled()
+    qtbot.wait(300)
+    held = tab.last_frame.index
+    qtbot.wait(500)
+    assert tab.last_frame.index in (held, held + 1)  # paused (one frame may have been on its way)
+    held = tab.last_frame.index
+    tab.forward_button.click()
+    qtbot.waitUntil(lambda: tab.last_frame.index == held + 1, timeout=10_000)
+    tab.back_button.click()
+    qtbot.waitUntil(lambda: tab.last_frame.index == held, timeout=10_000)
+    tab.worker.seek(40)  # as the slider does on release
+    qtbot.waitUntil(lambda: tab.last_frame.index == 40, timeout=10_000)
+    assert tab.seek_slider.value() == 40 and tab.position_label.text().strip().startswith("4.0")
+    tab.whole_check.setChecked(True)
+    assert math.isinf(tab.timeline.window_s)
+    tab.speed_combo.setCurrentIndex(tab.speed_combo.findData(0.0))  # as fast as possible
+    started = __import__("time").monotonic()
+    with qtbot.waitSignal(tab.finished, timeout=30_000):
+        tab.play_button.setChecked(False)
+    # 19 frames at 10 fps would take 1.9 s in real time
+    assert __import__("time").monotonic() - started < 1.9
+    assert tab.last_frame.index == 59

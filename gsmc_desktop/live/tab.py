@@ -30,11 +30,14 @@ from gsmc_desktop.model import ModelHandle
 from gsmc_desktop.threads import start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
+from gsmc_desktop.widgets.palette import class_color
 from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 DETECTOR_CHOICES = (("auto", "Auto (close + far)"), ("short", "Close (webcam)"), ("full", "Far (groups)"))
 PLOT_INTERVAL_S = 0.1  # charts redraw at most 10 times a second
+TIMELINE_WINDOW_S = 10.0  # the timeline's span unless "Whole video" is on
+SPEEDS = (("0.25×", 0.25), ("0.5×", 0.5), ("1×", 1.0), ("2×", 2.0), ("4×", 4.0), ("max", 0.0))
 NO_CAMERA_HINT = ("No camera found. Choose “Video file…” in the source list to analyse a "
                   "video, or open photos in the Images tab.")
 
@@ -162,13 +165,57 @@ class LiveTab(QWidget):
         options.addWidget(self.min_score_spin)
         options.addStretch(1)
 
+        self.play_button = QPushButton("Pause")
+        self.play_button.setCheckable(True)
+        self.play_button.setToolTip("Pause or play the video (Space)")
+        self.play_button.setShortcut("Space")
+        self.play_button.toggled.connect(self._on_pause_toggled)
+        self.back_button = QPushButton("◀ frame")
+        self.back_button.setToolTip("While paused: the previous frame")
+        self.back_button.clicked.connect(lambda: self.worker.step(-1))
+        self.forward_button = QPushButton("frame ▶")
+        self.forward_button.setToolTip("While paused: the next frame")
+        self.forward_button.clicked.connect(lambda: self.worker.step(1))
+        self.seek_slider = QSlider(Qt.Orientation.Horizontal)
+        self.seek_slider.setToolTip("Position in the video: drag to seek")
+        self.seek_slider.sliderReleased.connect(lambda: self.worker.seek(self.seek_slider.value()))
+        self.position_label = QLabel("")
+        self.speed_combo = QComboBox()
+        for text, speed in SPEEDS:
+            self.speed_combo.addItem(text, speed)
+        self.speed_combo.setCurrentIndex(self.speed_combo.findData(1.0))
+        self.speed_combo.setToolTip("Playback speed (every frame is analysed; \"max\" plays as fast "
+                                    "as frames are processed)")
+        self.speed_combo.currentIndexChanged.connect(
+            lambda *_: self.worker.set_speed(self.speed_combo.currentData()))
+        self.whole_check = QCheckBox("Whole video")
+        self.whole_check.setToolTip("Show the whole video in the timeline, not the last 10 s")
+        self.whole_check.toggled.connect(self._on_whole_toggled)
+        self.video_bar = QWidget()
+        video = QHBoxLayout(self.video_bar)
+        video.setContentsMargins(0, 0, 0, 0)
+        for widget in (self.play_button, self.back_button, self.forward_button):
+            video.addWidget(widget)
+        video.addWidget(self.seek_slider, 1)
+        video.addWidget(self.position_label)
+        video.addWidget(QLabel("Speed"))
+        video.addWidget(self.speed_combo)
+        video.addWidget(self.whole_check)
+
         self.view = FrameView()
         self.view.clicked.connect(self._on_view_clicked)
         self.chart = ProbabilityChart()
         self.timeline = ProbabilityTimeline()
+        self.legend = QLabel()
+        self.legend.setWordWrap(True)
+        timeline_box = QWidget()
+        timeline_layout = QVBoxLayout(timeline_box)
+        timeline_layout.setContentsMargins(0, 0, 0, 0)
+        timeline_layout.addWidget(self.timeline, 1)
+        timeline_layout.addWidget(self.legend)
         side = QSplitter(Qt.Orientation.Vertical)
         side.addWidget(self.chart)
-        side.addWidget(self.timeline)
+        side.addWidget(timeline_box)
         side.setSizes([260, 260])
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.view)
@@ -180,6 +227,7 @@ class LiveTab(QWidget):
         layout.addLayout(top)
         layout.addLayout(options)
         layout.addWidget(splitter, 1)
+        layout.addWidget(self.video_bar)
         self._update_buttons()
 
     # --- model and sources ------------------------------------------------------------------------
@@ -204,6 +252,8 @@ class LiveTab(QWidget):
         self.cam_combo.blockSignals(False)
         self.chart.set_classes(classes)
         self.timeline.set_classes(classes)
+        self.legend.setText(" ".join(f"<span style='color: rgb{class_color(i)}'>■</span>&nbsp;{name}"
+                                     for i, name in enumerate(classes)))
         self.worker.set_model(model)
         self._push_options()
         self._update_buttons()
@@ -270,6 +320,7 @@ class LiveTab(QWidget):
         self._running = True
         self._selected_id = None
         self.timeline.clear_data()
+        self.play_button.setChecked(False)
         self.view.set_message(f"Opening {spec.label()}…")
         self._update_buttons()
         QSettings().setValue("live/source", str(spec.video) if spec.video else spec.camera)
@@ -319,6 +370,35 @@ class LiveTab(QWidget):
         self.start_button.setEnabled(not self._running and self.current_source() is not None)
         self.stop_button.setEnabled(self._running)
         self.snapshot_button.setEnabled(self.last_frame is not None)
+        source = self.current_source()
+        self.video_bar.setVisible(source is not None and source.video is not None)
+        playing_file = self._running and source is not None and source.video is not None
+        for widget in (self.play_button, self.seek_slider, self.speed_combo):
+            widget.setEnabled(playing_file)
+        paused = playing_file and self.play_button.isChecked()
+        self.back_button.setEnabled(paused)
+        self.forward_button.setEnabled(paused)
+
+    @Slot(bool)
+    def _on_pause_toggled(self, paused: bool) -> None:
+        self.play_button.setText("Play" if paused else "Pause")
+        self.worker.set_paused(paused)
+        self._update_buttons()
+
+    @Slot(bool)
+    def _on_whole_toggled(self, whole: bool) -> None:
+        self.timeline.window_s = math.inf if whole else TIMELINE_WINDOW_S
+        self.timeline.redraw()
+
+    def _show_position(self, frame: LiveFrame) -> None:
+        if frame.frame_count:
+            self.seek_slider.setRange(0, frame.frame_count - 1)
+            if not self.seek_slider.isSliderDown():
+                self.seek_slider.setValue(frame.index)
+            total = frame.timestamp * frame.frame_count / max(frame.index, 1)
+            fps = frame.index / frame.timestamp if frame.timestamp > 0 else 0
+            total = (frame.frame_count / fps) if fps else total
+            self.position_label.setText(f"{frame.timestamp:6.1f} / {total:.1f} s")
 
     # --- frames -----------------------------------------------------------------------------------
 
@@ -327,8 +407,11 @@ class LiveTab(QWidget):
         frame = self.worker.frames.take()
         if frame is None or not self._running:
             return
+        if self.last_frame is not None and frame.timestamp < self.last_frame.timestamp:
+            self.timeline.clear_data()  # the video was moved back: a new stretch of time
         self.last_frame = frame
         self.frames_shown += 1
+        self._show_position(frame)
         faces = frame.result.faces
         if self.frames_shown == 1 or self.view.message().startswith("Opening"):
             self.view.set_message("")

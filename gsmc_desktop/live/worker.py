@@ -76,6 +76,18 @@ class LiveOptions:
 
 
 @dataclass(frozen=True)
+class Playback:
+    """How a video file plays: paused, frames to step while paused, a frame to seek to,
+    speed (1 = real time, 0 = as fast as possible), and the last frame shown."""
+
+    paused: bool = False
+    steps: int = 0
+    seek: int | None = None
+    speed: float = 1.0
+    shown: int = 0
+
+
+@dataclass(frozen=True)
 class RecordRequest:
     csv_path: Path
     video_path: Path | None = None
@@ -91,6 +103,7 @@ class LiveFrame:
     index: int
     timestamp: float
     fps: float
+    frame_count: int | None = None  # frames in a video file; None for a camera
 
 
 class LiveWorker(QObject):
@@ -118,6 +131,7 @@ class LiveWorker(QObject):
         self._model: ModelHandle | None = None
         self._record: RecordRequest | None = None
         self._changes = 0  # bumped by every setter; the loop re-reads settings when it moves
+        self._playback = Playback()
 
     # --- called from the GUI thread -------------------------------------------------------------
 
@@ -141,15 +155,63 @@ class LiveWorker(QObject):
         """End the run after the frame in progress (within ~50 ms when idle)."""
         self._stop.set()
 
+    # video files only: pause, frame steps, seeking and speed
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self._playback = replace(self._playback, paused=paused, steps=0)
+
+    def step(self, frames: int = 1) -> None:
+        """While paused: show the next frame (``frames`` > 0) or an earlier one (< 0)."""
+        with self._lock:
+            if frames > 0:
+                self._playback = replace(self._playback, steps=self._playback.steps + frames)
+            else:
+                target = max(0, self._playback.shown + frames)
+                self._playback = replace(self._playback, seek=target, steps=1)
+
+    def seek(self, index: int) -> None:
+        """Continue at frame ``index`` (shown at once, also while paused)."""
+        with self._lock:
+            self._playback = replace(self._playback, seek=max(0, index), steps=1)
+
+    def set_speed(self, speed: float) -> None:
+        """Playback speed: 1 = the file's frame rate, 0 = as fast as frames are processed."""
+        with self._lock:
+            self._playback = replace(self._playback, speed=speed)
+
+    def playback(self) -> "Playback":
+        with self._lock:
+            return self._playback
+
     # --- slots, run in the worker thread -------------------------------------------------------
 
     @Slot()
     def scan_cameras(self) -> None:
         self.cameras_found.emit(self._camera_lister())
 
+    def _wait_to_show(self, source: FrameSource) -> str:
+        """For a video file: block while paused; "show" when this frame may be shown, "seek"
+        when the file was moved to another frame (this one is dropped), "stop" on a stop."""
+        while True:
+            with self._lock:
+                play = self._playback
+                if play.seek is not None:
+                    self._playback = replace(play, seek=None)
+                elif play.paused and play.steps > 0:
+                    self._playback = replace(play, steps=play.steps - 1)
+            if play.seek is not None:
+                source.seek(play.seek)
+                return "seek"
+            if not play.paused or play.steps > 0:
+                return "show"
+            if self._stop.wait(0.03):
+                return "stop"
+
     @Slot(object)
     def run(self, spec: SourceSpec) -> None:
         self._stop.clear()
+        with self._lock:
+            self._playback = replace(self._playback, steps=0, seek=None, shown=0)
         try:
             source = self._open(spec)
         except (OSError, SourceError) as exc:
@@ -197,15 +259,30 @@ class LiveWorker(QObject):
         start = time.monotonic()
         detector: FaceDetector | CombinedDetector | None = None
         detector_setting: tuple[str, float] | None = None
+        pace = (1.0, 0)  # (speed, frame index) the clock ``start`` was set for
         try:
             for frame in self._frames(source):
                 if self._stop.is_set():
                     return "stopped"
-                if spec.video is not None and source.fps:
-                    # play a file no faster than its frame rate (every frame is processed)
-                    delay = start + frame.timestamp - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
+                if spec.video is not None:
+                    waited = time.monotonic()
+                    verdict = self._wait_to_show(source)
+                    if verdict == "stop":
                         return "stopped"
+                    if verdict == "seek":
+                        if pipeline is not None:
+                            pipeline.reset()  # tracks and smoothing do not jump with the file
+                        continue
+                    speed = self.playback().speed
+                    if (speed, frame.index - 1) != pace or time.monotonic() - waited > 0.05:
+                        # paused, stepped, sought or the speed changed: restart the clock here
+                        start = time.monotonic() - frame.timestamp / max(speed, 1e-9)
+                    pace = (speed, frame.index)
+                    if source.fps and speed > 0:
+                        # play a file no faster than its frame rate x speed (every frame is processed)
+                        delay = start + frame.timestamp / speed - time.monotonic()
+                        if delay > 0 and self._stop.wait(delay):
+                            return "stopped"
                 with self._lock:
                     changed = self._changes != seen_changes
                     seen_changes = self._changes
@@ -228,6 +305,7 @@ class LiveWorker(QObject):
                         # building it may take seconds (the first ONNX export): a file resumes
                         # its pace from this frame instead of rushing to catch up
                         start = time.monotonic() - frame.timestamp
+                        pace = (-1.0, -1)  # re-anchored at the next frame, at the set speed
                     pipeline.heatmaps = options.heatmaps
                     in_range = options.cam_class is not None and options.cam_class < len(model.classes)
                     pipeline.cam_class = options.cam_class if in_range else None
@@ -255,7 +333,10 @@ class LiveWorker(QObject):
                     fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
                 last = now
                 rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
-                if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps)):
+                with self._lock:
+                    self._playback = replace(self._playback, shown=frame.index)
+                if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps,
+                                             source.frame_count)):
                     self.frame_ready.emit()
             return "stopped" if self._stop.is_set() else f"end of {spec.label()}"
         finally:

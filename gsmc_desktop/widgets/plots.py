@@ -1,5 +1,6 @@
 """pyqtgraph plots: the selected face's probabilities as bars, and their rolling timeline."""
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,7 +73,8 @@ class ProbabilityTimeline(pg.PlotWidget):
     arrays are full the oldest half is dropped in one copy.
     """
 
-    def __init__(self, window_s: float = 10.0, capacity: int = 2000, parent: QWidget | None = None) -> None:
+    def __init__(self, window_s: float = 10.0, capacity: int = 120_000,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.window_s = window_s
         self.capacity = capacity
@@ -91,7 +93,7 @@ class ProbabilityTimeline(pg.PlotWidget):
     def set_classes(self, classes: Sequence[str]) -> None:
         for curve in self._curves:
             self.removeItem(curve)
-        # no legend: the curves have the bar chart's class colours, and a legend would hide them
+        # the legend is a line below the plot (the Live tab's): inside, it would hide curves
         self._curves = [
             self.plot(pen=pg.mkPen(class_color(i), width=2), name=name) for i, name in enumerate(classes)
         ]
@@ -118,7 +120,8 @@ class ProbabilityTimeline(pg.PlotWidget):
             self.redraw()
 
     def redraw(self) -> None:
-        """Show the last ``window_s`` seconds of the samples kept."""
+        """Show the last ``window_s`` seconds of the samples kept (all of them when it is
+        infinite: the whole video so far)."""
         if self.count == 0:
             return
         times = self._t[: self.count]
@@ -126,6 +129,9 @@ class ProbabilityTimeline(pg.PlotWidget):
         start = int(np.searchsorted(times, t - self.window_s))
         for i, curve in enumerate(self._curves):
             curve.setData(times[start:], self._p[start : self.count, i])
+        if math.isinf(self.window_s):
+            self.setXRange(times[0], max(t, times[0] + 1e-3), padding=0.01)
+            return
         # fill from the left until the window is full, then scroll
         left = max(times[0], t - self.window_s)
         self.setXRange(left, left + self.window_s, padding=0)
