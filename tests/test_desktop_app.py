@@ -208,3 +208,18 @@ def test_startup_report_shows_a_splash_within_three_seconds():
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["model"] == "gsmc_default.pt"
     assert 0 < report["splash_s"] < report["window_s"]
+
+
+def test_the_window_has_a_usable_minimum_size(qtbot):
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    window.resize(640, 400)
+    window.show()
+    hint = window.minimumSizeHint()
+    assert hint.width() <= 1024 and hint.height() <= 640  # fits a small laptop screen
+    for i in range(window.tabs.count()):  # no tab needs more than the window's minimum
+        tab = window.tabs.widget(i).minimumSizeHint()
+        assert tab.width() <= hint.width() and tab.height() <= hint.height()
+    combo = window.live.cam_combo
+    assert combo.width() >= combo.fontMetrics().horizontalAdvance("Predicted class")
+    window.close()

@@ -115,22 +115,23 @@ class ImagesTab(QWidget):
         self.cams_button.setToolTip("The selected face's attention map of every class, as PNGs")
         self.cams_button.clicked.connect(self._on_save_cams_clicked)
 
-        top = QHBoxLayout()
+        top = QHBoxLayout()  # files in and out
         top.addWidget(open_files)
         top.addWidget(open_folder)
         top.addWidget(QLabel("Detector:"))
         top.addWidget(self.detector_combo)
         top.addSpacing(12)
-        top.addWidget(self.heatmap_check)
-        top.addWidget(QLabel("Opacity"))
-        top.addWidget(self.opacity_slider)
-        top.addWidget(self.scale_combo)
-        top.addWidget(self.color_bar)
-        top.addSpacing(12)
         top.addWidget(self.save_button)
         top.addWidget(self.export_button)
         top.addWidget(self.cams_button)
         top.addStretch(1)
+        heat = QHBoxLayout()  # the heatmap
+        heat.addWidget(self.heatmap_check)
+        heat.addWidget(QLabel("Opacity"))
+        heat.addWidget(self.opacity_slider)
+        heat.addWidget(self.scale_combo)
+        heat.addWidget(self.color_bar)
+        heat.addStretch(1)
 
         self.image_list = QListWidget()
         self.image_list.setMinimumWidth(170)
@@ -145,12 +146,12 @@ class ImagesTab(QWidget):
         self.face_list.setMaximumHeight(70)
         self.face_list.currentRowChanged.connect(self._on_face_selected)
         self.chart = ProbabilityChart()
-        self.chart.setMinimumHeight(200)
+        self.chart.setMinimumHeight(150)
         self.cam_grid = CamGrid(columns=4)
         cams = QScrollArea()
         cams.setWidget(self.cam_grid)
         cams.setWidgetResizable(True)
-        cams.setMinimumHeight(2 * 128 + 70)
+        cams.setMinimumHeight(128 + 40)  # one row of maps; it scrolls in a small window
 
         side = QWidget()
         side_layout = QVBoxLayout(side)
@@ -170,6 +171,7 @@ class ImagesTab(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addLayout(heat)
         layout.addWidget(splitter, 1)
 
     # --- model and input ------------------------------------------------------------------------

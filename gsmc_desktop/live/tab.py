@@ -118,6 +118,7 @@ class LiveTab(QWidget):
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setFixedWidth(120)
         self.cam_combo = QComboBox()
+        self.cam_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.cam_combo.setToolTip("Class whose attention map is shown (the face labels name it "
                                   "when it is not the predicted class)")
         self.scale_combo = scale_combo()
@@ -146,7 +147,7 @@ class LiveTab(QWidget):
                        self.detector_combo.currentIndexChanged, self.min_score_spin.valueChanged):
             signal.connect(lambda *_: self._push_options())
 
-        options = QHBoxLayout()
+        options = QHBoxLayout()  # the heatmap
         options.addWidget(self.heatmap_check)
         options.addWidget(QLabel("Opacity"))
         options.addWidget(self.opacity_slider)
@@ -155,15 +156,16 @@ class LiveTab(QWidget):
         options.addWidget(self.cam_combo)
         options.addWidget(self.scale_combo)
         options.addWidget(self.color_bar)
-        options.addSpacing(12)
-        options.addWidget(QLabel("Smoothing half-life"))
-        options.addWidget(self.smoothing_spin)
-        options.addSpacing(12)
-        options.addWidget(QLabel("Faces"))
-        options.addWidget(self.detector_combo)
-        options.addWidget(QLabel("min score"))
-        options.addWidget(self.min_score_spin)
         options.addStretch(1)
+        detection = QHBoxLayout()  # faces and smoothing
+        detection.addWidget(QLabel("Faces"))
+        detection.addWidget(self.detector_combo)
+        detection.addWidget(QLabel("min score"))
+        detection.addWidget(self.min_score_spin)
+        detection.addSpacing(12)
+        detection.addWidget(QLabel("Smoothing half-life"))
+        detection.addWidget(self.smoothing_spin)
+        detection.addStretch(1)
 
         self.play_button = QPushButton("Pause")
         self.play_button.setCheckable(True)
@@ -226,6 +228,7 @@ class LiveTab(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addLayout(options)
+        layout.addLayout(detection)
         layout.addWidget(splitter, 1)
         layout.addWidget(self.video_bar)
         self._update_buttons()
