@@ -118,7 +118,9 @@ class LiveTab(QWidget):
         self.opacity_slider.setRange(0, 100)
         self.opacity_slider.setFixedWidth(120)
         self.cam_combo = QComboBox()
-        self.cam_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.cam_combo.setMinimumContentsLength(len("Predicted class"))
+        self.cam_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.cam_combo.setToolTip("Class whose attention map is shown (the face labels name it "
                                   "when it is not the predicted class)")
         self.scale_combo = scale_combo()
