@@ -179,6 +179,18 @@ def _umask() -> int:
     return mask
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays made Python numbers and lists, which a safe
+    (weights-only) load accepts; it refuses numpy objects."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    if hasattr(value, "tolist") and not isinstance(value, torch.Tensor):  # numpy scalar or array
+        return value.tolist()
+    return value
+
+
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, half: bool = False) -> Path:
     """Write atomically: a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
@@ -192,8 +204,8 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, half: bool = Fals
         "format_version": FORMAT_VERSION,
         "kind": ckpt.kind,
         "meta": ckpt.meta.to_dict(),
-        "train_config": ckpt.train_config,
-        "metrics": ckpt.metrics,
+        "train_config": _plain(ckpt.train_config),
+        "metrics": _plain(ckpt.metrics),
         "created": ckpt.created or datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "package_version": __version__,
         "state_dict": state,

@@ -23,8 +23,10 @@ class SplitPredictions:
 
 
 @torch.inference_mode()
-def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device) -> SplitPredictions:
-    """Run ``model`` (returning logits, cams) over a loader of ``samples.Batch``."""
+def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device,
+                   tta: bool = False) -> SplitPredictions:
+    """Run ``model`` (returning logits, cams) over a loader of ``samples.Batch``; with ``tta``
+    the logits are the mean of each image's and its mirror image's."""
     was_training = model.training
     model.eval()
     logits, labels, indices, skipped = [], [], [], 0
@@ -33,7 +35,10 @@ def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device) -
             skipped += batch.skipped
             if len(batch.labels) == 0:
                 continue
-            out, _ = model(batch.images.to(device, non_blocking=True))
+            images = batch.images.to(device, non_blocking=True)
+            out, _ = model(images)
+            if tta:
+                out = (out + model(images.flip(-1))[0]) / 2
             logits.append(out.float().cpu())
             labels.append(batch.labels)
             indices.append(batch.indices)
@@ -73,15 +78,16 @@ def classification_metrics(logits: npt.NDArray[np.float32], labels: npt.NDArray[
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, split: Split, device: torch.device, batch_size: int = 128,
-                        workers: int = 0) -> dict:
+                        workers: int = 0, tta: bool = False) -> dict:
     """``classification_metrics`` of a checkpoint's model on a split (with the checkpoint's own
-    preprocessing), plus ``skipped`` (undecodable images). The split's classes must match."""
+    preprocessing), plus ``skipped`` (undecodable images). The split's classes must match.
+    ``tta``: average each face's logits with its mirror image's."""
     if split.classes != ckpt.meta.classes:
         where = ckpt.path if ckpt.path is not None else "checkpoint"
         raise ValueError(f"{where}: classes {ckpt.meta.classes} differ from the dataset's {split.classes}")
     loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate_skipping)
-    preds = predict_loader(ckpt.build_model().to(device), loader, device)
+    preds = predict_loader(ckpt.build_model().to(device), loader, device, tta)
     metrics = classification_metrics(preds.logits, preds.labels, split.classes)
     metrics["skipped"] = preds.skipped
     return metrics

@@ -146,11 +146,13 @@ def softmax(logits: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 
 class Predictor:
-    """Classifies face crops with a ``Runtime``, batched; preprocessing from ``meta``."""
+    """Classifies face crops with a ``Runtime``, batched; preprocessing from ``meta``.
+    ``tta``: each crop is also run mirrored, and logits and CAMs (flipped back) averaged."""
 
-    def __init__(self, runtime: Runtime, meta: ModelMeta) -> None:
+    def __init__(self, runtime: Runtime, meta: ModelMeta, tta: bool = False) -> None:
         self.runtime = runtime
         self.meta = meta
+        self.tta = tta
         self.classes = meta.classes
         self._mean = (np.asarray(meta.mean, np.float32) * 255.0).reshape(1, 3, 1, 1)
         self._inv_std = 1.0 / (np.asarray(meta.std, np.float32) * 255.0).reshape(1, 3, 1, 1)
@@ -222,7 +224,14 @@ class Predictor:
                     f"crop {i}: expected a non-empty uint8 image, got {crop.dtype} {crop.shape}"
                 )
         wanted = self._class_index(cam_class)
-        logits, cams_np = self.runtime.run(self.preprocess(crops, bgr))
+        batch = self.preprocess(crops, bgr)
+        if self.tta:
+            n = len(batch)
+            logits, cams_np = self.runtime.run(np.concatenate([batch, batch[..., ::-1]]))
+            logits = (logits[:n] + logits[n:]) / 2
+            cams_np = (cams_np[:n] + cams_np[n:, :, :, ::-1]) / 2
+        else:
+            logits, cams_np = self.runtime.run(batch)
         probs = softmax(logits)
         results = []
         for crop, p, cam in zip(crops, probs, cams_np, strict=True):

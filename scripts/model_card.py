@@ -3,8 +3,10 @@
     python scripts/model_card.py --checkpoint gsmc_core/assets/models/gsmc_default.pt \
         --data-root ../shared/data/ferplus --out gsmc_core/assets/model_card
 
-Writes metrics.json (the `gsmc eval` figures on FERPlus test), confusion_matrix.png and
-cam_examples.png (test faces with the CAM of the predicted class).
+Writes metrics.json (the `gsmc eval` figures on FERPlus test, plain and with flip TTA, and on
+the test faces without a pixel-identical twin in FERPlus train), confusion_matrix.png,
+cam_examples.png (test faces with the CAM of the predicted class), real_faces.png (the model on
+real photos and video frames through the app's pipeline) and, with --run, curves.png.
 """
 
 import argparse
@@ -21,10 +23,89 @@ import torch  # noqa: E402
 
 from gsmc_core.checkpoint import load_checkpoint  # noqa: E402
 from gsmc_core.data.readers import read_split  # noqa: E402
-from gsmc_core.data.samples import load_image  # noqa: E402
+from gsmc_core.data.samples import Split, load_image  # noqa: E402
 from gsmc_core.evaluate import evaluate_checkpoint  # noqa: E402
+from gsmc_core.faces import FaceDetector  # noqa: E402
+from gsmc_core.pipeline import FramePipeline  # noqa: E402
 from gsmc_core.predictor import Predictor  # noqa: E402
-from gsmc_core.render import overlay_heatmap  # noqa: E402
+from gsmc_core.render import RenderOptions, draw_frame, overlay_heatmap  # noqa: E402
+from gsmc_core.resources import asset_path  # noqa: E402
+from gsmc_core.sources import VideoFileSource, read_image  # noqa: E402
+
+
+def without_train_twins(test: Split, data_root: str) -> Split:
+    """The test faces whose pixels equal no FERPlus training image (FER2013 has duplicates)."""
+    train_dir = Path(data_root) / "FER2013Train"
+    seen = {cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).tobytes() for p in sorted(train_dir.glob("*.png"))}
+    kept = [s for s in test.samples
+            if cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE).tobytes() not in seen]
+    return Split(test.dataset, test.name, test.classes, kept)
+
+
+def real_faces_figure(predictor: Predictor, images: list[tuple[str, np.ndarray]], path: Path) -> list[dict]:
+    """Each image (BGR) through the app's pipeline (full-range detector), drawn with the heatmap
+    of the predicted class; returns what was found."""
+    found = []
+    fig, axes = plt.subplots(1, len(images), figsize=(4.2 * len(images), 4.6))
+    with FaceDetector("full", tiles="auto") as detector:
+        pipeline = FramePipeline(predictor, detector)
+        for ax, (name, image) in zip(np.atleast_1d(axes), images, strict=True):
+            pipeline.reset(restart_ids=True)
+            result = pipeline.process(image)
+            drawn = draw_frame(image, result, RenderOptions(alpha=0.45))
+            ax.imshow(cv2.cvtColor(drawn, cv2.COLOR_BGR2RGB))
+            ax.axis("off")
+            faces = [f"{f.label} {f.confidence:.0%}" for f in result.faces]
+            ax.set_title(f"{name}\n{', '.join(faces) or 'no face found'}", fontsize=9)
+            found.append({"image": name, "faces": [
+                {"label": f.label, "confidence": round(float(f.confidence), 3),
+                 "top3": sorted(zip(result.classes, map(float, f.probabilities), strict=True),
+                                key=lambda cp: -cp[1])[:3]} for f in result.faces]})
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return found
+
+
+def real_images(data_root: str) -> list[tuple[str, np.ndarray]]:
+    """The shipped portrait, three frames of the shipped real video, and two FERPlus test faces
+    seen the way a webcam would show them (upscaled to 240 px, JPEG-compressed, on a grey frame)."""
+    images = [("astronaut.jpg (NASA portrait)", read_image(asset_path("images", "astronaut.jpg")))]
+    with VideoFileSource(asset_path("videos", "carphone_qcif.mp4")) as video:
+        frames = {f.index: f.image for f in video if f.index in (0, 60, 110)}
+    for index, frame in frames.items():
+        images.append((f"carphone frame {index}", cv2.resize(frame, (528, 432))))
+    test = read_split("ferplus", data_root, "test", 8)
+    for wanted in ("anger", "sadness"):
+        sample = next(s for s in test.samples if test.classes[s.label] == wanted)
+        face = cv2.resize(cv2.imread(str(sample.path)), (240, 240), interpolation=cv2.INTER_CUBIC)
+        ok, jpeg = cv2.imencode(".jpg", face, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        canvas = np.full((420, 420, 3), 128, np.uint8)
+        canvas[90:330, 90:330] = cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+        images.append((f"FERPlus {sample.key} ({wanted}), webcam-like", canvas))
+    return images
+
+
+def curves_figure(run_dir: Path, path: Path) -> None:
+    import csv
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, label in (("loss", "total"), ("ce", "cross-entropy (soft)"), ("kl", "KL"), ("ac", "flip CAM")):
+        left.plot(epochs, [float(r[key]) for r in rows], marker="o", label=label)
+    left.set_xlabel("epoch")
+    left.set_title("training losses (epoch means)")
+    left.legend(fontsize=8)
+    for key, label in (("train_acc", "train (augmented)"), ("val_acc", "validation, student"),
+                       ("val_acc_teacher", "validation, teacher")):
+        right.plot(epochs, [float(r[key]) for r in rows if r.get(key)], marker="o", label=label)
+    right.set_xlabel("epoch")
+    right.set_title("accuracy")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def confusion_figure(metrics: dict, path: Path) -> None:
@@ -79,6 +160,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--out", default="gsmc_core/assets/model_card")
+    parser.add_argument("--run", type=Path, help="the training run folder, for curves.png")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,11 +168,25 @@ def main() -> None:
     test = read_split("ferplus", args.data_root, "test", len(ckpt.meta.classes))
     metrics = evaluate_checkpoint(ckpt, test, torch.device("cpu"))
     metrics.pop("loss")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    tta = evaluate_checkpoint(ckpt, test, torch.device("cpu"), tta=True)
+    unique = without_train_twins(test, args.data_root)
+    unique_metrics = evaluate_checkpoint(ckpt, unique, torch.device("cpu"))
+    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+    summary = {
+        **metrics,
+        "tta": {k: tta[k] for k in ("accuracy", "mean_class_accuracy", "per_class", "n")},
+        "without_train_twins": {k: unique_metrics[k] for k in ("accuracy", "mean_class_accuracy", "n")},
+        "real_faces": real_faces_figure(predictor, real_images(args.data_root), out / "real_faces.png"),
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
     confusion_figure(metrics, out / "confusion_matrix.png")
-    cam_figure(Predictor.from_checkpoint(args.checkpoint, device="cpu"), args.data_root,
-               out / "cam_examples.png")
-    print(json.dumps({k: metrics[k] for k in ("accuracy", "mean_class_accuracy", "n")}))
+    cam_figure(predictor, args.data_root, out / "cam_examples.png")
+    if args.run is not None:
+        curves_figure(args.run, out / "curves.png")
+    print(json.dumps({"accuracy": metrics["accuracy"], "mean_class_accuracy": metrics["mean_class_accuracy"],
+                      "per_class": metrics["per_class"], "tta_accuracy": tta["accuracy"],
+                      "tta_mean_class_accuracy": tta["mean_class_accuracy"],
+                      "without_train_twins": summary["without_train_twins"]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,21 @@ def test_grayscale_crop_and_bad_crops(predictor, astronaut_rgb):
     assert predictor.predict([]) == []
     with pytest.raises(ValueError, match="crop 0: expected a non-empty uint8"):
         predictor.predict([np.zeros((10, 10, 3), np.float32)])
+
+
+def test_flip_tta_averages_a_face_with_its_mirror(predictor, astronaut_rgb):
+    crop = np.ascontiguousarray(astronaut_rgb[60:300, 150:360])
+    mirror = np.ascontiguousarray(crop[:, ::-1])
+    plain, plain_mirror = predictor.predict([crop, mirror])
+    assert not np.allclose(plain.probabilities, plain_mirror.probabilities, atol=1e-4)
+    predictor.tta = True
+    try:
+        tta, tta_mirror = predictor.predict([crop, mirror])
+    finally:
+        predictor.tta = False
+    # a face and its mirror get the same answer, and the mirror's CAMs are the flipped ones
+    np.testing.assert_allclose(tta.probabilities, tta_mirror.probabilities, atol=1e-5)
+    np.testing.assert_allclose(tta.cams, tta_mirror.cams[:, :, ::-1], atol=1e-4)
+    logits = np.log(plain.probabilities) + np.log(plain_mirror.probabilities)  # up to a constant
+    expected = np.exp(logits / 2) / np.exp(logits / 2).sum()
+    np.testing.assert_allclose(tta.probabilities, expected, atol=1e-5)

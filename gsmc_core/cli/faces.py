@@ -73,6 +73,9 @@ def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[st
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto: ONNX Runtime on the CPU (exported and cached on first use), torch on "
                         "a GPU; onnx or torch to force one")
+    p.add_argument("--tta", action="store_true",
+                   help="average each face with its mirror image (flip test-time augmentation): "
+                        "a little more accurate, twice the network time per face")
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, metavar="N",
                    help=f"CPU inference threads (default {DEFAULT_THREADS}: more threads are slower as "
                         "soon as another program keeps a core busy, see docs/performance.md)")
@@ -105,6 +108,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv:
         _require_writable_file(Path(args.csv), "--csv")
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
+    predictor.tta = args.tta
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
@@ -237,6 +241,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         if value:
             _require_writable_file(Path(value), option)
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
+    predictor.tta = args.tta
     source = _open_video_input(args.input, args.every)
     # files skip frames by decoding less (step); a camera's newest-frame stream is thinned here
     thin = args.every if isinstance(source, CameraSource) else 1
@@ -323,6 +328,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.faces < 1:
         raise ValueError(f"--faces must be >= 1, got {args.faces}")
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
+    predictor.tta = args.tta
     frames = _bench_frames(args)
     reports = {}
     with make_live_detector(args.detector, args.min_score) as detector:

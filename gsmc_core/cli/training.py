@@ -9,7 +9,8 @@ import sys
 import threading
 
 from gsmc_core.audit import audit, write_audit_csv
-from gsmc_core.checkpoint import Checkpoint, load_checkpoint
+from gsmc_core.calibrate import calibrate
+from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gsmc_core.cli.errors import UsageError
 from gsmc_core.data.readers import DATASETS, SPLITS, read_split
 from gsmc_core.data.samples import Split
@@ -121,7 +122,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     split = eval_split(ckpt, args.dataset, args.data_root, args.split)
     try:
         metrics = evaluate_checkpoint(ckpt, split.subset(args.limit), resolve_device(args.device),
-                                      args.batch_size, args.workers)
+                                      args.batch_size, args.workers, tta=args.tta)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if metrics["n"] == 0:  # an accuracy of nothing is not a result (and NaN is not JSON)
@@ -140,6 +141,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print("  " + " ".join(f"{c[:5]:>6s}" for c in split.classes))
     for name, row in zip(split.classes, metrics["confusion_matrix"], strict=True):
         print(f"  {' '.join(f'{v:6d}' for v in row)}  {name}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = ckpt.train_config or {}
+    dataset = args.dataset or cfg.get("dataset")
+    if dataset is None:
+        raise UsageError("the checkpoint does not say which dataset it was trained on: give --dataset")
+    n = len(ckpt.meta.classes)
+    fraction, seed = cfg.get("val_fraction", 0.1), cfg.get("seed", 0)
+    train_split = read_split(dataset, args.data_root, "train", n, fraction, seed)
+    val = read_split(dataset, args.data_root, "val", n, fraction, seed)
+    adjusted, choice = calibrate(ckpt, train_split, val, resolve_device(args.device), args.max_drop)
+    for row in choice.table[::2]:
+        mark = "  <- chosen" if row["tau"] == choice.tau else ""
+        print(f"tau {row['tau']:.2f}: validation accuracy {row['accuracy']:.4f}, mean class accuracy "
+              f"{row['mean_class_accuracy']:.4f}{mark}")
+    save_checkpoint(adjusted, args.out)
+    print(f"wrote {args.out} (tau {choice.tau:g}; bias offsets "
+          f"{', '.join(f'{c} {o:+.2f}' for c, o in zip(ckpt.meta.classes, choice.offsets, strict=True))})")
     return 0
 
 
@@ -214,6 +236,21 @@ def add_training_commands(sub) -> None:
                    help="stop on an undecodable image instead of skipping it")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser(
+        "calibrate", help="adjust a model for class imbalance, chosen on the validation split",
+        description="Logit adjustment (Menon et al. 2021): subtract tau x log(class prior of the "
+        "training labels) from the logits, tau chosen on the validation split as the highest mean "
+        "class accuracy within --max-drop of the plain accuracy; written into the classifier "
+        "bias of a new checkpoint (CAMs unchanged).")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--dataset", choices=DATASETS, help="default: the one the checkpoint was trained on")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="accuracy the adjustment may cost on validation (default 0.01)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--out", required=True, help="the adjusted checkpoint to write")
+    p.set_defaults(func=cmd_calibrate)
+
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", required=True, choices=DATASETS)
@@ -224,6 +261,8 @@ def add_training_commands(sub) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--tta", action="store_true",
+                   help="average each face with its mirror image (flip test-time augmentation)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("audit", help="rank training samples that are likely mislabelled")

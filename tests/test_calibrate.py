@@ -1,0 +1,62 @@
+"""Logit adjustment: τ chosen on validation within the allowed accuracy drop, folded into the
+classifier bias (CAMs unchanged), and the checkpoint it writes loads safely."""
+
+import numpy as np
+import pytest
+import torch
+
+from gsmc_core.calibrate import adjusted_checkpoint, choose_tau
+from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
+from gsmc_core.cli import main
+
+CLASSES = ("neutral", "happiness", "fear")
+
+
+def test_a_rare_class_swallowed_by_a_frequent_one_is_recovered():
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 800 + [1] * 150 + [2] * 50)
+    logits = rng.normal(0, 1, (1000, 3)).astype(np.float32)
+    logits[np.arange(1000), labels] += 1.5
+    logits[:, 0] += 1.2  # a model biased towards the frequent class, as on FERPlus
+    prior = np.array([0.8, 0.15, 0.05])
+    choice = choose_tau(logits, labels, prior, CLASSES, max_drop=0.02)
+    first = choice.table[0]
+    chosen = next(r for r in choice.table if r["tau"] == choice.tau)
+    assert choice.tau > 0 and chosen["mean_class_accuracy"] > first["mean_class_accuracy"] + 0.05
+    assert chosen["accuracy"] >= first["accuracy"] - 0.02
+    # the offsets favour rare classes
+    assert choice.offsets[2] > choice.offsets[1] > choice.offsets[0]
+
+
+def test_adjustment_lives_in_the_bias_and_keeps_the_cams(random_checkpoint, tmp_path, astronaut_rgb):
+    from gsmc_core.predictor import Predictor
+
+    ckpt = load_checkpoint(random_checkpoint)
+    choice = choose_tau(np.zeros((4, 8), np.float32), np.array([0, 1, 2, 3]),
+                        np.full(8, 1 / 8), ckpt.meta.classes)
+    offsets = np.linspace(-1, 1, 8).astype(np.float32)
+    adjusted = adjusted_checkpoint(ckpt, type(choice)(0.5, offsets, choice.table))
+    path = save_checkpoint(adjusted, tmp_path / "adjusted.pt")
+    loaded = load_checkpoint(path)  # a safe load: numbers are plain Python numbers
+    assert loaded.metrics["logit_adjustment_tau"] == 0.5
+    torch.testing.assert_close(loaded.state_dict["fc.bias"] - ckpt.state_dict["fc.bias"],
+                               torch.from_numpy(offsets))
+    crop = astronaut_rgb[60:300, 150:360]
+    before = Predictor.from_checkpoint(random_checkpoint, device="cpu", backend="torch").predict([crop])[0]
+    after = Predictor.from_checkpoint(path, device="cpu", backend="torch").predict([crop])[0]
+    np.testing.assert_allclose(before.cams, after.cams, atol=1e-5)
+    assert not np.allclose(before.probabilities, after.probabilities)
+
+
+@pytest.mark.slow
+def test_cli_calibrate_on_ferplus(capsys, tmp_path):
+    from conftest import shared_path
+
+    from gsmc_core.resources import DEFAULT_CHECKPOINT
+
+    out = tmp_path / "calibrated.pt"
+    assert main(["calibrate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--data-root",
+                 str(shared_path("data", "ferplus")), "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "<- chosen" in printed and "tau 0.00: validation accuracy" in printed
+    assert load_checkpoint(out).metrics["logit_adjustment_tau"] >= 0
