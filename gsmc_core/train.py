@@ -224,6 +224,10 @@ class Trainer:
                                               cfg.noise_seed)
         else:
             noisy = clean
+        if cfg.noisy_validation and cfg.noise_rate > 0:  # selection without a clean oracle
+            val_noisy, _ = inject_symmetric_noise(val.labels(), len(val.classes), cfg.noise_rate,
+                                                  cfg.noise_seed + 1)
+            val = val.with_labels(val_noisy)
         return train.with_labels(noisy), val, clean
 
     def _loader(self, split: Split, training: bool) -> DataLoader | MemoryLoader:

@@ -97,6 +97,7 @@ class TrainConfig:
     noise_rate: float = 0.0
     noise_seed: int = 0
     noise_file: str | None = None
+    noisy_validation: bool = False  # the validation labels get the same rate of noise (no clean oracle)
     init: str | None = None
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32

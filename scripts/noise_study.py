@@ -58,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--init", help="backbone initialisation (a `gsmc import-weights` file), for every run")
     p.add_argument("--ema-alpha", type=float, help="GSMC teacher EMA ceiling (trainer default 0.999)")
     p.add_argument("--eac-lambda", type=float, help="EAC attention weight (trainer default 5)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="training seeds; each also draws its own label noise (noise seed + seed)")
+    p.add_argument("--noisy-val-gsmc", action="store_true",
+                   help="also one GSMC run per noisy rate whose validation labels carry the same noise")
+    p.add_argument("--preload", action="store_true", help="decode the data once into memory (fast)")
+    p.add_argument("--threads", type=int, help="CPU threads per training process")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     return p.parse_args(argv)
 
 
@@ -89,8 +96,14 @@ def fit_of_flipped(run_dir: Path, data_root: str, device: torch.device) -> dict 
     return fit
 
 
-def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> dict:
-    run_dir = Path(args.out) / f"{method}_noise{round(rate * 100):02d}"
+def run_name(method: str, rate: float, seed: int, noisy_val: bool = False) -> str:
+    return (f"{method}_noise{round(rate * 100):02d}" + ("_noisyval" if noisy_val else "")
+            + (f"_seed{seed}" if seed else ""))
+
+
+def run_one(args: argparse.Namespace, method: str, rate: float, test_split, seed: int = 0,
+            noisy_val: bool = False) -> dict:
+    run_dir = Path(args.out) / run_name(method, rate, seed, noisy_val)
     result_file = run_dir / "result.json"
     if result_file.exists():
         print(f"{run_dir.name}: done before, skipped", flush=True)
@@ -99,9 +112,10 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
         method=method, dataset="ferplus", data_root=args.data_root, epochs=args.epochs,
         input_size=args.input_size, output_stride=args.output_stride, batch_size=args.batch_size,
         lr=args.lr, weight_decay=args.weight_decay, scheduler=args.scheduler, noise_rate=rate,
-        noise_seed=args.noise_seed, limit_train=args.limit_train,
-        limit_eval=args.limit_eval, init=args.init, device=args.device,
-        workers=args.workers, out=str(run_dir), resume=(run_dir / "last.pt").exists(),
+        noise_seed=args.noise_seed + seed, seed=seed, noisy_validation=noisy_val,
+        limit_train=args.limit_train, limit_eval=args.limit_eval, init=args.init, device=args.device,
+        workers=0 if args.preload else args.workers, preload=args.preload, threads=args.threads,
+        precision=args.precision, out=str(run_dir), resume=(run_dir / "last.pt").exists(),
         **{k: v for k, v in (("ema_alpha", args.ema_alpha), ("eac_lambda", args.eac_lambda))
            if v is not None},
     )
@@ -133,7 +147,11 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
     with open(run_dir / "metrics.csv", newline="") as f:
         epochs = list(csv.DictReader(f))
     summary = {
-        "method": method, "noise_rate": rate, "best_val_acc": result.best_val_accuracy,
+        "method": method, "noise_rate": rate, "seed": seed, "noisy_validation": noisy_val,
+        "train_faces": len(read_split("ferplus", args.data_root, "train").subset(args.limit_train)
+                           .samples),
+        "cam_size": best_ckpt.build_model().cam_size(args.input_size),
+        "best_val_acc": result.best_val_accuracy,
         "test_acc_best": best["accuracy"], "test_mean_class_acc_best": best["mean_class_accuracy"],
         "test_acc_last5_mean": statistics.mean(last), "epochs": args.epochs,
         "best_epoch": best_ckpt.metrics["epoch"], "best_selected": best_ckpt.metrics.get("selected"),
@@ -146,8 +164,41 @@ def run_one(args: argparse.Namespace, method: str, rate: float, test_split) -> d
     return summary
 
 
+def mean_over_seeds(results: list[dict]) -> dict:
+    """One row per (method, rate): the seeds' mean of every number (the per-seed values kept)."""
+    first = results[0]
+    merged = {k: v for k, v in first.items() if not isinstance(v, int | float) or isinstance(v, bool)}
+    for key in ("best_val_acc", "test_acc_best", "test_mean_class_acc_best", "test_acc_last5_mean"):
+        merged[key] = statistics.mean(r[key] for r in results)
+        merged[f"{key}_by_seed"] = [r[key] for r in results]
+    merged["seeds"] = [r["seed"] for r in results]
+    if all(r.get("flipped_labels") for r in results):
+        merged["flipped_labels"] = {"exported": {
+            k: statistics.mean(r["flipped_labels"]["exported"][k] for r in results)
+            for k in ("predicts_injected_label", "predicts_true_label")}}
+    return merged
+
+
+def summary_json(results: list[dict], epochs: int) -> dict | None:
+    """``{"train_faces", "cam_size", "epochs", "noise30": {method: best-by-val test %}}``."""
+    at30 = [r for r in results if r["noise_rate"] == 0.3 and not r.get("noisy_validation")]
+    if not at30:
+        return None
+    methods = sorted({r["method"] for r in at30})
+    return {
+        "train_faces": at30[0]["train_faces"], "cam_size": at30[0]["cam_size"], "epochs": epochs,
+        "noise30": {m: round(100 * statistics.mean(r["test_acc_best"] for r in at30 if r["method"] == m), 2)
+                    for m in methods},
+        "seeds": sorted({r["seed"] for r in at30}),
+    }
+
+
 def markdown_table(results: list[dict], methods: list[str], rates: list[float]) -> str:
-    by = {(r["method"], r["noise_rate"]): r for r in results}
+    groups: dict = {}
+    for r in results:
+        if not r.get("noisy_validation"):
+            groups.setdefault((r["method"], r["noise_rate"]), []).append(r)
+    by = {key: mean_over_seeds(rows) for key, rows in groups.items()}
     rates = sorted(rates)
 
     def table(rates: list[float], cell) -> list[str]:
@@ -177,14 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         test_split = read_split("ferplus", args.data_root, "test")
-        results = [run_one(args, m, r, test_split) for r in args.rates for m in args.methods]
+        results = [run_one(args, m, r, test_split, seed) for seed in args.seeds
+                   for r in args.rates for m in args.methods]
+        if args.noisy_val_gsmc:
+            results += [run_one(args, "gsmc", r, test_split, args.seeds[0], noisy_val=True)
+                        for r in args.rates if r > 0]
     except (CheckpointError, DataError, TrainingError) as e:
         print(f"noise_study: error: {e}", file=sys.stderr)
         return 2
     audit_summary = None
     top = max(args.rates)
     if "gsmc" in args.methods and top > 0:
-        run = out / f"gsmc_noise{round(top * 100):02d}"
+        run = out / run_name("gsmc", top, args.seeds[0])
         report = audit(run / "last.pt", "ferplus", args.data_root, device=args.device)
         audit_summary = {"run": str(run), "noise_rate": top, "flagged": len(report.flagged),
                          "injected_flips": report.known_flips, "precision": report.precision,
@@ -195,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"threads, torch {torch.__version__}, python {sys.version.split()[0]}",
     }
     (out / "study.json").write_text(json.dumps(study, indent=2))
+    summary = summary_json(results, args.epochs)
+    if summary is not None:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     table = markdown_table(results, args.methods, args.rates)
     (out / "table.md").write_text(table)
     print(table)

@@ -155,7 +155,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     train_split = read_split(dataset, args.data_root, "train", n, fraction, seed)
     val = read_split(dataset, args.data_root, "val", n, fraction, seed)
     adjusted, choice = calibrate(ckpt, train_split, val, resolve_device(args.device), args.max_drop)
-    for row in choice.table[::2]:
+    for i, row in enumerate(choice.table):
+        if i % 2 and row["tau"] != choice.tau:
+            continue
         mark = "  <- chosen" if row["tau"] == choice.tau else ""
         print(f"tau {row['tau']:.2f}: validation accuracy {row['accuracy']:.4f}, mean class accuracy "
               f"{row['mean_class_accuracy']:.4f}{mark}")
