@@ -455,8 +455,10 @@ class Trainer:
         bf16 = use_bf16(cfg.precision, self.device)
         self._log(f"{cfg.dataset}: {len(train.samples)} training samples ({flipped} noisy labels), "
                   f"{len(val.samples)} validation samples, {len(train.classes)} classes; "
-                  f"method {cfg.method}, device {self.device}, world size {self.dist.world_size}, "
-                  f"{'bf16' if bf16 else 'fp32'}{', soft labels' if cfg.soft_labels else ''}")
+                  f"method {cfg.method}, device {self.device}"
+                  f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}, "
+                  f"{'bfloat16 mixed precision' if bf16 else 'float32'}"
+                  f"{', soft labels (annotator votes)' if cfg.soft_labels else ''}")
         self.model = self._build_model().to(self.device)
         self.method = make_method(cfg, self.model)
         self.ddp_model = (DistributedDataParallel(self.model) if self.dist.enabled else self.model)

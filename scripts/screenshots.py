@@ -1,4 +1,4 @@
-"""Render docs/screenshots/{live,images,training}.png from real runs of the desktop app.
+"""Render docs/screenshots/{live,images,training,small}.png from real runs of the desktop app.
 
     python scripts/screenshots.py [--checkpoint CKPT] [--data-root ../shared/data/ferplus]
 
@@ -24,13 +24,12 @@ import torch  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from gsmc_core.bench import synthetic_frames  # noqa: E402
 from gsmc_core.checkpoint import Checkpoint, ModelMeta, save_checkpoint  # noqa: E402
 from gsmc_core.labels import CANONICAL_CLASSES  # noqa: E402
 from gsmc_core.model import GSMCNet  # noqa: E402
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path  # noqa: E402
-from gsmc_core.sources import read_image  # noqa: E402
 from gsmc_core.train_config import TrainConfig  # noqa: E402
+from gsmc_core.workloads import clip_frames, read_clip  # noqa: E402
 from gsmc_desktop.app import create_application  # noqa: E402
 from gsmc_desktop.main_window import MainWindow  # noqa: E402
 
@@ -46,14 +45,6 @@ def wait_for(app: QApplication, done: Callable[[], bool], timeout_s: float, what
         app.processEvents()
         time.sleep(0.01)
     app.processEvents()
-
-
-def write_clip(path: Path, portrait: Path, faces: int, frames: int, fps: float) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
-    for frame in synthetic_frames(read_image(portrait), faces, frames):
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def random_checkpoint(path: Path) -> Path:
@@ -92,16 +83,31 @@ def main() -> int:
         window.show()
         window.set_device("cpu")
 
-        # Live: two faces moving in a generated clip; grabbed while it plays
-        clip = write_clip(tmp_dir / "two_faces.mp4", asset_path("images", "astronaut.jpg"), 2, 300, 15)
+        # Live: the real talking head (Carphone, 640x360, 30 fps) as a user plays a video; the
+        # frame rate the status bar shows is read after 10 s, then the shot is taken paused
+        clip = tmp_dir / "carphone_640x360.mp4"
+        writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, (640, 360))
+        for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, 600):
+            writer.write(frame)
+        writer.release()
         window.tabs.setCurrentWidget(window.live)
         window.live.smoothing_spin.setValue(0.5)
-        window.live.set_video(clip)
-        window.live.start()
-        wait_for(app, lambda: window.live.frames_shown >= 45, 300, "45 live frames")
+        window.live.whole_check.setChecked(True)
+        window.open_video(clip)
+        wait_for(app, lambda: window.live.frames_shown >= 30, 300, "30 live frames")
+        started, shown = time.monotonic(), window.live.frames_shown
+        wait_for(app, lambda: time.monotonic() - started > 10, 30, "10 s of playback")
+        fps_text = window.fps_label.text()
+        measured = (window.live.frames_shown - shown) / (time.monotonic() - started)
+        window.live.play_button.setChecked(True)  # pause, as a user inspecting a frame
+        wait_for(app, lambda: True, 1, "")
+        time.sleep(0.3)
+        app.processEvents()
         window.grab().save(str(args.out / "live.png"))
         window.live.stop()
         wait_for(app, lambda: not window.live.is_running(), 30, "the live run to stop")
+        print(f"live: status bar showed {fps_text}; {measured:.1f} frames/s reached the screen over "
+              "10 s of a 30 fps 640x360 video")
 
         # Images: the photo, its face and the CAM of each class
         window.tabs.setCurrentWidget(window.images)
@@ -121,8 +127,14 @@ def main() -> int:
         wait_for(app, lambda: not window.training.is_running(), 600, "the training run")
         window.grab().save(str(args.out / "training.png"))
 
+        # the smallest window the layout allows (a small laptop screen), Images tab
+        window.tabs.setCurrentWidget(window.images)
+        window.resize(400, 300)  # clamped to the minimum size
+        wait_for(app, lambda: True, 1, "")
+        window.grab().save(str(args.out / "small.png"))
+        print(f"small: {window.width()}x{window.height()}")
         window.close()
-    print(f"wrote live.png, images.png, training.png to {args.out} (model: {checkpoint})")
+    print(f"wrote live.png, images.png, training.png, small.png to {args.out} (model: {checkpoint})")
     return 0
 
 
