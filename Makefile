@@ -39,7 +39,8 @@ screenshots: $(STAMP)
 package: $(PACKAGE_STAMP)
 	$(BIN)/pyinstaller --noconfirm --log-level WARN build.spec
 
-# speed benchmark (1 and 4 faces) and the quick version of the label-noise study (10-12 minutes)
+# speed benchmark (1 and 4 faces) and the quick version of the label-noise study (10-12 minutes):
+# a pipeline check that every method trains and is scored, not a result (docs/results.md)
 FERPLUS ?= ../shared/data/ferplus
 bench: $(STAMP)
 	$(BIN)/gsmc bench
