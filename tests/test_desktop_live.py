@@ -150,3 +150,14 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     # 19 frames at 10 fps would take 1.9 s in real time
     assert __import__("time").monotonic() - started < 1.9
     assert tab.last_frame.index == 59
+
+
+def test_a_frame_of_the_previous_model_is_marked_after_a_switch(qtbot, tab, clip):
+    from gsmc_core.resources import DEFAULT_CHECKPOINT
+
+    tab.set_video(clip)
+    with qtbot.waitSignal(tab.finished, timeout=60_000):
+        tab.start()
+    assert tab.last_frame is not None
+    tab.set_model(load_model(DEFAULT_CHECKPOINT, "cpu"))
+    assert tab.view.message() == "Results of random.pt; press Start to see gsmc_default.pt"
