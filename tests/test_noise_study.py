@@ -46,8 +46,8 @@ def test_seeds_noisy_validation_and_summary(ferplus_root, tmp_path):
     out = tmp_path / "study"
     args = ["--data-root", str(ferplus_root), "--out", str(out), "--methods", "ce",
             "--rates", "0.3", "--epochs", "1", "--limit-train", "64", "--limit-eval", "32",
-            "--input-size", "32", "--output-stride", "8", "--batch-size", "32", "--device", "cpu", "--seeds", "0", "1",
-            "--noisy-val-gsmc", "--preload", "--threads", "1"]
+            "--input-size", "32", "--output-stride", "8", "--batch-size", "32", "--device", "cpu",
+            "--seeds", "0", "1", "--noisy-val-gsmc", "--preload", "--threads", "1"]
     assert noise_study.main(args) == 0
     names = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert names == ["ce_noise30", "ce_noise30_seed1", "gsmc_noise30_noisyval"]
