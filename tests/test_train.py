@@ -159,7 +159,7 @@ def test_torchrun_two_cpu_processes_end_identical(ferplus_root, tmp_path):
     digests = dict(re.findall(r"rank (\d)/2: final weights digest (\w+)", proc.stdout))
     assert set(digests) == {"0", "1"}, proc.stdout
     assert digests["0"] == digests["1"]
-    assert "world size 2" in proc.stdout
+    assert "device cpu, 2 processes" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
     assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt"}
     assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 1
