@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_installed_wheel_predicts_offline_from_any_folder(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+    # build isolation: pip fetches the setuptools pyproject.toml asks for (a fresh venv of Python
+    # 3.11 has an older one)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                     "-w", str(tmp_path / "wheels"), str(REPO)], check=True, capture_output=True)
     wheel = next((tmp_path / "wheels").glob("gsmc-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
