@@ -5,9 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from gsmc_core.calibrate import adjusted_checkpoint, choose_tau
+from gsmc_core.calibrate import (
+    Features,
+    adjusted_checkpoint,
+    choose_tau,
+    pooled_features,
+    refit_classifier,
+    refitted_checkpoint,
+)
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
 from gsmc_core.cli import main
+from gsmc_core.evaluate import classification_metrics
 
 CLASSES = ("neutral", "happiness", "fear")
 
@@ -60,3 +68,50 @@ def test_cli_calibrate_on_ferplus(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert "<- chosen" in printed and "tau 0.00: validation accuracy" in printed
     assert load_checkpoint(out).metrics["logit_adjustment_tau"] >= 0
+
+
+def _features(n_per_class: list[int], seed: int) -> Features:
+    """Pooled features of two well-separated frequent classes and a rare one that sits close to
+    class 0, as on FERPlus (contempt next to neutral)."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [1.4, 0.0, 1.0]])
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate(n_per_class)])
+    plain = centres[labels] + 0.5 * torch.randn(len(labels), 3, generator=gen)
+    targets = torch.nn.functional.one_hot(labels, 3).float()
+    return Features(plain, plain + 0.05 * torch.randn(plain.shape, generator=gen), labels, targets)
+
+
+def test_refit_with_class_weights_recovers_a_rare_class():
+    train, val = _features([900, 900, 60], 0), _features([300, 300, 100], 1)
+    weight = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])  # never predicts class 2
+    bias = torch.zeros(3)
+    rare_recall = {}
+    for power in (0.0, 1.0):
+        refit = refit_classifier(weight, bias, train, val, CLASSES, power=power, epochs=15)
+        logits = (val.plain @ refit.weight.T + refit.bias).numpy()
+        m = classification_metrics(logits, val.labels.numpy(), CLASSES)
+        rare_recall[power] = m["per_class"]["fear"]
+        chosen = refit.table[refit.epoch - 1]
+        assert chosen["accuracy"] + chosen["mean_class_accuracy"] == max(
+            r["accuracy"] + r["mean_class_accuracy"] for r in refit.table)
+        assert m["accuracy"] == pytest.approx(chosen["accuracy"])
+    assert rare_recall[1.0] > rare_recall[0.0] + 0.15
+    assert not torch.equal(refit.weight, weight)
+
+
+@pytest.mark.slow
+def test_refitted_checkpoint_on_real_faces(random_checkpoint, ferplus_root):
+    from gsmc_core.data.readers import read_split
+
+    ckpt = load_checkpoint(random_checkpoint)
+    train = read_split("ferplus", ferplus_root, "train").subset(48, seed=0)
+    val = read_split("ferplus", ferplus_root, "val").subset(24, seed=0)
+    feats = pooled_features(ckpt, train, torch.device("cpu"))
+    assert feats.plain.shape == (48, 512) and feats.mirrored.shape == (48, 512)
+    assert not torch.allclose(feats.plain, feats.mirrored)  # real faces are not symmetric
+    torch.testing.assert_close(feats.targets, train.soft_targets())  # FERPlus: the vote shares
+    refitted, refit = refitted_checkpoint(ckpt, train, val, torch.device("cpu"), epochs=3)
+    assert refitted.metrics["classifier_refit"] == {"power": 0.25, "epochs": 3, "chosen_epoch": refit.epoch}
+    assert not torch.equal(refitted.state_dict["fc.weight"], ckpt.state_dict["fc.weight"])
+    key = "backbone.layer4.1.conv2.weight"  # the backbone is untouched
+    torch.testing.assert_close(refitted.state_dict[key], ckpt.state_dict[key])

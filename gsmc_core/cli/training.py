@@ -9,7 +9,7 @@ import sys
 import threading
 
 from gsmc_core.audit import audit, write_audit_csv
-from gsmc_core.calibrate import calibrate
+from gsmc_core.calibrate import calibrate, refitted_checkpoint
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gsmc_core.cli.errors import UsageError
 from gsmc_core.data.readers import DATASETS, SPLITS, read_split
@@ -145,6 +145,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    if not 0 <= args.balance <= 2 or args.head_epochs < 1:
+        raise UsageError(f"--balance must be in 0-2 (got {args.balance:g}) and --head-epochs at least 1 "
+                         f"(got {args.head_epochs})")
     ckpt = load_checkpoint(args.checkpoint)
     cfg = ckpt.train_config or {}
     dataset = args.dataset or cfg.get("dataset")
@@ -154,7 +157,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fraction, seed = cfg.get("val_fraction", 0.1), cfg.get("seed", 0)
     train_split = read_split(dataset, args.data_root, "train", n, fraction, seed)
     val = read_split(dataset, args.data_root, "val", n, fraction, seed)
-    adjusted, choice = calibrate(ckpt, train_split, val, resolve_device(args.device), args.max_drop)
+    if "fc.weight" not in ckpt.state_dict or "fc.bias" not in ckpt.state_dict:
+        raise UsageError(f"{args.checkpoint} has no linear classifier (fc.weight, fc.bias) to adjust")
+    device = resolve_device(args.device)
+    if args.refit_head:
+        print(f"re-fitting the classifier on the features of {len(train_split.samples)} training images "
+              f"(class weights prior^-{args.balance:g}, {args.head_epochs} epochs)", flush=True)
+        ckpt, refit = refitted_checkpoint(ckpt, train_split, val, device, args.balance, args.head_epochs)
+        row = refit.table[refit.epoch - 1]
+        print(f"classifier: epoch {refit.epoch} chosen, validation accuracy {row['accuracy']:.4f}, "
+              f"mean class accuracy {row['mean_class_accuracy']:.4f}")
+    adjusted, choice = calibrate(ckpt, train_split, val, device, args.max_drop)
     for i, row in enumerate(choice.table):
         if i % 2 and row["tau"] != choice.tau:
             continue
@@ -240,7 +253,8 @@ def add_training_commands(sub) -> None:
 
     p = sub.add_parser(
         "calibrate", help="adjust a model for class imbalance, chosen on the validation split",
-        description="Logit adjustment (Menon et al. 2021): subtract tau x log(class prior of the "
+        description="Optionally re-fit the classifier with class weights (--refit-head), then "
+        "logit adjustment (Menon et al. 2021): subtract tau x log(class prior of the "
         "training labels) from the logits, tau chosen on the validation split as the highest mean "
         "class accuracy within --max-drop of the plain accuracy; written into the classifier "
         "bias of a new checkpoint (CAMs unchanged).")
@@ -249,6 +263,14 @@ def add_training_commands(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, help="default: the one the checkpoint was trained on")
     p.add_argument("--max-drop", type=float, default=0.01,
                    help="accuracy the adjustment may cost on validation (default 0.01)")
+    p.add_argument("--refit-head", action="store_true",
+                   help="first train the linear classifier again on the frozen backbone's features "
+                   "of the training images, rare classes weighted up (Kang et al. 2020); the epoch "
+                   "with the best validation accuracy + mean class accuracy is kept")
+    p.add_argument("--balance", type=float, default=0.25, metavar="POWER",
+                   help="with --refit-head: class weights prior^-POWER (0 none, 1 fully balanced; "
+                   "default 0.25)")
+    p.add_argument("--head-epochs", type=int, default=30, help="with --refit-head (default 30)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--out", required=True, help="the adjusted checkpoint to write")
     p.set_defaults(func=cmd_calibrate)
