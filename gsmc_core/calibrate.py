@@ -133,12 +133,20 @@ def refit_classifier(weight: torch.Tensor, bias: torch.Tensor, train: Features, 
     return Refit(best[2].to(weight.dtype), best[3].to(bias.dtype), best[1], table)
 
 
+def calibrated_metrics(accuracy: float, mean_class_accuracy: float) -> dict:
+    """The validation figures of a calibrated checkpoint, beside those its training recorded
+    (``val_acc`` stays the training run's: the About dialog shows both)."""
+    return {"val_acc_calibrated": float(accuracy), "val_mca_calibrated": float(mean_class_accuracy)}
+
+
 def adjusted_checkpoint(ckpt: Checkpoint, adjustment: Adjustment) -> Checkpoint:
     """A copy of ``ckpt`` whose classifier bias includes the adjustment (recorded in metrics)."""
     state = dict(ckpt.state_dict)
     bias = state["fc.bias"]
     state["fc.bias"] = bias + torch.from_numpy(adjustment.offsets).to(bias.dtype)
-    metrics = {**ckpt.metrics, "logit_adjustment_tau": adjustment.tau}
+    chosen = next(row for row in adjustment.table if row["tau"] == adjustment.tau)
+    metrics = {**ckpt.metrics, "logit_adjustment_tau": adjustment.tau,
+               **calibrated_metrics(chosen["accuracy"], chosen["mean_class_accuracy"])}
     return dataclasses.replace(ckpt, state_dict=state, metrics=metrics, training_state=None)
 
 
@@ -150,7 +158,9 @@ def refitted_checkpoint(ckpt: Checkpoint, train: Split, val: Split, device: torc
                              val.classes, power, epochs)
     state = {**ckpt.state_dict, "fc.weight": refit.weight, "fc.bias": refit.bias}
     refit_info = {"power": power, "epochs": epochs, "chosen_epoch": refit.epoch}
-    metrics = {**ckpt.metrics, "classifier_refit": refit_info}
+    chosen = refit.table[refit.epoch - 1]
+    metrics = {**ckpt.metrics, "classifier_refit": refit_info,
+               **calibrated_metrics(chosen["accuracy"], chosen["mean_class_accuracy"])}
     return dataclasses.replace(ckpt, state_dict=state, metrics=metrics, training_state=None), refit
 
 

@@ -59,6 +59,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _calibration(metrics: dict) -> str:
+    steps = []
+    if isinstance(metrics.get("classifier_refit"), dict):
+        steps.append(f"classifier re-fit, power {_fmt(metrics['classifier_refit'].get('power'))}")
+    if "logit_adjustment_tau" in metrics:
+        steps.append(f"logit adjustment tau {_fmt(metrics['logit_adjustment_tau'])}")
+    return "; ".join(steps) or "unknown steps"
+
+
 def model_card(handle: ModelHandle) -> str:
     """A short HTML summary of the checkpoint's metadata, training config and metrics."""
     ckpt = handle.checkpoint
@@ -81,9 +90,14 @@ def model_card(handle: ModelHandle) -> str:
     m = ckpt.metrics
     accuracy = max((m.get(k) for k in ("val_acc", "val_acc_teacher") if isinstance(m.get(k), float)),
                    default=None)
+    if isinstance(m.get("val_acc_calibrated"), float):
+        rows.append(("Validation", f"accuracy {m['val_acc_calibrated']:.1%}, mean class accuracy "
+                                   f"{m.get('val_mca_calibrated', 0.0):.1%} after calibration "
+                                   f"({_calibration(m)})"))
     if accuracy is not None:
         chosen = f", the {m['selected']}" if m.get("selected") else ""
-        rows.append(("Validation", f"accuracy {accuracy:.1%} after epoch {m.get('epoch', '?')}{chosen}"))
+        rows.append(("Validation in training",
+                     f"accuracy {accuracy:.1%} after epoch {m.get('epoch', '?')}{chosen}"))
     else:
         rows.append(("Validation", "not recorded"))
     body = "".join(f"<tr><td><b>{k}</b></td><td>{html.escape(v)}</td></tr>" for k, v in rows)

@@ -67,7 +67,8 @@ def test_cli_calibrate_on_ferplus(capsys, tmp_path):
                  str(shared_path("data", "ferplus")), "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "<- chosen" in printed and "tau 0.00: validation accuracy" in printed
-    assert load_checkpoint(out).metrics["logit_adjustment_tau"] >= 0
+    metrics = load_checkpoint(out).metrics
+    assert metrics["logit_adjustment_tau"] >= 0 and 0 < metrics["val_acc_calibrated"] <= 1
 
 
 def _features(n_per_class: list[int], seed: int) -> Features:
@@ -112,6 +113,7 @@ def test_refitted_checkpoint_on_real_faces(random_checkpoint, ferplus_root):
     torch.testing.assert_close(feats.targets, train.soft_targets())  # FERPlus: the vote shares
     refitted, refit = refitted_checkpoint(ckpt, train, val, torch.device("cpu"), epochs=3)
     assert refitted.metrics["classifier_refit"] == {"power": 0.25, "epochs": 3, "chosen_epoch": refit.epoch}
+    assert refitted.metrics["val_acc_calibrated"] == refit.table[refit.epoch - 1]["accuracy"]
     assert not torch.equal(refitted.state_dict["fc.weight"], ckpt.state_dict["fc.weight"])
     key = "backbone.layer4.1.conv2.weight"  # the backbone is untouched
     torch.testing.assert_close(refitted.state_dict[key], ckpt.state_dict[key])
