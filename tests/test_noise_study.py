@@ -60,6 +60,9 @@ def test_seeds_noisy_validation_and_summary(ferplus_root, tmp_path):
     # the noisy-validation run selected on noisy labels: its validation accuracy is on them
     config = (out / "gsmc_noise30_noisyval" / "config.yaml").read_text()
     assert "noisy_validation: true" in config
+    noisy = next(r for r in study["results"] if r.get("noisy_validation"))
+    assert (f"GSMC selected on validation labels with the same 30 % noise (seed 0, no clean oracle): "
+            f"{100 * noisy['test_acc_best']:.2f}") in (out / "table.md").read_text()
     # different seeds drew different noise
     flips = [(out / d / "train_labels.csv").read_text() for d in ("ce_noise30", "ce_noise30_seed1")]
     assert flips[0] != flips[1]
