@@ -16,7 +16,7 @@ imported on first use, so ``import gsmc_core`` stays light.
 
 import importlib
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _EXPORTS = {
     "Predictor": "gsmc_core.predictor",

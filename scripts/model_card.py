@@ -92,14 +92,19 @@ def curves_figure(run_dir: Path, path: Path) -> None:
         rows = list(csv.DictReader(f))
     epochs = [int(r["epoch"]) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    def plot(ax, key: str, label: str) -> None:  # a CE run has no KL, flip CAM or teacher columns
+        points = [(e, float(r[key])) for e, r in zip(epochs, rows, strict=True) if r.get(key)]
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+
     for key, label in (("loss", "total"), ("ce", "cross-entropy (soft)"), ("kl", "KL"), ("ac", "flip CAM")):
-        left.plot(epochs, [float(r[key]) for r in rows], marker="o", label=label)
+        plot(left, key, label)
     left.set_xlabel("epoch")
     left.set_title("training losses (epoch means)")
     left.legend(fontsize=8)
     for key, label in (("train_acc", "train (augmented)"), ("val_acc", "validation, student"),
                        ("val_acc_teacher", "validation, teacher")):
-        right.plot(epochs, [float(r[key]) for r in rows if r.get(key)], marker="o", label=label)
+        plot(right, key, label)
     right.set_xlabel("epoch")
     right.set_title("accuracy")
     right.legend(fontsize=8)

@@ -183,8 +183,8 @@ def test_help_shows_the_model_card_and_file_menu_opens_and_remembers(qtbot, tmp_
     card = window.show_model_card()
     assert card is not None and "Model card" in card.text() and "accuracy" in card.text()
     summary = model_card(window.model)  # the shipped model's own validation figure comes first
-    assert "83.2%, mean class accuracy 66.1% after calibration" in summary
-    assert "logit adjustment tau 0.1" in summary and "Validation in training" in summary
+    assert "86.2%, mean class accuracy 68.9% after calibration" in summary
+    assert "(logit adjustment tau 0.15)" in summary and "Validation in training" in summary
     from PySide6.QtCore import QUrl
     from PySide6.QtGui import QTextDocument
     figure = card.browser.loadResource(QTextDocument.ResourceType.ImageResource.value,
