@@ -95,7 +95,8 @@ def model_card(handle: ModelHandle) -> str:
                                    f"{m.get('val_mca_calibrated', 0.0):.1%} after calibration "
                                    f"({_calibration(m)})"))
     if accuracy is not None:
-        chosen = f", the {m['selected']}" if m.get("selected") else ""
+        teacher_run = isinstance(m.get("val_acc_teacher"), float)  # student or teacher was chosen
+        chosen = f", the {m['selected']}" if teacher_run and m.get("selected") else ""
         rows.append(("Validation in training",
                      f"accuracy {accuracy:.1%} after epoch {m.get('epoch', '?')}{chosen}"))
     else:

@@ -185,6 +185,7 @@ def test_help_shows_the_model_card_and_file_menu_opens_and_remembers(qtbot, tmp_
     summary = model_card(window.model)  # the shipped model's own validation figure comes first
     assert "86.2%, mean class accuracy 68.9% after calibration" in summary
     assert "(logit adjustment tau 0.15)" in summary and "Validation in training" in summary
+    assert "the student" not in summary  # its last stage is cross-entropy: no teacher to choose from
     from PySide6.QtCore import QUrl
     from PySide6.QtGui import QTextDocument
     figure = card.browser.loadResource(QTextDocument.ResourceType.ImageResource.value,
