@@ -9,6 +9,7 @@ audit reports precision and recall of the flagged set against them.
 """
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint
-from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file
+from gsmc_core.data.noise import given_labels
 from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import ExpressionDataset, collate_skipping
 from gsmc_core.data.transforms import eval_transform
@@ -44,6 +45,15 @@ class AuditReport:
     precision: float | None = None
     recall: float | None = None
     precision_at_k: dict[int, float] = field(default_factory=dict)
+    note: str | None = None  # why the run's noisy labels could not be rebuilt
+
+
+def same_folder(a: str | Path, b: str | Path) -> bool:
+    """Whether two spellings name the same existing folder (relative or absolute, links)."""
+    try:
+        return bool(a) and bool(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _audit_model(ckpt: Checkpoint) -> torch.nn.Module:
@@ -60,20 +70,23 @@ def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold
           device: str = "auto", batch_size: int = 128, workers: int = 0) -> AuditReport:
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.train_config
-    same_data = cfg.get("dataset") == dataset and Path(cfg.get("data_root", "")) == Path(data_root)
+    same_data = cfg.get("dataset") == dataset and same_folder(cfg.get("data_root", ""), data_root)
     split = read_split(dataset, data_root, "train", len(ckpt.meta.classes),
                        cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
     if same_data:  # the exact training set of the run, with the labels it trained on
         split = split.subset(cfg.get("limit_train"), cfg.get("seed", 0))
     clean = split.labels()
-    given, flips = clean, None
-    if same_data and cfg.get("noise_file"):
-        given = read_noise_file(Path(cfg["noise_file"]), split)
+    given, flips, note = clean, None, None
+    noisy_run = (cfg.get("noise_rate", 0) > 0 or cfg.get("noise_file")
+                 or cfg.get("noise_kind") == "annotator")
+    if same_data and noisy_run:
+        given = given_labels(split, cfg.get("noise_kind", "symmetric"), cfg.get("noise_rate", 0),
+                             cfg.get("noise_seed", 0), cfg.get("noise_file"))
         flips = {i for i, (a, b) in enumerate(zip(clean, given, strict=True)) if a != b}
-    elif same_data and cfg.get("noise_rate", 0) > 0:
-        given, flipped = inject_symmetric_noise(clean, len(split.classes), cfg["noise_rate"],
-                                                cfg.get("noise_seed", 0))
-        flips = set(flipped)
+    elif noisy_run:
+        note = (f"the run trained on noisy labels of {cfg.get('dataset')} at "
+                f"{cfg.get('data_root')!r}, not on this dataset folder, so its noise cannot be "
+                "rebuilt: the dataset's own labels are audited")
     split = split.with_labels(given)
     dev = resolve_device(device)
     loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
@@ -96,7 +109,7 @@ def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold
         )
         for r in rows
     ]
-    report = AuditReport(n=len(probs), flagged=flagged)
+    report = AuditReport(n=len(probs), flagged=flagged, note=note)
     if flips is not None:
         hits = sum(f.injected_flip for f in flagged)
         report.known_flips = len(flips)

@@ -7,7 +7,6 @@ initialisations). Writes are atomic; loading never unpickles code (``weights_onl
 import datetime
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 
 from gsmc_core import __version__
+from gsmc_core.atomic import write_atomic
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES, GSMCNet
 
 FORMAT_NAME = "gsmc-checkpoint"
@@ -173,12 +173,6 @@ class Checkpoint:
         return model.eval()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _plain(value: Any) -> Any:
     """``value`` with numpy scalars and arrays made Python numbers and lists, which a safe
     (weights-only) load accepts; it refuses numpy objects."""
@@ -212,19 +206,7 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, half: bool = Fals
     }
     if ckpt.training_state is not None:
         payload["training_state"] = ckpt.training_state
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):  # POSIX: mkstemp makes 0600; give the usual file mode
-            os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda f: torch.save(payload, f), binary=True)
 
 
 def load_checkpoint(

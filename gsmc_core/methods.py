@@ -2,25 +2,31 @@
 a batch, what it updates after an optimiser step, and the models it offers for export.
 
 - ``CrossEntropy``: CE(x).
-- ``EAC``: CE(x) + λ·MSE(CAM(x), flip(CAM(x′))), x′ the mirror of the raw image, with EAC's own
-  augmentation (two independently erased views).
+- ``EAC``: CE(x) + λ·MSE(CAM(x), flip(CAM(x′))), x′ the mirror of the raw image (without the
+  first view's Gaussian noise), with EAC's own augmentation (two independently erased views).
 - ``GSMC``: CE(x) + λ_kl·KL(teacher(flip x) ‖ student(x)) + λ_ac·MSE(CAM(x), flip(CAM(flip x)))
-  with an EMA teacher. The teacher is an EMA of the student's parameters *and* BatchNorm running
-  statistics (``AveragedModel(use_buffers=True)``) and runs in eval mode, so its predictions do
-  not depend on the batch and its statistics follow the weights they belong to (the reference
-  code leaves its BN buffers at their initial values and runs it in train mode).
+  with an EMA teacher that runs in eval mode, so its predictions do not depend on the batch (the
+  reference code runs it in train mode). Its parameters are an EMA of the student's; its
+  BatchNorm statistics are averaged with the student's at every step too
+  (``AveragedModel(use_buffers=True)``), but an average of running statistics is not the
+  statistics of the averaged weights (over the first ~1,000 steps α_t makes the teacher a plain
+  average of every iterate since step 0). So at the end of every epoch ``end_epoch`` recomputes
+  them for the teacher's own weights on the last ~1,000 images it saw
+  (``torch.optim.swa_utils.update_bn``); the trainer records the teacher's validation accuracy
+  with the averaged statistics beside it (``val_acc_teacher_avg_bn``).
 """
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.data.batch_augment import eac_augment, standard_augment
+from gsmc_core.data.batch_augment import BATCH_AUGMENTS, eac_augment
 from gsmc_core.data.transforms import EacPairTransform, train_transform
 from gsmc_core.losses import distillation_kl, ema_alpha, flip_consistency_loss
 from gsmc_core.train_config import TrainConfig
@@ -70,10 +76,16 @@ def _both_views(model: nn.Module, images: torch.Tensor, mirrored: torch.Tensor):
 class CrossEntropy:
     name = "ce"
 
+    def __init__(self, augment: str = "published") -> None:
+        self.augment = augment  # a key of BATCH_AUGMENTS; per image only "published" exists
+
     def train_transform(self, meta: ModelMeta) -> Callable:
         return train_transform(meta)
 
-    batch_augment = staticmethod(standard_augment)  # the same recipe on preloaded batches
+    @property
+    def batch_augment(self) -> Callable:
+        """The same recipe on preloaded batches (``preload``)."""
+        return BATCH_AUGMENTS[self.augment]
 
     def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                soft: torch.Tensor | None = None) -> Losses:
@@ -83,6 +95,9 @@ class CrossEntropy:
 
     def after_step(self, model: nn.Module) -> None:
         """Nothing to update beyond the optimiser's step."""
+
+    def end_epoch(self) -> None:
+        """Nothing to update at the end of an epoch."""
 
     def candidates(self, model: nn.Module) -> dict[str, nn.Module]:
         """The models whose validation accuracy decides what is exported."""
@@ -99,12 +114,15 @@ class EAC(CrossEntropy):
     name = "eac"
 
     def __init__(self, lam: float) -> None:
+        super().__init__()
         self.lam = lam
 
     def train_transform(self, meta: ModelMeta) -> Callable:
         return EacPairTransform(meta)  # its own published augmentation: two views
 
-    batch_augment = staticmethod(eac_augment)
+    @property
+    def batch_augment(self) -> Callable:
+        return eac_augment
 
     def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                soft: torch.Tensor | None = None) -> Losses:
@@ -121,25 +139,49 @@ class EAC(CrossEntropy):
 class GSMC(CrossEntropy):
     name = "gsmc"
 
-    def __init__(self, model: nn.Module, lambda_kl: float, lambda_ac: float, ema_alpha_max: float) -> None:
+    BN_IMAGES = 1024  # the teacher's recent inputs kept to recompute its BatchNorm statistics
+
+    def __init__(self, model: nn.Module, lambda_kl: float, lambda_ac: float, ema_alpha_max: float,
+                 augment: str = "published") -> None:
+        super().__init__(augment)
         self.lambda_kl = lambda_kl
         self.lambda_ac = lambda_ac
         self.teacher = make_teacher(model, ema_alpha_max)
+        self.recent: deque[torch.Tensor] = deque()
 
     def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                soft: torch.Tensor | None = None) -> Losses:
         mirrored = images.flip(-1)  # the mirror of the augmented batch, what the teacher sees too
-        logits, cams, cams_mirrored = _both_views(model, images, mirrored)
+        zero = images.new_zeros(())
+        if self.lambda_ac > 0:
+            logits, cams, cams_mirrored = _both_views(model, images, mirrored)
+            ac = flip_consistency_loss(cams.float(), cams_mirrored.float())
+        else:  # an ablation without the consistency: the mirror needs no student pass
+            (logits, _), ac = model(images), zero
         ce = classification_loss(logits, labels, soft)
-        ac = flip_consistency_loss(cams.float(), cams_mirrored.float())
-        with torch.no_grad():
-            teacher_logits, _ = self.teacher(mirrored)
-        kl = distillation_kl(logits.float(), teacher_logits.float())
+        self._remember(mirrored)
+        if self.lambda_kl > 0:
+            with torch.no_grad():
+                teacher_logits, _ = self.teacher(mirrored)
+            kl = distillation_kl(logits.float(), teacher_logits.float())
+        else:  # an ablation without the teacher's targets (it is still averaged and offered)
+            kl = zero
         total = ce + self.lambda_kl * kl + self.lambda_ac * ac
         return total, {"ce": ce, "kl": kl, "ac": ac}, logits
 
+    def _remember(self, images: torch.Tensor) -> None:
+        self.recent.append(images.detach().half())  # half: 300 MB at 224 px
+        while sum(len(x) for x in self.recent) - len(self.recent[0]) >= self.BN_IMAGES:
+            self.recent.popleft()
+
     def after_step(self, model: nn.Module) -> None:
         self.teacher.update_parameters(model)
+
+    def end_epoch(self) -> None:
+        """Recompute the teacher's BatchNorm statistics for its own weights on its recent inputs."""
+        if self.recent:
+            update_bn([x.float() for x in self.recent], self.teacher.module)
+            self.recent.clear()
 
     def candidates(self, model: nn.Module) -> dict[str, nn.Module]:
         return {"student": model, "teacher": self.teacher.module}
@@ -156,7 +198,7 @@ class GSMC(CrossEntropy):
 def make_method(config: TrainConfig, model: nn.Module) -> CrossEntropy:
     """The method ``config.method`` names, with its settings (``model`` seeds GSMC's teacher)."""
     if config.method == "gsmc":
-        return GSMC(model, config.lambda_kl, config.lambda_ac, config.ema_alpha)
+        return GSMC(model, config.lambda_kl, config.lambda_ac, config.ema_alpha, config.augment)
     if config.method == "eac":
         return EAC(config.eac_lambda)
-    return CrossEntropy()
+    return CrossEntropy(config.augment)

@@ -4,10 +4,12 @@ The CAMs come straight from the classifier weights: ``CAM[n, c] = sum_k W[c, k] 
 where ``F`` is the last feature map. Logits are the global average of the CAMs plus the bias,
 so the maps show exactly what the classifier sums.
 
-Default: ResNet-18 at 112x112 with the last stage dilated (output stride 16), giving 7x7 CAMs.
+Default: ResNet-18 at 113x113 with the last stage dilated (output stride 16), giving 8x8 CAMs.
 A plain ResNet-18 at 112 px gives only 4x4 maps; 224 px input (as in the paper) costs 4x the
 compute of the early stages. Dilating layer4 keeps the early stages at 112-px cost and makes the
-attention maps as fine as the paper's 7x7 (see docs/design.md for the speed reasoning).
+attention maps finer than the paper's 7x7 (see docs/design.md for the speed reasoning). 113, not
+112: at sizes of the form 16k + 1 every stride-2 layer sees an odd width, so the network's mirror
+is exact and the flip consistency compares the right cells (``mirror_exact``).
 """
 
 from collections.abc import Callable
@@ -31,8 +33,27 @@ BACKBONES: dict[str, Backbone] = {
 }
 OUTPUT_STRIDES = (8, 16, 32)
 DEFAULT_ARCH = "resnet18"
-DEFAULT_INPUT_SIZE = 112
+DEFAULT_INPUT_SIZE = 113
 DEFAULT_OUTPUT_STRIDE = 16
+
+
+def mirror_exact(input_size: int, output_stride: int) -> bool:
+    """Whether the mirror of the network is exact at this input size: CAM(flip x) ==
+    flip(CAM(x)) for mirror-symmetric kernels.
+
+    A stride-2 layer samples columns 0, 2, 4, ...; on an odd width these are symmetric about
+    the centre, on an even width the mirror image samples the odd columns instead, so
+    flip(CAM(flip x)) is shifted by part of a cell. With log2(output_stride) stride-2 layers
+    every layer sees an odd width exactly when ``input_size - 1`` is a multiple of the stride
+    (65 or 113 at stride 16, not 64 or 112).
+    """
+    return (input_size - 1) % output_stride == 0
+
+
+def mirror_exact_sizes_near(input_size: int, output_stride: int) -> tuple[int, int]:
+    """The mirror-exact input sizes just below and just above ``input_size``."""
+    below = input_size - (input_size - 1) % output_stride
+    return below, below + output_stride
 
 
 def _dilate_last_stage(layer: nn.Sequential) -> None:

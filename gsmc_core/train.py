@@ -27,8 +27,9 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from gsmc_core.atomic import write_atomic, write_text_atomic
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
-from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file, write_label_table
+from gsmc_core.data.noise import given_labels, write_label_table
 from gsmc_core.data.preload import MemoryLoader, preload_split
 from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import (
@@ -46,14 +47,14 @@ from gsmc_core.devices import resolve_device, use_bf16
 from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights_digest
 from gsmc_core.evaluate import classification_metrics, predict_loader
 from gsmc_core.methods import CrossEntropy, make_method
-from gsmc_core.model import GSMCNet
+from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
 from gsmc_core.train_config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what makes a folder another run's
 METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
-                  "val_acc_teacher", "val_loss_teacher", "selected", "lr", "seconds",
-                  "images_per_s", "skipped")
+                  "val_acc_teacher", "val_loss_teacher", "val_acc_teacher_avg_bn", "selected", "lr",
+                  "seconds", "images_per_s", "skipped")
 
 
 def train_one_epoch(
@@ -192,6 +193,7 @@ class Trainer:
         self.val_loader: DataLoader | None = None
         self.global_step = 0
         self.best_val_acc = -1.0
+        self.last_row: dict[str, Any] | None = None
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -217,17 +219,10 @@ class Trainer:
         val = read_split(cfg.dataset, cfg.data_root, "val", cfg.num_classes,
                          cfg.val_fraction, cfg.seed).subset(cfg.limit_eval, cfg.seed)
         clean = train.labels()
-        if cfg.noise_file:
-            noisy = read_noise_file(Path(cfg.noise_file), train)
-        elif cfg.noise_rate > 0:
-            noisy, _ = inject_symmetric_noise(clean, len(train.classes), cfg.noise_rate,
-                                              cfg.noise_seed)
-        else:
-            noisy = clean
-        if cfg.noisy_validation and cfg.noise_rate > 0:  # selection without a clean oracle
-            val_noisy, _ = inject_symmetric_noise(val.labels(), len(val.classes), cfg.noise_rate,
-                                                  cfg.noise_seed + 1)
-            val = val.with_labels(val_noisy)
+        noisy = given_labels(train, cfg.noise_kind, cfg.noise_rate, cfg.noise_seed, cfg.noise_file)
+        if cfg.noisy_validation:  # selection without a clean oracle: the same kind of noise
+            val = val.with_labels(given_labels(val, cfg.noise_kind, cfg.noise_rate,
+                                               cfg.noise_seed + 1))
         return train.with_labels(noisy), val, clean
 
     def _loader(self, split: Split, training: bool) -> DataLoader | MemoryLoader:
@@ -316,8 +311,10 @@ class Trainer:
             scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.lr_gamma)
         elif cfg.scheduler == "exp":
             scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_gamma)
-        else:
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs)
+        else:  # cosine to 0 over the run, in closed form: a resume with more epochs stretches it
+            epochs = cfg.epochs
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda e: 0.5 * (1 + math.cos(math.pi * min(e, epochs) / epochs)))
         return optimizer, scheduler
 
     # --- validation and export ------------------------------------------------------------------
@@ -367,6 +364,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rng_state(),
+                "last_row": self.last_row,  # the last finished epoch's metrics.csv row
             }
         return Checkpoint(meta=self.meta, state_dict=weights, train_config=self.config_dict,
                           metrics=metrics, training_state=state)
@@ -382,7 +380,16 @@ class Trainer:
         except ValueError as exc:
             raise TrainingError(f"{path}: {exc}; it cannot be resumed as {self.config.method}") from exc
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        scheduler_state = dict(state["scheduler"])
+        cosine = isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR)
+        if cosine:  # runs saved before the cosine became closed-form hold CosineAnnealingLR's state
+            scheduler_state.setdefault("lr_lambdas", [None] * len(self.optimizer.param_groups))
+        self.scheduler.load_state_dict(scheduler_state)
+        if cosine:  # where this run's (perhaps longer) cosine stands, not where the old one did
+            s = self.scheduler
+            for group, base, factor in zip(self.optimizer.param_groups, s.base_lrs, s.lr_lambdas,
+                                           strict=True):
+                group["lr"] = base * factor(s.last_epoch)
         old_lr = ckpt.train_config.get("lr")
         if old_lr and self.config.lr != old_lr:  # a new --lr: scale the schedule where it stands
             factor = self.config.lr / old_lr
@@ -392,17 +399,40 @@ class Trainer:
             self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
         self.global_step = state["global_step"]
         self.best_val_acc = state["best_val_acc"]
+        self.last_row = state.get("last_row")
         set_rng_state(state["rng"])
         return state["epoch"]
 
     def _append_metrics(self, row: dict[str, Any]) -> None:
+        """Add an epoch's row to metrics.csv (rewritten whole and atomically)."""
+        self._write_metrics([*self._read_metrics(), row])
+
+    def _read_metrics(self) -> list[dict[str, Any]]:
         path = self.run_dir / "metrics.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
+        if not path.exists():
+            return []
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        def write(f) -> None:
             writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+            writer.writeheader()
+            writer.writerows(rows)
+
+        write_atomic(self.run_dir / "metrics.csv", write)
+
+    def _reconcile_metrics(self, epochs_done: int, last_row: dict[str, Any] | None) -> None:
+        """On resume, metrics.csv holds exactly one row per epoch in last.pt: a kill between
+        saving last.pt and writing the row loses no row (last.pt carries it), and rows of an
+        epoch that was never saved are dropped (it is trained again)."""
+        rows = [r for r in self._read_metrics() if int(r["epoch"]) <= epochs_done]
+        if last_row is not None and int(last_row["epoch"]) == epochs_done and (
+                not rows or int(rows[-1]["epoch"]) < epochs_done):
+            rows.append(last_row)
+            self._log(f"metrics.csv lacked epoch {epochs_done}'s row (a kill after saving "
+                      "last.pt); restored it from last.pt")
+        self._write_metrics(rows)
 
     def _check_run_dir(self) -> None:
         """Before anything is loaded: a new run never writes into another run's folder (its
@@ -423,8 +453,8 @@ class Trainer:
     def _prepare_run_dir(self, train: Split, clean: list[int]) -> None:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config_dict, sort_keys=False))
-        if cfg.noise_rate > 0 or cfg.noise_file:
+        write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False))
+        if cfg.label_noise:
             write_label_table(self.run_dir / "train_labels.csv", train, clean, train.labels())
 
     # --- the run -------------------------------------------------------------------------------
@@ -459,6 +489,12 @@ class Trainer:
                   f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}, "
                   f"{'bfloat16 mixed precision' if bf16 else 'float32'}"
                   f"{', soft labels (annotator votes)' if cfg.soft_labels else ''}")
+        if cfg.method in ("gsmc", "eac") and not mirror_exact(cfg.input_size, cfg.output_stride):
+            below, above = mirror_exact_sizes_near(cfg.input_size, cfg.output_stride)
+            self._log(f"warning: at input size {cfg.input_size} (output stride "
+                      f"{cfg.output_stride}) the mirror of the CAMs is shifted by part of a cell, "
+                      f"so the flip consistency compares misaligned maps; {below} or {above} "
+                      "make it exact")
         self.model = self._build_model().to(self.device)
         self.method = make_method(cfg, self.model)
         self.ddp_model = (DistributedDataParallel(self.model) if self.dist.enabled else self.model)
@@ -473,9 +509,15 @@ class Trainer:
             if not last.exists():
                 raise TrainingError(f"{last} not found; nothing to resume")
             start_epoch = self._restore(last)
+            if start_epoch > cfg.epochs:
+                raise TrainingError(f"{self.run_dir} has trained {start_epoch} epochs, more than "
+                                    f"the {cfg.epochs} asked for; nothing was changed. Give "
+                                    f"--epochs {start_epoch} or more to continue it")
             self._log(f"resumed from {last} after epoch {start_epoch}")
         if self.dist.is_main:
             self._prepare_run_dir(train, clean)
+            if cfg.resume:
+                self._reconcile_metrics(start_epoch, self.last_row)
         history: list[dict[str, Any]] = []
         stopped = False
         epoch = start_epoch
@@ -499,8 +541,13 @@ class Trainer:
                 if epoch == start_epoch:
                     self._report_unreadable(unreadable, len(train.samples))
                 self.scheduler.step()
-                self._sync_buffers()
                 row = {"epoch": epoch + 1, **train_metrics}
+                teacher = self.method.candidates(self.model).get("teacher")
+                if teacher is not None and self.dist.is_main:  # what the refresh below changes
+                    row["val_acc_teacher_avg_bn"] = evaluate(
+                        teacher, self.val_loader, self.device, self.meta.classes)["accuracy"]
+                self.method.end_epoch()
+                self._sync_buffers()
                 is_best = False
                 if self.dist.is_main:
                     val_metrics, weights = self._validate()
@@ -508,6 +555,7 @@ class Trainer:
                     is_best = row["val_acc"] > self.best_val_acc or (
                         "val_acc_teacher" in row and row["val_acc_teacher"] > self.best_val_acc)
                     best_of_epoch = max(row["val_acc"], row.get("val_acc_teacher", -1.0))
+                    self.last_row = {k: row[k] for k in METRIC_COLUMNS if k in row}
                     if is_best:
                         self.best_val_acc = best_of_epoch
                         save_checkpoint(self._checkpoint(weights, row, epoch + 1, False),

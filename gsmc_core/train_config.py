@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from gsmc_core.data.noise import NOISE_KINDS
+
 METHODS = ("gsmc", "eac", "ce")
 GRAY_DATASETS = ("ferplus", "fer2013")
 # How each dataset's images frame the face, as a margin around a MediaPipe face box: the crop
@@ -23,6 +25,9 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "eac": {"lr": 2e-4, "weight_decay": 1e-4, "batch_size": 32, "scheduler": "exp", "lr_gamma": 0.9},
 }
 SCHEDULERS = ("step", "exp", "cosine")
+# GSMC/CE training augmentation: the published one, or the webcam one of the shipped model's
+# stages 2-3 (batched only, so it needs preload). EAC always uses its own published one.
+AUGMENTS = ("published", "webcam")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 class TrainingError(RuntimeError):
@@ -80,7 +85,7 @@ class TrainConfig:
     data_root: str = ""
     num_classes: int | None = None
     arch: str = "resnet18"
-    input_size: int = 112
+    input_size: int = 113  # 16k + 1: the mirror is exact (model.mirror_exact)
     output_stride: int = 16
     color: str = "auto"  # auto: gray for FERPlus/FER2013, rgb otherwise
     epochs: int = 60
@@ -95,6 +100,7 @@ class TrainConfig:
     ema_alpha: float = 0.999
     eac_lambda: float = 5.0
     noise_rate: float = 0.0
+    noise_kind: str = "symmetric"  # symmetric (noise_rate) or annotator (one FERPlus vote each)
     noise_seed: int = 0
     noise_file: str | None = None
     noisy_validation: bool = False  # the validation labels get the same rate of noise (no clean oracle)
@@ -105,6 +111,7 @@ class TrainConfig:
     workers: int = 2
     preload: bool = False  # decode the data once into memory and augment whole batches there
     soft_labels: bool = False  # train on the annotators' vote shares (FERPlus) instead of labels
+    augment: str = "published"  # AUGMENTS
     out: str = "runs/run"
     resume: bool = False
     limit_train: int | None = None
@@ -113,6 +120,11 @@ class TrainConfig:
     seed: int = 0
     strict: bool = False
     face_margin: float | None = None  # None: how the dataset's own crops are framed
+
+    @property
+    def label_noise(self) -> bool:
+        """Whether the run trains on labels other than the dataset's own."""
+        return self.noise_rate > 0 or bool(self.noise_file) or self.noise_kind == "annotator"
 
     def resolved(self) -> "TrainConfig":
         """A copy with the method defaults and the colour mode filled in, validated."""
@@ -128,9 +140,19 @@ class TrainConfig:
             raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose one of {SCHEDULERS}")
         if cfg.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {PRECISIONS}")
-        if cfg.soft_labels and (cfg.noise_rate > 0 or cfg.noise_file):
+        if cfg.noise_kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise kind {cfg.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
+        if cfg.noise_kind == "annotator" and (cfg.noise_rate > 0 or cfg.noise_file):
+            raise ValueError("annotator noise has its own rate (how often one annotator disagrees "
+                             "with the majority): leave the noise rate at 0 and give no noise file")
+        if cfg.soft_labels and cfg.label_noise:
             raise ValueError("soft labels (annotator votes) and injected label noise exclude each "
                              "other: the votes would contradict the noisy labels")
+        if cfg.augment not in AUGMENTS:
+            raise ValueError(f"unknown augmentation {cfg.augment!r}; choose one of {', '.join(AUGMENTS)}")
+        if cfg.augment == "webcam" and not cfg.preload:
+            raise ValueError("the webcam augmentation works on preloaded batches: add preload "
+                             "(--preload), or use the published augmentation")
         if cfg.color not in ("rgb", "gray"):
             raise ValueError(f"colour mode must be auto, rgb or gray, not {cfg.color!r}")
         if cfg.epochs < 1 or cfg.batch_size < 1:

@@ -1,28 +1,31 @@
-"""Label-noise study: CE vs EAC vs GSMC on FERPlus with injected symmetric noise.
+"""Label-noise study: CE vs EAC vs GSMC on FERPlus where label noise bites (issue 24).
 
-    python scripts/noise_study.py --data-root ../shared/data/ferplus --out runs/noise_study
+    python scripts/noise_study.py run ce_sym30_s0 --data-root ../shared/data/ferplus --out ~/runs/study
+    python scripts/noise_study.py summary --data-root ../shared/data/ferplus --out ~/runs/study
 
-Every (method, noise rate) run trains with the same budget, input size, batch size, optimiser
-and schedule, selects on the clean validation split, and is scored on the clean test split: the
-best-by-validation checkpoint, and the mean test accuracy of the last five epochs. Finished runs
-are skipped and interrupted ones resumed, so the study can be restarted. Writes ``study.json``
-and ``table.md`` in the output folder, and the noisy-label audit of the GSMC run at the highest
-noise rate (precision/recall of the flagged samples against the injected flips).
+Each run (``RUNS``) trains as a user of the Training tab would, on a fixed 10,000-face subset of
+FER2013Train with noisy labels, and selects its exported model on **noisy** validation labels
+(the trainer's ``noisy_validation``: a user has no clean oracle). After every epoch this script
+also scores every model the run offers (the student, and GSMC's teacher) on the clean
+validation split and on the clean test split, so one run gives the test accuracy of the model
+chosen on clean validation, of the one chosen on noisy validation, and the mean of the last five
+epochs. ``run`` continues a run where it stopped (kill it any time); ``summary`` writes
+``study.json``, ``summary.json``, ``table.md`` and the curves of the runs finished so far.
 """
 
 import argparse
 import csv
-import dataclasses
 import json
-import platform
 import statistics
 import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from gsmc_core.audit import audit
-from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+from gsmc_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from gsmc_core.data.noise import given_labels
 from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
@@ -32,237 +35,249 @@ from gsmc_core.train_config import TrainConfig, TrainingError
 from gsmc_core.train_events import EpochEvent, LogEvent
 
 LAST_EPOCHS = 5
+# The regime: the Training tab's default recipe (each method's published optimiser, a cosine
+# schedule over the run) at 65 px (5x5 CAMs, mirror-exact), long enough that CE memorises.
+STUDY = {"limit_train": 10_000, "input_size": 65, "output_stride": 16, "epochs": 40,
+         "scheduler_ce_gsmc": "cosine"}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", required=True, help="FERPlus root (Microsoft layout)")
-    p.add_argument("--out", default="runs/noise_study", help="study folder (default runs/noise_study)")
-    p.add_argument("--methods", nargs="+", default=["ce", "eac", "gsmc"])
-    p.add_argument("--rates", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3])
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--limit-train", type=int, help="train on a fixed random subset of this size")
-    p.add_argument("--limit-eval", type=int,
-                   help="select on a fixed random subset of the validation split (test stays whole)")
-    p.add_argument("--input-size", type=int, default=112)
-    p.add_argument("--output-stride", type=int, default=16)
-    # optimiser settings: each method's published recipe unless given (then the same for all)
-    p.add_argument("--batch-size", type=int, help="default: each method's published batch size")
-    p.add_argument("--lr", type=float, help="default: each method's published learning rate")
-    p.add_argument("--weight-decay", type=float, help="default: each method's published weight decay")
-    p.add_argument("--scheduler", choices=["step", "exp", "cosine"],
-                   help="default: each method's published schedule")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--init", help="backbone initialisation (a `gsmc import-weights` file), for every run")
-    p.add_argument("--ema-alpha", type=float, help="GSMC teacher EMA ceiling (trainer default 0.999)")
-    p.add_argument("--eac-lambda", type=float, help="EAC attention weight (trainer default 5)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0],
-                   help="training seeds; each also draws its own label noise (noise seed + seed)")
-    p.add_argument("--noisy-val-gsmc", action="store_true",
-                   help="also one GSMC run per noisy rate whose validation labels carry the same noise")
-    p.add_argument("--preload", action="store_true", help="decode the data once into memory (fast)")
-    p.add_argument("--threads", type=int, help="CPU threads per training process")
-    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
-    return p.parse_args(argv)
+@dataclass(frozen=True)
+class Run:
+    method: str
+    noise: str  # "sym30" (30 % symmetric) or "annotator" (one FERPlus annotator's vote)
+    seed: int = 0
+    settings: dict = field(default_factory=dict)  # anything else that differs (ablations)
+    variant: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}{self.variant}_{self.noise}_s{self.seed}"
 
 
-def fit_of_flipped(run_dir: Path, data_root: str, device: torch.device) -> dict | None:
-    """How the run's final model labels the training faces whose labels were flipped: the share
-    it predicts as the injected (wrong) label, i.e. memorised noise, and as the true label. For
-    the exported weights and, for GSMC (whose export may be the EMA teacher), the student too."""
-    labels_file = run_dir / "train_labels.csv"  # written by runs with injected noise
-    if not labels_file.exists():
-        return None
-    with open(labels_file, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["flipped"] == "1"]
-    if not rows:
-        return None
-    train = read_split("ferplus", data_root, "train")
-    by_key = {s.key: s for s in train.samples}
-    flipped = Split(train.dataset, train.name, train.classes, [by_key[r["key"]] for r in rows])
-    index = train.classes.index
-    given = flipped.with_labels([index(r["noisy_label"]) for r in rows])
-    true = flipped.with_labels([index(r["clean_label"]) for r in rows])
-    ckpt = load_checkpoint(run_dir / "last.pt")
-    models = {"exported": ckpt}
-    if ckpt.train_config.get("method") == "gsmc":
-        models["student"] = dataclasses.replace(ckpt, state_dict=ckpt.training_state["student"])
-    fit: dict = {"flipped": len(rows)}
-    for name, model in models.items():
-        fit[name] = {"predicts_injected_label": evaluate_checkpoint(model, given, device)["accuracy"],
-                     "predicts_true_label": evaluate_checkpoint(model, true, device)["accuracy"]}
-    return fit
+RUNS = {r.name: r for r in [
+    Run("ce", "sym30"), Run("gsmc", "sym30"), Run("eac", "sym30"),
+    Run("gsmc", "sym30", settings={"lambda_kl": 0.0}, variant="_ac"),  # CE + consistency only
+    Run("gsmc", "sym30", settings={"lambda_ac": 0.0}, variant="_kl"),  # CE + teacher KL only
+    Run("ce", "annotator"), Run("gsmc", "annotator"), Run("eac", "annotator"),
+    Run("ce", "sym30", 1), Run("gsmc", "sym30", 1), Run("eac", "sym30", 1),
+]}
 
 
-def run_name(method: str, rate: float, seed: int, noisy_val: bool = False) -> str:
-    return (f"{method}_noise{round(rate * 100):02d}" + ("_noisyval" if noisy_val else "")
-            + (f"_seed{seed}" if seed else ""))
-
-
-def run_one(args: argparse.Namespace, method: str, rate: float, test_split, seed: int = 0,
-            noisy_val: bool = False) -> dict:
-    run_dir = Path(args.out) / run_name(method, rate, seed, noisy_val)
-    result_file = run_dir / "result.json"
-    if result_file.exists():
-        print(f"{run_dir.name}: done before, skipped", flush=True)
-        return json.loads(result_file.read_text())
-    config = TrainConfig(
-        method=method, dataset="ferplus", data_root=args.data_root, epochs=args.epochs,
-        input_size=args.input_size, output_stride=args.output_stride, batch_size=args.batch_size,
-        lr=args.lr, weight_decay=args.weight_decay, scheduler=args.scheduler, noise_rate=rate,
-        noise_seed=args.noise_seed + seed, seed=seed, noisy_validation=noisy_val,
-        limit_train=args.limit_train, limit_eval=args.limit_eval, init=args.init, device=args.device,
-        workers=0 if args.preload else args.workers, preload=args.preload, threads=args.threads,
-        precision=args.precision, out=str(run_dir), resume=(run_dir / "last.pt").exists(),
-        **{k: v for k, v in (("ema_alpha", args.ema_alpha), ("eac_lambda", args.eac_lambda))
-           if v is not None},
+def config_for(run: Run, args: argparse.Namespace) -> TrainConfig:
+    scheduler = None if run.method == "eac" else STUDY["scheduler_ce_gsmc"]
+    noise = ({"noise_rate": 0.3} if run.noise == "sym30" else {"noise_kind": "annotator"})
+    return TrainConfig(
+        method=run.method, dataset="ferplus", data_root=args.data_root, epochs=args.epochs,
+        input_size=STUDY["input_size"], output_stride=STUDY["output_stride"], scheduler=scheduler,
+        noise_seed=run.seed, seed=run.seed, noisy_validation=True,
+        limit_train=args.limit_train, limit_eval=args.limit_eval, device="cpu", workers=0,
+        preload=True, threads=1, out=str(Path(args.out) / run.name),
+        resume=(Path(args.out) / run.name / "last.pt").exists(),
+        **noise, **run.settings,
     )
-    device = resolve_device(args.device)
-    test_by_epoch: dict[int, float] = {}
-    history_file = run_dir / "test_by_epoch.json"
-    if config.resume and history_file.exists():
-        test_by_epoch = {int(k): v for k, v in json.loads(history_file.read_text()).items()}
+
+
+def candidates(ckpt: Checkpoint) -> dict[str, Checkpoint]:
+    """The models a run offers at an epoch: the student, and GSMC's teacher."""
+    state = ckpt.training_state
+    found = {"student": replace(ckpt, state_dict=state["student"])}
+    if state.get("teacher"):
+        found["teacher"] = replace(ckpt, state_dict={k.removeprefix("module."): v
+                                                     for k, v in state["teacher"].items()
+                                                     if k.startswith("module.")})
+    return found
+
+
+def run_one(run: Run, args: argparse.Namespace) -> None:
+    run_dir = Path(args.out) / run.name
+    config = config_for(run, args)
+    device = resolve_device("cpu")
+    val = read_split("ferplus", args.data_root, "val").subset(args.limit_eval)
+    test = read_split("ferplus", args.data_root, "test").subset(args.limit_eval)
+    scores_file = run_dir / "scores.json"
+    scores: dict = json.loads(scores_file.read_text()) if scores_file.exists() else {}
 
     def on_event(event) -> None:
         if isinstance(event, LogEvent):
             print(f"  {event.message}", flush=True)
         elif isinstance(event, EpochEvent):
-            row = event.metrics
-            line = (f"  {run_dir.name} epoch {event.epoch}/{event.epochs}: train (given labels) "
-                    f"{row['train_acc']:.4f} val {row['val_acc']:.4f}")
-            if event.epoch > event.epochs - LAST_EPOCHS:
-                # last.pt holds this epoch's exported weights (the better of student and teacher)
-                m = evaluate_checkpoint(load_checkpoint(run_dir / "last.pt"), test_split, device)
-                test_by_epoch[event.epoch] = m["accuracy"]
-                history_file.write_text(json.dumps(test_by_epoch))
-                line += f" test {m['accuracy']:.4f}"
-            print(f"{line} ({row['images_per_s']:.0f} img/s)", flush=True)
+            ckpt = load_checkpoint(run_dir / "last.pt")
+            epoch_scores = {name: {"val_clean": evaluate_checkpoint(c, val, device)["accuracy"],
+                                   "test": evaluate_checkpoint(c, test, device)["accuracy"]}
+                            for name, c in candidates(ckpt).items()}
+            scores[str(event.epoch)] = epoch_scores
+            scores_file.write_text(json.dumps(scores, indent=1))
+            m = event.metrics
+            print(f"{run.name} epoch {event.epoch}/{event.epochs}: train (given labels) "
+                  f"{m['train_acc']:.4f}, val (noisy) {m['val_acc']:.4f}, "
+                  + ", ".join(f"{k} clean val {v['val_clean']:.4f} test {v['test']:.4f}"
+                              for k, v in epoch_scores.items())
+                  + f" ({m['images_per_s']:.0f} img/s, {m['seconds']:.0f} s)", flush=True)
 
     result = train(config, on_event)
-    best_ckpt = load_checkpoint(result.best)
-    best = evaluate_checkpoint(best_ckpt, test_split, device)
-    last = [test_by_epoch[e] for e in sorted(test_by_epoch)[-LAST_EPOCHS:]]
-    with open(run_dir / "metrics.csv", newline="") as f:
-        epochs = list(csv.DictReader(f))
-    summary = {
-        "method": method, "noise_rate": rate, "seed": seed, "noisy_validation": noisy_val,
-        "train_faces": len(read_split("ferplus", args.data_root, "train").subset(args.limit_train)
-                           .samples),
-        "cam_size": best_ckpt.build_model().cam_size(args.input_size),
-        "best_val_acc": result.best_val_accuracy,
-        "test_acc_best": best["accuracy"], "test_mean_class_acc_best": best["mean_class_accuracy"],
-        "test_acc_last5_mean": statistics.mean(last), "epochs": args.epochs,
-        "best_epoch": best_ckpt.metrics["epoch"], "best_selected": best_ckpt.metrics.get("selected"),
-        "train_acc_given_labels_last": float(epochs[-1]["train_acc"]),
-        "flipped_labels": fit_of_flipped(run_dir, args.data_root, device),
-        # training time of all epochs (resumed ones included), evaluation excluded
-        "train_seconds": round(sum(float(e["seconds"]) for e in epochs), 1), "run_dir": str(run_dir),
-    }
-    result_file.write_text(json.dumps(summary, indent=2))
-    return summary
+    if result.stopped or result.epochs_completed < args.epochs:
+        return
+    (run_dir / "result.json").write_text(json.dumps(summarise_run(run, run_dir, args), indent=2))
+    print(f"{run.name}: finished, {run_dir / 'result.json'}", flush=True)
 
 
-def mean_over_seeds(results: list[dict]) -> dict:
-    """One row per (method, rate): the seeds' mean of every number (the per-seed values kept)."""
-    first = results[0]
-    merged = {k: v for k, v in first.items() if not isinstance(v, int | float) or isinstance(v, bool)}
-    for key in ("best_val_acc", "test_acc_best", "test_mean_class_acc_best", "test_acc_last5_mean"):
-        merged[key] = statistics.mean(r[key] for r in results)
-        merged[f"{key}_by_seed"] = [r[key] for r in results]
-    merged["seeds"] = [r["seed"] for r in results]
-    if all(r.get("flipped_labels") for r in results):
-        merged["flipped_labels"] = {"exported": {
-            k: statistics.mean(r["flipped_labels"]["exported"][k] for r in results)
-            for k in ("predicts_injected_label", "predicts_true_label")}}
-    return merged
-
-
-def summary_json(results: list[dict], epochs: int) -> dict | None:
-    """``{"train_faces", "cam_size", "epochs", "noise30": {method: best-by-val test %}}``."""
-    at30 = [r for r in results if r["noise_rate"] == 0.3 and not r.get("noisy_validation")]
-    if not at30:
-        return None
-    methods = sorted({r["method"] for r in at30})
+def fit_of_training_labels(run_dir: Path, data_root: str, device: torch.device) -> dict:
+    """How the final exported model (last.pt's weights) labels the training faces, without
+    augmentation: the share of all given (noisy) labels it reproduces, and of the faces whose
+    given label differs from the majority, the share it gives the noisy label / the true one."""
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    with open(run_dir / "train_labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    train_split = read_split("ferplus", data_root, "train")
+    by_key = {s.key: s for s in train_split.samples}
+    faces = Split("ferplus", "train", train_split.classes, [by_key[r["key"]] for r in rows])
+    index = train_split.classes.index
+    noisy = faces.with_labels([index(r["noisy_label"]) for r in rows])
+    flipped = [i for i, r in enumerate(rows) if r["flipped"] == "1"]
+    sub = Split("ferplus", "train", faces.classes, [faces.samples[i] for i in flipped])
     return {
-        "train_faces": at30[0]["train_faces"], "cam_size": at30[0]["cam_size"], "epochs": epochs,
-        "noise30": {m: round(100 * statistics.mean(r["test_acc_best"] for r in at30 if r["method"] == m), 2)
-                    for m in methods},
-        "seeds": sorted({r["seed"] for r in at30}),
+        "given_labels_reproduced": evaluate_checkpoint(ckpt, noisy, device)["accuracy"],
+        "noisy_faces": len(flipped),
+        "noisy_label_reproduced": evaluate_checkpoint(
+            ckpt, sub.with_labels([index(rows[i]["noisy_label"]) for i in flipped]), device)["accuracy"],
+        "true_label_predicted": evaluate_checkpoint(
+            ckpt, sub.with_labels([index(rows[i]["clean_label"]) for i in flipped]), device)["accuracy"],
     }
 
 
-def markdown_table(results: list[dict], methods: list[str], rates: list[float]) -> str:
-    groups: dict = {}
+def summarise_run(run: Run, run_dir: Path, args: argparse.Namespace) -> dict:
+    scores = {int(k): v for k, v in json.loads((run_dir / "scores.json").read_text()).items()}
+    with open(run_dir / "metrics.csv", newline="") as f:
+        metrics = {int(r["epoch"]): r for r in csv.DictReader(f)}
+    epochs = sorted(metrics)
+
+    def noisy_val(epoch: int, name: str) -> float:
+        column = "val_acc" if name == "student" else f"val_acc_{name}"
+        return float(metrics[epoch][column])
+
+    offered = [(e, name) for e in epochs for name in scores[e]]
+    clean_choice = max(offered, key=lambda en: (scores[en[0]][en[1]]["val_clean"], en[1] == "student"))
+    noisy_choice = max(offered, key=lambda en: (noisy_val(*en), en[1] == "student"))
+    exported = [(e, metrics[e]["selected"]) for e in epochs[-LAST_EPOCHS:]]
+    return {
+        "run": run.name, "method": run.method, "variant": run.variant, "noise": run.noise,
+        "seed": run.seed, "settings": run.settings, "epochs": len(epochs),
+        "test_clean_val_choice": scores[clean_choice[0]][clean_choice[1]]["test"],
+        "clean_val_choice": {"epoch": clean_choice[0], "model": clean_choice[1]},
+        "test_noisy_val_choice": scores[noisy_choice[0]][noisy_choice[1]]["test"],
+        "noisy_val_choice": {"epoch": noisy_choice[0], "model": noisy_choice[1]},
+        "test_last5": statistics.mean(scores[e][name]["test"] for e, name in exported),
+        "train_acc_given_labels_last": float(metrics[epochs[-1]]["train_acc"]),
+        "fit": fit_of_training_labels(run_dir, args.data_root, resolve_device("cpu")),
+        "train_seconds": round(sum(float(metrics[e]["seconds"]) for e in epochs), 1),
+    }
+
+
+def annotator_noise_rates(data_root: str, limit_train: int) -> dict:
+    """How often one annotator's vote differs from the majority label, overall and per class,
+    on the study's 10,000 training faces (seed 0) and on the validation split."""
+    train_split = read_split("ferplus", data_root, "train").subset(limit_train, 0)
+    out = {}
+    for name, split, seed in (("train", train_split, 0), ("val", read_split("ferplus", data_root, "val"), 1)):
+        clean = np.array(split.labels())
+        drawn = np.array(given_labels(split, "annotator", 0.0, seed))
+        out[name] = {"overall": float((clean != drawn).mean()),
+                     "by_class": {c: float((drawn[clean == i] != i).mean())
+                                  for i, c in enumerate(split.classes) if (clean == i).any()}}
+    return out
+
+
+def pct(x: float) -> float:
+    return round(100 * x, 2)
+
+
+def summary(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    results = [json.loads((out / name / "result.json").read_text()) for name in RUNS
+               if (out / name / "result.json").exists()]
+    unfinished = [name for name in RUNS if not (out / name / "result.json").exists()]
+
+    def mean_of(method: str, noise: str, key: str, variant: str = "", fit: bool = False) -> float | None:
+        rows = [r for r in results if (r["method"], r["noise"], r["variant"]) == (method, noise, variant)]
+        if not rows:
+            return None
+        return pct(statistics.mean(r["fit"][key] if fit else r[key] for r in rows))
+
+    def by_method(noise: str, key: str, fit: bool = False) -> dict:
+        return {m: v for m in ("ce", "eac", "gsmc")
+                if (v := mean_of(m, noise, key, fit=fit)) is not None}
+
+    rates = annotator_noise_rates(args.data_root, args.limit_train)
+    summary = {
+        "train_faces": args.limit_train, "cam_size": (STUDY["input_size"] - 1) // 16 + 1,
+        "epochs": args.epochs, "seeds": sorted({r["seed"] for r in results if r["noise"] == "sym30"}),
+        "noise30": by_method("sym30", "test_clean_val_choice"),
+        "noise30_noisyval": by_method("sym30", "test_noisy_val_choice"),
+        "noise30_last5": by_method("sym30", "test_last5"),
+        "memorised30": by_method("sym30", "noisy_label_reproduced", fit=True),
+        "annotator": {"noise_rate": pct(rates["train"]["overall"]),
+                      "noise_rate_by_class": {c: pct(v) for c, v in rates["train"]["by_class"].items()},
+                      "noisyval": by_method("annotator", "test_noisy_val_choice"),
+                      "cleanval": by_method("annotator", "test_clean_val_choice"),
+                      "last5": by_method("annotator", "test_last5"),
+                      "memorised": by_method("annotator", "noisy_label_reproduced", fit=True)},
+        "ablation30_last5": {k: v for k, v in (
+            ("ce_ac", mean_of("gsmc", "sym30", "test_last5", "_ac")),
+            ("ce_kl", mean_of("gsmc", "sym30", "test_last5", "_kl"))) if v is not None},
+        "unfinished": unfinished,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "study.json").write_text(json.dumps({"study": STUDY, "results": results,
+                                                "annotator_noise": rates}, indent=2))
+    lines = ["| run | clean-val choice | noisy-val choice | last 5 | given labels fitted | "
+             "noisy labels reproduced / true predicted |", "|---|---|---|---|---|---|"]
     for r in results:
-        if not r.get("noisy_validation"):
-            groups.setdefault((r["method"], r["noise_rate"]), []).append(r)
-    by = {key: mean_over_seeds(rows) for key, rows in groups.items()}
-    rates = sorted(rates)
+        fit = r["fit"]
+        lines.append(f"| {r['run']} | {pct(r['test_clean_val_choice'])} | "
+                     f"{pct(r['test_noisy_val_choice'])} | {pct(r['test_last5'])} | "
+                     f"{pct(fit['given_labels_reproduced'])} | {pct(fit['noisy_label_reproduced'])} / "
+                     f"{pct(fit['true_label_predicted'])} |")
+    lines.append(f"\nUnfinished: {', '.join(unfinished) or 'none'}")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(json.dumps(summary, indent=2))
+    return 0
 
-    def table(rates: list[float], cell) -> list[str]:
-        head = "| method | " + " | ".join(f"{round(r * 100)} % noise" for r in rates) + " |"
-        rows = [f"| {m} | " + " | ".join(cell(by[m, r]) for r in rates) + " |" for m in methods]
-        return [head, "|---" * (len(rates) + 1) + "|", *rows]
 
-    lines = table(rates, lambda r: f"{100 * r['test_acc_best']:.2f} / {100 * r['test_acc_last5_mean']:.2f}")
-    lines.append(f"\nEach cell: test accuracy of the best-by-validation checkpoint / mean test accuracy "
-                 f"of the last {LAST_EPOCHS} epochs (%).\n")
-    for r in results:
-        if r.get("noisy_validation"):
-            lines.append(f"GSMC selected on validation labels with the same {round(r['noise_rate'] * 100)} % "
-                         f"noise (seed {r['seed']}, no clean oracle): {100 * r['test_acc_best']:.2f} / "
-                         f"{100 * r['test_acc_last5_mean']:.2f}.\n")
-    noisy = [r for r in rates if r > 0]
-    if noisy and all(by[m, r].get("flipped_labels") for m in methods for r in noisy):
-        def fit_cell(r: dict) -> str:
-            fit = r["flipped_labels"]["exported"]
-            return f"{100 * fit['predicts_injected_label']:.1f} / {100 * fit['predicts_true_label']:.1f}"
-
-        lines += table(noisy, fit_cell)
-        lines.append("\nEach cell: of the training faces whose label was flipped, the share the final "
-                     "model (the exported weights) labels with the injected (wrong) label / with the true "
-                     "label (%).")
-    return "\n".join(lines) + "\n"
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=["run", "summary", "list"])
+    p.add_argument("runs", nargs="*", help=f"run names for `run`: {', '.join(RUNS)}")
+    p.add_argument("--data-root", required=True, help="FERPlus root (Microsoft layout)")
+    p.add_argument("--out", default="runs/noise_study", help="study folder (outside git)")
+    p.add_argument("--epochs", type=int, default=STUDY["epochs"])
+    p.add_argument("--limit-train", type=int, default=STUDY["limit_train"],
+                   help="training faces (a smaller study is a smoke test, not the study)")
+    p.add_argument("--limit-eval", type=int, help="validation/test faces scored (smoke tests)")
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if args.command == "list":
+        print("\n".join(RUNS))
+        return 0
+    if args.command == "summary":
+        return summary(args)
+    unknown = [r for r in args.runs if r not in RUNS]
+    if unknown or not args.runs:
+        print(f"noise_study: name runs from: {', '.join(RUNS)} (unknown: {unknown})", file=sys.stderr)
+        return 2
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
-        test_split = read_split("ferplus", args.data_root, "test")
-        results = [run_one(args, m, r, test_split, seed) for seed in args.seeds
-                   for r in args.rates for m in args.methods]
-        if args.noisy_val_gsmc:
-            results += [run_one(args, "gsmc", r, test_split, args.seeds[0], noisy_val=True)
-                        for r in args.rates if r > 0]
+        for name in args.runs:
+            if (Path(args.out) / name / "result.json").exists():
+                print(f"{name}: finished before, skipped", flush=True)
+                continue
+            run_one(RUNS[name], args)
     except (CheckpointError, DataError, TrainingError) as e:
         print(f"noise_study: error: {e}", file=sys.stderr)
         return 2
-    audit_summary = None
-    top = max(args.rates)
-    if "gsmc" in args.methods and top > 0:
-        run = out / run_name("gsmc", top, args.seeds[0])
-        report = audit(run / "last.pt", "ferplus", args.data_root, device=args.device)
-        audit_summary = {"run": str(run), "noise_rate": top, "flagged": len(report.flagged),
-                         "injected_flips": report.known_flips, "precision": report.precision,
-                         "recall": report.recall, "precision_at_k": report.precision_at_k}
-    study = {
-        "settings": vars(args), "results": results, "audit": audit_summary,
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-                    f"threads, torch {torch.__version__}, python {sys.version.split()[0]}",
-    }
-    (out / "study.json").write_text(json.dumps(study, indent=2))
-    summary = summary_json(results, args.epochs)
-    if summary is not None:
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    table = markdown_table(results, args.methods, args.rates)
-    (out / "table.md").write_text(table)
-    print(table)
-    if audit_summary:
-        print(f"audit at {round(top * 100)} % noise: {audit_summary}")
     return 0
 
 

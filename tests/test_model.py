@@ -20,7 +20,7 @@ def test_forward_shapes_and_default_cam_resolution():
     assert logits.shape == (2, 8)
     assert cams.shape[:2] == (2, 8)
     assert cams.shape[-1] >= 7 and cams.shape[-2] >= 7
-    assert model.cam_size(DEFAULT_INPUT_SIZE) == 7
+    assert model.cam_size(DEFAULT_INPUT_SIZE) == 8
 
 
 def test_cams_equal_explicit_computation_from_features_and_fc():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.data.batch_augment import eac_augment, standard_augment
+from gsmc_core.data.batch_augment import eac_augment, published_augment
 from gsmc_core.data.preload import MemoryLoader, preload_split
 from gsmc_core.data.readers import ferplus_soft, read_split
 from gsmc_core.data.samples import DataError, Sample, Split
@@ -62,7 +62,7 @@ def test_preload_lists_unreadable_images_and_refuses_when_none_can_be_read(ferpl
     assert [u.key for u in data.unreadable] == ["broken.png", "gone.png"]
     assert data.indices.tolist() == [0, 1, 2, 3, 4]
     # the first batch of each epoch reports them
-    loader = MemoryLoader(data, META, batch_size=2, augment=standard_augment)
+    loader = MemoryLoader(data, META, batch_size=2, augment=published_augment)
     assert [b.skipped for b in loader] == [2, 0]
     with pytest.raises(DataError, match="none of the 2 train images.*broken.png"):
         preload_split(Split("ferplus", "train", class_list(8), samples[5:]), META)
@@ -70,7 +70,7 @@ def test_preload_lists_unreadable_images_and_refuses_when_none_can_be_read(ferpl
 
 def test_memory_loader_orders_shards_and_augments_reproducibly(ferplus_40):
     data = preload_split(ferplus_40, META)
-    loader = MemoryLoader(data, META, batch_size=8, augment=standard_augment, seed=3)
+    loader = MemoryLoader(data, META, batch_size=8, augment=published_augment, seed=3)
     assert len(loader) == 5
     first = list(loader)
     again = list(loader)
@@ -82,7 +82,7 @@ def test_memory_loader_orders_shards_and_augments_reproducibly(ferplus_40):
     assert sorted(order0.tolist()) == sorted(order1.tolist()) == list(range(40))
     assert not torch.equal(order0, order1)
     # two torchrun ranks see disjoint halves of the same epoch
-    ranks = [MemoryLoader(data, META, 8, standard_augment, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [MemoryLoader(data, META, 8, published_augment, seed=3, rank=r, world_size=2) for r in (0, 1)]
     seen = [torch.cat([b.indices for b in r]).tolist() for r in ranks]
     assert len(seen[0]) == len(seen[1]) == 16 and not set(seen[0]) & set(seen[1])
     # evaluation: every image in order, normalised, not augmented
@@ -98,7 +98,7 @@ def test_memory_loader_orders_shards_and_augments_reproducibly(ferplus_40):
 def test_batch_augmentations_change_images_within_bounds(ferplus_40):
     data = preload_split(ferplus_40, META)
     gen = torch.Generator().manual_seed(0)
-    x = standard_augment(data.images, META, gen)
+    x = published_augment(data.images, META, gen)
     assert x.shape == (40, 3, 32, 32) and torch.isfinite(x).all()
     plain = (data.images.permute(0, 3, 1, 2).float() / 255 - 0.5)
     assert (x - (plain - torch.tensor(META.mean).view(1, 3, 1, 1) + 0.5)).abs().mean() > 0.05

@@ -185,6 +185,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                    device=args.device)
     print(f"{len(report.flagged)} of {report.n} training samples flagged as likely mislabelled "
           f"(model confidence >= {args.threshold} in another class)")
+    if report.note:
+        print(f"note: {report.note}")
     if report.known_flips is not None:
         at_k = ", ".join(f"precision@{k} {v:.3f}" for k, v in report.precision_at_k.items())
         print(f"against the {report.known_flips} injected flips: precision {report.precision:.3f}, "

@@ -13,6 +13,13 @@ import torch.nn.functional as F
 
 from gsmc_core.checkpoint import ModelMeta
 
+# The published GSMC/CE recipe (METHOD.md; transforms.train_transform per image): a random
+# mirror; with p 0.2 a rotation of up to ±20° and a random crop with 32 px padding at 224 px.
+PUBLISHED_P = 0.2
+PUBLISHED_ROTATION_DEG = 20.0
+PUBLISHED_PAD_AT_224 = 32
+# The webcam recipe of the shipped model's stages 2-3 (not the published one): always-on
+# rotation, zoom, shift, brightness and contrast.
 ROTATION_DEG = 15.0
 SCALE = 0.1  # zoom 0.9-1.1
 SHIFT = 0.08  # of the side
@@ -56,10 +63,37 @@ def random_erase(x: torch.Tensor, gen: torch.Generator, p: float = ERASE_P) -> t
     return x.masked_fill((inside & chosen).unsqueeze(1), 0.0)
 
 
-def standard_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
-    """The GSMC/CE training view: brightness and contrast (webcam light), a random mirror,
-    rotation, zoom and shift (zero padding, as the published padded crop), normalisation and
-    random erasing. Returns N x 3 x S x S."""
+def published_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
+    """The published GSMC/CE training view on a batch, as ``transforms.train_transform`` does it
+    per image: a random mirror; with p 0.2 a rotation of up to ±20° (nearest pixel, zero fill,
+    as torchvision's RandomRotation) followed by a random crop of the image padded by
+    32 px × size/224 (a whole-pixel shift of up to that padding in each direction);
+    normalisation and random erasing. Returns N x 3 x S x S."""
+    x = to_float(images)
+    n, _, h, w = x.shape
+    pad = max(1, round(PUBLISHED_PAD_AT_224 * w / 224))
+    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    applied = torch.rand(n, generator=gen) < PUBLISHED_P
+    angle = _uniform(n, -PUBLISHED_ROTATION_DEG, PUBLISHED_ROTATION_DEG, gen) * math.pi / 180
+    shift = torch.randint(-pad, pad + 1, (n, 2), generator=gen).float()
+    angle = torch.where(applied, angle, 0.0)
+    shift = torch.where(applied.view(n, 1), shift, 0.0)
+    # output pixel u reads the input at mirror · R⁻¹ (u + shift), in normalised coordinates
+    dx, dy = 2 * shift[:, 0] / w, 2 * shift[:, 1] / h
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([
+        torch.stack([cos * mirror, sin * mirror, (cos * dx + sin * dy) * mirror], dim=1),
+        torch.stack([-sin, cos, -sin * dx + cos * dy], dim=1),
+    ], dim=1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return random_erase(normalize(x, meta), gen)
+
+
+def webcam_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
+    """The webcam training view of the shipped model's stages 2-3 (not the published recipe):
+    brightness and contrast, a random mirror, always-on rotation (±15°), zoom and shift (zero
+    padding), normalisation and random erasing. Returns N x 3 x S x S."""
     x = to_float(images)
     n = len(x)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -80,14 +114,17 @@ def standard_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator
 
 
 def eac_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
-    """EAC's published augmentation (``transforms.EacPairTransform``) on a batch: Gaussian pixel
-    noise on half the images, then the image and its mirror, each normalised and erased on its
-    own. Returns N x 2 x 3 x S x S."""
-    x = to_float(images)
-    n = len(x)
+    """EAC's published augmentation (``transforms.EacPairTransform``) on a batch: two views, the
+    image with Gaussian pixel noise on half of them and the mirror of the raw image (no noise),
+    each normalised and erased on its own. Returns N x 2 x 3 x S x S."""
+    raw = to_float(images)
+    n = len(raw)
     noisy = (torch.rand(n, generator=gen) < 0.5).view(n, 1, 1, 1)
-    noise = torch.randn(x.shape, generator=gen) * EAC_NOISE_STD
-    x = torch.where(noisy, (x + noise).clamp(0, 1), x)
+    noise = torch.randn(raw.shape, generator=gen) * EAC_NOISE_STD
+    x = torch.where(noisy, (raw + noise).clamp(0, 1), raw)
     x = (x * 255).round() / 255  # EAC adds the noise to uint8 images
-    views = [random_erase(normalize(v, meta), gen) for v in (x, x.flip(-1))]
+    views = [random_erase(normalize(v, meta), gen) for v in (x, raw.flip(-1))]
     return torch.stack(views, dim=1)
+
+
+BATCH_AUGMENTS = {"published": published_augment, "webcam": webcam_augment}

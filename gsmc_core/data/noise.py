@@ -1,4 +1,5 @@
-"""Label noise: symmetric injection (SCN/EAC protocol) and RAF-style noise files."""
+"""Label noise: symmetric injection (SCN/EAC protocol), one annotator's vote (real human noise),
+and RAF-style noise files."""
 
 import csv
 from pathlib import Path
@@ -27,6 +28,37 @@ def inject_symmetric_noise(labels: list[int], num_classes: int, rate: float,
     for i, off in zip(flipped, offsets, strict=True):
         noisy[i] = (labels[i] + int(off)) % num_classes
     return noisy, flipped.tolist()
+
+
+NOISE_KINDS = ("symmetric", "annotator")
+
+
+def annotator_labels(split: Split, seed: int) -> list[int]:
+    """Each sample labelled by one of its annotators, drawn at random (seeded): a class with
+    probability proportional to its raw votes. Annotators who voted unknown or not-a-face are
+    not drawn. Instance-dependent noise, where faces are ambiguous (FERPlus's ten votes)."""
+    missing = [s.key for s in split.samples if not s.votes or sum(s.votes) <= 0]
+    if missing:
+        raise DataError(f"annotator noise needs each sample's annotator votes (FERPlus has them); "
+                        f"{len(missing)} {split.name} samples of {split.dataset} have none "
+                        f"(first: {missing[0]})")
+    votes = np.array([s.votes for s in split.samples], dtype=np.float64)
+    cumulative = np.cumsum(votes / votes.sum(1, keepdims=True), axis=1)
+    draws = np.random.default_rng(seed).random(len(votes))
+    return np.minimum((cumulative < draws[:, None]).sum(1), votes.shape[1] - 1).tolist()
+
+
+def given_labels(split: Split, kind: str, rate: float, seed: int,
+                 noise_file: str | Path | None = None) -> list[int]:
+    """The labels a run trains (or selects) on: the split's own, or with the noise it asks for
+    (a noise file, one annotator's vote, or ``rate`` symmetric noise)."""
+    if noise_file:
+        return read_noise_file(Path(noise_file), split)
+    if kind == "annotator":
+        return annotator_labels(split, seed)
+    if rate > 0:
+        return inject_symmetric_noise(split.labels(), len(split.classes), rate, seed)[0]
+    return split.labels()
 
 
 def read_noise_file(path: Path, split: Split) -> list[int]:

@@ -111,8 +111,10 @@ def read_ferplus(root: Path, split: str, num_classes: int = 8) -> Split:
             if name not in classes:  # unknown, not-a-face, or contempt with 7 classes
                 other_class += 1
                 continue
+            by_name = dict(zip(FERPLUS_VOTE_COLUMNS, votes, strict=True))
             samples.append(Sample(row[0], classes.index(name), folder / row[0],
-                                  soft=ferplus_soft(votes, classes)))
+                                  soft=ferplus_soft(votes, classes),
+                                  votes=tuple(by_name[c] for c in classes)))
     notes = (f"{label_file}: {no_majority} faces without a majority vote and {other_class} voted "
              f"unknown/not-a-face{'/contempt' if 'contempt' not in classes else ''} left out "
              "(Microsoft's majority rule)",)

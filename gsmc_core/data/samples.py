@@ -24,7 +24,9 @@ class Sample:
     ``key`` identifies the sample in label and noise files (usually the image file name).
     The image is a file (``path``) or, for FER2013's csv, pixels held in memory; ``box`` is an
     optional face box (x, y, w, h) to crop, as AffectNet gives. ``soft`` is the annotators' vote
-    share per class where the dataset has one (FERPlus), for training on soft targets.
+    share per class where the dataset has one (FERPlus), for training on soft targets; ``votes``
+    the annotators' raw vote counts per class (FERPlus), from which one annotator's label can be
+    drawn (``noise.annotator_labels``).
     """
 
     key: str
@@ -33,6 +35,7 @@ class Sample:
     pixels: npt.NDArray[np.uint8] | None = field(default=None, compare=False, repr=False)
     box: tuple[int, int, int, int] | None = None
     soft: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
+    votes: tuple[float, ...] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -58,7 +61,8 @@ class Split:
         """The same samples with new (e.g. noisy) labels; vote shares, which would contradict
         them, are dropped where a label changes."""
         samples = [
-            Sample(s.key, int(y), s.path, s.pixels, s.box, s.soft if int(y) == s.label else None)
+            Sample(s.key, int(y), s.path, s.pixels, s.box, s.soft if int(y) == s.label else None,
+                   s.votes)
             for s, y in zip(self.samples, labels, strict=True)
         ]
         return Split(self.dataset, self.name, self.classes, samples, self.notes)

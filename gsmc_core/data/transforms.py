@@ -36,8 +36,8 @@ EAC_NOISE_VARIANCE = 30.0  # EAC's add_g: Gaussian pixel noise of variance 30 (s
 
 
 class EacPairTransform:
-    """EAC's published augmentation: no flip, rotation or crop; with probability 0.5 Gaussian
-    pixel noise on the raw image; then two views, the image and its mirror, each resized,
+    """EAC's published augmentation: no flip, rotation or crop; two views, the image (with
+    probability 0.5 Gaussian pixel noise added) and the mirror of the raw image (no noise), each
     normalised and randomly erased on its own. Returns a 2 x 3 x S x S tensor; the trainer
     feeds view 0 to the loss and the CAM consistency compares it with view 1."""
 
@@ -52,10 +52,10 @@ class EacPairTransform:
 
     def __call__(self, image_rgb: npt.NDArray[np.uint8]) -> torch.Tensor:
         image = prepare_image(image_rgb, self.meta)
+        mirror = np.ascontiguousarray(image[:, ::-1])  # of the raw image, before the noise
         if float(torch.rand(())) < 0.5:
             noise = torch.randn(image.shape) * EAC_NOISE_VARIANCE ** 0.5
             image = (torch.from_numpy(image).float() + noise).clamp(0, 255).to(torch.uint8).numpy()
-        mirror = np.ascontiguousarray(image[:, ::-1])
         return torch.stack([self.view(image), self.view(mirror)])
 
 
