@@ -25,6 +25,9 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "eac": {"lr": 2e-4, "weight_decay": 1e-4, "batch_size": 32, "scheduler": "exp", "lr_gamma": 0.9},
 }
 SCHEDULERS = ("step", "exp", "cosine")
+# The Training tab's schedule for each method: a cosine over the run for GSMC and CE (the
+# published StepLR(10) leaves a run longer than 30 epochs at 1e-6 and under), EAC's own.
+RECOMMENDED_SCHEDULER = {"gsmc": "cosine", "ce": "cosine", "eac": "exp"}
 # GSMC/CE training augmentation: the published one, or the webcam one of the shipped model's
 # stages 2-3 (batched only, so it needs preload). EAC always uses its own published one.
 AUGMENTS = ("published", "webcam")

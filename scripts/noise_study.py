@@ -31,14 +31,13 @@ from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.train_config import RECOMMENDED_SCHEDULER, TrainConfig, TrainingError
 from gsmc_core.train_events import EpochEvent, LogEvent
 
 LAST_EPOCHS = 5
 # The regime: the Training tab's default recipe (each method's published optimiser, a cosine
 # schedule over the run) at 65 px (5x5 CAMs, mirror-exact), long enough that CE memorises.
-STUDY = {"limit_train": 10_000, "input_size": 65, "output_stride": 16, "epochs": 40,
-         "scheduler_ce_gsmc": "cosine"}
+STUDY = {"limit_train": 10_000, "input_size": 65, "output_stride": 16, "epochs": 40}
 
 
 @dataclass(frozen=True)
@@ -64,11 +63,11 @@ RUNS = {r.name: r for r in [
 
 
 def config_for(run: Run, args: argparse.Namespace) -> TrainConfig:
-    scheduler = None if run.method == "eac" else STUDY["scheduler_ce_gsmc"]
     noise = ({"noise_rate": 0.3} if run.noise == "sym30" else {"noise_kind": "annotator"})
     return TrainConfig(
         method=run.method, dataset="ferplus", data_root=args.data_root, epochs=args.epochs,
-        input_size=STUDY["input_size"], output_stride=STUDY["output_stride"], scheduler=scheduler,
+        input_size=STUDY["input_size"], output_stride=STUDY["output_stride"],
+        scheduler=RECOMMENDED_SCHEDULER[run.method],
         noise_seed=run.seed, seed=run.seed, noisy_validation=True,
         limit_train=args.limit_train, limit_eval=args.limit_eval, device="cpu", workers=0,
         preload=True, threads=1, out=str(Path(args.out) / run.name),

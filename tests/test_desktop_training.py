@@ -88,6 +88,14 @@ def test_invalid_input_is_shown_beside_the_field(tab, ferplus_root, tmp_path):
     tab.form.method.setCurrentText("eac")  # the published recipe's defaults follow the method
     assert tab.form.lr.value() == METHOD_DEFAULTS["eac"]["lr"]
     assert tab.form.batch_size.value() == METHOD_DEFAULTS["eac"]["batch_size"]
+    assert tab.form.scheduler.currentData() == "exp"
+    tab.form.method.setCurrentText("gsmc")  # the tab's own default: a cosine over the run
+    assert tab.form.scheduler.currentData() == "cosine" and tab.form.input_size.value() == 113
+    tab.form.input_size.stepBy(-1)
+    assert tab.form.input_size.value() == 97  # steps of 16 keep the mirror exact (16k + 1)
+    tab.form.data_root.edit.setText(str(ferplus_root))
+    tab.form.out.edit.setText(str(tmp_path / "fresh"))
+    assert tab.form.config().scheduler == "cosine"
 
 
 def test_closing_during_training_asks_then_stops_cleanly(qtbot, monkeypatch, ferplus_root, tmp_path):

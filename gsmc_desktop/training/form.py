@@ -25,8 +25,13 @@ from gsmc_core.data.samples import DataError
 from gsmc_core.devices import available_devices
 from gsmc_core.model import OUTPUT_STRIDES
 from gsmc_core.train import RUN_FILES
-from gsmc_core.train_config import METHOD_DEFAULTS, METHODS, TrainConfig
+from gsmc_core.train_config import METHOD_DEFAULTS, METHODS, RECOMMENDED_SCHEDULER, TrainConfig
 
+SCHEDULER_LABELS = {
+    "cosine": "cosine over the run",
+    "step": "step ×0.1 every 10 epochs (published GSMC)",
+    "exp": "exponential ×0.9 per epoch (published EAC)",
+}
 METHOD_HELP = {
     "gsmc": "GSMC: flip attention consistency + self-distillation from an EMA teacher",
     "eac": "EAC baseline: cross-entropy + flip attention consistency",
@@ -150,12 +155,17 @@ class TrainingForm(QWidget):
         self.batch_size = _spin(1, 4096, 128)
         self.lr = _dspin(1e-6, 1.0, 1e-3, 1e-4, 6)
         self.weight_decay = _dspin(0.0, 1.0, 0.0, 1e-5, 6)
+        self.scheduler = QComboBox()
+        for name, label in SCHEDULER_LABELS.items():
+            self.scheduler.addItem(label, name)
         self.lambda_kl = _dspin(0.0, 10.0, d.lambda_kl, 0.1, 2)
         self.lambda_ac = _dspin(0.0, 10.0, d.lambda_ac, 0.1, 2)
         self.ema_alpha = _dspin(0.0, 0.99999, d.ema_alpha, 0.001, 5)
         self.eac_lambda = _dspin(0.0, 50.0, d.eac_lambda, 0.5, 2)
 
-        self.input_size = _spin(32, 448, d.input_size, 16)
+        self.input_size = _spin(33, 449, d.input_size, 16)
+        self.input_size.setToolTip("Sizes of the form 16k + 1 (65, 113…) keep the flip consistency "
+                                   "exact: the mirrored image's attention maps line up cell for cell")
         self.output_stride = QComboBox()
         for stride in OUTPUT_STRIDES:
             self.output_stride.addItem(str(stride), stride)
@@ -186,6 +196,7 @@ class TrainingForm(QWidget):
         recipe.addRow("Batch size", self.batch_size)
         recipe.addRow("Learning rate", self.lr)
         recipe.addRow("Weight decay", self.weight_decay)
+        recipe.addRow("Schedule", self.scheduler)
         recipe.addRow("λ KL (distillation)", self.lambda_kl)
         recipe.addRow("λ AC (attention)", self.lambda_ac)
         recipe.addRow("EMA α (teacher)", self.ema_alpha)
@@ -220,6 +231,7 @@ class TrainingForm(QWidget):
         self.lr.setValue(defaults["lr"])
         self.weight_decay.setValue(defaults["weight_decay"])
         self.batch_size.setValue(defaults["batch_size"])
+        self.scheduler.setCurrentIndex(self.scheduler.findData(RECOMMENDED_SCHEDULER[method]))
         self.method_help.setText(METHOD_HELP[method])
         for widget, used in ((self.lambda_kl, method == "gsmc"), (self.lambda_ac, method == "gsmc"),
                              (self.ema_alpha, method == "gsmc"), (self.eac_lambda, method == "eac")):
@@ -238,6 +250,8 @@ class TrainingForm(QWidget):
             value = getattr(config, name)
             if value is not None:
                 getattr(self, name).setValue(value)
+        scheduler = config.scheduler or METHOD_DEFAULTS[config.method]["scheduler"]
+        self.scheduler.setCurrentIndex(max(0, self.scheduler.findData(scheduler)))
         self.lambda_kl.setValue(config.lambda_kl)
         self.lambda_ac.setValue(config.lambda_ac)
         self.ema_alpha.setValue(config.ema_alpha)
@@ -329,7 +343,8 @@ class TrainingForm(QWidget):
             method=self.method.currentText(), dataset=self.dataset.currentText(), data_root=root,
             input_size=self.input_size.value(), output_stride=self.output_stride.currentData(),
             epochs=self.epochs.value(), batch_size=self.batch_size.value(), lr=self.lr.value(),
-            weight_decay=self.weight_decay.value(), lambda_kl=self.lambda_kl.value(),
+            weight_decay=self.weight_decay.value(), scheduler=self.scheduler.currentData(),
+            lambda_kl=self.lambda_kl.value(),
             lambda_ac=self.lambda_ac.value(), ema_alpha=self.ema_alpha.value(),
             eac_lambda=self.eac_lambda.value(), noise_rate=self.noise_rate.value(),
             noise_seed=self.noise_seed.value(), init=init or None, device=self.device.currentText(),
