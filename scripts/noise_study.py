@@ -36,8 +36,9 @@ from gsmc_core.train_events import EpochEvent, LogEvent
 
 LAST_EPOCHS = 5
 # The regime: the Training tab's default recipe (each method's published optimiser, a cosine
-# schedule over the run) at 65 px (5x5 CAMs, mirror-exact), long enough that CE memorises.
-STUDY = {"limit_train": 10_000, "input_size": 65, "output_stride": 16, "epochs": 40}
+# schedule over the run) at 49 px (4x4 CAMs, mirror-exact; the faces are 48 px), long enough
+# that CE memorises.
+STUDY = {"limit_train": 10_000, "input_size": 49, "output_stride": 16, "epochs": 40}
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from gsmc_core.model import GSMCNet, mirror_exact
 from gsmc_core.train import train_one_epoch
 from gsmc_core.train_config import TrainConfig
 
-STUDY_SIZE = 65  # scripts/noise_study.py
+STUDY_SIZE = 49  # scripts/noise_study.py
 
 
 def _mirror_symmetric(model: GSMCNet) -> GSMCNet:
