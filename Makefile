@@ -45,9 +45,11 @@ FERPLUS ?= ../shared/data/ferplus
 bench: $(STAMP)
 	$(BIN)/gsmc bench
 	$(BIN)/gsmc bench --faces 4
-	$(BIN)/python scripts/noise_study.py --data-root $(FERPLUS) --out runs/noise_study_quick \
-		--epochs 2 --limit-train 500 --limit-eval 500 --input-size 48 --batch-size 64 \
-		--scheduler cosine
+	rm -rf runs/noise_study_quick
+	$(BIN)/python scripts/noise_study.py run ce_sym30_s0 eac_sym30_s0 gsmc_sym30_s0 \
+		--data-root $(FERPLUS) --out runs/noise_study_quick --epochs 2 --limit-train 500 --limit-eval 500
+	$(BIN)/python scripts/noise_study.py summary --data-root $(FERPLUS) --out runs/noise_study_quick \
+		--epochs 2 --limit-train 500
 
 # the real window offscreen plays a 190 s real video with recording on; exit 0 when it ran to the
 # end and the recording is whole (figures in runs/soak/soak.json). SOAK_EXE=dist/gsmc-desktop/gsmc-desktop

@@ -201,6 +201,8 @@ def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig
     if not path.is_file():
         raise TrainingError(f"{path} not found; nothing to resume in {out}")
     saved = yaml.safe_load(path.read_text()) or {}
+    # runs saved before `augment` existed used the webcam augmentation on preloaded batches
+    saved.setdefault("augment", "webcam" if saved.get("preload") else "published")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     ignored = {"out", "resume"}
     changed = {k: v for k, v in requested.items()

@@ -12,13 +12,21 @@ from gsmc_core.audit import audit, write_audit_csv
 from gsmc_core.calibrate import calibrate, refitted_checkpoint
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gsmc_core.cli.errors import UsageError
+from gsmc_core.data.noise import NOISE_KINDS
 from gsmc_core.data.readers import DATASETS, SPLITS, read_split
 from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.train import train
-from gsmc_core.train_config import METHODS, PRECISIONS, SCHEDULERS, TrainConfig, config_for_resume
+from gsmc_core.train_config import (
+    AUGMENTS,
+    METHODS,
+    PRECISIONS,
+    SCHEDULERS,
+    TrainConfig,
+    config_for_resume,
+)
 from gsmc_core.train_events import BatchEvent, EpochEvent, LogEvent
 
 
@@ -231,6 +239,14 @@ def add_training_commands(sub) -> None:
     p.add_argument("--noise-rate", type=float, help="fraction of training labels to flip")
     p.add_argument("--noise-seed", type=int)
     p.add_argument("--noise-file", help="RAF-style 'name label' file of noisy labels")
+    p.add_argument("--noise-kind", choices=NOISE_KINDS,
+                   help="symmetric (--noise-rate, default) or annotator: each face labelled by one "
+                   "of its annotators drawn at random (FERPlus votes; real human noise)")
+    p.add_argument("--noisy-validation", action="store_true", default=None,
+                   help="give the validation labels the same kind of noise (no clean oracle)")
+    p.add_argument("--augment", choices=AUGMENTS,
+                   help="published (default) or webcam (always-on rotation/zoom/shift/light; "
+                   "needs --preload)")
     p.add_argument("--init", help="initialisation checkpoint (see import-weights)")
     p.add_argument("--device", choices=DEVICE_CHOICES)
     p.add_argument("--workers", type=int)
