@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint
 from gsmc_core.data.noise import given_labels
 from gsmc_core.data.readers import read_split
@@ -122,10 +123,12 @@ def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold
 
 
 def write_audit_csv(report: AuditReport, path: str | Path) -> None:
-    with open(path, "w", newline="") as f:
+    def write(f) -> None:
         w = csv.writer(f)
         w.writerow(["rank", "index", "key", "given", "predicted", "p_given", "p_predicted",
                     "injected_flip"])
         for rank, s in enumerate(report.flagged, start=1):
             w.writerow([rank, s.index, s.key, s.given, s.predicted, f"{s.p_given:.4f}",
                         f"{s.p_predicted:.4f}", "" if s.injected_flip is None else int(s.injected_flip)])
+
+    write_atomic(path, write)

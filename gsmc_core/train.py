@@ -48,6 +48,7 @@ from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights
 from gsmc_core.evaluate import classification_metrics, predict_loader
 from gsmc_core.methods import CrossEntropy, make_method
 from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
+from gsmc_core.run_lock import RunFolderBusy, RunLock
 from gsmc_core.train_config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
 
@@ -281,10 +282,13 @@ class Trainer:
         if not unreadable or not self.dist.is_main:
             return
         path = self.run_dir / "unreadable.csv"
-        with open(path, "w", newline="") as f:
+
+        def write(f) -> None:
             writer = csv.writer(f)
             writer.writerow(["image", "reason"])
             writer.writerows((u.key, u.reason) for u in unreadable)
+
+        write_atomic(path, write)
         first = ", ".join(u.key for u in unreadable[:3])
         self._log(f"{len(unreadable)} of {total} training images could not be read and are "
                   f"skipped (first: {first}); all listed in {path}")
@@ -460,6 +464,15 @@ class Trainer:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
+        if not self.dist.is_main:  # only rank 0 writes the folder
+            return self._run()
+        try:
+            with RunLock(self.run_dir):
+                return self._run()
+        except RunFolderBusy as exc:
+            raise TrainingError(f"{exc}; nothing was changed") from None
+
+    def _run(self) -> TrainResult:
         cfg = self.config
         self._check_run_dir()
         torch.manual_seed(cfg.seed)

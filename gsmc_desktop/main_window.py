@@ -19,6 +19,7 @@ from gsmc_core import __version__
 from gsmc_core.checkpoint import CheckpointError
 from gsmc_core.devices import DeviceUnavailableError, available_devices
 from gsmc_core.import_weights import FORMATS, import_weights
+from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.resources import asset_path
 from gsmc_core.sources import list_cameras
 from gsmc_desktop.app import log
@@ -293,6 +294,7 @@ class MainWindow(QMainWindow):
             return
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
+            refuse_overwriting_inputs({"The initialisation checkpoint": out}, [src])
             path = import_weights(src, fmt, out)
         except (CheckpointError, ValueError, OSError) as exc:
             QApplication.restoreOverrideCursor()

@@ -144,6 +144,10 @@ def test_export_results_and_save_cams(qtbot, tab, tmp_path):
     assert tab.export_results(tmp_path / "r.json") == 1
     assert json.loads((tmp_path / "r.json").read_text())[0]["face"] == 1
     tab.image_list.setCurrentRow(0)
+    photo = shared_path("images", "astronaut.png")
+    for save in (tab.export_results, tab.save_annotated):  # never over a file the tab reads
+        with pytest.raises(OSError, match="is an input"):
+            save(photo)
     written = tab.save_cams(tmp_path)
     assert [p.name for p in written][:2] == ["astronaut_face1_neutral.png", "astronaut_face1_happiness.png"]
     assert cv2.imread(str(written[0])).shape == (TILE_SIZE, TILE_SIZE, 3)

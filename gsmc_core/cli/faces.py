@@ -2,6 +2,7 @@
 
 import argparse
 import csv
+import errno
 import json
 import os
 import sys
@@ -23,6 +24,15 @@ from gsmc_core.faces import (
     WholeImage,
     make_live_detector,
 )
+from gsmc_core.outputs import (
+    OutputError,
+    commit,
+    free_space_problem,
+    partial_path,
+    refuse_folder_of_inputs,
+    refuse_overwriting_inputs,
+    same_file,
+)
 from gsmc_core.pipeline import FramePipeline
 from gsmc_core.predictor import BACKENDS, DEFAULT_THREADS, Predictor
 from gsmc_core.render import RenderOptions
@@ -31,6 +41,7 @@ from gsmc_core.results import FrameResult
 from gsmc_core.sources import (
     CameraSource,
     FrameSource,
+    ImageFolderSource,
     SourceError,
     VideoFileSource,
     image_files,
@@ -105,11 +116,18 @@ PREDICT_CSV_COLUMNS = ("image", "face", "x", "y", "w", "h", "score", "expression
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if any(not p for p in args.paths):
+        raise ValueError("an empty path was given; name image files or folders")
     if args.csv:
         _require_writable_file(Path(args.csv), "--csv")
+    images = list(_expand_paths(args.paths))
+    refuse_overwriting_inputs({"--csv": args.csv},
+                              [*images, *([args.checkpoint] if args.checkpoint else [])])
+    cam_dir = Path(args.cam_dir) if args.cam_dir else None
+    if cam_dir is not None:
+        refuse_folder_of_inputs("--cam-dir", cam_dir, images)
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
     predictor.tta = args.tta
-    cam_dir = Path(args.cam_dir) if args.cam_dir else None
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
         _require_writable_folder(cam_dir, "--cam-dir")
@@ -120,7 +138,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     detector = WholeImage() if args.no_detect else FaceDetector(args.detector, args.min_score, tiles=tiles)
     with detector:
         pipeline = FramePipeline(predictor, detector, cam_class=args.cam_class)
-        for path in _expand_paths(args.paths):
+        for path in images:
             entry: dict = {"image": str(path), "faces": [], "error": None}
             entries.append(entry)
             try:
@@ -136,8 +154,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if cam_dir is not None and result.annotated is not None:
                 name = _unique_name(path.stem, written)
                 target = cam_dir / f"{name}.png"
-                if not cv2.imwrite(str(target), result.annotated):
-                    raise OSError(f"{target}: could not be written (disk full or folder not writable?)")
+                partial = partial_path(target)
+                if not cv2.imwrite(str(partial), result.annotated):
+                    partial.unlink(missing_ok=True)
+                    raise OutputError(errno.EIO, f"{target}: could not be written"
+                                      f"{free_space_problem(target) or ' (folder not writable?)'}")
+                commit(partial, target)
             if not args.json:
                 _print_faces(path, result)
     if args.json:
@@ -151,7 +173,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _write_predict_csv(path: Path, entries: list[dict], classes: tuple[str, ...]) -> None:
     """One row per face (an image without faces: one row with an empty face; an unreadable image
     is left out, its error went to the terminal), written beside ``path`` and renamed."""
-    partial = Path(f"{path}.partial")
+    partial = partial_path(path)
+    try:
+        _write_predict_rows(partial, entries, classes)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OutputError(exc.errno, f"{path}: could not be written ({exc.strerror or exc}); "
+                          "nothing was replaced") from exc
+    commit(partial, path)
+
+
+def _write_predict_rows(partial: Path, entries: list[dict], classes: tuple[str, ...]) -> None:
     with open(partial, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow([*PREDICT_CSV_COLUMNS, *(f"p_{c}" for c in classes)])
@@ -163,7 +195,6 @@ def _write_predict_csv(path: Path, entries: list[dict], classes: tuple[str, ...]
             for k, face in enumerate(entry["faces"], start=1):
                 writer.writerow([entry["image"], k, *face["box"], face["score"], face["expression"],
                                  *(face["probabilities"][c] for c in classes)])
-    os.replace(partial, path)
 
 
 def _require_writable_folder(folder: Path, option: str) -> None:
@@ -237,39 +268,55 @@ def _open_video_input(spec: str, every: int) -> FrameSource:
 def cmd_video(args: argparse.Namespace) -> int:
     if args.every < 1:
         raise ValueError(f"--every must be >= 1, got {args.every}")
+    if not args.input:
+        raise ValueError("no input given: name a video file, an image folder or a camera index")
     for option, value in (("--out", args.out), ("--csv", args.csv)):
         if value:
             _require_writable_file(Path(value), option)
+    inputs = [args.input] if not args.input.isdigit() else []
+    refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv},
+                              [*inputs, *([args.checkpoint] if args.checkpoint else [])])
+    if args.out and args.csv and same_file(args.out, args.csv):
+        raise ValueError(f"--out and --csv name the same file ({args.out}); give two files")
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
     predictor.tta = args.tta
     source = _open_video_input(args.input, args.every)
+    if isinstance(source, ImageFolderSource):
+        refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv}, source.files)
     # files skip frames by decoding less (step); a camera's newest-frame stream is thinned here
     thin = args.every if isinstance(source, CameraSource) else 1
     render = RenderOptions() if args.out else None
+    # both outputs are written under temporary names beside their targets and renamed only when
+    # whole, so a failed run (a full disk, a crash) leaves existing files as they were
+    video_tmp = partial_path(args.out) if args.out else None
+    csv_tmp = partial_path(args.csv) if args.csv else None
     writer: cv2.VideoWriter | None = None
-    # the CSV is written beside its target and renamed at the end, so a run that fails (say, the
-    # --out video cannot be written) leaves an existing file as it was
-    csv_tmp = Path(f"{args.csv}.partial") if args.csv else None
+    written = 0
     csv_file = open(csv_tmp, "w", newline="", encoding="utf-8") if csv_tmp else None
     rows = csv.writer(csv_file) if csv_file else None
     finished = False
-    if rows is not None:
-        rows.writerow(csv_header(predictor.classes))
     total = -(-source.frame_count // args.every) if source.frame_count else None
     progress = _Progress(total)
     done = faces = 0
     interrupted = False
     try:
+        if rows is not None:
+            rows.writerow(csv_header(predictor.classes))
         with make_live_detector(args.detector, args.min_score) as detector:
             pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds")
             for k, frame in enumerate(source):
                 if k % thin:
                     continue
                 result = pipeline.process(frame.image, frame.timestamp, render=render)
-                if args.out and result.annotated is not None:
+                if video_tmp is not None and result.annotated is not None:
                     if writer is None:
-                        writer = _open_writer(args.out, source, args.every, result.size)
-                    writer.write(result.annotated)
+                        size = result.size
+                        writer = _open_writer(video_tmp, args.out, source, args.every, size)
+                    image = result.annotated
+                    if result.size != size:  # a frame of another size (image folders): fitted
+                        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                    writer.write(image)
+                    written += 1
                 if rows is not None:
                     rows.writerows(csv_rows(frame.index, frame.timestamp, result))
                 done += 1
@@ -278,17 +325,33 @@ def cmd_video(args: argparse.Namespace) -> int:
         finished = True
     except KeyboardInterrupt:
         interrupted = finished = True  # Ctrl-C: stop reading, but finish the files below
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:  # the CSV is the file written here as frames come
+            raise OutputError(errno.ENOSPC, f"{args.csv}: the disk is full; nothing was "
+                              "replaced") from exc
+        raise
     finally:
         source.close()
         if writer is not None:
             writer.release()
         if csv_file is not None:
-            csv_file.close()
-            if finished:
-                os.replace(csv_tmp, args.csv)
-            else:
-                csv_tmp.unlink(missing_ok=True)
+            try:
+                csv_file.close()
+            except OSError:
+                finished = False
+        if not finished or done == 0:
+            for tmp in (video_tmp, csv_tmp):
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
     progress.finish(done)
+    if done == 0:
+        print(f"no frame of {args.input} could be read; nothing was written", file=sys.stderr)
+        return 1
+    if csv_tmp is not None:
+        commit(csv_tmp, args.csv)
+    if video_tmp is not None:
+        _check_video(video_tmp, args.out, written)
+        commit(video_tmp, args.out)
     outputs = ", ".join(f"wrote {p}" for p in (args.out, args.csv) if p)
     stopped = "stopped by Ctrl-C after " if interrupted else ""
     print(f"{stopped}{done} frames, {faces} face detections" + (f"; {outputs}" if outputs else ""),
@@ -301,12 +364,29 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 130 if interrupted and not isinstance(source, CameraSource) else 0
 
 
-def _open_writer(path: str, source: FrameSource, every: int, size: tuple[int, int]) -> cv2.VideoWriter:
+def _open_writer(path: Path, target: str, source: FrameSource, every: int,
+                 size: tuple[int, int]) -> cv2.VideoWriter:
     fps = (source.fps or 30.0) / every
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
-        raise ValueError(f"{path}: cannot write a video here (folder missing or format unsupported)")
+        raise ValueError(f"{target}: cannot write a video here (folder missing or format unsupported)")
     return writer
+
+
+def _check_video(path: Path, target: str, frames: int) -> None:
+    """A written video opens and holds every frame (OpenCV's writer reports no write errors: a
+    full disk leaves a file without its index); otherwise it is removed and the target kept."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if count < frames:
+        problem = free_space_problem(path)
+        path.unlink(missing_ok=True)
+        raise OutputError(errno.ENOSPC if problem else errno.EIO,
+                          f"{target}: the video could not be written whole ({count} of {frames} "
+                          f"frames readable){problem}; nothing was replaced")
 
 
 def _bench_frames(args: argparse.Namespace) -> list:

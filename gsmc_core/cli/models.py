@@ -8,9 +8,11 @@ from gsmc_core.cli.errors import UsageError
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
 from gsmc_core.onnx_export import OPSET, export_onnx
+from gsmc_core.outputs import refuse_overwriting_inputs
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:
+    refuse_overwriting_inputs({"--out": args.out}, [args.src])
     out = import_weights(
         args.src,
         args.format,
@@ -24,6 +26,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     try:
         out = export_onnx(ckpt, args.out)

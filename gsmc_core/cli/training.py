@@ -18,6 +18,7 @@ from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
+from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.train import train
 from gsmc_core.train_config import (
     AUGMENTS,
@@ -156,6 +157,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not 0 <= args.balance <= 2 or args.head_epochs < 1:
         raise UsageError(f"--balance must be in 0-2 (got {args.balance:g}) and --head-epochs at least 1 "
                          f"(got {args.head_epochs})")
+    refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     cfg = ckpt.train_config or {}
     dataset = args.dataset or cfg.get("dataset")
@@ -189,6 +191,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
                    device=args.device)
     print(f"{len(report.flagged)} of {report.n} training samples flagged as likely mislabelled "

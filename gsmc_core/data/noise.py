@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gsmc_core.atomic import write_atomic
 from gsmc_core.data.readers import read_rafdb_labels
 from gsmc_core.data.samples import DataError, Split
 from gsmc_core.labels import RAFDB_LABELS
@@ -91,9 +92,11 @@ def read_noise_file(path: Path, split: Split) -> list[int]:
 
 
 def write_label_table(path: Path, split: Split, clean: list[int], noisy: list[int]) -> None:
-    """The labels a run trained on, beside the clean ones, one row per sample."""
-    with open(path, "w", newline="") as f:
+    """The labels a run trained on, beside the clean ones, one row per sample (atomically)."""
+    def write(f) -> None:
         w = csv.writer(f)
         w.writerow(["index", "key", "clean_label", "noisy_label", "flipped"])
         for i, (s, c, y) in enumerate(zip(split.samples, clean, noisy, strict=True)):
             w.writerow([i, s.key, split.classes[c], split.classes[y], int(c != y)])
+
+    write_atomic(path, write)

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gsmc_core.atomic import write_atomic, write_text_atomic
+from gsmc_core.outputs import refuse_overwriting_inputs, write_image
 from gsmc_core.render import RenderOptions, draw_frame
 from gsmc_core.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
 from gsmc_desktop.images.cam_grid import CamGrid
@@ -377,8 +379,14 @@ class ImagesTab(QWidget):
         image = self.current_result()
         if image is None or image.result is None:
             raise ValueError("no analysed image is selected")
-        if not cv2.imwrite(str(path), self._render(image)):
-            raise OSError(f"{path}: cannot write an image here (folder missing or unknown extension)")
+        refuse_overwriting_inputs({"The annotated image": path}, self._inputs())
+        write_image(path, self._render(image))
+
+    def _inputs(self) -> list[Path]:
+        """The files this tab reads, which nothing it saves may replace: the images, the model."""
+        models = {r.model.checkpoint.path for r in self.results.values()
+                  if r.model is not None and r.model.checkpoint.path}
+        return [r.path for r in self.results.values()] + sorted(models)
 
     @Slot()
     def _on_save_clicked(self) -> None:
@@ -413,14 +421,18 @@ class ImagesTab(QWidget):
                        for c, p in zip(image.result.classes, face.probabilities, strict=True)},
                 })
         faces = sum(1 for r in rows if "face" in r)
+        refuse_overwriting_inputs({"The export": path}, self._inputs())
         if path.suffix.lower() == ".json":
-            path.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+            write_text_atomic(path, json.dumps(rows, indent=1))
             return faces
         columns = list(dict.fromkeys(k for r in rows for k in r))
-        with open(path, "w", newline="", encoding="utf-8") as f:
+
+        def write(f) -> None:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
+
+        write_atomic(path, write)
         return faces
 
     def save_cams(self, folder: Path) -> list[Path]:
@@ -429,13 +441,12 @@ class ImagesTab(QWidget):
         if image is None or image.result is None or self._face >= len(image.cam_tiles):
             raise ValueError("no face is selected")
         face = image.result.faces[self._face]
-        written = []
-        for name, tile in zip(image.result.classes, image.cam_tiles[self._face], strict=True):
-            path = folder / f"{image.path.stem}_face{face.id}_{name}.png"
-            if not cv2.imwrite(str(path), cv2.cvtColor(tile, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"{path}: cannot be written")
-            written.append(path)
-        return written
+        names = [folder / f"{image.path.stem}_face{face.id}_{name}.png" for name in image.result.classes]
+        for path in names:
+            refuse_overwriting_inputs({"A CAM image": path}, self._inputs())
+        for path, tile in zip(names, image.cam_tiles[self._face], strict=True):
+            write_image(path, cv2.cvtColor(tile, cv2.COLOR_RGB2BGR))
+        return names
 
     @Slot()
     def _on_export_clicked(self) -> None:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from gsmc_core.faces import DEFAULT_LIVE_DETECTOR
+from gsmc_core.outputs import refuse_overwriting_inputs, write_image
 from gsmc_core.results import FaceResult
 from gsmc_core.sources import list_cameras
 from gsmc_desktop.live.recording import VIDEO_SUFFIX
@@ -540,14 +541,26 @@ class LiveTab(QWidget):
             return
         csv_path = Path(path)
         video = csv_path.with_suffix(VIDEO_SUFFIX) if self.mp4_check.isChecked() else None
+        try:
+            refuse_overwriting_inputs({"The recording": csv_path, "Its video": video}, self._inputs())
+        except OSError as exc:
+            self.record_button.setChecked(False)
+            self.status_message.emit(str(exc))
+            return
         self.start_recording(csv_path, video)
+
+    def _inputs(self) -> list[Path]:
+        """The files this tab reads, which nothing it saves may replace: the video, the model."""
+        spec = self.current_source()
+        model = self._model.checkpoint.path if self._model is not None else None
+        return [p for p in (spec.video if spec else None, model) if p]
 
     def save_snapshot(self, path: Path) -> None:
         """Write the frame on screen, with its overlays, as an image file."""
         if self.last_frame is None:
             raise ValueError("no frame to save yet")
-        if not cv2.imwrite(str(path), cv2.cvtColor(self.last_frame.rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"{path}: cannot write an image here (folder missing or unknown extension)")
+        refuse_overwriting_inputs({"The snapshot": path}, self._inputs())
+        write_image(path, cv2.cvtColor(self.last_frame.rgb, cv2.COLOR_RGB2BGR))
 
     @Slot()
     def _on_snapshot_clicked(self) -> None:

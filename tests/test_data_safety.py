@@ -1,0 +1,154 @@
+"""No output may destroy an input, and no output is left half-written (issue 25, data loss):
+each test fails on the code before the fix (an input overwritten, a truncated video over the
+previous one, two writers in one run folder)."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+from conftest import shared_path
+
+from gsmc_core.atomic import write_atomic, write_text_atomic
+from gsmc_core.cli import main
+from gsmc_core.run_lock import RunLock
+from gsmc_core.train import train
+from gsmc_core.train_config import TrainConfig, TrainingError
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def clip(tmp_path, astronaut_rgb) -> Path:
+    path = tmp_path / "in.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    frame = cv2.resize(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR), (320, 240))
+    for _ in range(6):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.mark.parametrize("option", ["--out", "--csv"])
+def test_video_refuses_to_write_over_its_input(clip, capsys, random_checkpoint, option):
+    before = digest(clip)
+    code = main(["video", str(clip), option, str(clip), "--checkpoint", str(random_checkpoint)])
+    assert code == 2
+    assert f"{option} {clip} is an input" in capsys.readouterr().err
+    assert digest(clip) == before
+
+
+def test_video_refuses_a_hard_link_or_relative_spelling_of_its_input(clip, capsys, random_checkpoint,
+                                                                    monkeypatch):
+    link = clip.with_name("link.mp4")
+    os.link(clip, link)
+    assert main(["video", str(clip), "--out", str(link), "--checkpoint", str(random_checkpoint)]) == 2
+    monkeypatch.chdir(clip.parent)
+    assert main(["video", "in.mp4", "--csv", "./in.mp4", "--checkpoint", str(random_checkpoint)]) == 2
+    assert "is an input" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_cam_folder_that_holds_its_photos(tmp_path, capsys, random_checkpoint):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = photos / "astronaut.png"
+    photo.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    before = digest(photo)
+    assert main(["predict", str(photos), "--cam-dir", str(photos),
+                 "--checkpoint", str(random_checkpoint)]) == 2
+    assert "--cam-dir" in capsys.readouterr().err and digest(photo) == before
+    assert main(["predict", str(photo), "--csv", str(photo), "--checkpoint", str(random_checkpoint)]) == 2
+    assert digest(photo) == before
+    assert main(["predict", "", "--checkpoint", str(random_checkpoint)]) == 2  # not the cwd
+
+
+def test_model_commands_refuse_to_overwrite_their_source(tmp_path, capsys, random_checkpoint):
+    model = tmp_path / "model.pt"
+    model.write_bytes(random_checkpoint.read_bytes())
+    before = digest(model)
+    for argv in (["import-weights", str(model), "--format", "torchvision", "--out", str(model)],
+                 ["export", "--checkpoint", str(model), "--out", str(model)],
+                 ["calibrate", "--checkpoint", str(model), "--data-root", str(tmp_path), "--out", str(model)],
+                 ["audit", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root",
+                  str(tmp_path), "--csv", str(model)]):
+        assert main(argv) == 2, argv
+        assert "is an input" in capsys.readouterr().err
+        assert digest(model) == before
+
+
+def test_a_video_that_cannot_be_written_whole_keeps_the_previous_file(clip, tmp_path, capsys,
+                                                                      random_checkpoint, monkeypatch):
+    out = tmp_path / "x.mp4"
+    out.write_bytes(b"the previous video")
+
+    class FullDisk:  # what OpenCV does on ENOSPC: no error, a file without its index
+        def __init__(self, path, *args):
+            self.path = path
+            Path(path).write_bytes(b"\0" * 100)
+
+        def isOpened(self):
+            return True
+
+        def write(self, frame):
+            pass
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", FullDisk)
+    monkeypatch.setattr(os, "statvfs", lambda p: os.statvfs_result((4096, 4096, 1, 0, 0, 1, 0, 0, 0, 255)))
+    assert main(["video", str(clip), "--out", str(out), "--checkpoint", str(random_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: the video could not be written whole (0 of 6 frames readable)" in err
+    assert "the disk is full" in err and "wrote" not in err
+    assert out.read_bytes() == b"the previous video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "x.mp4"]  # no partial left
+
+
+def test_an_interrupted_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "config.yaml"
+    target.write_text("epochs: 5\n")
+
+    def dies(f):
+        f.write("epo")
+        raise KeyboardInterrupt  # as a kill in the middle of the write
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, dies)
+    assert target.read_text() == "epochs: 5\n" and os.listdir(tmp_path) == ["config.yaml"]
+    write_text_atomic(target, "epochs: 6\n")
+    assert target.read_text() == "epochs: 6\n"
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    code = ("import sys, time; from gsmc_core.run_lock import RunLock\n"
+            f"with RunLock({str(folder)!r}):\n    print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_of_a_run_folder_is_refused_until_the_first_dies(ferplus_root, tmp_path):
+    run = tmp_path / "run"
+    config = TrainConfig(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=33,
+                         epochs=1, batch_size=16, limit_train=16, limit_eval=16, workers=0,
+                         out=str(run))
+    other = _holder(run)  # another process training in the folder
+    try:
+        with pytest.raises(TrainingError, match=f"being written by process {other.pid}"):
+            train(config)
+        assert not (run / "config.yaml").exists()  # nothing was written
+    finally:
+        other.send_signal(signal.SIGKILL)  # a crash: the OS releases the lock
+        other.wait()
+    time.sleep(0.1)
+    assert train(config).epochs_completed == 1
+    with RunLock(run), pytest.raises(TrainingError, match=f"process {os.getpid()}"):
+        train(TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True}))
