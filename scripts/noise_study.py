@@ -26,10 +26,11 @@ import torch
 
 from gsmc_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from gsmc_core.data.noise import given_labels
+from gsmc_core.data.preload import MemoryLoader, preload_split
 from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
-from gsmc_core.evaluate import evaluate_checkpoint
+from gsmc_core.evaluate import evaluate_checkpoint, predict_loader
 from gsmc_core.train import train
 from gsmc_core.train_config import RECOMMENDED_SCHEDULER, TrainConfig, TrainingError
 from gsmc_core.train_events import EpochEvent, LogEvent
@@ -88,12 +89,18 @@ def candidates(ckpt: Checkpoint) -> dict[str, Checkpoint]:
     return found
 
 
+def accuracy(ckpt: Checkpoint, loader: MemoryLoader, device: torch.device) -> float:
+    preds = predict_loader(ckpt.build_model().to(device), loader, device)
+    return float((preds.logits.argmax(1) == preds.labels).mean())
+
+
 def run_one(run: Run, args: argparse.Namespace) -> None:
     run_dir = Path(args.out) / run.name
     config = config_for(run, args)
     device = resolve_device("cpu")
-    val = read_split("ferplus", args.data_root, "val").subset(args.limit_eval)
-    test = read_split("ferplus", args.data_root, "test").subset(args.limit_eval)
+    splits = {"val_clean": read_split("ferplus", args.data_root, "val").subset(args.limit_eval),
+              "test": read_split("ferplus", args.data_root, "test").subset(args.limit_eval)}
+    loaders: dict[str, MemoryLoader] = {}  # decoded once, at the first epoch's end
     scores_file = run_dir / "scores.json"
     scores: dict = json.loads(scores_file.read_text()) if scores_file.exists() else {}
 
@@ -102,8 +109,10 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
             print(f"  {event.message}", flush=True)
         elif isinstance(event, EpochEvent):
             ckpt = load_checkpoint(run_dir / "last.pt")
-            epoch_scores = {name: {"val_clean": evaluate_checkpoint(c, val, device)["accuracy"],
-                                   "test": evaluate_checkpoint(c, test, device)["accuracy"]}
+            if not loaders:
+                loaders.update({k: MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 256)
+                                for k, split in splits.items()})
+            epoch_scores = {name: {k: accuracy(c, loader, device) for k, loader in loaders.items()}
                             for name, c in candidates(ckpt).items()}
             scores[str(event.epoch)] = epoch_scores
             scores_file.write_text(json.dumps(scores, indent=1))
