@@ -13,6 +13,26 @@ from gsmc_core import __version__
 # it (about 5-8 s on a 2-core CPU), so a window appears within a second of starting.
 
 
+def camera_index(text: str) -> int:
+    """A camera number 0-63 (OpenCV crashes on some negative indices)."""
+    from gsmc_core.sources import MAX_CAMERA_INDEX  # here: cv2 loads only when asked
+
+    index = int(text) if text.strip().isdigit() else -1
+    if not 0 <= index <= MAX_CAMERA_INDEX:
+        raise argparse.ArgumentTypeError(f"camera must be a number 0-{MAX_CAMERA_INDEX}, got {text!r}")
+    return index
+
+
+def soak_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 86_400:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be 1 to 86400 seconds, got {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="gsmc-desktop",
@@ -20,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "and training of new models.")
     parser.add_argument("--version", action="version", version=f"gsmc-desktop {__version__}")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--camera", type=int, metavar="N", help="start the Live tab on camera N")
+    source.add_argument("--camera", type=camera_index, metavar="N", help="start the Live tab on camera N")
     source.add_argument("--video", metavar="FILE", help="start the Live tab on a video file")
     parser.add_argument("--checkpoint", metavar="CKPT",
                         help="model to use (default: the last one used, else the shipped model)")
@@ -32,8 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "looped to --soak-seconds) in the real window with recording into DIR; "
                              "print a JSON summary and exit: 0 when the app ran to the end and the "
                              "recording is whole")
-    parser.add_argument("--soak-seconds", type=float, default=190.0, metavar="S",
-                        help="length of the generated soak video (default 190)")
+    parser.add_argument("--soak-seconds", type=soak_seconds, default=190.0, metavar="S",
+                        help="length of the generated soak video, 1 to 86400 (default 190)")
+    parser.add_argument("--reset-settings", action="store_true",
+                        help="forget every remembered setting (window, last model, sources, "
+                             "options) before starting")
     parser.add_argument("--startup-report", action="store_true",
                         help="start, print when the splash and the main window appeared (seconds "
                              "since the process started) as JSON, and exit")
@@ -99,14 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_self_test(Path(args.checkpoint) if args.checkpoint else None)
     if args.soak:
         from gsmc_desktop.soak import run_soak
-        if args.soak_seconds <= 0:
-            print(f"gsmc-desktop: error: --soak-seconds must be > 0, got {args.soak_seconds:g}",
-                  file=sys.stderr)
-            return 2
         return run_soak(Path(args.soak), Path(args.video) if args.video else None, args.soak_seconds,
                         Path(args.checkpoint) if args.checkpoint else None)
     from gsmc_desktop.app import create_application
     app = create_application(sys.argv[:1])
+    if args.reset_settings:
+        from gsmc_desktop.settings import reset_settings
+        reset_settings()
     splash = show_splash(app)
     splash_at = seconds_since_process_start()
     from PySide6.QtCore import QTimer

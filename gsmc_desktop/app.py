@@ -140,7 +140,7 @@ class ErrorReporter(QObject):
 
     report = Signal(str, str)
 
-    def __init__(self, log_file: Path, parent: QObject | None = None) -> None:
+    def __init__(self, log_file: Path | None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.log_file = log_file
         self.report.connect(self._show)
@@ -150,28 +150,41 @@ class ErrorReporter(QObject):
         parent = QApplication.activeWindow()
         box = plain_box(parent if isinstance(parent, QWidget) else None, QMessageBox.Icon.Critical,
                         "GSMC: unexpected error",
-                        f"{summary}\n\nThe program keeps running. Details were written to "
-                        f"{self.log_file}.")
+                        f"{summary}\n\nThe program keeps running. "
+                        + (f"Details were written to {self.log_file}." if self.log_file
+                           else "No log file could be written."))
         box.setDetailedText(details)
         box.exec()
 
 
-def install_exception_hook(app: QApplication) -> Path:
+def _open_log(folder: Path) -> tuple[CrashLogHandler | None, str]:
+    """The crash log in ``folder``, or None and why when it cannot be written (a read-only
+    folder, a folder where the file should be, a file where the folder should be)."""
+    log_file = folder / LOG_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return CrashLogHandler(log_file, route_stderr=True), ""
+    except OSError as exc:
+        return None, f"{log_file}: {exc.strerror or exc}"
+
+
+def install_exception_hook(app: QApplication) -> Path | None:
     """Log uncaught exceptions (GUI thread, Qt worker threads, Python threads) and hard crashes
     (faulthandler) to the user's rotating log file and show exceptions in a dialog; returns the
-    log file's path."""
-    folder = log_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    log_file = folder / LOG_NAME
-    handler = CrashLogHandler(log_file, route_stderr=True)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("gsmc_desktop", "gsmc_core"):  # the core's warnings (e.g. ONNX fallbacks) too
-        logging.getLogger(name).addHandler(handler)
-        logging.getLogger(name).setLevel(logging.INFO)
+    log file's path, or None when it cannot be written (the app then runs without it and says
+    so on stderr)."""
+    handler, problem = _open_log(log_dir())
+    log_file = Path(handler.baseFilename) if handler is not None else None
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        for name in ("gsmc_desktop", "gsmc_core"):  # the core's warnings (e.g. ONNX fallbacks) too
+            logging.getLogger(name).addHandler(handler)
+            logging.getLogger(name).setLevel(logging.INFO)
     reporter = ErrorReporter(log_file, app)
-    rotation = QTimer(reporter)
-    rotation.timeout.connect(handler.rotate_if_large)
-    rotation.start(LOG_CHECK_MS)
+    if handler is not None:
+        rotation = QTimer(reporter)
+        rotation.timeout.connect(handler.rotate_if_large)
+        rotation.start(LOG_CHECK_MS)
 
     def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
         if issubclass(exc_type, KeyboardInterrupt):
@@ -186,5 +199,9 @@ def install_exception_hook(app: QApplication) -> Path:
     sys.excepthook = hook
     threading.excepthook = lambda a: hook(a.exc_type, a.exc_value, a.exc_traceback)
     log.info("GSMC desktop %s started", __version__)
-    print(f"gsmc-desktop: log, native messages and crash reports: {log_file}", file=sys.stderr)
+    if log_file is None:
+        print(f"gsmc-desktop: warning: cannot write the log file ({problem}); running without "
+              "one, errors are shown and printed here only", file=sys.stderr)
+    else:
+        print(f"gsmc-desktop: log, native messages and crash reports: {log_file}", file=sys.stderr)
     return log_file

@@ -3,13 +3,12 @@
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, Slot
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QApplication,
     QFileDialog,
     QInputDialog,
-    QLabel,
     QMainWindow,
     QMessageBox,
     QTabWidget,
@@ -27,13 +26,17 @@ from gsmc_desktop.document_viewer import DocumentViewer
 from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.live.tab import LiveTab
 from gsmc_desktop.model import ModelHandle, default_checkpoint, load_model, model_card
+from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.training.tab import TrainingTab
 from gsmc_desktop.widgets.messages import ask, inform, warn
+from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
 
 CHECKPOINT_FILTER = "GSMC checkpoints (*.pt);;All files (*)"
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v")
 VIDEO_FILTER = f"Videos ({' '.join('*' + s for s in VIDEO_SUFFIXES)});;All files (*)"
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp);;All files (*)"
+OPENING_KEY = "model/opening"  # the model being opened at start, until the window is shown
+OPENING_CLEAR_MS = 3000
 RECENT_FILES = 10
 MODEL_CARD = asset_path("model_card", "model-card.md")
 NO_MODEL = ("No model loaded: use File ▸ Open checkpoint…, or train one in the Training tab")
@@ -50,8 +53,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("GSMC — facial expressions and attention maps")
         self.setAcceptDrops(True)
         self.model: ModelHandle | None = None
-        settings = QSettings()
-        self._device = settings.value("model/device", "auto", type=str)
+        self._device = read_setting("model/device", "auto", str)
         if self._device not in ("auto", *available_devices()):
             self._device = "auto"
 
@@ -68,23 +70,21 @@ class MainWindow(QMainWindow):
         self.live.fps_changed.connect(self._on_fps)
         self.training.use_model.connect(self._on_use_trained_model)
 
-        self.model_label = QLabel()
-        self.device_label = QLabel()
-        self.fps_label = QLabel("– fps")
+        self.model_label = PlainLabel()
+        self.device_label = PlainLabel()
+        self.fps_label = PlainLabel("– fps")
         for label in (self.model_label, self.device_label, self.fps_label):
             self.statusBar().addPermanentWidget(label)
         self._build_menus()
 
-        geometry = settings.value("window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
+        geometry = read_setting("window/geometry", None, QByteArray)
+        if geometry is None or not self.restoreGeometry(geometry):
             self.resize(1280, 800)
-        self.tabs.setCurrentIndex(int(settings.value("window/tab", 0, type=int)))
+        self.tabs.setCurrentIndex(read_setting("window/tab", 0, int, lambda i: 0 <= i < self.tabs.count()))
         self.tabs.currentChanged.connect(lambda i: QSettings().setValue("window/tab", i))
 
         self.startup_problem: str | None = None  # a requested model that failed, shown once visible
-        self._open_at_start(checkpoint, settings.value("model/checkpoint", "", type=str))
+        self._open_at_start(checkpoint, read_setting("model/checkpoint", "", str))
 
     # --- menus ----------------------------------------------------------------------------------
 
@@ -150,8 +150,7 @@ class MainWindow(QMainWindow):
             self.open_video(Path(path))
 
     def recent_files(self) -> list[Path]:
-        saved = QSettings().value("files/recent", [], type=list) or []
-        return [Path(p) for p in saved]
+        return [Path(p) for p in read_setting("files/recent", [], list)]
 
     def _remember_recent(self, path: Path) -> None:
         entries = [str(path.resolve()), *(str(p) for p in self.recent_files() if p != path.resolve())]
@@ -160,10 +159,10 @@ class MainWindow(QMainWindow):
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
-        recent = [p for p in self.recent_files() if p.exists()]
+        recent = [p for p in self.recent_files() if existing_file(str(p))]
         for path in recent:
             action = self.recent_menu.addAction(path.name)
-            action.setToolTip(str(path))
+            action.setToolTip(plain_tooltip(str(path)))
             action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
         self.recent_menu.setEnabled(bool(recent))
 
@@ -226,8 +225,22 @@ class MainWindow(QMainWindow):
 
     def _open_at_start(self, requested: Path | None, saved: str) -> None:
         """The model given on the command line, else the last one used, else the shipped one;
-        one that fails falls back to the shipped default model and says so."""
-        path = requested or (Path(saved) if saved and Path(saved).is_file() else default_checkpoint())
+        one that fails falls back to the shipped default model and says so. A remembered model
+        that the app did not survive opening last time (its marker is still set) is not opened
+        again: the default is, and the user is told."""
+        crashed = read_setting(OPENING_KEY, "", str)
+        if not requested and saved and crashed == saved:
+            QSettings().remove("model/checkpoint")
+            self.startup_problem = (f"GSMC stopped while showing the model {saved} last time, so "
+                                    "it was not opened again; the default model is used. Open it "
+                                    "with File ▸ Open model if you trust it.")
+            saved = ""
+        path = requested or existing_file(saved) or default_checkpoint()
+        if path is not None:
+            settings = QSettings()
+            settings.setValue(OPENING_KEY, str(path))  # cleared once the window has been shown
+            settings.sync()
+            QTimer.singleShot(OPENING_CLEAR_MS, lambda: QSettings().remove(OPENING_KEY))
         if path is not None and self.open_checkpoint(path, remember=requested is not None):
             return
         default = default_checkpoint()
@@ -251,7 +264,7 @@ class MainWindow(QMainWindow):
             self.images.view.set_message(NO_MODEL)
             return
         self.model_label.setText(f"Model: {model.name}")
-        self.model_label.setToolTip(str(model.path))
+        self.model_label.setToolTip(plain_tooltip(str(model.path)))
         self.device_label.setText(f"Device: {model.device}")
 
     def set_device(self, name: str) -> None:

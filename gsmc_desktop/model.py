@@ -53,10 +53,15 @@ def default_checkpoint() -> Path | None:
     return DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.is_file() else None
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, limit: int = 200) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, float) else "unknown"
 
 
 def _calibration(metrics: dict) -> str:
@@ -83,16 +88,17 @@ def model_card(handle: ModelHandle) -> str:
         ("Package version", ckpt.package_version or "unknown"),
         ("Device", str(handle.device)),
     ]
-    cfg = ckpt.train_config
+    # a checkpoint's training record is informative only: anything but a mapping is left out
+    cfg = ckpt.train_config if isinstance(ckpt.train_config, dict) else {}
     if cfg:
         keys = ("method", "dataset", "epochs", "batch_size", "lr", "noise_rate", "init")
         rows.append(("Training", ", ".join(f"{k} {_fmt(cfg[k])}" for k in keys if cfg.get(k) is not None)))
-    m = ckpt.metrics
+    m = ckpt.metrics if isinstance(ckpt.metrics, dict) else {}
     accuracy = max((m.get(k) for k in ("val_acc", "val_acc_teacher") if isinstance(m.get(k), float)),
                    default=None)
     if isinstance(m.get("val_acc_calibrated"), float):
         rows.append(("Validation", f"accuracy {m['val_acc_calibrated']:.1%}, mean class accuracy "
-                                   f"{m.get('val_mca_calibrated', 0.0):.1%} after calibration "
+                                   f"{_pct(m.get('val_mca_calibrated'))} after calibration "
                                    f"({_calibration(m)})"))
     if accuracy is not None:
         teacher_run = isinstance(m.get("val_acc_teacher"), float)  # student or teacher was chosen

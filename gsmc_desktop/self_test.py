@@ -14,6 +14,8 @@ import time
 import traceback
 from pathlib import Path
 
+from gsmc_desktop.widgets.plain_text import PlainLabel
+
 SAMPLE_IMAGE = ("images", "astronaut.jpg")
 
 
@@ -95,9 +97,9 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
 def _check_reference_counts(calls: int = 300) -> None:
     """Qt calls that return nothing must not drain the reference count of None (PySide6
     6.12.0 on Python 3.11 does, and the app then aborts within a minute of live video)."""
-    from PySide6.QtWidgets import QApplication, QLabel
+    from PySide6.QtWidgets import QApplication
 
-    label = QLabel()
+    label = PlainLabel()
     before = sys.getrefcount(None)
     for _ in range(calls):
         label.setText("self-test")

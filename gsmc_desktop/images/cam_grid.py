@@ -6,9 +6,10 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGridLayout, QVBoxLayout, QWidget
 
 from gsmc_desktop.widgets.frame_view import rgb_to_qimage
+from gsmc_desktop.widgets.plain_text import PlainLabel
 
 
 class CamGrid(QWidget):
@@ -38,10 +39,14 @@ class CamGrid(QWidget):
             box = QVBoxLayout(cell)
             box.setContentsMargins(0, 0, 0, 0)
             box.setSpacing(2)
-            picture = QLabel()
+            picture = PlainLabel()
             picture.setPixmap(QPixmap.fromImage(rgb_to_qimage(tile)))
             picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            text = QLabel(f"<b>{caption}</b>" if i == highlight else caption)
+            text = PlainLabel(caption)
+            if i == highlight:
+                font = text.font()
+                font.setBold(True)
+                text.setFont(font)
             text.setAlignment(Qt.AlignmentFlag.AlignCenter)
             box.addWidget(picture)
             box.addWidget(text)

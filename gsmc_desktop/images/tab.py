@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -33,9 +32,11 @@ from gsmc_core.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_i
 from gsmc_desktop.images.cam_grid import CamGrid
 from gsmc_desktop.images.worker import ImageJob, ImageResult, ImagesWorker
 from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
+from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
 from gsmc_desktop.widgets.plots import ProbabilityChart
 
 IMAGE_FILTER = f"Images ({' '.join('*' + e for e in IMAGE_EXTENSIONS)});;All files (*)"
@@ -88,7 +89,7 @@ class ImagesTab(QWidget):
         self.detector_combo = QComboBox()
         for label, name in DETECTORS:
             self.detector_combo.addItem(label, name)
-        saved = QSettings().value("images/detector", "full", type=str)
+        saved = read_setting("images/detector", "full", str)
         self.detector_combo.setCurrentIndex(max(0, self.detector_combo.findData(saved)))
         self.detector_combo.currentIndexChanged.connect(
             lambda *_: QSettings().setValue("images/detector", self.detector_combo.currentData()))
@@ -100,7 +101,7 @@ class ImagesTab(QWidget):
         self.opacity_slider.setFixedWidth(110)
         self.scale_combo = scale_combo()
         self.scale_combo.setCurrentIndex(max(0, self.scale_combo.findData(
-            QSettings().value("images/cam_scale", "map", type=str))))
+            read_setting("images/cam_scale", "map", str))))
         self.scale_combo.currentIndexChanged.connect(lambda *_: self._on_scale_changed())
         self.color_bar = ColorBar()
         self.color_bar.set_scale(self.scale_combo.currentData())
@@ -120,7 +121,7 @@ class ImagesTab(QWidget):
         top = QHBoxLayout()  # files in and out
         top.addWidget(open_files)
         top.addWidget(open_folder)
-        top.addWidget(QLabel("Detector:"))
+        top.addWidget(PlainLabel("Detector:"))
         top.addWidget(self.detector_combo)
         top.addSpacing(12)
         top.addWidget(self.save_button)
@@ -129,7 +130,7 @@ class ImagesTab(QWidget):
         top.addStretch(1)
         heat = QHBoxLayout()  # the heatmap
         heat.addWidget(self.heatmap_check)
-        heat.addWidget(QLabel("Opacity"))
+        heat.addWidget(PlainLabel("Opacity"))
         heat.addWidget(self.opacity_slider)
         heat.addWidget(self.scale_combo)
         heat.addWidget(self.color_bar)
@@ -158,10 +159,10 @@ class ImagesTab(QWidget):
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
-        side_layout.addWidget(QLabel("Faces"))
+        side_layout.addWidget(PlainLabel("Faces"))
         side_layout.addWidget(self.face_list)
         side_layout.addWidget(self.chart, 1)
-        side_layout.addWidget(QLabel("Attention map (CAM) of each class"))
+        side_layout.addWidget(PlainLabel("Attention map (CAM) of each class"))
         side_layout.addWidget(cams)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.image_list)
@@ -224,7 +225,7 @@ class ImagesTab(QWidget):
             entry = self._next_entry
             self._next_entry += 1
             item = QListWidgetItem(f"{path.name}\nanalysing…")
-            item.setToolTip(str(path))
+            item.setToolTip(plain_tooltip(str(path)))
             item.setData(Qt.ItemDataRole.UserRole + 1, str(path))
             item.setData(Qt.ItemDataRole.UserRole, entry)
             self.image_list.addItem(item)
@@ -251,7 +252,7 @@ class ImagesTab(QWidget):
             self.add_paths([Path(folder)])
 
     def _last_dir(self) -> str:
-        return QSettings().value("images/last_dir", "", type=str)
+        return read_setting("images/last_dir", "", str)
 
     def _remember_dir(self, folder: Path) -> None:
         QSettings().setValue("images/last_dir", str(folder))
@@ -279,7 +280,7 @@ class ImagesTab(QWidget):
             if image.error is not None:
                 item.setText(f"{image.path.name}\nerror: {image.error.removeprefix(str(image.path) + ': ')}")
                 item.setForeground(QBrush(ERROR_COLOR))
-                item.setToolTip(image.error)
+                item.setToolTip(plain_tooltip(image.error))
             else:
                 n = len(image.result.faces)
                 item.setText(f"{image.path.name}\n{n} face{'s' if n != 1 else ''}")

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QSlider,
     QSplitter,
@@ -28,10 +27,12 @@ from gsmc_core.sources import list_cameras
 from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
 from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.threads import start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
 from gsmc_desktop.widgets.palette import class_color
+from gsmc_desktop.widgets.plain_text import PlainLabel, escaped
 from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
@@ -104,7 +105,7 @@ class LiveTab(QWidget):
         self.snapshot_button.clicked.connect(self._on_snapshot_clicked)
 
         top = QHBoxLayout()
-        top.addWidget(QLabel("Source:"))
+        top.addWidget(PlainLabel("Source:"))
         top.addWidget(self.source_combo)
         top.addWidget(self.start_button)
         top.addWidget(self.stop_button)
@@ -152,21 +153,21 @@ class LiveTab(QWidget):
 
         options = QHBoxLayout()  # the heatmap
         options.addWidget(self.heatmap_check)
-        options.addWidget(QLabel("Opacity"))
+        options.addWidget(PlainLabel("Opacity"))
         options.addWidget(self.opacity_slider)
         options.addSpacing(12)
-        options.addWidget(QLabel("CAM class"))
+        options.addWidget(PlainLabel("CAM class"))
         options.addWidget(self.cam_combo)
         options.addWidget(self.scale_combo)
         options.addWidget(self.color_bar)
         options.addStretch(1)
         detection = QHBoxLayout()  # faces and smoothing
-        detection.addWidget(QLabel("Faces"))
+        detection.addWidget(PlainLabel("Faces"))
         detection.addWidget(self.detector_combo)
-        detection.addWidget(QLabel("min score"))
+        detection.addWidget(PlainLabel("min score"))
         detection.addWidget(self.min_score_spin)
         detection.addSpacing(12)
-        detection.addWidget(QLabel("Smoothing half-life"))
+        detection.addWidget(PlainLabel("Smoothing half-life"))
         detection.addWidget(self.smoothing_spin)
         detection.addStretch(1)
 
@@ -184,7 +185,7 @@ class LiveTab(QWidget):
         self.seek_slider = QSlider(Qt.Orientation.Horizontal)
         self.seek_slider.setToolTip("Position in the video: drag to seek")
         self.seek_slider.sliderReleased.connect(lambda: self.worker.seek(self.seek_slider.value()))
-        self.position_label = QLabel("")
+        self.position_label = PlainLabel("")
         self.speed_combo = QComboBox()
         for text, speed in SPEEDS:
             self.speed_combo.addItem(text, speed)
@@ -203,7 +204,7 @@ class LiveTab(QWidget):
             video.addWidget(widget)
         video.addWidget(self.seek_slider, 1)
         video.addWidget(self.position_label)
-        video.addWidget(QLabel("Speed"))
+        video.addWidget(PlainLabel("Speed"))
         video.addWidget(self.speed_combo)
         video.addWidget(self.whole_check)
 
@@ -211,7 +212,7 @@ class LiveTab(QWidget):
         self.view.clicked.connect(self._on_view_clicked)
         self.chart = ProbabilityChart()
         self.timeline = ProbabilityTimeline()
-        self.legend = QLabel()
+        self.legend = PlainLabel()
         self.legend.setWordWrap(True)
         timeline_box = QWidget()
         timeline_layout = QVBoxLayout(timeline_box)
@@ -258,7 +259,7 @@ class LiveTab(QWidget):
         self.cam_combo.blockSignals(False)
         self.chart.set_classes(classes)
         self.timeline.set_classes(classes)
-        self.legend.setText(" ".join(f"<span style='color: rgb{class_color(i)}'>■</span>&nbsp;{name}"
+        self.legend.setText(" ".join(f"<span style='color: rgb{class_color(i)}'>■</span>&nbsp;{escaped(name)}"
                                      for i, name in enumerate(classes)))
         self.worker.set_model(model)
         self._push_options()
@@ -329,7 +330,7 @@ class LiveTab(QWidget):
         self.play_button.setChecked(False)
         self.view.set_message(f"Opening {spec.label()}…")
         self._update_buttons()
-        QSettings().setValue("live/source", str(spec.video) if spec.video else spec.camera)
+        QSettings().setValue("live/source", str(spec.video) if spec.video else str(spec.camera))
         self._run_requested.emit(spec)
 
     def stop(self) -> None:
@@ -493,15 +494,14 @@ class LiveTab(QWidget):
         s.setValue("live/min_score", options.min_score)
 
     def _restore_settings(self) -> None:
-        s = QSettings()
         # read everything before setting any widget: each widget change saves all options
-        heatmaps = s.value("live/heatmaps", True, type=bool)
-        opacity = int(s.value("live/opacity", 45, type=int))
-        half_life = float(s.value("live/half_life", 0.0, type=float))
-        detector = s.value("live/detector", DEFAULT_LIVE_DETECTOR, type=str)
-        min_score = float(s.value("live/min_score", 0.5, type=float))
-        saved = s.value("live/source", None)
-        cam_scale = s.value("live/cam_scale", "map", type=str)
+        heatmaps = read_setting("live/heatmaps", True, bool)
+        opacity = read_setting("live/opacity", 45, int, lambda v: 0 <= v <= 100)
+        half_life = read_setting("live/half_life", 0.0, float, lambda v: 0 <= v <= 60)
+        detector = read_setting("live/detector", DEFAULT_LIVE_DETECTOR, str)
+        min_score = read_setting("live/min_score", 0.5, float, lambda v: 0 <= v <= 1)
+        saved = read_setting("live/source", None, str)
+        cam_scale = read_setting("live/cam_scale", "map", str)
         self.heatmap_check.setChecked(heatmaps)
         self.scale_combo.setCurrentIndex(max(0, self.scale_combo.findData(cam_scale)))
         self.opacity_slider.setValue(opacity)
@@ -512,10 +512,10 @@ class LiveTab(QWidget):
         self.min_score_spin.setValue(min_score)
         self._saved_source: int | str | None = None
         self._video: Path | None = None
-        if saved is not None and str(saved).isdigit():
+        if saved is not None and saved.isdigit() and len(saved) < 4:
             self._saved_source = int(saved)
         elif saved:
-            if Path(str(saved)).is_file():
+            if existing_file(saved):
                 self._video = Path(str(saved))
                 self._saved_source = str(saved)
 

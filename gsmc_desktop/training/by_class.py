@@ -2,7 +2,9 @@
 table whose cells are shaded by the share of the row (true class) they hold."""
 
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget
+
+from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
 
 
 class ByClassTable(QWidget):
@@ -11,7 +13,7 @@ class ByClassTable(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.title = QLabel("Figures by class appear after the first epoch.")
+        self.title = PlainLabel("Figures by class appear after the first epoch.")
         self.title.setWordWrap(True)
         self.table = QTableWidget()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
@@ -38,7 +40,8 @@ class ByClassTable(QWidget):
                 item = QTableWidgetItem(str(count))
                 share = count / total
                 item.setBackground(QBrush(QColor(40, 120, 200, int(200 * share))))
-                item.setToolTip(f"true {classes[i]}, predicted {classes[j]}: {count} ({share:.0%})")
+                item.setToolTip(plain_tooltip(f"true {classes[i]}, predicted {classes[j]}: {count} "
+                                              f"({share:.0%})"))
                 self.table.setItem(i, j, item)
             acc = per_class[classes[i]]
             self.table.setItem(i, n, QTableWidgetItem("–" if acc is None else f"{acc:.1%}"))

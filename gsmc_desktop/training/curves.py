@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from gsmc_core.train_events import BatchEvent, EpochEvent
 from gsmc_desktop.widgets.palette import class_color
+from gsmc_desktop.widgets.plain_text import escaped
 
 LOSS_LABELS = {"loss": "total", "ce": "cross-entropy", "kl": "self-distillation KL", "ac": "flip attention"}
 ACCURACY_LABELS = {"train_acc": "train", "val_acc": "validation", "val_acc_teacher": "validation (teacher)"}
@@ -114,7 +115,7 @@ class TrainingCurves(QWidget):
         color = class_color(len(self._accuracies) + len(self.comparisons) + 3)
         self.comparisons[str(folder)] = self.accuracy_plot.plot(
             epochs, best, pen=pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine),
-            name=f"{folder.name} (validation)", symbol="t", symbolBrush=color, symbolPen=None)
+            name=escaped(f"{folder.name} (validation)"), symbol="t", symbolBrush=color, symbolPen=None)
         return True
 
     def loss_series(self, key: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -26,6 +25,7 @@ from gsmc_core.devices import available_devices
 from gsmc_core.model import OUTPUT_STRIDES
 from gsmc_core.train import RUN_FILES
 from gsmc_core.train_config import METHOD_DEFAULTS, METHODS, RECOMMENDED_SCHEDULER, TrainConfig
+from gsmc_desktop.widgets.plain_text import PlainLabel
 
 SCHEDULER_LABELS = {
     "cosine": "cosine over the run",
@@ -49,7 +49,7 @@ class PathField(QWidget):
         self.edit.setPlaceholderText(placeholder)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
-        self.error = QLabel()
+        self.error = PlainLabel()
         self.error.setStyleSheet("color: #b41e1e;")
         self.error.setWordWrap(True)
         self.error.hide()
@@ -148,7 +148,7 @@ class TrainingForm(QWidget):
         self.method = QComboBox()
         self.method.addItems(METHODS)
         self.method.currentTextChanged.connect(self._apply_method_defaults)
-        self.method_help = QLabel()
+        self.method_help = PlainLabel()
         self.method_help.setWordWrap(True)
         self.method_help.setStyleSheet("color: #555;")
         self.epochs = _spin(1, 1000, d.epochs)
@@ -179,7 +179,7 @@ class TrainingForm(QWidget):
         self.limit_eval = _spin(0, 10_000_000, 0, 100, special="all")
         self.out = PathField(folder=True, placeholder="run folder (config, metrics, last.pt, best.pt)")
         self.out.edit.setText(d.out)
-        self.error = QLabel()
+        self.error = PlainLabel()
         self.error.setStyleSheet("color: #b41e1e;")
         self.error.setWordWrap(True)
         self.error.hide()

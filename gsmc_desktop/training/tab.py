@@ -7,7 +7,6 @@ from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
-    QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -20,11 +19,13 @@ from PySide6.QtWidgets import (
 
 from gsmc_core.train_config import TrainConfig
 from gsmc_core.train_events import BatchEvent, EpochEvent, TrainResult
+from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import start_worker, stop_thread
 from gsmc_desktop.training.by_class import ByClassTable
 from gsmc_desktop.training.curves import TrainingCurves
 from gsmc_desktop.training.form import TrainingForm
 from gsmc_desktop.training.worker import TrainingWorker
+from gsmc_desktop.widgets.plain_text import PlainLabel
 
 PROGRESS_STEPS = 10_000
 
@@ -109,7 +110,7 @@ class TrainingTab(QWidget):
         self.progress.setRange(0, PROGRESS_STEPS)
         self.progress.setValue(0)
         self.progress.setTextVisible(False)
-        self.progress_label = QLabel("Not started")
+        self.progress_label = PlainLabel("Not started")
         self.curves = TrainingCurves()
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
@@ -137,14 +138,13 @@ class TrainingTab(QWidget):
         layout.addWidget(splitter)
 
     def _restore_settings(self) -> None:
-        s = QSettings()
-        root = s.value("training/data_root", "", type=str)
+        root = read_setting("training/data_root", "", str)
         if root:
             self.form.data_root.edit.setText(root)
-        dataset = s.value("training/dataset", "", type=str)
+        dataset = read_setting("training/dataset", "", str)
         if dataset:
             self.form.dataset.setCurrentText(dataset)
-        out = s.value("training/out", "", type=str)
+        out = read_setting("training/out", "", str)
         if out:
             self.form.out.edit.setText(out)
 

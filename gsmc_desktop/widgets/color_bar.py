@@ -6,6 +6,7 @@ from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QComboBox, QWidget
 
 from gsmc_core.render import colorize_heatmap
+from gsmc_desktop.widgets.plain_text import plain_tooltip
 
 SCALE_CHOICES = (
     ("map", "Each map to its own range",
@@ -42,7 +43,7 @@ class ColorBar(QWidget):
     def set_scale(self, scale: str) -> None:
         self.scale = scale
         low, high = ENDS[scale]
-        self.setToolTip(f"Heatmap colours: blue = {low}, red = {high}")
+        self.setToolTip(plain_tooltip(f"Heatmap colours: blue = {low}, red = {high}"))
         self.update()
 
     def ends(self) -> tuple[str, str]:

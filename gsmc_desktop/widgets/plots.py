@@ -9,6 +9,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QWidget
 
 from gsmc_desktop.widgets.palette import class_color
+from gsmc_desktop.widgets.plain_text import escaped
 
 pg.setConfigOptions(antialias=True, background="w", foreground="k")
 
@@ -95,7 +96,8 @@ class ProbabilityTimeline(pg.PlotWidget):
             self.removeItem(curve)
         # the legend is a line below the plot (the Live tab's): inside, it would hide curves
         self._curves = [
-            self.plot(pen=pg.mkPen(class_color(i), width=2), name=name) for i, name in enumerate(classes)
+            self.plot(pen=pg.mkPen(class_color(i), width=2), name=escaped(name))
+            for i, name in enumerate(classes)
         ]
         self._p = np.zeros((self.capacity, len(classes)), np.float32)
         self.clear_data()
