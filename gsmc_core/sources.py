@@ -233,9 +233,6 @@ class VideoFileSource(FrameSource):
         self._capture.release()
 
 
-MAX_CAMERA_INDEX = 63
-
-
 def _open_camera(index: int) -> cv2.VideoCapture | None:
     if not 0 <= index <= MAX_CAMERA_INDEX:  # cv2.VideoCapture(-1) can crash the process
         raise SourceError(f"camera {index}: camera numbers are 0 to {MAX_CAMERA_INDEX}")

@@ -363,7 +363,9 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.shutdown()
-        QSettings().setValue("window/geometry", self.saveGeometry())
+        settings = QSettings()
+        settings.setValue("window/geometry", self.saveGeometry())
+        settings.remove(OPENING_KEY)  # this start showed its model and closed normally
         event.accept()
 
     def shutdown(self) -> None:
