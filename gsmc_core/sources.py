@@ -5,9 +5,11 @@ Iterating a source yields ``Frame`` objects with BGR images (OpenCV's order); ``
 slow consumer sees fresh frames instead of a growing queue.
 """
 
+import io
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
+import PIL.Image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # A 76 kB PNG can decode to 25000 x 25000 pixels (1.9 GB as BGR, more in the pipeline). 100 MP
 # covers any camera's photos; larger images are refused before they are decoded.
-MAX_IMAGE_PIXELS = 100_000_000
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))  # formats not parsed below
+MAX_IMAGE_PIXELS = 100_000_000  # OpenCV's own limit is set to this in gsmc_core/__init__.py
+MIN_IMAGE_SIDE = 8
 MAX_CAMERA_INDEX = 99
 # OpenCV's Orbbec depth-camera backend prints "Camera index out of range" for every index probed
 # (5 lines per camera scan on a machine without one); ordinary webcams use V4L2/MSMF/AVFoundation.
@@ -81,22 +84,20 @@ class FrameSource:
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header without decoding the pixels; None for other
-    formats or a header that cannot be parsed."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[:2] != b"\xff\xd8":
+    """(width, height) from the file's header without decoding the pixels (Pillow reads only the
+    header on open: PNG, JPEG, TIFF, WebP, BMP...); None when Pillow cannot parse it (OpenCV's
+    own pixel limit still applies when it decodes)."""
+    try:
+        with warnings.catch_warnings():  # sizes between Pillow's limit and ours: we decide
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except PIL.Image.DecompressionBombError:  # Pillow's own check, at 2 x 89 MP
+        raise SourceError(f"more than {2 * PIL.Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP, and this "
+                          f"program opens up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP; scale it down "
+                          "first") from None
+    except (OSError, ValueError, SyntaxError, PIL.UnidentifiedImageError):
         return None
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
-        i += 2 + length
-    return None
 
 
 def read_image(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
@@ -108,11 +109,17 @@ def read_image(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
     if not path.is_file():
         raise SourceError(f"{path}: is not a file")
     data = np.fromfile(path, dtype=np.uint8)
-    size = header_size(data[:65536].tobytes())
+    try:
+        size = header_size(data.tobytes())
+    except SourceError as exc:
+        raise SourceError(f"{path}: {exc}") from None
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
         raise SourceError(f"{path}: {size[0]} x {size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP) is "
                           f"more than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP this program opens; "
                           "scale it down first")
+    if size is not None and min(size) < MIN_IMAGE_SIDE:
+        raise SourceError(f"{path}: {size[0]} x {size[1]} pixels is too thin to hold a face "
+                          f"(sides of at least {MIN_IMAGE_SIDE} px are needed)")
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise SourceError(f"{path}: cannot be decoded as an image (damaged, not an image, or "

@@ -1,4 +1,5 @@
 import time
+import zlib
 
 import cv2
 import numpy as np
@@ -146,11 +147,14 @@ def test_camera_keeps_only_the_newest_frame_and_reopens(monkeypatch):
 def test_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path, astronaut_rgb):
     path = tmp_path / "huge.png"
     cv2.imwrite(str(path), astronaut_rgb[:8, :8])
-    data = bytearray(path.read_bytes())
-    data[16:24] = (25000).to_bytes(4, "big") * 2  # the header now claims 25000 x 25000
-    path.write_bytes(bytes(data))
-    with pytest.raises(SourceError, match=r"25000 x 25000 pixels \(625 MP\) is more than the 100 MP"):
-        read_image(path)
+    for side, message in ((12000, r"12000 x 12000 pixels \(144 MP\) is more than the 100 MP"),
+                          (25000, r"huge.png: more than 179 MP, and this program opens up to 100 MP")):
+        data = bytearray(path.read_bytes())
+        data[16:24] = side.to_bytes(4, "big") * 2  # the header now claims side x side
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # with a valid checksum
+        path.write_bytes(bytes(data))
+        with pytest.raises(SourceError, match=message):
+            read_image(path)
     jpeg = tmp_path / "photo.jpg"
     cv2.imwrite(str(jpeg), astronaut_rgb[:, :300])
     assert header_size(jpeg.read_bytes()) == (300, 512)
@@ -179,3 +183,27 @@ def test_damaged_video_frames_are_skipped_and_counted(tmp_path):
 def test_a_huge_camera_index_is_refused_with_the_range():
     with pytest.raises(SourceError, match="camera index 99999999999999 is out of range"):
         open_source("99999999999999")
+
+
+def test_huge_tiff_and_webp_are_refused_from_the_header_and_thin_images_too(tmp_path, monkeypatch):
+    import PIL.Image
+
+    tiff = tmp_path / "huge.tif"
+    PIL.Image.new("1", (30000, 30000)).save(tiff, compression="group4")  # 25 kB on disk
+    assert tiff.stat().st_size < 100_000
+    webp = tmp_path / "big.webp"
+    PIL.Image.new("RGB", (11000, 10000)).save(webp, lossless=True)
+
+    def never(*_):
+        raise AssertionError("decoded: the header should have refused it (it took 46 s and 6 GB)")
+
+    monkeypatch.setattr(cv2, "imdecode", never)
+    with pytest.raises(SourceError, match="more than 179 MP"):
+        read_image(tiff) = tmp_path / "big.webp"
+    PIL.Image.new("RGB", (11000, 10000)).save(webp, lossless=True)
+    with pytest.raises(SourceError, match=r"11000 x 10000 pixels \(110 MP\) is more than the 100 MP"):
+        read_image(webp)
+    thin = tmp_path / "thin.png"
+    cv2.imwrite(str(thin), np.zeros((1, 5000, 3), np.uint8))
+    with pytest.raises(SourceError, match="5000 x 1 pixels is too thin to hold a face"):
+        read_image(thin)
