@@ -199,8 +199,7 @@ def test_huge_tiff_and_webp_are_refused_from_the_header_and_thin_images_too(tmp_
 
     monkeypatch.setattr(cv2, "imdecode", never)
     with pytest.raises(SourceError, match="more than 179 MP"):
-        read_image(tiff) = tmp_path / "big.webp"
-    PIL.Image.new("RGB", (11000, 10000)).save(webp, lossless=True)
+        read_image(tiff)
     with pytest.raises(SourceError, match=r"11000 x 10000 pixels \(110 MP\) is more than the 100 MP"):
         read_image(webp)
     thin = tmp_path / "thin.png"
