@@ -49,9 +49,40 @@ RANGES: dict[str, tuple[float, float, bool]] = {
 }
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a run's settings are a few hundred bytes
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages about bad input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a 1 kB 'billion laughs' document expands to gigabytes,
+    and no settings file needs them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in "
+                                              "settings files", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path) -> Any:
+    """A settings file's YAML (at most 1 MB, no aliases); ValueError names the file."""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes is too large for a settings file")
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from exc
+
+
 def _type_error(name: str, value: Any, expected: type) -> ValueError:
     words = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
-    return ValueError(f"setting {name}: expected {words[expected]}, got {value!r}")
+    return ValueError(f"setting {name}: expected {words[expected]}, got {shown(value)}")
 
 
 def check_types_and_ranges(config: "TrainConfig") -> None:
@@ -75,7 +106,7 @@ def check_types_and_ranges(config: "TrainConfig") -> None:
             inside = low <= value <= high if inclusive else low < value < high
             if not inside or (isinstance(value, float) and not math.isfinite(value)):
                 brackets = "[]" if inclusive else "()"
-                raise ValueError(f"setting {f.name}: {value!r} is outside "
+                raise ValueError(f"setting {f.name}: {shown(value)} is outside "
                                  f"{brackets[0]}{low:g}, {high:g}{brackets[1]}")
 
 
@@ -170,14 +201,11 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from exc
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of settings")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(shown(k, 40) for k in set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown settings {unknown}")
         return data
@@ -200,7 +228,14 @@ def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig
     path = Path(out) / "config.yaml"
     if not path.is_file():
         raise TrainingError(f"{path} not found; nothing to resume in {out}")
-    saved = yaml.safe_load(path.read_text()) or {}
+    try:
+        saved = read_yaml(path) or {}
+    except (ValueError, OSError) as exc:
+        raise TrainingError(f"{exc}; the run's settings cannot be read, so it cannot be resumed "
+                            "(start a new run in another folder)") from exc
+    if not saved or not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
+        raise TrainingError(f"{path}: empty or not a mapping of settings, so the run cannot be "
+                            "resumed (start a new run in another folder)")
     # runs saved before `augment` existed used the webcam augmentation on preloaded batches
     saved.setdefault("augment", "webcam" if saved.get("preload") else "published")
     known = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -119,3 +119,31 @@ def test_annotator_noise_on_ferplus_is_real_disagreement(ferplus_root):
     happy = clean == split.classes.index("happiness")
     fear = clean == split.classes.index("fear")
     assert (drawn[happy] != clean[happy]).mean() < (drawn[fear] != clean[fear]).mean()
+
+
+def test_config_files_refuse_alias_bombs_and_keep_messages_short(tmp_path):
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\nepochs: *a8\n")
+    assert bomb.stat().st_size < 1500
+    with pytest.raises(ValueError, match="aliases .* are not allowed"):
+        TrainConfig.from_yaml(bomb)
+    long_value = tmp_path / "long.yaml"
+    long_value.write_text("epochs: " + "9" * 100_000 + "x\n")
+    with pytest.raises(ValueError, match="characters\\)") as info:
+        TrainConfig.from_yaml(long_value).resolved()
+    assert len(str(info.value)) < 300
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("1: a\nb: 2\n")
+    with pytest.raises(ValueError, match="unknown settings"):
+        TrainConfig.from_yaml(mixed)
+
+
+def test_a_damaged_run_config_is_a_message_not_a_traceback(tmp_path):
+    from gsmc_core.train_config import config_for_resume
+
+    for content in ("[1, 2]\n", "epochs: [\n", ""):
+        (tmp_path / "config.yaml").write_text(content)
+        with pytest.raises(TrainingError, match="config.yaml"):
+            config_for_resume(tmp_path, {})
