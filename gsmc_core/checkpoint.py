@@ -7,6 +7,7 @@ initialisations). Writes are atomic; loading never unpickles code (``weights_onl
 import datetime
 import math
 import os
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,53 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, half: bool = Fals
     return write_atomic(path, lambda f: torch.save(payload, f), binary=True)
 
 
+WEIGHT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) and all(isinstance(k, str) for k in value) else {}
+
+
+def _refuse_decompression_bomb(path: Path) -> None:
+    """torch.save writes its records uncompressed; a zip whose records would expand far beyond
+    the file (a 22 MB file holding 4 GB) is refused before anything is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (an old torch format, or garbage that torch.load refuses)
+    limit = 2 * path.stat().st_size + (1 << 20)
+    if declared > limit:
+        raise CheckpointError(path, f"its records declare {declared / 1e6:.0f} MB uncompressed in a "
+                                    f"{path.stat().st_size / 1e6:.0f} MB file; refused (a damaged or "
+                                    "hostile file)")
+
+
+def _check_tensors(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> None:
+    """Before any tensor is used (or materialised): floating-point weights of the architecture's
+    own shapes (an expanded view declaring 10^12 elements is refused here, not allocated), and
+    BatchNorm variances that are not negative."""
+    expected = {k: v.shape for k, v in meta.build_model().state_dict().items()}
+    for name, tensor in state.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        if tensor.dtype not in WEIGHT_DTYPES:
+            raise CheckpointError(path, f"tensor {name[:80]} has dtype {tensor.dtype}; weights must "
+                                        "be floating point (float16/32/64 or bfloat16)")
+        want = expected.get(name)
+        if name in ("fc.weight", "fc.bias"):  # the classifier: any number of classes, up to 1000
+            want = (min(tensor.shape[0], 1000) if tensor.dim() else -1, *want[1:])
+        if want is not None and tuple(tensor.shape) != tuple(want):
+            raise CheckpointError(path, f"tensor {name} has shape {tuple(tensor.shape)}, but a "
+                                        f"{meta.arch} needs {tuple(want)}")
+        if want is None and tensor.numel() > 50_000_000:
+            raise CheckpointError(path, f"tensor {name[:80]} declares {tensor.numel():,} values, "
+                                        "more than any layer of the supported networks")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise CheckpointError(path, f"{name}: a BatchNorm variance is negative; the model "
+                                        "would predict NaN")
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     expect_classes: int | None = None,
@@ -220,6 +268,7 @@ def load_checkpoint(
         raise CheckpointError(path, "file not found")
     if not path.is_file():
         raise CheckpointError(path, "is not a file")
+    _refuse_decompression_bomb(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
@@ -234,7 +283,10 @@ def load_checkpoint(
             "`gsmc import-weights`",
         )
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(path, f"format version {str(version)[:40]!r} is not valid (a whole "
+                                    f"number from 1 to {FORMAT_VERSION} is expected): damaged file?")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             path, f"format version {version} is newer than this program supports ({FORMAT_VERSION})"
         )
@@ -246,16 +298,17 @@ def load_checkpoint(
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(path, "state_dict is not a mapping of names to tensors")
-    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if broken:
-        raise CheckpointError(path, f"weights hold NaN or infinite values ({len(broken)} tensors, "
-                                    f"e.g. {broken[0]}); the model is unusable")
     if meta.arch not in BACKBONES:
         raise CheckpointError(
             path, f"unknown architecture {meta.arch!r} (known: {', '.join(BACKBONES)})"
         )
     if meta.output_stride not in OUTPUT_STRIDES:
         raise CheckpointError(path, f"unsupported output stride {meta.output_stride}")
+    _check_tensors(path, meta, state)
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(path, f"weights hold NaN or infinite values ({len(broken)} tensors, "
+                                    f"e.g. {broken[0]}); the model is unusable")
     ckpt_kind = payload.get("kind", "model")
     if kind is not None and ckpt_kind != kind:
         raise CheckpointError(path, f"is a {ckpt_kind!r} checkpoint, but a {kind!r} one is needed")
@@ -275,8 +328,9 @@ def load_checkpoint(
         meta=meta,
         state_dict=state,
         kind=ckpt_kind,
-        train_config=payload.get("train_config", {}),
-        metrics=payload.get("metrics", {}),
+        # informative records: anything but a mapping is dropped rather than trusted
+        train_config=_mapping(payload.get("train_config")),
+        metrics=_mapping(payload.get("metrics")),
         training_state=payload.get("training_state"),
         created=payload.get("created", ""),
         package_version=payload.get("package_version", ""),

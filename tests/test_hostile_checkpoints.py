@@ -1,0 +1,71 @@
+"""Checkpoints that used to give wrong answers with exit 0, or ask for terabytes (issue 25):
+refused at load with a message naming the file and the problem."""
+
+import zipfile
+
+import pytest
+import torch
+
+from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+
+
+@pytest.fixture
+def payload(random_checkpoint):
+    return torch.load(random_checkpoint, map_location="cpu", weights_only=True)
+
+
+def _save(payload, tmp_path, name="bad.pt"):
+    path = tmp_path / name
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.int64, torch.uint8, torch.bool,
+                                   torch.float8_e4m3fn])
+def test_weights_that_are_not_floating_point_are_refused(payload, tmp_path, dtype):
+    payload["state_dict"]["fc.weight"] = payload["state_dict"]["fc.weight"].to(dtype)
+    with pytest.raises(CheckpointError, match=f"fc.weight has dtype {dtype}"):
+        load_checkpoint(_save(payload, tmp_path))
+
+
+def test_a_negative_batchnorm_variance_is_refused(payload, tmp_path):
+    payload["state_dict"]["backbone.bn1.running_var"][0] = -1.0
+    with pytest.raises(CheckpointError, match="bn1.running_var: a BatchNorm variance is negative"):
+        load_checkpoint(_save(payload, tmp_path))
+
+
+@pytest.mark.parametrize(("version", "says"), [(0, "not valid"), (-1, "not valid"), (True, "not valid"),
+                                               ("1", "not valid"), (None, "not valid"),
+                                               (99, "newer than this program")])
+def test_format_versions_say_what_is_wrong(payload, tmp_path, version, says):
+    payload["format_version"] = version
+    with pytest.raises(CheckpointError, match=says):
+        load_checkpoint(_save(payload, tmp_path))
+
+
+def test_an_expanded_view_declaring_terabytes_is_refused_before_allocating(payload, tmp_path):
+    payload["state_dict"]["backbone.conv1.weight"] = torch.zeros(1).expand(10**6, 10**6)
+    with pytest.raises(CheckpointError, match=r"backbone.conv1.weight has shape \(1000000, 1000000\)"):
+        load_checkpoint(_save(payload, tmp_path))
+    payload["state_dict"]["extra"] = torch.zeros(1).expand(10**6, 10**6)
+    payload["state_dict"]["backbone.conv1.weight"] = torch.zeros(64, 3, 7, 7)
+    with pytest.raises(CheckpointError, match="declares 1,000,000,000,000 values"):
+        load_checkpoint(_save(payload, tmp_path))
+
+
+def test_a_deflate_bomb_is_refused_before_reading(random_checkpoint, tmp_path):
+    bomb = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(random_checkpoint) as source, \
+            zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info.filename))
+        target.writestr("bomb/data/huge", b"\0" * 300_000_000)  # ~300 kB compressed
+    assert bomb.stat().st_size < 60_000_000
+    with pytest.raises(CheckpointError, match="MB uncompressed in a"):
+        load_checkpoint(bomb)
+
+
+def test_a_training_record_that_is_not_a_mapping_is_dropped(payload, tmp_path):
+    payload["train_config"], payload["metrics"] = ["a", "list"], "text"
+    ckpt = load_checkpoint(_save(payload, tmp_path))
+    assert ckpt.train_config == {} and ckpt.metrics == {}
