@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta, save_checkpoint
+from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_core.model import DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, GSMCNet
 
@@ -72,6 +72,12 @@ def import_weights(
             f"keys do not match a {arch} backbone ({len(missing)} missing, e.g. {missing[:2]}; "
             f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})",
         )
+    if not 16 <= input_size <= 1024:
+        raise ValueError(f"input size must be 16 to 1024 pixels, got {input_size}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(src, f"weights hold NaN or infinite values ({len(broken)} tensors, "
+                                   f"e.g. {broken[0]}); nothing was written")
     meta = ModelMeta(
         arch=arch, classes=(), input_size=input_size, output_stride=output_stride
     )
@@ -83,4 +89,6 @@ def import_weights(
     )
     ckpt.path = src
     ckpt.build_model()  # raises CheckpointError naming src if tensor shapes do not fit
-    return save_checkpoint(ckpt, out)
+    path = save_checkpoint(ckpt, out)
+    load_checkpoint(path, kind="init")  # what this program writes, it can read
+    return path

@@ -69,3 +69,29 @@ def test_a_training_record_that_is_not_a_mapping_is_dropped(payload, tmp_path):
     payload["train_config"], payload["metrics"] = ["a", "list"], "text"
     ckpt = load_checkpoint(_save(payload, tmp_path))
     assert ckpt.train_config == {} and ckpt.metrics == {}
+
+
+def test_command_arguments_that_used_to_give_tracebacks_or_bad_files(tmp_path, capsys, random_checkpoint,
+                                                                    ferplus_root):
+    from gsmc_core.cli import main
+
+    assert main(["eval", "--checkpoint", str(random_checkpoint), "--dataset", "ferplus",
+                 "--data-root", str(ferplus_root), "--limit", "-1"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+    assert main(["calibrate", "--checkpoint", str(random_checkpoint), "--data-root", str(ferplus_root),
+                 "--max-drop", "nan", "--out", str(tmp_path / "c.pt")]) == 2
+    assert "--max-drop must be a fraction" in capsys.readouterr().err
+    source = tmp_path / "tv.pth"
+    from torchvision.models import resnet18
+
+    torch.save(resnet18().state_dict(), source)
+    for size in ("0", "99999999"):
+        assert main(["import-weights", str(source), "--format", "torchvision", "--input-size", size,
+                     "--out", str(tmp_path / "init.pt")]) == 2
+        assert "input size must be 16 to 1024" in capsys.readouterr().err
+    state = resnet18().state_dict()
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, source)
+    assert main(["import-weights", str(source), "--format", "torchvision",
+                 "--out", str(tmp_path / "init.pt")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "init.pt").exists()

@@ -127,6 +127,8 @@ def eval_split(ckpt: Checkpoint, dataset: str, data_root: str, split: str) -> Sp
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1 face, got {args.limit}")
     ckpt = load_checkpoint(args.checkpoint)
     split = eval_split(ckpt, args.dataset, args.data_root, args.split)
     try:
@@ -157,6 +159,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not 0 <= args.balance <= 2 or args.head_epochs < 1:
         raise UsageError(f"--balance must be in 0-2 (got {args.balance:g}) and --head-epochs at least 1 "
                          f"(got {args.head_epochs})")
+    if not 0 <= args.max_drop <= 1:  # also refuses nan
+        raise UsageError(f"--max-drop must be a fraction from 0 to 1, got {args.max_drop}")
     refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     cfg = ckpt.train_config or {}
