@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import math
 import random
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -149,6 +150,16 @@ def train_one_epoch(
     }
 
 
+def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
+    """Loader workers ignore Ctrl-C, SIGTERM and SIGHUP: sent to the whole process group (what
+    `timeout`, systemd and schedulers do), they would kill the workers mid-batch and the run
+    would end in a traceback without saving. The trainer stops after the batch, saves last.pt
+    and shuts the workers down itself."""
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def _any_rank(flag: bool, world: Distributed, device: torch.device) -> bool:
     """Whether ``flag`` holds on any rank. Under torchrun every rank must take part in the same
     collectives, so a skipped step or a stop request (which reaches the ranks at different
@@ -257,6 +268,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             drop_last=training and len(split.samples) > cfg.batch_size * self.dist.world_size,
             persistent_workers=cfg.workers > 0,
+            worker_init_fn=_leave_stop_signals_to_the_trainer,
         )
 
     def _probe(self, split: Split, tries: int = 64) -> None:

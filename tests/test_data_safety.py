@@ -152,3 +152,23 @@ def test_a_second_writer_of_a_run_folder_is_refused_until_the_first_dies(ferplus
     assert train(config).epochs_completed == 1
     with RunLock(run), pytest.raises(TrainingError, match=f"process {os.getpid()}"):
         train(TrainConfig(**{**config.__dict__, "epochs": 2, "resume": True}))
+
+
+def test_sigterm_to_the_process_group_stops_training_with_workers_cleanly(ferplus_root, tmp_path):
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "gsmc_core.cli", "train", "--method", "ce", "--dataset", "ferplus",
+            "--data-root", str(ferplus_root), "--input-size", "33", "--epochs", "50", "--batch-size",
+            "8", "--limit-train", "400", "--limit-eval", "16", "--workers", "2", "--out", str(run)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = []
+    for line in proc.stdout:  # wait until batches are flowing through the workers
+        lines.append(line)
+        if "epoch 1/50" in line and "batch" in line or (run / "metrics.csv").exists():
+            break
+    os.killpg(proc.pid, signal.SIGTERM)  # the whole group: the trainer and its loader workers
+    out = "".join(lines) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "Traceback" not in out and "killed by signal" not in out
+    assert f"Continue with: gsmc train --resume --out {run}" in out
+    assert (run / "last.pt").exists()
