@@ -172,3 +172,33 @@ def test_sigterm_to_the_process_group_stops_training_with_workers_cleanly(ferplu
     assert "Traceback" not in out and "killed by signal" not in out
     assert f"Continue with: gsmc train --resume --out {run}" in out
     assert (run / "last.pt").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_terminated_video_run_keeps_what_it_wrote(tmp_path, astronaut_rgb, random_checkpoint, signum):
+    clip = tmp_path / "long.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    frame = cv2.resize(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR), (320, 240))
+    for _ in range(400):
+        writer.write(frame)
+    writer.release()
+    out, table = tmp_path / "out.mp4", tmp_path / "faces.csv"
+    proc = subprocess.Popen([sys.executable, "-m", "gsmc_core.cli", "video", str(clip), "--out", str(out),
+                             "--csv", str(table), "--checkpoint", str(random_checkpoint), "--device",
+                             "cpu"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".out.partial") for p in tmp_path.iterdir()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    time.sleep(2)  # some frames in
+    proc.send_signal(signum)
+    err = proc.communicate(timeout=120)[1]
+    assert "Traceback" not in err and "kept the first" in err, err
+    frames = int(err.split("kept the first ")[1].split()[0])
+    assert 0 < frames < 400
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == frames  # a whole, playable file
+    capture.release()
+    assert len(table.read_text().splitlines()) == frames + 1  # one face per frame, and the header
+    assert not any(".partial" in p.name for p in tmp_path.iterdir())

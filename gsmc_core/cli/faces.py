@@ -5,6 +5,7 @@ import csv
 import errno
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -299,6 +300,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     progress = _Progress(total)
     done = faces = 0
     interrupted = False
+    previous_handlers = _finish_on_termination()
     try:
         if rows is not None:
             rows.writerow(csv_header(predictor.classes))
@@ -331,6 +333,8 @@ def cmd_video(args: argparse.Namespace) -> int:
                               "replaced") from exc
         raise
     finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
         source.close()
         if writer is not None:
             writer.release()
@@ -353,7 +357,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         _check_video(video_tmp, args.out, written)
         commit(video_tmp, args.out)
     outputs = ", ".join(f"wrote {p}" for p in (args.out, args.csv) if p)
-    stopped = "stopped by Ctrl-C after " if interrupted else ""
+    stopped = "stopped (Ctrl-C or a termination signal); kept the first " if interrupted else ""
     print(f"{stopped}{done} frames, {faces} face detections" + (f"; {outputs}" if outputs else ""),
           file=sys.stderr)
     damaged = getattr(source, "damaged", 0)
@@ -362,6 +366,16 @@ def cmd_video(args: argparse.Namespace) -> int:
               "skipped", file=sys.stderr)
     # Ctrl-C is how a camera run ends normally; for a file it means the run was cut short
     return 130 if interrupted and not isinstance(source, CameraSource) else 0
+
+
+def _finish_on_termination() -> dict:
+    """SIGTERM and SIGHUP (a closed terminal, `timeout`, a scheduler) end `gsmc video` as Ctrl-C
+    does: the frames read so far are kept, the CSV and video finished and put in place."""
+    def finish(_signum, _frame):
+        raise KeyboardInterrupt
+
+    return {s: signal.signal(s, finish) for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGHUP"))
+            if s is not None}
 
 
 def _open_writer(path: Path, target: str, source: FrameSource, every: int,
