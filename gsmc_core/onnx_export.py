@@ -88,15 +88,28 @@ def export_onnx(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
 _export_lock = threading.Lock()
 
 
+CACHE_KEEP = 6  # exported models kept (about 45 MB each for ResNet-18); older ones are removed
+
+
 def cached_onnx(ckpt: Checkpoint) -> Path:
     """The exported graph of ``ckpt`` from the cache, exporting it there first if missing.
     Threads of one process export one model once (the app's Live and Images workers load the
-    same model at start); other processes may race, and the atomic write keeps that safe."""
+    same model at start); other processes may race, and the atomic write keeps that safe. The
+    cache keeps the ``CACHE_KEEP`` most recently used graphs."""
     path = cache_dir() / f"{checkpoint_digest(ckpt)[:32]}.onnx"
     with _export_lock:
         if not path.is_file():
             export_onnx(ckpt, path)
+            _prune(path.parent)
+        else:
+            path.touch()  # recently used: kept by the pruning
     return path
+
+
+def _prune(folder: Path) -> None:
+    entries = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[CACHE_KEEP:]:
+        old.unlink(missing_ok=True)
 
 
 def read_onnx_meta(path: str | os.PathLike) -> ModelMeta:

@@ -91,6 +91,8 @@ def make_runtime(ckpt: Checkpoint, device: str | torch.device = "auto", backend:
     """The runtime for ``ckpt``: "auto" is ONNX Runtime on the CPU and torch elsewhere."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if threads < 1:  # checked here: an argument error must not look like a damaged cache entry
+        raise ValueError(f"threads must be >= 1, got {threads}")
     dev = resolve_device(device) if isinstance(device, str) else device
     if backend == "onnx" and dev.type != "cpu":
         raise ValueError(f"the onnx backend runs on the CPU only, not on {dev}; "
@@ -107,15 +109,35 @@ def make_runtime(ckpt: Checkpoint, device: str | torch.device = "auto", backend:
 
 
 def _cached_runtime(ckpt: Checkpoint, threads: int) -> OnnxRuntime:
-    """ONNX Runtime on the cached export; a cached file the session cannot read (truncated by
-    a full disk, say) is exported again once."""
+    """ONNX Runtime on the cached export. The cache is not trusted as it is: a file the session
+    cannot read (truncated by a full disk) or whose outputs differ from the checkpoint's own
+    network on a probe batch (a damaged or altered graph that still loads) is exported again."""
     path = cached_onnx(ckpt)
     try:
-        return OnnxRuntime(path, threads)
+        runtime = OnnxRuntime(path, threads)
+        problem = _differs_from_checkpoint(runtime, ckpt)
     except Exception as exc:
-        log.warning("%s: cannot be loaded (%s); exporting it again", path, type(exc).__name__)
-        path.unlink(missing_ok=True)
-        return OnnxRuntime(cached_onnx(ckpt), threads)
+        problem = f"cannot be loaded ({type(exc).__name__})"
+    if problem is None:
+        return runtime
+    log.warning("%s: %s; exporting it again", path, problem)
+    path.unlink(missing_ok=True)
+    return OnnxRuntime(cached_onnx(ckpt), threads)
+
+
+def _differs_from_checkpoint(runtime: OnnxRuntime, ckpt: Checkpoint) -> str | None:
+    """Why the graph does not compute the checkpoint's network, or None when it does (logits
+    and CAMs of a fixed random batch of two, to float tolerance)."""
+    size = ckpt.meta.input_size
+    probe = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    with torch.inference_mode():
+        want_logits, want_cams = ckpt.build_model()(torch.from_numpy(probe))
+    logits, cams = runtime.run(probe)
+    for name, got, want in (("logits", logits, want_logits), ("CAMs", cams, want_cams)):
+        want = want.numpy()
+        if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max()):
+            return f"its {name} differ from the checkpoint's network"
+    return None
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,9 @@ def test_cpu_default_is_onnx_and_cached(shipped, onnx_cache):
     assert predictor.backend == "onnx"
     path = cached_onnx(shipped)
     assert path.parent == onnx_cache
-    stamp = path.stat().st_mtime_ns
+    inode = path.stat().st_ino  # an export writes a new file (an atomic rename)
     again = cached_onnx(load_checkpoint(DEFAULT_CHECKPOINT))  # same weights, new load: no re-export
-    assert again == path and again.stat().st_mtime_ns == stamp
+    assert again == path and again.stat().st_ino == inode
 
 
 def test_export_carries_metadata(shipped, tmp_path, real_faces):
@@ -107,3 +107,41 @@ def test_cli_names_a_missing_or_broken_onnx_file(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "x.jpg"), "--checkpoint", str(tmp_path / "junk.onnx")]) == 2
     err = capsys.readouterr().err
     assert "junk.onnx: cannot be read as an ONNX model" in err and "Traceback" not in err
+
+
+def test_an_altered_cache_entry_that_still_loads_is_not_trusted(shipped, tmp_path, monkeypatch, real_faces):
+    from onnx import numpy_helper
+
+    monkeypatch.setenv("GSMC_CACHE_DIR", str(tmp_path / "cache"))
+    path = cached_onnx(shipped)
+    graph = onnx.load_model(str(path))
+    n = len(shipped.meta.classes)
+    fc = next(t for t in graph.graph.initializer if sorted(t.dims) == sorted([n, 512]))
+    weights = numpy_helper.to_array(fc).copy()
+    axis = list(fc.dims).index(n)
+    weights = np.swapaxes(weights, 0, axis)
+    weights[[0, 1]] = weights[[1, 0]]  # neutral and happiness swapped: still a valid graph
+    fc.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(np.swapaxes(weights, 0, axis)), fc.name))
+    onnx.save_model(graph, str(path))
+    torch_p = Predictor.for_checkpoint(shipped, "cpu", backend="torch")
+    onnx_p = Predictor.for_checkpoint(shipped, "cpu", backend="onnx")  # exported again
+    for a, b in zip(onnx_p.predict(real_faces[:4]), torch_p.predict(real_faces[:4]), strict=True):
+        assert a.label == b.label and np.allclose(a.probabilities, b.probabilities, atol=1e-3)
+
+
+def test_an_argument_error_keeps_the_cache_and_the_cache_is_bounded(shipped, tmp_path, monkeypatch):
+    import dataclasses
+
+    import gsmc_core.onnx_export as onnx_export
+
+    monkeypatch.setenv("GSMC_CACHE_DIR", str(tmp_path / "cache"))
+    path = cached_onnx(shipped)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        Predictor.for_checkpoint(shipped, "cpu", threads=0)
+    assert path.is_file()
+    monkeypatch.setattr(onnx_export, "CACHE_KEEP", 2)
+    for k in range(3):  # three other models: the oldest entries go
+        other = dataclasses.replace(shipped, state_dict={**shipped.state_dict,
+                                                         "fc.bias": shipped.state_dict["fc.bias"] + k + 1})
+        cached_onnx(other)
+    assert len(list(path.parent.glob("*.onnx"))) == 2 and not path.exists()
