@@ -124,6 +124,30 @@ def read_onnx_meta(path: str | os.PathLike) -> ModelMeta:
     if META_KEY not in props:
         raise CheckpointError(path, "is an ONNX model without GSMC metadata; export it with `gsmc export`")
     try:
-        return ModelMeta.from_dict(json.loads(props[META_KEY]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(path, f"its GSMC metadata is invalid ({exc})") from exc
+        meta = ModelMeta.from_dict(json.loads(props[META_KEY]))
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise CheckpointError(path, f"its GSMC metadata is invalid ({str(exc)[:200]})") from exc
+    _check_graph_fits_meta(path, model, meta)
+    return meta
+
+
+def _check_graph_fits_meta(path: str | os.PathLike, model: onnx.ModelProto, meta: ModelMeta) -> None:
+    """The graph's input size and number of classes are the ones its metadata names (a file
+    whose metadata says 112 px on a 64-px graph, or 3 classes on an 8-class one, is refused)."""
+    def dims(value) -> list[int | None]:
+        return [d.dim_value if d.HasField("dim_value") else None
+                for d in value.type.tensor_type.shape.dim]
+
+    inputs = {i.name: dims(i) for i in model.graph.input}
+    outputs = {o.name: dims(o) for o in model.graph.output}
+    image, logits = inputs.get(INPUT_NAME), outputs.get(OUTPUT_NAMES[0])
+    if image is None or logits is None or OUTPUT_NAMES[1] not in outputs:
+        raise CheckpointError(path, f"is not a GSMC graph (needs input {INPUT_NAME!r} and outputs "
+                                    f"{', '.join(OUTPUT_NAMES)})")
+    size = meta.input_size
+    if len(image) != 4 or image[2:] not in ([size, size], [None, None]):
+        raise CheckpointError(path, f"its metadata says {size} px input, but the graph takes "
+                                    f"{image[2:]}")
+    if len(logits) != 2 or logits[1] not in (len(meta.classes), None):
+        raise CheckpointError(path, f"its metadata names {len(meta.classes)} classes, but the graph "
+                                    f"has {logits[1:]} outputs")

@@ -1,6 +1,8 @@
 """CPU inference in ONNX Runtime: the exported graph agrees with torch on real faces, carries
 its metadata, is cached, and bad files get clear errors."""
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -145,3 +147,24 @@ def test_an_argument_error_keeps_the_cache_and_the_cache_is_bounded(shipped, tmp
                                                          "fc.bias": shipped.state_dict["fc.bias"] + k + 1})
         cached_onnx(other)
     assert len(list(path.parent.glob("*.onnx"))) == 2 and not path.exists()
+
+
+def test_onnx_metadata_that_does_not_fit_its_graph_is_refused(shipped, tmp_path):
+    import json
+
+    out = export_onnx(shipped, tmp_path / "model.onnx")
+    meta = shipped.meta.to_dict()
+    for change, says in (({"input_size": 112}, "says 112 px input, but the graph takes [64, 64]"),
+                         ({"classes": list(meta["classes"])[:3]}, "names 3 classes, but the graph has [8]"),
+                         ({"classes": [f"c{i}" for i in range(20)]}, "names 20 classes")):
+        graph = onnx.load_model(str(out))
+        onnx.helper.set_model_props(graph, {META_KEY: json.dumps({**meta, **change})})
+        bad = tmp_path / "bad.onnx"
+        onnx.save_model(graph, str(bad))
+        with pytest.raises(CheckpointError, match=re.escape(says)):
+            read_onnx_meta(bad)
+    graph = onnx.load_model(str(out))
+    onnx.helper.set_model_props(graph, {META_KEY: "[" * 100_000 + "]" * 100_000})
+    onnx.save_model(graph, str(tmp_path / "nested.onnx"))
+    with pytest.raises(CheckpointError, match="metadata is invalid"):
+        read_onnx_meta(tmp_path / "nested.onnx")
