@@ -388,8 +388,10 @@ class Trainer:
     def _restore(self, path: Path) -> int:
         ckpt = load_checkpoint(path)
         state = ckpt.training_state
-        if state is None:
-            raise TrainingError(f"{path}: holds no training state to resume from")
+        needed = ("student", "optimizer", "scheduler", "epoch", "global_step", "best_val_acc", "rng")
+        if not isinstance(state, dict) or any(k not in state for k in needed):
+            raise TrainingError(f"{path}: holds no complete training state to resume from "
+                                "(damaged, or a model file rather than a run's last.pt)")
         self.model.load_state_dict(state["student"])
         try:
             self.method.load_state_dict(state["teacher"])

@@ -147,3 +147,33 @@ def test_a_damaged_run_config_is_a_message_not_a_traceback(tmp_path):
         (tmp_path / "config.yaml").write_text(content)
         with pytest.raises(TrainingError, match="config.yaml"):
             config_for_resume(tmp_path, {})
+
+
+def test_dataset_rows_that_gave_tracebacks_name_file_and_line(tmp_path):
+    fer = tmp_path / "fer2013.csv"
+    good = "0," + " ".join(["7"] * 4) + ",Training"
+    for bad, says in ((good.replace("7 7", "256 7", 1), "pixel values must be 0-255"),
+                      (good.replace("7 7", "-1 7", 1), "pixel values must be 0-255"),
+                      ("0,7 7 7 7", "the row is short")):
+        fer.write_text(f"emotion,pixels,Usage\n{good}\n{bad}\n")
+        with pytest.raises(DataError, match=f"fer2013.csv:3: .*{says}"):
+            read_split("fer2013", tmp_path, "train", 7)
+    affect = tmp_path / "affectnet"
+    affect.mkdir()
+    header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression"
+    for box in ("inf,0,10,10", "0,0,-5,10", "x,0,10,10"):
+        (affect / "training.csv").write_text(f"{header}\n1/a.jpg,{box},,1\n")
+        with pytest.raises(DataError, match="training.csv:2: bad row"):
+            read_split("affectnet", affect, "train", 8)
+
+
+def test_a_last_pt_without_training_state_is_a_message(ferplus_root, tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    train(_config(ferplus_root, run, epochs=1))
+    payload = torch.load(run / "last.pt", weights_only=True)
+    payload["training_state"] = {}
+    torch.save(payload, run / "last.pt")
+    with pytest.raises(TrainingError, match="no complete training state"):
+        train(_config(ferplus_root, run, epochs=2, resume=True))

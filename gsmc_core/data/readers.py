@@ -175,16 +175,22 @@ def read_fer2013(root: Path, split: str, num_classes: int = 7) -> Split:
         if missing:
             raise DataError(f"{csv_file}:1: missing columns {sorted(missing)}")
         for line_no, row in enumerate(reader, start=2):
+            if None in row.values():
+                raise DataError(f"{csv_file}:{line_no}: the row is short (emotion, pixels and "
+                                "Usage are needed)")
             if row["Usage"] != FER2013_USAGE[split]:
                 continue
             try:
                 emotion = int(row["emotion"])
-                pixels = np.array(row["pixels"].split(), dtype=np.uint8)
-                side = int(round(len(pixels) ** 0.5))
-                if emotion not in FER2013_LABELS or side * side != len(pixels) or side == 0:
+                values = np.array(row["pixels"].split(), dtype=np.int64)
+                side = int(round(len(values) ** 0.5))
+                if emotion not in FER2013_LABELS or side * side != len(values) or side == 0:
                     raise ValueError("emotion must be 0-6 and pixels a square image")
-            except ValueError as exc:
-                raise DataError(f"{csv_file}:{line_no}: bad row ({exc})") from exc
+                if values.min() < 0 or values.max() > 255:
+                    raise ValueError("pixel values must be 0-255")
+                pixels = values.astype(np.uint8)
+            except (ValueError, OverflowError) as exc:
+                raise DataError(f"{csv_file}:{line_no}: bad row ({str(exc)[:120]})") from exc
             samples.append(Sample(f"row{line_no}", classes.index(FER2013_LABELS[emotion]),
                                   pixels=pixels.reshape(side, side)))
     return _finish("fer2013", split, classes, samples, csv_file)
@@ -213,8 +219,10 @@ def read_affectnet(root: Path, split: str, num_classes: int = 8, val_fraction: f
                 expression = int(row["expression"])
                 box = tuple(int(float(row[k])) for k in ("face_x", "face_y", "face_width",
                                                            "face_height"))
-            except ValueError as exc:
-                raise DataError(f"{csv_file}:{line_no}: bad row ({exc})") from exc
+                if box[0] < 0 or box[1] < 0 or box[2] < 1 or box[3] < 1:
+                    raise ValueError(f"face box {box} must have x, y >= 0 and a positive size")
+            except (ValueError, TypeError, OverflowError) as exc:  # "inf", a short row, "x"
+                raise DataError(f"{csv_file}:{line_no}: bad row ({str(exc)[:120]})") from exc
             name = AFFECTNET_LABELS.get(expression)  # 8-10: none / uncertain / no-face
             if name is None or name not in classes:
                 continue
