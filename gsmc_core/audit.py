@@ -1,11 +1,12 @@
 """Noisy-label audit: training samples whose label the trained model confidently disputes.
 
-The model (the EMA teacher when the checkpoint holds one) scores every training sample without
-augmentation. A sample is flagged when the model predicts another class than its given label
-with probability >= ``threshold``; flagged samples are ranked by how much more probable the
-predicted class is than the given one. When the run injected noise (its config records rate and
-seed, or a noise file), the given labels are the noisy ones and the flips are known, so the
-audit reports precision and recall of the flagged set against them.
+The model (the EMA teacher when the checkpoint holds one, or the one asked for) scores every
+training sample without augmentation; ``label_issues`` ranks them and decides the cut: the
+audit score (another class predicted with probability >= ``threshold``, ranked by how much more
+probable it is than the given one) or confident learning (self-confidence or normalised margin,
+cut by the estimated noise). These are the run's own, in-sample predictions. When the run
+trained on noisy labels (its config records the noise), the given labels are the noisy ones and
+the mislabelled samples are known, so the audit reports precision and recall against them.
 """
 
 import csv
@@ -21,10 +22,11 @@ from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint
 from gsmc_core.data.noise import given_labels
 from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import ExpressionDataset, collate_skipping
+from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import eval_transform
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import predict_loader
+from gsmc_core.label_issues import precision_recall, rank_suspects
 
 
 @dataclass
@@ -57,18 +59,38 @@ def same_folder(a: str | Path, b: str | Path) -> bool:
         return False
 
 
-def _audit_model(ckpt: Checkpoint) -> torch.nn.Module:
-    model = ckpt.build_model()
-    state = ckpt.training_state
-    if state and state.get("teacher"):
-        teacher = {k.removeprefix("module."): v for k, v in state["teacher"].items()
-                   if k.startswith("module.")}
-        model.load_state_dict(teacher)
-    return model
+def _audit_model(ckpt: Checkpoint, model: str = "auto") -> torch.nn.Module:
+    """The network that scores: the EMA teacher when the run has one ("auto" or "teacher"),
+    the student ("student"), or the checkpoint's exported weights ("exported")."""
+    net = ckpt.build_model()
+    state = ckpt.training_state or {}
+    if model in ("auto", "teacher") and state.get("teacher"):
+        net.load_state_dict({k.removeprefix("module."): v for k, v in state["teacher"].items()
+                             if k.startswith("module.")})
+    elif model == "student" and state.get("student"):
+        net.load_state_dict(state["student"])
+    elif model in ("teacher", "student"):
+        raise ValueError(f"the checkpoint holds no {model} (a run's last.pt of a GSMC run does)")
+    return net
 
 
-def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold: float = 0.5,
-          device: str = "auto", batch_size: int = 128, workers: int = 0) -> AuditReport:
+@dataclass
+class TrainingScores:
+    """A model's probabilities on every training sample of a run, with the labels it trained on
+    and, when the run's noise is known, which of them are wrong."""
+
+    split: Split  # with the given (possibly noisy) labels
+    probs: np.ndarray  # N x C, rows in ``indices`` order
+    given: np.ndarray  # N
+    indices: np.ndarray  # N sample indices into ``split``
+    flips: set[int] | None  # indices whose given label differs from the dataset's own
+    note: str | None
+
+
+def score_training_set(checkpoint: str | Path, dataset: str, data_root: str | Path,
+                       device: str = "auto", batch_size: int = 128, workers: int = 0,
+                       model: str = "auto") -> TrainingScores:
+    """The checkpoint's model run over the run's own training samples (in-sample)."""
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.train_config
     same_data = cfg.get("dataset") == dataset and same_folder(cfg.get("data_root", ""), data_root)
@@ -92,33 +114,38 @@ def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold
     dev = resolve_device(device)
     loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate_skipping)
-    preds = predict_loader(_audit_model(ckpt).to(dev), loader, dev)
+    preds = predict_loader(_audit_model(ckpt, model).to(dev), loader, dev)
     probs = torch.softmax(torch.from_numpy(preds.logits), 1).numpy()
-    predicted = probs.argmax(1)
-    p_given = probs[np.arange(len(probs)), preds.labels]
-    p_pred = probs[np.arange(len(probs)), predicted]
-    mask = (predicted != preds.labels) & (p_pred >= threshold)
-    order = np.argsort(-(p_pred - p_given)[mask], kind="stable")
-    rows = np.flatnonzero(mask)[order]
-    classes = split.classes
+    return TrainingScores(split, probs, preds.labels, preds.indices, flips, note)
+
+
+def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold: float = 0.5,
+          device: str = "auto", batch_size: int = 128, workers: int = 0, score: str = "audit",
+          model: str = "auto") -> AuditReport:
+    """Score every training sample of the run's dataset with the checkpoint's model and flag
+    the likely mislabelled ones by ``score`` (``label_issues.SCORES``)."""
+    s = score_training_set(checkpoint, dataset, data_root, device, batch_size, workers, model)
+    suspects = rank_suspects(s.probs, s.given, score, threshold)
+    classes = s.split.classes
     flagged = [
         FlaggedSample(
-            index=int(preds.indices[r]), key=split.samples[preds.indices[r]].key,
-            given=classes[preds.labels[r]], predicted=classes[predicted[r]],
-            p_given=float(p_given[r]), p_predicted=float(p_pred[r]),
-            injected_flip=None if flips is None else int(preds.indices[r]) in flips,
+            index=int(s.indices[r]), key=s.split.samples[s.indices[r]].key,
+            given=classes[s.given[r]], predicted=classes[suspects.predicted[r]],
+            p_given=float(s.probs[r, s.given[r]]), p_predicted=float(s.probs[r, suspects.predicted[r]]),
+            injected_flip=None if s.flips is None else int(s.indices[r]) in s.flips,
         )
-        for r in rows
+        for r in suspects.order[: suspects.cut]
     ]
-    report = AuditReport(n=len(probs), flagged=flagged, note=note)
-    if flips is not None:
-        hits = sum(f.injected_flip for f in flagged)
-        report.known_flips = len(flips)
-        report.precision = hits / len(flagged) if flagged else 0.0
-        report.recall = hits / len(flips) if flips else 0.0
-        for k in (100, 500, 1000):
-            if len(flagged) >= k:
-                report.precision_at_k[k] = sum(f.injected_flip for f in flagged[:k]) / k
+    report = AuditReport(n=len(s.probs), flagged=flagged, note=s.note)
+    if s.flips is not None:
+        wrong = np.array([int(i) in s.flips for i in s.indices])
+        figures = precision_recall(suspects, wrong, ks=tuple(k for k in (100, 500, 1000)
+                                                             if score != "audit" or k <= suspects.cut))
+        report.known_flips = len(s.flips)
+        report.precision = figures["p_at_cut"]
+        report.recall = figures["recall_at_cut"]
+        report.precision_at_k = {int(k[1:]): v for k, v in figures.items()
+                                 if k.startswith("p") and k[1:].isdigit()}
     return report
 
 

@@ -17,6 +17,7 @@ from gsmc_core.data.readers import DATASETS, SPLITS, read_split
 from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
+from gsmc_core.label_issues import SCORES
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.train import train
@@ -197,14 +198,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
-                   device=args.device)
+                   device=args.device, score=args.score.replace("-", "_"), model=args.model)
+    rule = (f"model confidence >= {args.threshold} in another class" if args.score == "audit"
+            else f"confident learning, ranked by {args.score.replace('-', ' ')}")
     print(f"{len(report.flagged)} of {report.n} training samples flagged as likely mislabelled "
-          f"(model confidence >= {args.threshold} in another class)")
+          f"({rule}; in-sample predictions of the run's own model)")
     if report.note:
         print(f"note: {report.note}")
     if report.known_flips is not None:
         at_k = ", ".join(f"precision@{k} {v:.3f}" for k, v in report.precision_at_k.items())
-        print(f"against the {report.known_flips} injected flips: precision {report.precision:.3f}, "
+        print(f"against the {report.known_flips} noisy labels: precision {report.precision:.3f}, "
               f"recall {report.recall:.3f}{', ' + at_k if at_k else ''}")
     for rank, s in enumerate(report.flagged[: args.top], start=1):
         mark = "" if s.injected_flip is None else ("  [flipped]" if s.injected_flip else "")
@@ -319,7 +322,13 @@ def add_training_commands(sub) -> None:
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--data-root", required=True)
     p.add_argument("--top", type=int, default=20)
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, default=0.5, help="audit score: the confidence in "
+                   "another class that flags a sample (default 0.5)")
+    p.add_argument("--score", default="audit", choices=[s.replace("_", "-") for s in SCORES],
+                   help="audit (default), or confident learning ranked by self-confidence or "
+                   "normalized margin, cut by the estimated number of wrong labels")
+    p.add_argument("--model", default="auto", choices=("auto", "teacher", "student", "exported"),
+                   help="which network scores: auto = the EMA teacher when the run has one")
     p.add_argument("--csv")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.set_defaults(func=cmd_audit)

@@ -1,0 +1,62 @@
+"""How well each scoring method finds the wrong labels of a run (issue 26).
+
+    python scripts/label_review_study.py --data-root ../shared/data/ferplus \
+        --runs ~/runs/study/ce_sym30_s0 ~/runs/study/gsmc_sym30_s0 --out docs/results/label_review.json
+
+For every run folder (trained on noisy labels, so the wrong ones are known: injected flips, or
+one annotator's vote that disagrees with the majority) and every network it offers (the exported
+weights, GSMC's teacher and student), the run's own in-sample probabilities on its training faces
+are ranked by each score (``label_issues.SCORES``): precision of the top 100 / 500 / 1,000 and
+precision and recall at the method's own cut. Writes the JSON summary and prints a table.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gsmc_core.audit import score_training_set
+from gsmc_core.checkpoint import load_checkpoint
+from gsmc_core.label_issues import SCORES, precision_recall, rank_suspects
+
+
+def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
+    ckpt = load_checkpoint(run / "last.pt")
+    cfg = ckpt.train_config
+    kind = "annotator" if cfg.get("noise_kind") == "annotator" else f"noise{round(100 * cfg['noise_rate'])}"
+    models = ["exported"] + (["teacher", "student"] if cfg.get("method") == "gsmc" else [])
+    out = {}
+    for model in models:
+        scored = score_training_set(run / "last.pt", cfg["dataset"], data_root, "cpu", model=model)
+        wrong = np.array([int(i) in scored.flips for i in scored.indices])
+        for score in SCORES:
+            suspects = rank_suspects(scored.probs, scored.given, score)
+            name = f"{score}/{cfg['method']}-{model}/in-sample"
+            out[name] = {k: (round(v, 4) if isinstance(v, float) else v)
+                         for k, v in precision_recall(suspects, wrong).items()}
+            print(f"{run.name:22s} {name:45s} " + " ".join(f"{k} {v}" for k, v in out[name].items()),
+                  flush=True)
+    return kind, len(scored.given), out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--runs", nargs="+", required=True, type=Path)
+    p.add_argument("--out", type=Path, help="JSON summary to write (merged into an existing one)")
+    args = p.parse_args(argv)
+    summary = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
+    for run in args.runs:
+        kind, faces, figures = figures_for_run(run, args.data_root)
+        summary["train_faces"] = faces
+        summary.setdefault(kind, {}).update(figures)
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
