@@ -20,6 +20,8 @@ from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.label_issues import SCORES
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.outputs import refuse_overwriting_inputs
+from gsmc_core.relabel import RELABEL_DATASETS, relabel
+from gsmc_core.review_log import ReviewLog
 from gsmc_core.train import train
 from gsmc_core.train_config import (
     AUGMENTS,
@@ -195,6 +197,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relabel(args: argparse.Namespace) -> int:
+    decisions = ReviewLog(args.apply).decisions()
+    result = relabel(args.dataset, args.data_root, decisions, args.out)
+    print(f"wrote {result.root}: {result.changed} faces relabelled, {result.removed} left out as "
+          f"unusable, {result.kept} confirmed; changes in {result.root / 'changes.csv'}")
+    return 0
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
@@ -332,3 +342,13 @@ def add_training_commands(sub) -> None:
     p.add_argument("--csv")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("relabel", help="write a cleaned copy of a dataset from review decisions",
+                       description="Apply a label review's decisions (the append-only CSV the "
+                       "Review tab writes) to a new copy of the dataset in its own format; the "
+                       "original files are never modified.")
+    p.add_argument("--apply", required=True, metavar="DECISIONS", help="the review's decisions CSV")
+    p.add_argument("--dataset", required=True, choices=RELABEL_DATASETS)
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--out", required=True, help="new folder for the cleaned dataset")
+    p.set_defaults(func=cmd_relabel)

@@ -1,0 +1,199 @@
+"""A cleaned copy of a dataset from a label review's decisions, in the dataset's own format.
+
+The original files are never modified: ``relabel`` writes a new dataset root whose label file
+carries the decisions (a face set to another class, or left out as unusable) and whose images
+are links to the originals (copies where links are not possible), plus ``changes.csv`` (file,
+old, new, score, who, when). The new root trains like the original (`gsmc train --data-root`).
+
+- FERPlus: ``FER2013Train/label.csv`` with the votes of a changed face made unanimous for its
+  new class (an unusable one voted not-a-face, which the majority rule drops).
+- RAF-DB: ``EmoLabel/list_patition_label.txt`` with RAF's codes; unusable lines left out.
+- FER2013: ``fer2013.csv`` with the new emotion codes; unusable rows left out.
+- AffectNet: ``training.csv`` with the new expression codes; unusable faces coded 10 (no face).
+- Image folders: ``train/<class>/<file>`` links in the class decided; unusable files left out.
+"""
+
+import csv
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from gsmc_core.atomic import write_atomic
+from gsmc_core.data.readers import ferplus_majority
+from gsmc_core.data.samples import DataError
+from gsmc_core.labels import AFFECTNET_LABELS, FER2013_LABELS, FERPLUS_VOTE_COLUMNS, RAFDB_LABELS
+from gsmc_core.outputs import OutputError, same_file
+from gsmc_core.review_log import UNUSABLE, Decision
+
+RELABEL_DATASETS = ("ferplus", "rafdb", "fer2013", "affectnet", "folder")
+
+
+@dataclass(frozen=True)
+class RelabelResult:
+    root: Path
+    changed: int  # faces given another class
+    removed: int  # faces left out as unusable
+    kept: int  # faces whose label was confirmed
+
+
+def _link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(source.resolve(), target, target_is_directory=source.is_dir())
+    except OSError:  # no symlinks here (Windows without the privilege): copy
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            shutil.copy2(source, target)
+
+
+def _new_label(decision: Decision | None) -> str | None:
+    """The class a decision gives, UNUSABLE, or None (no change)."""
+    if decision is None or decision.action == "keep":
+        return None
+    return UNUSABLE if decision.action == "unusable" else decision.label
+
+
+def _code(table: dict[int, str], label: str) -> int:
+    codes = {name: code for code, name in table.items()}
+    if label not in codes:
+        raise DataError(f"class {label!r} has no code in this dataset's labels")
+    return codes[label]
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> None:
+    write_atomic(path, lambda f: csv.writer(f).writerows(rows))
+
+
+def _ferplus(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
+    changes = []
+    train = root / "FER2013Train"
+    rows = []
+    with open(train / "label.csv", newline="") as f:
+        for row in csv.reader(f):
+            if not row:
+                continue
+            new = _new_label(decisions.get(row[0]))
+            if new is not None:
+                votes = [float(v) for v in row[2:]]
+                total = sum(votes) or 10.0
+                column = FERPLUS_VOTE_COLUMNS.index("not-a-face" if new == UNUSABLE else new)
+                majority = ferplus_majority(votes)
+                old = "no majority" if majority is None else FERPLUS_VOTE_COLUMNS[majority]
+                row = [row[0], row[1], *(f"{total:g}" if i == column else "0" for i in range(len(votes)))]
+                changes.append((row[0], old, new))
+            rows.append(row)
+    (out / "FER2013Train").mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "FER2013Train" / "label.csv", rows)
+    for row in rows:
+        _link(train / row[0], out / "FER2013Train" / row[0])
+    for other in ("FER2013Valid", "FER2013Test"):
+        if (root / other).exists():
+            _link(root / other, out / other)
+    return changes
+
+
+def _rafdb(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
+    changes, lines = [], []
+    for line in (root / "EmoLabel" / "list_patition_label.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        new = _new_label(decisions.get(parts[0]))
+        if new is not None:
+            changes.append((parts[0], RAFDB_LABELS[int(parts[1])], new))
+            if new == UNUSABLE:
+                continue
+            parts[1] = str(_code(RAFDB_LABELS, new))
+        lines.append(" ".join(parts))
+    (out / "EmoLabel").mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "EmoLabel" / "list_patition_label.txt", lambda f: f.write("\n".join(lines) + "\n"))
+    _link(root / "Image", out / "Image")
+    return changes
+
+
+def _fer2013(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
+    source = root / "fer2013.csv" if root.is_dir() else root
+    changes, rows = [], []
+    with open(source, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows.append(header)
+        column = header.index("emotion")
+        for line_no, row in enumerate(reader, start=2):
+            new = _new_label(decisions.get(f"row{line_no}"))
+            if new is not None:
+                changes.append((f"row{line_no}", FER2013_LABELS[int(row[column])], new))
+                if new == UNUSABLE:
+                    continue
+                row[column] = str(_code(FER2013_LABELS, new))
+            rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "fer2013.csv", rows)
+    return changes
+
+
+def _affectnet(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
+    changes, rows = [], []
+    with open(root / "training.csv", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows.append(header)
+        path_column, column = header.index("subDirectory_filePath"), header.index("expression")
+        for row in reader:
+            new = _new_label(decisions.get(row[path_column]))
+            if new is not None:
+                changes.append((row[path_column], AFFECTNET_LABELS.get(int(row[column]), row[column]), new))
+                row[column] = "10" if new == UNUSABLE else str(_code(AFFECTNET_LABELS, new))
+            rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "training.csv", rows)
+    for other in root.iterdir():
+        if other.name != "training.csv":
+            _link(other, out / other.name)
+    return changes
+
+
+def _folder(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
+    changes = []
+    train = root / "train"
+    for class_dir in sorted(p for p in train.iterdir() if p.is_dir()):
+        for image in sorted(p for p in class_dir.iterdir() if p.is_file()):
+            key = f"{class_dir.name}/{image.name}"
+            new = _new_label(decisions.get(key))
+            if new is not None:
+                changes.append((key, class_dir.name, new))
+                if new == UNUSABLE:
+                    continue
+            _link(image, out / "train" / (new or class_dir.name) / image.name)
+    for other in root.iterdir():
+        if other.name != "train":
+            _link(other, out / other.name)
+    return changes
+
+
+WRITERS = {"ferplus": _ferplus, "rafdb": _rafdb, "fer2013": _fer2013, "affectnet": _affectnet,
+           "folder": _folder}
+
+
+def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out: str | Path) -> RelabelResult:
+    """Write the cleaned copy of ``root``'s training labels to the new folder ``out``."""
+    if dataset not in WRITERS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(RELABEL_DATASETS)}")
+    root, out = Path(root), Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise OutputError(17, f"{out} is not empty; choose a new folder for the cleaned dataset")
+    for parent in (out, *out.parents) if root.is_dir() else ():  # (a csv file: out is new or empty)
+        if same_file(parent, root):
+            raise OutputError(17, f"{out} is inside the dataset {root}; choose a folder outside it "
+                              "(the original files are never modified)")
+    out.mkdir(parents=True, exist_ok=True)
+    changes = WRITERS[dataset](root, out, decisions)
+    rows = [["file", "old", "new", "score", "who", "when"]]
+    rows += [[key, old, new, decisions[key].score, decisions[key].who, decisions[key].time]
+             for key, old, new in changes]
+    _write_csv(out / "changes.csv", rows)
+    removed = sum(1 for _, _, new in changes if new == UNUSABLE)
+    kept = sum(1 for d in decisions.values() if d.action == "keep")
+    return RelabelResult(out, len(changes) - removed, removed, kept)

@@ -1,0 +1,105 @@
+"""A label review's decisions, written as they are made to an append-only CSV sidecar.
+
+Each decision is one line, flushed and fsynced before the call returns, so a kill (even
+``kill -9``) loses nothing that was decided; reopening replays the file to the same state. The
+dataset's own label files are never touched: ``relabel`` writes a cleaned copy from the state.
+
+Lines: ``time, who, action, key, label, score`` with action ``set`` (the face is ``label``),
+``keep`` (the given label is right), ``unusable`` (not a face, or not usable) or ``undo`` (the
+last decision not yet undone is withdrawn).
+"""
+
+import csv
+import datetime
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+COLUMNS = ("time", "who", "action", "key", "label", "score")
+ACTIONS = ("set", "keep", "unusable", "undo")
+UNUSABLE = "unusable"
+
+
+@dataclass(frozen=True)
+class Decision:
+    key: str
+    action: str  # set, keep or unusable
+    label: str  # the class for "set"; empty otherwise
+    score: str = ""
+    who: str = ""
+    time: str = ""
+
+
+class ReviewLog:
+    """The decisions of one review, kept in ``path`` (created on first use)."""
+
+    def __init__(self, path: str | os.PathLike, who: str | None = None) -> None:
+        self.path = Path(path)
+        self.who = who or _user()
+        self._history: list[Decision] = []  # decisions in order, undone ones removed
+        if self.path.exists():
+            self._replay()
+
+    def _replay(self) -> None:
+        with open(self.path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is not None and tuple(header) != COLUMNS:
+                raise ValueError(f"{self.path}: not a review log (columns {COLUMNS} expected)")
+            for line_no, row in enumerate(reader, start=2):
+                if len(row) != len(COLUMNS):  # a line cut by a kill mid-write: the last one
+                    continue
+                time, who, action, key, label, score = row
+                if action not in ACTIONS:
+                    raise ValueError(f"{self.path}:{line_no}: unknown action {action[:20]!r}")
+                if action == "undo":
+                    if self._history:
+                        self._history.pop()
+                else:
+                    self._history.append(Decision(key, action, label, score, who, time))
+
+    def _append(self, action: str, key: str, label: str = "", score: float | str = "") -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(COLUMNS)
+            writer.writerow([time, self.who, action, key, label,
+                             f"{score:.6g}" if isinstance(score, float) else score])
+            f.flush()
+            os.fsync(f.fileno())
+        if action == "undo":
+            self._history.pop()
+        else:
+            self._history.append(Decision(key, action, label, str(score), self.who, time))
+
+    def set_label(self, key: str, label: str, score: float | str = "") -> None:
+        self._append("set", key, label, score)
+
+    def keep(self, key: str, score: float | str = "") -> None:
+        self._append("keep", key, "", score)
+
+    def unusable(self, key: str, score: float | str = "") -> None:
+        self._append("unusable", key, "", score)
+
+    def undo(self) -> Decision | None:
+        """Withdraw the last decision; returns it (None when there is nothing to undo)."""
+        if not self._history:
+            return None
+        last = self._history[-1]
+        self._append("undo", last.key)
+        return last
+
+    def decisions(self) -> dict[str, Decision]:
+        """The standing decision for each reviewed key (the latest one wins)."""
+        return {d.key: d for d in self._history}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in the environment or the password database
+        return "unknown"

@@ -1,0 +1,128 @@
+"""Label review decisions (an append-only sidecar that survives kill -9) and the cleaned dataset
+written from them in the dataset's own format, with the originals untouched."""
+
+import csv
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gsmc_core.cli import main
+from gsmc_core.data.readers import read_split
+from gsmc_core.outputs import OutputError
+from gsmc_core.relabel import relabel
+from gsmc_core.review_log import ReviewLog
+
+
+def test_decisions_replay_with_undo(tmp_path):
+    log = ReviewLog(tmp_path / "review" / "decisions.csv", who="tester")
+    log.set_label("a.png", "anger", 0.9)
+    log.keep("b.png", 0.5)
+    log.unusable("c.png")
+    log.set_label("d.png", "fear")
+    assert log.undo().key == "d.png"
+    log.set_label("a.png", "disgust")  # the latest decision for a face wins
+    again = ReviewLog(tmp_path / "review" / "decisions.csv")
+    standing = again.decisions()
+    assert {k: (d.action, d.label) for k, d in standing.items()} == {
+        "a.png": ("set", "disgust"), "b.png": ("keep", ""), "c.png": ("unusable", "")}
+    assert standing["b.png"].who == "tester" and standing["b.png"].score == "0.5"
+    assert again.undo().key == "a.png"  # undo across a reopen
+    assert ReviewLog(tmp_path / "review" / "decisions.csv").decisions()["a.png"].label == "anger"
+
+
+def test_every_decision_survives_kill_9(tmp_path):
+    path = tmp_path / "decisions.csv"
+    code = ("import sys, time; from gsmc_core.review_log import ReviewLog\n"
+            f"log = ReviewLog({str(path)!r})\n"
+            "for i in range(20):\n    log.set_label(f'f{i}.png', 'anger')\n"
+            "log.undo()\nprint('decided', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "decided"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sorted(ReviewLog(path).decisions()) == sorted(f"f{i}.png" for i in range(19))
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def small_ferplus(tmp_path, ferplus_root):
+    """A FERPlus root with 30 training faces (links to the real ones) and the real Valid/Test."""
+    root = tmp_path / "ferplus"
+    train = root / "FER2013Train"
+    train.mkdir(parents=True)
+    rows = (ferplus_root / "FER2013Train" / "label.csv").read_text().splitlines()[:30]
+    (train / "label.csv").write_text("\n".join(rows) + "\n")
+    for row in rows:
+        name = row.split(",")[0]
+        (train / name).write_bytes((ferplus_root / "FER2013Train" / name).read_bytes())
+    for other in ("FER2013Valid", "FER2013Test"):
+        os.symlink(ferplus_root / other, root / other)
+    return root
+
+
+def test_ferplus_relabel_writes_votes_the_trainer_reads_and_leaves_the_original(small_ferplus, tmp_path):
+    before = digest(small_ferplus / "FER2013Train")
+    split = read_split("ferplus", small_ferplus, "train")
+    first, second, third = split.samples[:3]
+    classes = split.classes
+    log = ReviewLog(tmp_path / "decisions.csv")
+    new_label = classes[(first.label + 1) % 8]
+    log.set_label(first.key, new_label, 0.8)
+    log.unusable(second.key)
+    log.keep(third.key)
+    out = tmp_path / "cleaned"
+    assert main(["relabel", "--apply", str(tmp_path / "decisions.csv"), "--dataset", "ferplus",
+                 "--data-root", str(small_ferplus), "--out", str(out)]) == 0
+    cleaned = {s.key: s for s in read_split("ferplus", out, "train").samples}
+    assert classes[cleaned[first.key].label] == new_label
+    assert second.key not in cleaned  # voted not-a-face: the majority rule leaves it out
+    assert cleaned[third.key].label == third.label
+    assert len(cleaned) == len(split.samples) - 1
+    assert read_split("ferplus", out, "val").samples  # the other splits come along
+    with open(out / "changes.csv", newline="") as f:
+        changes = list(csv.DictReader(f))
+    assert [(c["file"], c["old"], c["new"]) for c in changes] == [
+        (first.key, classes[first.label], new_label), (second.key, classes[second.label], "unusable")]
+    assert digest(small_ferplus / "FER2013Train") == before  # the original is byte-identical
+    with pytest.raises(OutputError, match="is inside the dataset"):
+        relabel("ferplus", small_ferplus, {}, small_ferplus / "cleaned")
+    with pytest.raises(OutputError, match="is not empty"):
+        relabel("ferplus", small_ferplus, {}, out)
+
+
+def test_folder_and_fer2013_relabel(tmp_path, astronaut_rgb):
+    import cv2
+
+    root = tmp_path / "faces"
+    for cls in ("happy", "sad"):
+        (root / "train" / cls).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(root / "train" / cls / f"{i}.png"), astronaut_rgb[:64, :64])
+    log = ReviewLog(tmp_path / "d.csv")
+    log.set_label("happy/0.png", "sadness")
+    log.unusable("sad/1.png")
+    relabel("folder", root, log.decisions(), tmp_path / "clean")
+    train = tmp_path / "clean" / "train"
+    files = sorted(str(p.relative_to(train)) for p in train.rglob("*.png"))
+    assert files == ["happy/1.png", "sad/0.png", "sadness/0.png"]
+    fer = tmp_path / "fer2013.csv"
+    fer.write_text("emotion,pixels,Usage\n0," + " ".join(["9"] * 4) + ",Training\n3,"
+                   + " ".join(["9"] * 4) + ",Training\n")
+    log = ReviewLog(tmp_path / "f.csv")
+    log.set_label("row2", "neutral")
+    log.unusable("row3")
+    relabel("fer2013", fer, log.decisions(), tmp_path / "fer_clean")
+    lines = (tmp_path / "fer_clean" / "fer2013.csv").read_text().splitlines()
+    assert lines[1].startswith("6,") and len(lines) == 2  # neutral is FER2013's 6; row 3 left out
