@@ -11,6 +11,7 @@ the mislabelled samples are known, so the audit reports precision and recall aga
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,8 +90,10 @@ class TrainingScores:
 
 def score_training_set(checkpoint: str | Path, dataset: str, data_root: str | Path,
                        device: str = "auto", batch_size: int = 128, workers: int = 0,
-                       model: str = "auto") -> TrainingScores:
-    """The checkpoint's model run over the run's own training samples (in-sample)."""
+                       model: str = "auto",
+                       on_batch: Callable[[int, int], None] | None = None) -> TrainingScores:
+    """The checkpoint's model run over the run's own training samples (in-sample);
+    ``on_batch(done, total)`` reports progress (and may raise to stop)."""
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.train_config
     same_data = cfg.get("dataset") == dataset and same_folder(cfg.get("data_root", ""), data_root)
@@ -114,7 +117,7 @@ def score_training_set(checkpoint: str | Path, dataset: str, data_root: str | Pa
     dev = resolve_device(device)
     loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate_skipping)
-    preds = predict_loader(_audit_model(ckpt, model).to(dev), loader, dev)
+    preds = predict_loader(_audit_model(ckpt, model).to(dev), loader, dev, on_batch=on_batch)
     probs = torch.softmax(torch.from_numpy(preds.logits), 1).numpy()
     return TrainingScores(split, probs, preds.labels, preds.indices, flips, note)
 

@@ -1,5 +1,6 @@
 """Evaluation: predictions over a split, accuracy, per-class accuracy, confusion matrix."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +25,10 @@ class SplitPredictions:
 
 @torch.inference_mode()
 def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device,
-                   tta: bool = False) -> SplitPredictions:
+                   tta: bool = False, on_batch: Callable[[int, int], None] | None = None) -> SplitPredictions:
     """Run ``model`` (returning logits, cams) over a loader of ``samples.Batch``; with ``tta``
-    the logits are the mean of each image's and its mirror image's."""
+    the logits are the mean of each image's and its mirror image's. ``on_batch(done, total)``
+    is called after each batch (it may raise to stop)."""
     was_training = model.training
     model.eval()
     logits, labels, indices, skipped = [], [], [], 0
@@ -42,6 +44,8 @@ def predict_loader(model: nn.Module, loader: DataLoader, device: torch.device,
             logits.append(out.float().cpu())
             labels.append(batch.labels)
             indices.append(batch.indices)
+            if on_batch is not None:
+                on_batch(len(logits), len(loader))
     finally:  # a failing batch (or a stop) must not leave a training model in eval mode
         model.train(was_training)
     if not logits:

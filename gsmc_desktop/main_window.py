@@ -26,6 +26,7 @@ from gsmc_desktop.document_viewer import DocumentViewer
 from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.live.tab import LiveTab
 from gsmc_desktop.model import ModelHandle, default_checkpoint, load_model, model_card
+from gsmc_desktop.review.tab import ReviewTab
 from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.training.tab import TrainingTab
 from gsmc_desktop.widgets.messages import ask, inform, warn
@@ -60,13 +61,16 @@ class MainWindow(QMainWindow):
         self.live = LiveTab(camera_lister)
         self.images = ImagesTab()
         self.training = TrainingTab()
+        self.review = ReviewTab()
         self.tabs = QTabWidget()
         self.tabs.addTab(self.live, "Live")
         self.tabs.addTab(self.images, "Images")
         self.tabs.addTab(self.training, "Training")
+        self.tabs.addTab(self.review, "Review")
         self.setCentralWidget(self.tabs)
-        for tab in (self.live, self.images, self.training):
+        for tab in (self.live, self.images, self.training, self.review):
             tab.status_message.connect(self.show_message)
+        self.review.train_on.connect(self._train_on_cleaned)
         self.live.fps_changed.connect(self._on_fps)
         self.training.use_model.connect(self._on_use_trained_model)
 
@@ -368,7 +372,14 @@ class MainWindow(QMainWindow):
         settings.remove(OPENING_KEY)  # this start showed its model and closed normally
         event.accept()
 
+    @Slot(str, str)
+    def _train_on_cleaned(self, dataset: str, root: str) -> None:
+        """After a review's export: the Training tab, set to train on the cleaned labels."""
+        self.training.form.dataset.setCurrentText(dataset)
+        self.training.form.data_root.edit.setText(root)
+        self.tabs.setCurrentWidget(self.training)
+
     def shutdown(self) -> None:
         """Stop every worker thread (training saves its last.pt first)."""
-        for tab in (self.live, self.images, self.training):
+        for tab in (self.live, self.images, self.training, self.review):
             tab.shutdown()

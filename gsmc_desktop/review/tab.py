@@ -1,0 +1,384 @@
+"""The Review tab: find the mislabelled faces of a dataset with a trained model, look at each with
+the CAMs of its given and its predicted class, and fix the labels with the keyboard.
+
+Keys (whatever control has focus inside the tab): 1-8 give the face that class, 0 or Delete mark
+it unusable, Space keeps its label, ←/→ move, Ctrl+Z undoes. Every decision is written at once
+to ``review/decisions.csv`` beside the checkpoint (append-only; reopening resumes); Export writes
+a cleaned copy of the dataset (``gsmc_core.relabel``) and never touches the original files.
+"""
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QThread, Signal, Slot
+from PySide6.QtGui import QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from gsmc_core.data.readers import DATASETS
+from gsmc_core.label_issues import SCORES
+from gsmc_core.relabel import RELABEL_DATASETS, relabel
+from gsmc_core.review_log import ReviewLog
+from gsmc_desktop.review.worker import RenderedFace, ReviewWorker, ScoredRun, ScoreRequest
+from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.training.form import PathField
+from gsmc_desktop.widgets.frame_view import rgb_to_qimage
+from gsmc_desktop.widgets.plain_text import PlainLabel
+
+SCORE_LABELS = {"audit": "audit score (another class ≥ 50 %)",
+                "self_confidence": "confident learning, self-confidence",
+                "normalized_margin": "confident learning, normalised margin"}
+
+
+def review_log_path(checkpoint: Path) -> Path:
+    """Where a review of the run that wrote ``checkpoint`` keeps its decisions."""
+    return checkpoint.parent / "review" / "decisions.csv"
+
+
+class ReviewTab(QWidget):
+    status_message = Signal(str)
+    train_on = Signal(str, str)  # dataset format, cleaned root: start training from it
+    _score_requested = Signal(object)
+    _render_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.run: ScoredRun | None = None
+        self.log: ReviewLog | None = None
+        self.rows: list[int] = []  # suspect rows shown (filtered), worst first
+        self.position = 0
+
+        self.dataset = QComboBox()
+        self.dataset.addItems([d for d in DATASETS if d in RELABEL_DATASETS])
+        self.data_root = PathField(folder=True, placeholder="dataset folder")
+        self.checkpoint = PathField(folder=False, placeholder="a run's last.pt or best.pt")
+        self.score = QComboBox()
+        for name in SCORES:
+            self.score.addItem(SCORE_LABELS[name], name)
+        self.model_choice = QComboBox()
+        self.model_choice.addItems(["auto", "teacher", "student", "exported"])
+        self.model_choice.setToolTip("auto: GSMC's EMA teacher when the run has one")
+        self.score_button = QPushButton("Score the training faces")
+        self.score_button.clicked.connect(self.start_scoring)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress_label = PlainLabel("Choose a dataset and a trained run, then Score.")
+        self.progress_label.setWordWrap(True)
+
+        self.given_filter = QComboBox()
+        self.predicted_filter = QComboBox()
+        self.min_score = QDoubleSpinBox()
+        self.min_score.setRange(-1.0, 1.0)
+        self.min_score.setSingleStep(0.05)
+        self.min_score.setValue(-1.0)
+        for box in (self.given_filter, self.predicted_filter):
+            box.currentIndexChanged.connect(lambda *_: self._apply_filters())
+        self.min_score.valueChanged.connect(lambda *_: self._apply_filters())
+        self.suspect_list = QListWidget()
+        self.suspect_list.currentRowChanged.connect(self._on_row_selected)
+        self.counter = PlainLabel("")
+
+        self.face_views = [PlainLabel() for _ in range(3)]
+        self.face_captions = [PlainLabel() for _ in range(3)]
+        self.decision_label = PlainLabel("")
+        self.help_label = PlainLabel("Keys: 1-8 class · 0/Del unusable · Space keep · ←/→ move · Ctrl+Z undo")
+        self.help_label.setStyleSheet("color: #555;")
+        self.export_button = QPushButton("Export cleaned labels…")
+        self.export_button.clicked.connect(self._on_export_clicked)
+        self.export_button.setEnabled(False)
+
+        setup = QFormLayout()
+        setup.addRow("Format", self.dataset)
+        setup.addRow("Dataset", self.data_root)
+        setup.addRow("Model", self.checkpoint)
+        setup.addRow("Score", self.score)
+        setup.addRow("Network", self.model_choice)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.score_button)
+        buttons.addWidget(self.cancel_button)
+        setup.addRow(buttons)
+        setup.addRow(self.progress)
+        setup.addRow(self.progress_label)
+        filters = QFormLayout()
+        filters.addRow("Given class", self.given_filter)
+        filters.addRow("Predicted class", self.predicted_filter)
+        filters.addRow("Score at least", self.min_score)
+        left = QVBoxLayout()
+        left.addLayout(setup)
+        left.addLayout(filters)
+        left.addWidget(self.suspect_list, 1)
+        left.addWidget(self.counter)
+        left.addWidget(self.export_button)
+        faces = QGridLayout()
+        for i, (view, caption) in enumerate(zip(self.face_views, self.face_captions, strict=True)):
+            view.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            view.setMinimumSize(200, 200)
+            caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            faces.addWidget(view, 0, i)
+            faces.addWidget(caption, 1, i)
+        right = QVBoxLayout()
+        right.addLayout(faces)
+        right.addWidget(self.decision_label)
+        right.addWidget(self.help_label)
+        right.addStretch(1)
+        layout = QHBoxLayout(self)
+        layout.addLayout(left, 2)
+        layout.addLayout(right, 3)
+        self._make_shortcuts()
+
+        self.worker = ReviewWorker()
+        self.thread: QThread = start_worker(self.worker, "review-worker")
+        self._score_requested.connect(self.worker.score)
+        self._render_requested.connect(self.worker.render)
+        self.worker.progress.connect(self._on_progress)
+        self.worker.scored.connect(self._on_scored)
+        self.worker.rendered.connect(self._on_rendered)
+        self.worker.failed.connect(self._on_failed)
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def _make_shortcuts(self) -> None:
+        """Tab-wide shortcuts, so a key does the same whichever control has focus (a focused
+        button would otherwise take Space)."""
+        def add(key: str | QKeySequence.StandardKey, slot) -> None:
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(slot)
+
+        for number in range(1, 9):
+            add(str(number), lambda n=number: self.decide_class(n - 1))
+        for key in ("0", "Delete"):
+            add(key, self.decide_unusable)
+        add("Space", self.decide_keep)
+        add("Right", lambda: self.move(1))
+        add("Left", lambda: self.move(-1))
+        add(QKeySequence.StandardKey.Undo, self.undo)
+
+    # --- scoring ----------------------------------------------------------------------------------
+
+    def start_scoring(self) -> None:
+        root, checkpoint = self.data_root.text(), self.checkpoint.text()
+        if not root or not Path(root).is_dir():
+            self.data_root.set_error("Choose the dataset's folder.")
+            return
+        if not checkpoint or not Path(checkpoint).is_file():
+            self.checkpoint.set_error("Choose a trained model (a run's last.pt).")
+            return
+        self.score_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.progress_label.setText("Scoring the training faces…")
+        self._score_requested.emit(ScoreRequest(Path(checkpoint), self.dataset.currentText(),
+                                                Path(root), self.score.currentData(),
+                                                self.model_choice.currentText()))
+
+    def cancel(self) -> None:
+        self.worker.request_stop()
+
+    @Slot(int, int, float)
+    def _on_progress(self, done: int, total: int, seconds: float) -> None:
+        self.progress.setMaximum(total)
+        self.progress.setValue(done)
+        eta = seconds / max(done, 1) * (total - done)
+        self.progress_label.setText(f"Scoring: batch {done}/{total}, about {eta:.0f} s left")
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.score_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress_label.setText(message)
+        self.status_message.emit(message)
+
+    @Slot(object)
+    def _on_scored(self, run: ScoredRun) -> None:
+        self.run = run
+        self.score_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.log = ReviewLog(review_log_path(run.request.checkpoint))
+        classes = run.scores.split.classes
+        for box in (self.given_filter, self.predicted_filter):
+            box.blockSignals(True)
+            box.clear()
+            box.addItem("all", None)
+            for i, name in enumerate(classes):
+                box.addItem(name, i)
+            box.blockSignals(False)
+        flagged = run.suspects.cut
+        known = "" if run.scores.flips is None else f"; {len(run.scores.flips)} labels known to be noisy"
+        self.progress_label.setText(
+            f"{len(run.scores.given)} faces scored in {run.seconds:.0f} s; {flagged} flagged{known}. "
+            "In-sample predictions: the run's own model has seen these labels.")
+        self.export_button.setEnabled(True)
+        self._apply_filters()
+        decided = self.log.decisions()
+        keys = [self._key(r) for r in self.rows]
+        self.position = next((i for i, k in enumerate(keys) if k not in decided), 0)
+        self._show_position()
+
+    # --- the list ---------------------------------------------------------------------------------
+
+    def _key(self, row: int) -> str:
+        scores = self.run.scores
+        return scores.split.samples[scores.indices[row]].key
+
+    def _apply_filters(self) -> None:
+        if self.run is None:
+            return
+        s = self.run
+        given_class, predicted_class = self.given_filter.currentData(), self.predicted_filter.currentData()
+        self.rows = [int(r) for r in s.suspects.order
+                     if (given_class is None or s.scores.given[r] == given_class)
+                     and (predicted_class is None or s.suspects.predicted[r] == predicted_class)
+                     and s.suspects.score[r] >= self.min_score.value()]
+        self.suspect_list.blockSignals(True)
+        self.suspect_list.clear()
+        for rank, row in enumerate(self.rows, start=1):
+            self.suspect_list.addItem(QListWidgetItem(self._item_text(rank, row)))
+        self.suspect_list.blockSignals(False)
+        self.position = min(self.position, max(len(self.rows) - 1, 0))
+        self._update_counter()
+
+    def _item_text(self, rank: int, row: int) -> str:
+        s = self.run
+        classes = s.scores.split.classes
+        given, predicted = classes[s.scores.given[row]], classes[s.suspects.predicted[row]]
+        decision = self.log.decisions().get(self._key(row)) if self.log else None
+        mark = ""
+        if decision is not None:
+            mark = {"keep": "  ✓ kept", "unusable": "  ✗ unusable"}.get(decision.action,
+                                                                       f"  → {decision.label}")
+        return f"{rank:5d}. {self._key(row)}: {given} → {predicted} ({s.scores.probs[row].max():.0%}){mark}"
+
+    def _update_counter(self) -> None:
+        if self.log is None:
+            return
+        decided = self.log.decisions().values()
+        changed = sum(d.action != "keep" for d in decided)
+        self.counter.setText(f"{len(self.rows)} suspects shown · reviewed {len(decided)} · "
+                             f"changed {changed}")
+
+    @Slot(int)
+    def _on_row_selected(self, index: int) -> None:
+        if 0 <= index < len(self.rows) and index != self.position:
+            self.position = index
+            self._show_position()
+
+    def _show_position(self) -> None:
+        if not self.rows:
+            self.decision_label.setText("No suspects with these filters.")
+            return
+        self.suspect_list.blockSignals(True)
+        self.suspect_list.setCurrentRow(self.position)
+        self.suspect_list.blockSignals(False)
+        row = self.rows[self.position]
+        classes = self.run.scores.split.classes
+        probs = self.run.scores.probs[row]
+        given, predicted = int(self.run.scores.given[row]), int(self.run.suspects.predicted[row])
+        self.face_captions[0].setText(f"{self._key(row)}\nsuspect {self.position + 1} of {len(self.rows)}")
+        self.face_captions[1].setText(f"given: {classes[given]} ({probs[given]:.0%})")
+        self.face_captions[2].setText(f"model: {classes[predicted]} ({probs[predicted]:.0%})")
+        decision = self.log.decisions().get(self._key(row))
+        self.decision_label.setText("Not reviewed yet." if decision is None else
+                                    f"Decided: {decision.action} {decision.label}".strip())
+        self._render_requested.emit(row)
+
+    @Slot(object)
+    def _on_rendered(self, face: RenderedFace) -> None:
+        if not self.rows or face.row != self.rows[self.position]:
+            return  # the user has moved on
+        for view, image in zip(self.face_views, (face.face, face.cam_given, face.cam_predicted),
+                               strict=True):
+            view.setPixmap(QPixmap.fromImage(rgb_to_qimage(image)))
+
+    # --- decisions --------------------------------------------------------------------------------
+
+    def _current(self) -> tuple[str, float] | None:
+        if self.run is None or not self.rows:
+            return None
+        row = self.rows[self.position]
+        return self._key(row), float(self.run.suspects.score[row])
+
+    def _decided(self) -> None:
+        self.suspect_list.item(self.position).setText(self._item_text(self.position + 1,
+                                                                      self.rows[self.position]))
+        self._update_counter()
+        self.move(1)
+
+    def decide_class(self, index: int) -> None:
+        current = self._current()
+        classes = self.run.scores.split.classes if self.run else ()
+        if current is None or index >= len(classes):
+            return
+        self.log.set_label(current[0], classes[index], current[1])
+        self._decided()
+
+    def decide_unusable(self) -> None:
+        current = self._current()
+        if current is not None:
+            self.log.unusable(*current)
+            self._decided()
+
+    def decide_keep(self) -> None:
+        current = self._current()
+        if current is not None:
+            self.log.keep(*current)
+            self._decided()
+
+    def undo(self) -> None:
+        if self.log is None:
+            return
+        last = self.log.undo()
+        if last is None:
+            return
+        keys = [self._key(r) for r in self.rows]
+        if last.key in keys:
+            self.position = keys.index(last.key)
+            self.suspect_list.item(self.position).setText(self._item_text(self.position + 1,
+                                                                          self.rows[self.position]))
+        self._update_counter()
+        self._show_position()
+        self.status_message.emit(f"Undid the decision on {last.key}")
+
+    def move(self, step: int) -> None:
+        if self.rows:
+            self.position = max(0, min(len(self.rows) - 1, self.position + step))
+            self._show_position()
+
+    # --- export -----------------------------------------------------------------------------------
+
+    def export(self, out: Path) -> Path:
+        """The cleaned copy of the dataset in ``out`` (a new folder); returns it."""
+        if self.run is None or self.log is None:
+            raise ValueError("nothing reviewed yet")
+        request = self.run.request
+        return relabel(request.dataset, request.data_root, self.log.decisions(), out).root
+
+    @Slot()
+    def _on_export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "New folder for the cleaned dataset")
+        if not folder:
+            return
+        try:
+            root = self.export(Path(folder))
+        except (OSError, ValueError) as exc:
+            self.status_message.emit(f"Cannot export: {exc}")
+            return
+        self.status_message.emit(f"Wrote the cleaned dataset to {root} (changes in changes.csv)")
+        self.train_on.emit(self.run.request.dataset, str(root))
+
+    def shutdown(self) -> None:
+        self.worker.request_stop()
+        stop_thread(self.thread)

@@ -1,0 +1,117 @@
+"""The Review tab's worker thread: scores a run's training faces and renders a suspect's face
+with the CAMs of its given and its predicted class. Qt-free work from the core; only signals
+cross to the GUI thread, which never runs the model."""
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PySide6.QtCore import QObject, Signal, Slot
+
+from gsmc_core.audit import TrainingScores, score_training_set
+from gsmc_core.data.samples import load_image
+from gsmc_core.label_issues import Suspects, rank_suspects
+from gsmc_core.predictor import Predictor
+from gsmc_core.render import overlay_heatmap
+
+FACE_SIZE = 192  # pixels of each face and CAM on screen: FERPlus's 48 px faces, 4x
+
+
+class Cancelled(Exception):
+    """The user cancelled the scoring."""
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    checkpoint: Path
+    dataset: str
+    data_root: Path
+    score: str  # label_issues.SCORES
+    model: str  # auto, teacher, student, exported
+
+
+@dataclass(frozen=True)
+class ScoredRun:
+    request: ScoreRequest
+    scores: TrainingScores
+    suspects: Suspects
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RenderedFace:
+    row: int  # the suspect's row in ScoredRun.scores
+    face: npt.NDArray[np.uint8]  # RGB, FACE_SIZE square
+    cam_given: npt.NDArray[np.uint8]
+    cam_predicted: npt.NDArray[np.uint8]
+
+
+class ReviewWorker(QObject):
+    progress = Signal(int, int, float)  # batches done, total, seconds so far
+    scored = Signal(object)  # ScoredRun
+    rendered = Signal(object)  # RenderedFace
+    failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+        self._predictor: Predictor | None = None
+        self._predictor_path: Path | None = None
+        self._run: ScoredRun | None = None
+
+    def request_stop(self) -> None:
+        """Cancel a scoring in progress (from any thread): it stops after the current batch."""
+        self._stop.set()
+
+    @Slot(object)
+    def score(self, request: ScoreRequest) -> None:
+        self._stop.clear()
+        start = time.perf_counter()
+
+        def on_batch(done: int, total: int) -> None:
+            if self._stop.is_set():
+                raise Cancelled
+            self.progress.emit(done, total, time.perf_counter() - start)
+
+        try:
+            scores = score_training_set(request.checkpoint, request.dataset, request.data_root,
+                                        "cpu", model=request.model, on_batch=on_batch)
+            suspects = rank_suspects(scores.probs, scores.given, request.score)
+        except Cancelled:
+            self.failed.emit("Scoring cancelled.")
+            return
+        except Exception as exc:  # a bad dataset or checkpoint: said in the tab, the app goes on
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+            return
+        self._run = ScoredRun(request, scores, suspects, time.perf_counter() - start)
+        self.scored.emit(self._run)
+
+    @Slot(int)
+    def render(self, row: int) -> None:
+        """The face of ``row`` large, with its given and predicted classes' CAMs."""
+        run = self._run
+        if run is None:
+            return
+        try:
+            if self._predictor_path != run.request.checkpoint:
+                self._predictor = Predictor.from_checkpoint(run.request.checkpoint, device="cpu")
+                self._predictor_path = run.request.checkpoint
+            sample = run.scores.split.samples[run.scores.indices[row]]
+            face = load_image(sample)
+            given = int(run.scores.given[row])
+            predicted = int(run.suspects.predicted[row])
+            shown = np.ascontiguousarray(_resize(face))
+            maps = [self._predictor.predict([face], cam_class=c)[0].heatmap for c in (given, predicted)]
+            cams = [overlay_heatmap(shown, m, 0.5) for m in maps]
+        except Exception as exc:
+            self.failed.emit(f"Cannot show this face: {type(exc).__name__}: {exc}")
+            return
+        self.rendered.emit(RenderedFace(row, shown, *cams))
+
+
+def _resize(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    return cv2.resize(rgb, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_CUBIC)
