@@ -11,6 +11,7 @@ meaningless. Settings go to a temporary folder, so the user's are untouched.
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -55,12 +56,40 @@ def random_checkpoint(path: Path) -> Path:
     return save_checkpoint(Checkpoint(meta=meta, state_dict=weights), path)
 
 
+def review_shot(app: QApplication, window: MainWindow, args: argparse.Namespace, tmp_dir: Path) -> None:
+    """The Review tab on the run's training faces, a few suspects decided with the keyboard."""
+    run = tmp_dir / "review-run"
+    run.mkdir()
+    shutil.copy2(args.review_run / "last.pt", run / "last.pt")  # decisions go beside the copy
+    tab = window.review
+    window.tabs.setCurrentWidget(tab)
+    tab.data_root.edit.setText(str(args.data_root))
+    tab.checkpoint.edit.setText(str(run / "last.pt"))
+    tab.score.setCurrentIndex(tab.score.findData("normalized_margin"))
+    started = time.monotonic()
+    tab.start_scoring()
+    wait_for(app, lambda: tab.run is not None, 900, "the scoring")
+    print(f"review: {len(tab.run.scores.given)} faces scored in {time.monotonic() - started:.0f} s")
+    for decide in (lambda: tab.decide_class(2), tab.decide_keep, tab.decide_unusable):  # 2: surprise
+        decide()
+        wait_for(app, lambda: True, 1, "")
+    wait_for(app, lambda: tab.face_views[0].pixmap() is not None and not tab.face_views[0].pixmap().isNull(),
+             60, "the face and its CAMs")
+    time.sleep(0.5)
+    app.processEvents()
+    window.grab().save(str(args.out / "review.png"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help=f"model to show (default: {DEFAULT_CHECKPOINT})")
     parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "ferplus")
     parser.add_argument("--image", type=Path, default=REPO.parent / "shared" / "images" / "astronaut.png")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
+    parser.add_argument("--review-run", type=Path,
+                        help="a run folder trained on noisy FERPlus labels (its last.pt is copied): "
+                             "also render review.png")
+    parser.add_argument("--only-review", action="store_true", help="render review.png only")
     args = parser.parse_args()
     checkpoint = args.checkpoint or DEFAULT_CHECKPOINT
     if args.checkpoint is not None and not checkpoint.is_file():
@@ -82,6 +111,11 @@ def main() -> int:
         window.resize(*WINDOW_SIZE)
         window.show()
         window.set_device("cpu")
+        if args.review_run is not None:
+            review_shot(app, window, args, tmp_dir)
+            if args.only_review:
+                window.close()
+                return 0
 
         # Live: the real talking head (Carphone, 640x360, 30 fps) as a user plays a video; the
         # frame rate the status bar shows is read after 10 s, then the shot is taken paused

@@ -222,6 +222,8 @@ class ReviewTab(QWidget):
             f"{len(run.scores.given)} faces scored in {run.seconds:.0f} s; {flagged} flagged{known}. "
             "In-sample predictions: the run's own model has seen these labels.")
         self.export_button.setEnabled(True)
+        self.help_label.setText("Keys: " + " · ".join(f"{i + 1} {c}" for i, c in enumerate(classes))
+                                + "\n0 or Del unusable · Space keep the label · ←/→ move · Ctrl+Z undo")
         self._apply_filters()
         decided = self.log.decisions()
         keys = [self._key(r) for r in self.rows]
