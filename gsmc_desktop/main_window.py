@@ -71,12 +71,12 @@ class MainWindow(QMainWindow):
         for tab in (self.live, self.images, self.training, self.review):
             tab.status_message.connect(self.show_message)
         self.review.train_on.connect(self._train_on_cleaned)
-        self.live.fps_changed.connect(self._on_fps)
         self.training.use_model.connect(self._on_use_trained_model)
 
         self.model_label = PlainLabel()
         self.device_label = PlainLabel()
         self.fps_label = PlainLabel("– fps")
+        self.live.rate_changed.connect(self.fps_label.setText)
         for label in (self.model_label, self.device_label, self.fps_label):
             self.statusBar().addPermanentWidget(label)
         self._build_menus()
@@ -341,9 +341,6 @@ class MainWindow(QMainWindow):
     def show_message(self, message: str) -> None:
         self.statusBar().showMessage(message, 15_000)
 
-    @Slot(float)
-    def _on_fps(self, fps: float) -> None:
-        self.fps_label.setText(f"{fps:.1f} fps" if fps > 0 else "– fps")
 
     # --- drops and closing ----------------------------------------------------------------------
 

@@ -2,11 +2,13 @@
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -38,6 +40,7 @@ from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 DETECTOR_CHOICES = (("auto", "Auto (close + far)"), ("short", "Close (webcam)"), ("full", "Far (groups)"))
 PLOT_INTERVAL_S = 0.1  # charts redraw at most 10 times a second
+RATE_WINDOW_S = 1.0  # the frame rate shown counts the frames of the last second
 TIMELINE_WINDOW_S = 10.0  # the timeline's span unless "Whole video" is on
 SPEEDS = (("0.25×", 0.25), ("0.5×", 0.5), ("1×", 1.0), ("2×", 2.0), ("4×", 4.0), ("max", 0.0))
 NO_CAMERA_HINT = ("No camera found. Choose “Video file…” in the source list to analyse a "
@@ -47,13 +50,13 @@ NO_CAMERA_HINT = ("No camera found. Choose “Video file…” in the source lis
 class LiveTab(QWidget):
     """Streams a camera or video file through the pipeline in a worker thread.
 
-    ``status_message`` carries one-line notes for the status bar, ``fps_changed`` the
+    ``status_message`` carries one-line notes for the status bar, ``rate_changed`` the
     processing rate, ``finished`` why a run ended ("stopped", "end of clip.mp4", "failed"...).
     """
 
     status_message = Signal(str)
     finished = Signal(str)
-    fps_changed = Signal(float)
+    rate_changed = Signal(str)
     _run_requested = Signal(object)
     _scan_requested = Signal()
 
@@ -66,6 +69,9 @@ class LiveTab(QWidget):
         self.last_frame: LiveFrame | None = None
         self.frames_shown = 0
         self._plots_drawn = -math.inf
+        self._shown_at: deque[float] = deque()  # when the frames of the last second arrived
+        self._pending: SourceSpec | None = None  # a source opened while another one played
+        self._spec: SourceSpec | None = None  # the source playing
         self.cameras: list[int] | None = None  # None until the first scan answers
 
         self.worker = LiveWorker(camera_lister)
@@ -80,6 +86,7 @@ class LiveTab(QWidget):
         self.worker.cameras_found.connect(self._on_cameras)
 
         self._build()
+        self._make_shortcuts()
         self._restore_settings()
         self._push_options()
         self._scan_requested.emit()
@@ -174,14 +181,13 @@ class LiveTab(QWidget):
         self.play_button = QPushButton("Pause")
         self.play_button.setCheckable(True)
         self.play_button.setToolTip("Pause or play the video (Space)")
-        self.play_button.setShortcut("Space")
         self.play_button.toggled.connect(self._on_pause_toggled)
         self.back_button = QPushButton("◀ frame")
-        self.back_button.setToolTip("While paused: the previous frame")
-        self.back_button.clicked.connect(lambda: self.worker.step(-1))
+        self.back_button.setToolTip("The previous frame (←), pausing first")
+        self.back_button.clicked.connect(lambda: self.step(-1))
         self.forward_button = QPushButton("frame ▶")
-        self.forward_button.setToolTip("While paused: the next frame")
-        self.forward_button.clicked.connect(lambda: self.worker.step(1))
+        self.forward_button.setToolTip("The next frame (→), pausing first")
+        self.forward_button.clicked.connect(lambda: self.step(1))
         self.seek_slider = QSlider(Qt.Orientation.Horizontal)
         self.seek_slider.setToolTip("Position in the video: drag to seek")
         self.seek_slider.sliderReleased.connect(lambda: self.worker.seek(self.seek_slider.value()))
@@ -317,6 +323,9 @@ class LiveTab(QWidget):
         """Stream ``spec`` (default: the selected source)."""
         spec = spec or self.current_source()
         if self._running:
+            if spec is not None and spec != self._spec:  # another source: it replaces this one
+                self._pending = spec
+                self.stop()
             return
         if spec is None:
             self.view.set_message(NO_CAMERA_HINT if not self.cameras else "Choose a source first.")
@@ -325,6 +334,7 @@ class LiveTab(QWidget):
             self.view.set_message("No model loaded: use File ▸ Open checkpoint… first.")
             return
         self._running = True
+        self._spec = spec
         self._selected_id = None
         self.timeline.clear_data()
         self.play_button.setChecked(False)
@@ -353,13 +363,17 @@ class LiveTab(QWidget):
             self._draw_plots(next((f for f in faces if f.id == self._selected_id), None))
         self._plots_drawn = -math.inf
         self.record_button.setChecked(False)
-        self.fps_changed.emit(0.0)
+        self._shown_at.clear()
+        self.rate_changed.emit("– fps")
         if reason.startswith("end of"):
             self.view.set_message(f"{reason[0].upper()}{reason[1:]}. Press Start to play it again.")
         elif reason == "stopped":
             self.view.set_message("")
         self._update_buttons()
         self.finished.emit(reason)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.start(pending)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -382,14 +396,36 @@ class LiveTab(QWidget):
         playing_file = self._running and source is not None and source.video is not None
         for widget in (self.play_button, self.seek_slider, self.speed_combo):
             widget.setEnabled(playing_file)
-        paused = playing_file and self.play_button.isChecked()
-        self.back_button.setEnabled(paused)
-        self.forward_button.setEnabled(paused)
+        self.back_button.setEnabled(playing_file)
+        self.forward_button.setEnabled(playing_file)
+
+    def _make_shortcuts(self) -> None:
+        """Tab-wide keys that act whatever control has focus (a focused button would otherwise
+        take Space, a focused slider the arrows): Space plays or pauses, ←/→ step a frame."""
+        for key, slot in (("Space", self.toggle_pause), ("Left", lambda: self.step(-1)),
+                          ("Right", lambda: self.step(1))):
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(slot)
+
+    def toggle_pause(self) -> None:
+        if self.play_button.isEnabled():
+            self.play_button.toggle()
+
+    def step(self, frames: int) -> None:
+        """Show the frame ``frames`` away (pausing first): the arrows and the frame buttons."""
+        if not self.play_button.isEnabled():
+            return
+        if not self.play_button.isChecked():
+            self.play_button.setChecked(True)
+        self.worker.step(frames)
 
     @Slot(bool)
     def _on_pause_toggled(self, paused: bool) -> None:
         self.play_button.setText("Play" if paused else "Pause")
         self.worker.set_paused(paused)
+        self._shown_at.clear()
+        self._report_rate()
         self._update_buttons()
 
     @Slot(bool)
@@ -405,7 +441,22 @@ class LiveTab(QWidget):
             total = frame.timestamp * frame.frame_count / max(frame.index, 1)
             fps = frame.index / frame.timestamp if frame.timestamp > 0 else 0
             total = (frame.frame_count / fps) if fps else total
-            self.position_label.setText(f"{frame.timestamp:6.1f} / {total:.1f} s")
+            self.position_label.setText(f"frame {frame.index + 1}/{frame.frame_count} · "
+                                        f"{frame.timestamp:6.1f} / {total:.1f} s")
+
+    def _report_rate(self) -> None:
+        """The rate frames reach the screen, counted over the last second (not the worker's
+        smoothed estimate), "paused" while paused, and the video's own rate beside it."""
+        source = self.last_frame.source_fps if self.last_frame is not None else 0.0
+        own = f" (video {source:.0f} fps)" if source else ""
+        if not self._running:
+            self.rate_changed.emit("– fps")
+        elif self.play_button.isChecked() and self.play_button.isEnabled():
+            self.rate_changed.emit(f"paused{own}")
+        elif len(self._shown_at) >= 2:
+            span = self._shown_at[-1] - self._shown_at[0]
+            rate = (len(self._shown_at) - 1) / span if span > 0 else 0.0
+            self.rate_changed.emit(f"{rate:.1f} fps{own}")
 
     # --- frames -----------------------------------------------------------------------------------
 
@@ -419,6 +470,11 @@ class LiveTab(QWidget):
         self.last_frame = frame
         self.frames_shown += 1
         self._show_position(frame)
+        if not frame.redraw:
+            now = time.monotonic()
+            self._shown_at.append(now)
+            while self._shown_at and now - self._shown_at[0] > RATE_WINDOW_S:
+                self._shown_at.popleft()
         faces = frame.result.faces
         if self.frames_shown == 1 or self.view.message().startswith("Opening"):
             self.view.set_message("")
@@ -435,7 +491,7 @@ class LiveTab(QWidget):
         # the charts are pyqtgraph (Python) and hold the GIL while they redraw: at every frame
         # they halved the worker's rate, so they follow at PLOT_INTERVAL_S
         now = time.monotonic()
-        if now - self._plots_drawn >= PLOT_INTERVAL_S:
+        if frame.redraw or now - self._plots_drawn >= PLOT_INTERVAL_S:  # a paused frame: at once
             self._draw_plots(selected)
             self._plots_drawn = now
         self._update_buttons()
@@ -443,14 +499,15 @@ class LiveTab(QWidget):
     def _draw_plots(self, selected: FaceResult | None) -> None:
         self.chart.set_probabilities(None if selected is None else selected.smoothed)
         self.timeline.redraw()
+        model = f" · {self.last_frame.model_name}" if self.last_frame is not None else ""
         if selected is not None:
-            self.chart.setTitle(f"Face #{selected.id}: {selected.label} {selected.confidence:.0%}")
+            self.chart.setTitle(escaped(f"Face #{selected.id}: {selected.label} "
+                                        f"{selected.confidence:.0%}{model}"))
         elif self._selected_id is not None:
-            self.chart.setTitle(f"Face #{self._selected_id} not in view")
+            self.chart.setTitle(escaped(f"Face #{self._selected_id} not in view{model}"))
         else:
-            self.chart.setTitle("No face")
-        if self.last_frame is not None:
-            self.fps_changed.emit(self.last_frame.fps)
+            self.chart.setTitle(escaped(f"No face{model}"))
+        self._report_rate()
 
     @Slot(float, float)
     def _on_view_clicked(self, x: float, y: float) -> None:

@@ -9,7 +9,7 @@ slot: the GUI takes the newest one, older ones are dropped, never queued.
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -104,6 +104,23 @@ class LiveFrame:
     timestamp: float
     fps: float
     frame_count: int | None = None  # frames in a video file; None for a camera
+    model_name: str = ""  # the model that made ``result``
+    redraw: bool = False  # the paused frame again, after a change of model or overlay options
+    source_fps: float = 0.0  # the video file's own rate (0 for a camera)
+
+
+@dataclass
+class _StreamState:
+    """What one run of ``_stream`` has built from the GUI's settings."""
+
+    seen_changes: int = -1
+    pipeline: FramePipeline | None = None
+    model: ModelHandle | None = None
+    detector: FaceDetector | CombinedDetector | None = None
+    detector_setting: tuple[str, float] | None = None
+    recorder: Recorder | None = None
+    record: RecordRequest | None = None
+    render: RenderOptions = field(default_factory=RenderOptions)
 
 
 class LiveWorker(QObject):
@@ -189,12 +206,15 @@ class LiveWorker(QObject):
     def scan_cameras(self) -> None:
         self.cameras_found.emit(self._camera_lister())
 
-    def _wait_to_show(self, source: FrameSource) -> str:
+    def _wait_to_show(self, source: FrameSource, applied_changes: int) -> str:
         """For a video file: block while paused; "show" when this frame may be shown, "seek"
-        when the file was moved to another frame (this one is dropped), "stop" on a stop."""
+        when the file was moved to another frame (this one is dropped), "redraw" when the
+        model or an overlay option changed while paused (the frame on screen is made again),
+        "stop" on a stop."""
         while True:
             with self._lock:
                 play = self._playback
+                changed = self._changes != applied_changes
                 if play.seek is not None:
                     self._playback = replace(play, seek=None)
                 elif play.paused and play.steps > 0:
@@ -204,6 +224,8 @@ class LiveWorker(QObject):
                 return "seek"
             if not play.paused or play.steps > 0:
                 return "show"
+            if changed:
+                return "redraw"
             if self._stop.wait(0.03):
                 return "stop"
 
@@ -248,30 +270,31 @@ class LiveWorker(QObject):
             yield from source
 
     def _stream(self, source: FrameSource, spec: SourceSpec) -> str:
-        seen_changes = -1
-        pipeline: FramePipeline | None = None
-        model: ModelHandle | None = None
-        recorder: Recorder | None = None
-        record: RecordRequest | None = None
-        render = RenderOptions()
+        state = _StreamState()
         fps = 0.0
         last = None
         start = time.monotonic()
-        detector: FaceDetector | CombinedDetector | None = None
-        detector_setting: tuple[str, float] | None = None
         pace = (1.0, 0)  # (speed, frame index) the clock ``start`` was set for
+        shown: Frame | None = None  # the raw frame on screen, made again after a change
         try:
             for frame in self._frames(source):
                 if self._stop.is_set():
                     return "stopped"
                 if spec.video is not None:
                     waited = time.monotonic()
-                    verdict = self._wait_to_show(source)
+                    verdict = self._wait_to_show(source, state.seen_changes)
+                    while verdict == "redraw":  # paused: the frame on screen with the new settings
+                        if shown is not None:
+                            if not self._apply_settings(state, source, fps, shown):
+                                return "no model"
+                            self._process(state, source, shown, fps, redraw=True)
+                        state.seen_changes = self._current_changes()
+                        verdict = self._wait_to_show(source, state.seen_changes)
                     if verdict == "stop":
                         return "stopped"
                     if verdict == "seek":
-                        if pipeline is not None:
-                            pipeline.reset()  # tracks and smoothing do not jump with the file
+                        if state.pipeline is not None:
+                            state.pipeline.reset()  # tracks and smoothing do not jump with the file
                         continue
                     speed = self.playback().speed
                     if (speed, frame.index - 1) != pace or time.monotonic() - waited > 0.05:
@@ -283,69 +306,93 @@ class LiveWorker(QObject):
                         delay = start + frame.timestamp / speed - time.monotonic()
                         if delay > 0 and self._stop.wait(delay):
                             return "stopped"
-                with self._lock:
-                    changed = self._changes != seen_changes
-                    seen_changes = self._changes
-                    options, wanted_model, wanted_record = self._options, self._model, self._record
-                if changed:
-                    if wanted_model is None:
-                        self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
-                        return "no model"
-                    if (options.detector, options.min_score) != detector_setting:
-                        if detector is not None:
-                            detector.close()
-                        detector = make_live_detector(options.detector, options.min_score)
-                        detector_setting = (options.detector, options.min_score)
-                        if pipeline is not None:
-                            pipeline.detector = detector
-                    if wanted_model is not model:
-                        model = wanted_model
-                        pipeline = FramePipeline(model.new_predictor(), detector,
-                                                 half_life_unit="seconds")
-                        # building it may take seconds (the first ONNX export): a file resumes
-                        # its pace from this frame instead of rushing to catch up
-                        start = time.monotonic() - frame.timestamp
-                        pace = (-1.0, -1)  # re-anchored at the next frame, at the set speed
-                    pipeline.heatmaps = options.heatmaps
-                    in_range = options.cam_class is not None and options.cam_class < len(model.classes)
-                    pipeline.cam_class = options.cam_class if in_range else None
-                    pipeline.cam_scale = options.cam_scale
-                    pipeline.smoother.half_life = options.half_life_s or None
-                    render = replace(render, heatmaps=options.heatmaps, alpha=options.alpha)
-                    if wanted_record is not record:
-                        if recorder is not None:
-                            self.recording.emit(f"Recorded {recorder.close()}")
-                            recorder = None
-                        record = wanted_record
-                        if record is not None:
-                            recorder = self._open_recorder(record, model, source, fps)
-                result = pipeline.process(frame.image, frame.timestamp, render=render)
-                if recorder is not None:
-                    try:
-                        recorder.write(frame.index, frame.timestamp, result, result.annotated)
-                    except OSError as exc:
-                        self.recording.emit(f"Recording stopped: {recorder.video_path}: {exc}")
-                        recorder.close()
-                        recorder = None
+                model_before = state.model
+                if not self._apply_settings(state, source, fps, frame):
+                    return "no model"
+                if state.model is not model_before:
+                    # building it may take seconds (the first ONNX export): a file resumes
+                    # its pace from this frame instead of rushing to catch up
+                    start = time.monotonic() - frame.timestamp
+                    pace = (-1.0, -1)  # re-anchored at the next frame, at the set speed
                 now = time.monotonic()
                 if last is not None:
                     rate = 1.0 / max(now - last, 1e-6)
                     fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
                 last = now
-                rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
-                with self._lock:
-                    self._playback = replace(self._playback, shown=frame.index)
-                if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps,
-                                             source.frame_count)):
-                    self.frame_ready.emit()
+                self._process(state, source, frame, fps)
+                shown = frame
             return "stopped" if self._stop.is_set() else f"end of {spec.label()}"
         finally:
-            if detector is not None:
-                detector.close()
-            if recorder is not None:
-                self.recording.emit(f"Recorded {recorder.close()}")
+            if state.detector is not None:
+                state.detector.close()
+            if state.recorder is not None:
+                self.recording.emit(f"Recorded {state.recorder.close()}")
             with self._lock:
                 self._record = None  # a recording ends with its run
+
+    def _current_changes(self) -> int:
+        with self._lock:
+            return self._changes
+
+    def _apply_settings(self, state: "_StreamState", source: FrameSource, fps: float,
+                        frame: Frame) -> bool:
+        """Bring the detector, pipeline, overlays and recorder up to the settings the GUI set;
+        False when there is no model to run."""
+        with self._lock:
+            changed = self._changes != state.seen_changes
+            state.seen_changes = self._changes
+            options, wanted_model, wanted_record = self._options, self._model, self._record
+        if not changed:
+            return True
+        if wanted_model is None:
+            self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
+            return False
+        if (options.detector, options.min_score) != state.detector_setting:
+            if state.detector is not None:
+                state.detector.close()
+            state.detector = make_live_detector(options.detector, options.min_score)
+            state.detector_setting = (options.detector, options.min_score)
+            if state.pipeline is not None:
+                state.pipeline.detector = state.detector
+        if wanted_model is not state.model:
+            state.model = wanted_model
+            state.pipeline = FramePipeline(state.model.new_predictor(), state.detector,
+                                           half_life_unit="seconds")
+        pipeline, model = state.pipeline, state.model
+        pipeline.heatmaps = options.heatmaps
+        in_range = options.cam_class is not None and options.cam_class < len(model.classes)
+        pipeline.cam_class = options.cam_class if in_range else None
+        pipeline.cam_scale = options.cam_scale
+        pipeline.smoother.half_life = options.half_life_s or None
+        state.render = replace(state.render, heatmaps=options.heatmaps, alpha=options.alpha)
+        if wanted_record is not state.record:
+            if state.recorder is not None:
+                self.recording.emit(f"Recorded {state.recorder.close()}")
+                state.recorder = None
+            state.record = wanted_record
+            if wanted_record is not None:
+                state.recorder = self._open_recorder(wanted_record, model, source, fps)
+        return True
+
+    def _process(self, state: "_StreamState", source: FrameSource, frame: Frame, fps: float,
+                 redraw: bool = False) -> None:
+        """Run the pipeline on ``frame``, record it (not a redraw: it was recorded once) and put
+        it in the slot the GUI takes frames from."""
+        result = state.pipeline.process(frame.image, frame.timestamp, render=state.render)
+        if state.recorder is not None and not redraw:
+            try:
+                state.recorder.write(frame.index, frame.timestamp, result, result.annotated)
+            except OSError as exc:
+                self.recording.emit(f"Recording stopped: {state.recorder.video_path}: {exc}")
+                state.recorder.close()
+                state.recorder = None
+        rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
+        with self._lock:
+            self._playback = replace(self._playback, shown=frame.index)
+        if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps,
+                                     source.frame_count, state.model.name, redraw,
+                                     source.fps or 0.0)):
+            self.frame_ready.emit()
 
     def _open_recorder(self, record: RecordRequest, model: ModelHandle, source: FrameSource,
                        fps: float) -> Recorder | None:

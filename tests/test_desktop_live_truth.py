@@ -1,0 +1,112 @@
+"""What the Live tab shows is true (issue 27): Space and the arrows act whatever has focus, a
+paused frame is made again when an overlay option or the model changes (and says which model
+made it), the frame rate shown is the rate frames reach the screen, and opening another video
+during playback plays it."""
+
+import time
+
+import numpy as np
+import pytest
+from desktop_support import desktop_test, write_clip
+from PySide6.QtCore import Qt
+
+from gsmc_desktop.live.tab import LiveTab
+from gsmc_desktop.model import load_model
+
+
+@pytest.fixture(autouse=True)
+def isolated(qapp, tmp_path):
+    with desktop_test(qapp, tmp_path / "settings"):
+        yield
+
+
+@pytest.fixture
+def tab(qtbot, random_checkpoint):
+    tab = LiveTab(camera_lister=lambda: [])
+    qtbot.addWidget(tab)
+    tab.set_model(load_model(random_checkpoint, "cpu"))
+    with qtbot.waitActive(tab):  # keys reach the active window, as a person's do
+        tab.show()
+        tab.activateWindow()
+    yield tab
+    tab.shutdown()
+
+
+def playing(qtbot, tab, clip, frames=3):
+    tab.set_video(clip)
+    tab.start()
+    qtbot.waitUntil(lambda: tab.frames_shown >= frames, timeout=60_000)
+
+
+def test_space_and_arrows_act_whatever_has_focus(qtbot, tab, astronaut_rgb, tmp_path):
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "long.mp4", frames=200, fps=10.0))
+    controls = [tab.play_button, tab.back_button, tab.forward_button, tab.record_button,
+                tab.snapshot_button, tab.seek_slider, tab.speed_combo, tab.opacity_slider,
+                tab.heatmap_check, tab.source_combo, tab.view]
+    for control in controls:
+        control.setFocus()
+        paused = tab.play_button.isChecked()
+        qtbot.keyClick(control, Qt.Key.Key_Space)
+        assert tab.play_button.isChecked() != paused, control  # toggled once, not twice
+        assert not tab.record_button.isChecked()  # and no button was pressed instead
+    tab.play_button.setChecked(True)
+    qtbot.wait(300)
+    for control in (tab.seek_slider, tab.back_button, tab.speed_combo):
+        control.setFocus()
+        held = tab.last_frame.index
+        qtbot.keyClick(control, Qt.Key.Key_Right)
+        qtbot.waitUntil(lambda held=held: tab.last_frame.index == held + 1, timeout=10_000)
+        qtbot.keyClick(control, Qt.Key.Key_Left)
+        qtbot.waitUntil(lambda held=held: tab.last_frame.index == held, timeout=10_000)
+    assert tab.speed_combo.currentData() == 1.0  # the arrows did not change the speed
+
+
+def test_a_paused_frame_is_made_again_for_each_change(qtbot, tab, astronaut_rgb, tmp_path,
+                                                      random_checkpoint):
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=200, fps=10.0))
+    tab.play_button.setChecked(True)
+    qtbot.wait(400)
+    index = tab.last_frame.index
+    for change in (lambda: tab.heatmap_check.setChecked(False),
+                   lambda: tab.heatmap_check.setChecked(True),
+                   lambda: tab.opacity_slider.setValue(90),
+                   lambda: tab.cam_combo.setCurrentIndex(tab.cam_combo.count() - 1)):
+        before = tab.last_frame.rgb.copy()
+        change()
+        qtbot.waitUntil(lambda before=before: not np.array_equal(tab.last_frame.rgb, before), timeout=10_000)
+        assert tab.last_frame.redraw and tab.last_frame.index == index  # the same frame, made again
+    other = tmp_path / "other.pt"
+    other.write_bytes(random_checkpoint.read_bytes())
+    tab.set_model(load_model(other, "cpu"))  # "Use this model" while paused
+    qtbot.waitUntil(lambda: tab.last_frame.model_name == "other.pt", timeout=30_000)
+    assert tab.last_frame.index == index and "other.pt" in tab.chart.getPlotItem().titleLabel.text
+    assert tab.chart.getPlotItem().titleLabel.text != "No face"
+
+
+@pytest.mark.parametrize("speed", [1.0, 0.0])
+def test_the_rate_shown_is_the_rate_frames_reach_the_screen(qtbot, tab, astronaut_rgb, tmp_path, speed):
+    rates = []
+    tab.rate_changed.connect(rates.append)
+    tab.speed_combo.setCurrentIndex(tab.speed_combo.findData(speed))
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=300, fps=12.0), frames=5)
+    start, shown = time.monotonic(), tab.frames_shown
+    qtbot.wait(5000)
+    counted = (tab.frames_shown - shown) / (time.monotonic() - start)
+    label = float(rates[-1].split()[0])
+    assert abs(label - counted) <= 0.1 * counted, (rates[-1], counted)
+    assert "(video 12 fps)" in rates[-1]
+    if speed == 1.0:
+        assert abs(counted - 12.0) < 1.5 or counted < 12.0  # never faster than the video
+    tab.play_button.setChecked(True)
+    assert rates[-1].startswith("paused")
+
+
+def test_opening_a_video_during_playback_plays_it(qtbot, tab, astronaut_rgb, tmp_path):
+    first = write_clip(astronaut_rgb, tmp_path / "first.mp4", frames=300, fps=10.0)
+    second = write_clip(astronaut_rgb[:, ::-1].copy(), tmp_path / "second.mp4", frames=40, fps=10.0)
+    playing(qtbot, tab, first)
+    tab.set_video(second)  # what File ▸ Open video does
+    tab.start()
+    qtbot.waitUntil(lambda: tab.last_frame is not None and tab.last_frame.frame_count == 40
+                    and tab.is_running(), timeout=60_000)
+    assert tab.seek_slider.maximum() == 39 and tab.current_source().video == second
