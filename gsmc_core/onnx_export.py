@@ -91,12 +91,21 @@ _export_lock = threading.Lock()
 CACHE_KEEP = 6  # exported models kept (about 45 MB each for ResNet-18); older ones are removed
 
 
+def _cache_path(ckpt: Checkpoint) -> Path:
+    return cache_dir() / f"{checkpoint_digest(ckpt)[:32]}.onnx"
+
+
+def onnx_cached(ckpt: Checkpoint) -> bool:
+    """Whether ``ckpt``'s graph is in the cache already (else the first use exports it)."""
+    return _cache_path(ckpt).is_file()
+
+
 def cached_onnx(ckpt: Checkpoint) -> Path:
     """The exported graph of ``ckpt`` from the cache, exporting it there first if missing.
     Threads of one process export one model once (the app's Live and Images workers load the
     same model at start); other processes may race, and the atomic write keeps that safe. The
     cache keeps the ``CACHE_KEEP`` most recently used graphs."""
-    path = cache_dir() / f"{checkpoint_digest(ckpt)[:32]}.onnx"
+    path = _cache_path(ckpt)
     with _export_lock:
         if not path.is_file():
             export_onnx(ckpt, path)

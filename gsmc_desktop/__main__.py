@@ -155,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.video is not None:
             video = Path(args.video)
             if video.is_file():
-                window.tabs.setCurrentWidget(window.live)
-                window.live.set_video(video)
-                window.live.start()
+                window.open_video(video)  # as File ▸ Open video: also in File ▸ Recent
             else:
                 window.show_message(f"{video}: no such file")
         elif args.camera is not None:

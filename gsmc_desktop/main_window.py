@@ -71,6 +71,8 @@ class MainWindow(QMainWindow):
         for tab in (self.live, self.images, self.training, self.review):
             tab.status_message.connect(self.show_message)
         self.review.train_on.connect(self._train_on_cleaned)
+        self.images.opened.connect(lambda paths: [self._remember_recent(p) for p in paths])
+        self.live.video_chosen.connect(self._remember_recent)
         self.training.use_model.connect(self._on_use_trained_model)
 
         self.model_label = PlainLabel()
@@ -127,11 +129,9 @@ class MainWindow(QMainWindow):
 
     def open_images(self, paths: list[Path]) -> int:
         """Analyse images (or folders of them) in the Images tab; returns how many were added."""
-        added = self.images.add_paths(paths)
+        added = self.images.add_paths(paths)  # remembered in File ▸ Recent through ``opened``
         if added:
             self.tabs.setCurrentWidget(self.images)
-            for path in paths:
-                self._remember_recent(path)
         return added
 
     def open_video(self, path: Path) -> None:

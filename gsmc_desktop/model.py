@@ -28,6 +28,10 @@ class ModelHandle:
 
     @property
     def name(self) -> str:
+        """The file name, with its run folder for a run's generic last.pt/best.pt
+        ("ferplus_default/best.pt"), so two runs' models are told apart."""
+        if self.path.name in ("last.pt", "best.pt") and self.path.parent.name:
+            return f"{self.path.parent.name}/{self.path.name}"
         return self.path.name
 
     @property

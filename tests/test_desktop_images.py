@@ -151,3 +151,48 @@ def test_export_results_and_save_cams(qtbot, tab, tmp_path):
     written = tab.save_cams(tmp_path)
     assert [p.name for p in written][:2] == ["astronaut_face1_neutral.png", "astronaut_face1_happiness.png"]
     assert cv2.imread(str(written[0])).shape == (TILE_SIZE, TILE_SIZE, 3)
+
+
+def test_an_image_opened_twice_is_listed_once_and_entries_can_be_removed(qtbot, tab, tmp_path):
+    import cv2 as cv
+
+    astronaut = shared_path("images", "astronaut.png")
+    blank = tmp_path / "blank.png"
+    cv.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
+    opened = []
+    tab.opened.connect(opened.append)
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        assert tab.add_paths([astronaut, blank]) == 2
+    assert tab.add_paths([astronaut]) == 0 and tab.image_list.count() == 2  # shown, not listed again
+    assert opened == [[astronaut, blank]]
+    rows = tab_export(tab, tmp_path)
+    assert [r["image"] for r in rows] == [str(astronaut), str(blank)]  # the faceless photo too
+    assert rows[1]["face"] == ""
+    tab.image_list.setCurrentRow(0)
+    tab.remove_selected()
+    assert tab.image_list.count() == 1 and len(tab.results) == 1
+    tab.remove_selected(everything=True)
+    assert tab.image_list.count() == 0 and not tab.results
+
+
+def tab_export(tab, tmp_path):
+    import csv
+
+    tab.export_results(tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_faces_are_numbered_left_to_right(qtbot, tab, tmp_path, astronaut_rgb):
+    import cv2 as cv
+
+    face = cv.resize(cv.cvtColor(astronaut_rgb, cv.COLOR_RGB2BGR), (300, 300))
+    group = np.full((300, 1000, 3), 200, np.uint8)
+    group[:, :300], group[:, 650:950] = face, cv.resize(face, (300, 300))
+    path = tmp_path / "group.png"
+    cv.imwrite(str(path), group)
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([path])
+    faces = tab.results[0].result.faces
+    assert len(faces) == 2
+    assert [f.id for f in sorted(faces, key=lambda f: f.box[0])] == [1, 2]

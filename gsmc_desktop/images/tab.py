@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QBrush, QColor, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -59,6 +60,7 @@ class ImagesTab(QWidget):
 
     status_message = Signal(str)
     all_done = Signal()
+    opened = Signal(list)  # the paths just opened (for File ▸ Recent)
     _job_requested = Signal(object)
     _close_requested = Signal()
 
@@ -117,6 +119,9 @@ class ImagesTab(QWidget):
         self.cams_button = QPushButton("Save CAMs…")
         self.cams_button.setToolTip("The selected face's attention map of every class, as PNGs")
         self.cams_button.clicked.connect(self._on_save_cams_clicked)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Take the selected image off the list (Delete); Shift: all")
+        self.remove_button.clicked.connect(self._on_remove_clicked)
 
         top = QHBoxLayout()  # files in and out
         top.addWidget(open_files)
@@ -127,6 +132,7 @@ class ImagesTab(QWidget):
         top.addWidget(self.save_button)
         top.addWidget(self.export_button)
         top.addWidget(self.cams_button)
+        top.addWidget(self.remove_button)
         top.addStretch(1)
         heat = QHBoxLayout()  # the heatmap
         heat.addWidget(self.heatmap_check)
@@ -142,6 +148,9 @@ class ImagesTab(QWidget):
         self.image_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.image_list.setSpacing(2)
         self.image_list.currentRowChanged.connect(lambda *_: self._on_image_selected())
+        remove = QShortcut(QKeySequence.StandardKey.Delete, self.image_list)
+        remove.setContext(Qt.ShortcutContext.WidgetShortcut)
+        remove.activated.connect(lambda: self.remove_selected())
         self.view = FrameView()
         self.view.set_message("Open images or a folder, or drop them here.")
         self.view.clicked.connect(self._on_view_clicked)
@@ -220,8 +229,15 @@ class ImagesTab(QWidget):
         if self._model is None:
             self.status_message.emit("No model loaded: use File ▸ Open checkpoint… first")
             return 0
+        open_already = {Path(item.data(Qt.ItemDataRole.UserRole + 1)).resolve(): entry
+                        for entry, item in self._items.items()}
+        new = [p for p in dict.fromkeys(files) if p.resolve() not in open_already]
+        if not new:  # the same files again: show them rather than list them twice
+            self.image_list.setCurrentItem(self._items[open_already[files[0].resolve()]])
+            self.status_message.emit(f"Already open: {files[0].name}")
+            return 0
         entries = []
-        for path in files:
+        for path in new:
             entry = self._next_entry
             self._next_entry += 1
             item = QListWidgetItem(f"{path.name}\nanalysing…")
@@ -235,7 +251,24 @@ class ImagesTab(QWidget):
         self._job_requested.emit(ImageJob(tuple(entries), self.detector_combo.currentData(),
                                           self.scale_combo.currentData()))
         self.image_list.setCurrentItem(self._items[entries[0][0]])  # show what was just opened
+        self.opened.emit(list(paths))
         return len(entries)
+
+    def remove_selected(self, everything: bool = False) -> None:
+        """Take the selected image (or every image) off the list, with its results."""
+        items = list(self._items.items()) if everything else [
+            (e, i) for e, i in self._items.items() if i is self.image_list.currentItem()]
+        for entry, item in items:
+            self.image_list.takeItem(self.image_list.row(item))
+            self._items.pop(entry)
+            self.results.pop(entry, None)
+        self._on_image_selected()
+        self.export_button.setEnabled(any(r.result is not None for r in self.results.values()))
+
+    @Slot()
+    def _on_remove_clicked(self) -> None:
+        shift = QApplication.keyboardModifiers() & Qt.KeyboardModifier.ShiftModifier
+        self.remove_selected(everything=bool(shift))
 
     @Slot()
     def _on_open_files(self) -> None:
@@ -413,6 +446,9 @@ class ImagesTab(QWidget):
             if image.result is None:
                 rows.append({"image": str(image.path), "error": image.error})
                 continue
+            if not image.result.faces:  # an image without a face is a result too
+                rows.append({"image": str(image.path), "model": image.model.name if image.model else "",
+                             "face": ""})
             for face in image.result.faces:
                 rows.append({
                     "image": str(image.path), "model": image.model.name if image.model else "",

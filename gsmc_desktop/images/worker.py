@@ -127,6 +127,9 @@ class ImagesWorker(QObject):
             return ImageResult(entry, path, error=str(exc))
         pipeline.reset(restart_ids=True)  # stills are unrelated: faces numbered from 1 in each
         result = pipeline.process(image)
+        # numbered left to right (then top to bottom), as a person reads a group photo
+        faces = sorted(result.faces, key=lambda f: (f.box[0], f.box[1]))
+        result = replace(result, faces=tuple(replace(f, id=k) for k, f in enumerate(faces, start=1)))
         return ImageResult(entry, path, result=result,
                            cam_tiles=cam_tiles(predictor, image, result, cam_scale))
 

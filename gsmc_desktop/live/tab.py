@@ -57,6 +57,7 @@ class LiveTab(QWidget):
     status_message = Signal(str)
     finished = Signal(str)
     rate_changed = Signal(str)
+    video_chosen = Signal(Path)  # a video opened from the tab's own source list
     _run_requested = Signal(object)
     _scan_requested = Signal()
 
@@ -295,6 +296,7 @@ class LiveTab(QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
             if path:
                 self.set_video(Path(path))
+                self.video_chosen.emit(Path(path))
             else:
                 self.source_combo.setCurrentIndex(0)
         self._update_buttons()
@@ -476,7 +478,7 @@ class LiveTab(QWidget):
             while self._shown_at and now - self._shown_at[0] > RATE_WINDOW_S:
                 self._shown_at.popleft()
         faces = frame.result.faces
-        if self.frames_shown == 1 or self.view.message().startswith("Opening"):
+        if self.frames_shown == 1 or self.view.message().startswith(("Opening", "Preparing")):
             self.view.set_message("")
         if faces and not any(f.id == self._selected_id for f in faces):
             # the selected face left (or none was chosen): follow the most confident one; a

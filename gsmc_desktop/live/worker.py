@@ -19,6 +19,7 @@ import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal, Slot
 
 from gsmc_core.faces import DEFAULT_LIVE_DETECTOR, CombinedDetector, FaceDetector, make_live_detector
+from gsmc_core.onnx_export import onnx_cached
 from gsmc_core.pipeline import FramePipeline
 from gsmc_core.render import RenderOptions
 from gsmc_core.results import FrameResult
@@ -356,6 +357,8 @@ class LiveWorker(QObject):
                 state.pipeline.detector = state.detector
         if wanted_model is not state.model:
             state.model = wanted_model
+            if not onnx_cached(wanted_model.checkpoint):  # the first start exports it (seconds)
+                self.status.emit("Preparing the model for this computer (once)…")
             state.pipeline = FramePipeline(state.model.new_predictor(), state.detector,
                                            half_life_unit="seconds")
         pipeline, model = state.pipeline, state.model
