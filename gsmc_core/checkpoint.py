@@ -268,13 +268,19 @@ def load_checkpoint(
         raise CheckpointError(path, "file not found")
     if not path.is_file():
         raise CheckpointError(path, "is not a file")
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        raise CheckpointError(path, "is a web page, not a model: the download saved the page "
+                                    "instead of the file. Download the file itself again")
     _refuse_decompression_bomb(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
         raise CheckpointError(
-            path, "cannot be read as a checkpoint: truncated, not a torch file, or holding objects a "
-            f"safe (weights-only) load refuses ({type(exc).__name__})"
+            path, "cannot be opened as a model: the file is damaged or cut short, is not a "
+            "PyTorch file, or holds program code besides weights (refused for your safety) "
+            f"[{type(exc).__name__}]"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CheckpointError(

@@ -83,14 +83,21 @@ def test_truncated_file(tmp_path):
     path = save_checkpoint(_checkpoint(), tmp_path / "m.pt")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"m\.pt: cannot be read.*truncated"):
+    with pytest.raises(CheckpointError, match=r"m\.pt: cannot be opened as a model: the file is damaged"):
         load_checkpoint(path)
 
 
 def test_text_file_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "notes.pt"
     path.write_text("hello")
-    with pytest.raises(CheckpointError, match="notes.pt: cannot be read"):
+    with pytest.raises(CheckpointError, match="notes.pt: cannot be opened as a model"):
+        load_checkpoint(path)
+
+
+def test_a_web_page_saved_as_a_checkpoint_is_named_as_one(tmp_path):
+    path = tmp_path / "model.pt"
+    path.write_text("\n  <!DOCTYPE html><html><head><title>Sign in</title></head></html>")
+    with pytest.raises(CheckpointError, match="model.pt: is a web page, not a model: the download"):
         load_checkpoint(path)
 
 

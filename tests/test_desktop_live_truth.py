@@ -110,3 +110,22 @@ def test_opening_a_video_during_playback_plays_it(qtbot, tab, astronaut_rgb, tmp
     qtbot.waitUntil(lambda: tab.last_frame is not None and tab.last_frame.frame_count == 40
                     and tab.is_running(), timeout=60_000)
     assert tab.seek_slider.maximum() == 39 and tab.current_source().video == second
+
+
+def test_a_failed_snapshot_is_a_dialog_naming_the_file_and_is_logged(qtbot, tab, astronaut_rgb, tmp_path,
+                                                                    monkeypatch, caplog):
+    import gsmc_desktop.widgets.messages as messages
+
+    shown = []
+    monkeypatch.setattr(messages, "warn", lambda parent, title, text: shown.append((title, text)))
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=100, fps=10.0))
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    target = blocker / "snapshot.png"
+    monkeypatch.setattr("gsmc_desktop.live.tab.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(target), ""))
+    with caplog.at_level("ERROR", logger="gsmc_desktop"):
+        tab._on_snapshot_clicked()
+    assert shown and shown[0][0] == "Cannot save the snapshot" and str(target) in shown[0][1]
+    assert "folder missing or unknown extension" not in shown[0][1]
+    assert any(r.exc_info for r in caplog.records if "Cannot save the snapshot" in r.getMessage())

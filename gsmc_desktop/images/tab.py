@@ -37,6 +37,7 @@ from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
+from gsmc_desktop.widgets.messages import report_failure
 from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
 from gsmc_desktop.widgets.plots import ProbabilityChart
 
@@ -433,7 +434,7 @@ class ImagesTab(QWidget):
         try:
             self.save_annotated(Path(path))
         except (OSError, ValueError) as exc:
-            self.status_message.emit(str(exc))
+            report_failure(self, "Cannot save the annotated image", exc)
             return
         self.status_message.emit(f"Saved {path}")
 
@@ -494,7 +495,7 @@ class ImagesTab(QWidget):
         try:
             faces = self.export_results(Path(path))
         except OSError as exc:
-            self.status_message.emit(f"Cannot export: {exc}")
+            report_failure(self, "Cannot export the results", exc)
             return
         self.status_message.emit(f"Exported {faces} faces to {path}")
 
@@ -506,7 +507,7 @@ class ImagesTab(QWidget):
         try:
             written = self.save_cams(Path(folder))
         except (OSError, ValueError) as exc:
-            self.status_message.emit(f"Cannot save the CAMs: {exc}")
+            report_failure(self, "Cannot save the CAM images", exc)
             return
         self.status_message.emit(f"Saved {len(written)} CAM images in {folder}")
 

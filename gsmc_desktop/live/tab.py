@@ -33,6 +33,7 @@ from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.threads import start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
+from gsmc_desktop.widgets.messages import report_failure
 from gsmc_desktop.widgets.palette import class_color
 from gsmc_desktop.widgets.plain_text import PlainLabel, escaped
 from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
@@ -83,7 +84,7 @@ class LiveTab(QWidget):
         self.worker.status.connect(self._on_status)
         self.worker.failed.connect(self._on_failed)
         self.worker.finished.connect(self._on_finished)
-        self.worker.recording.connect(self.status_message)
+        self.worker.recording.connect(self._on_recording)
         self.worker.cameras_found.connect(self._on_cameras)
 
         self._build()
@@ -378,6 +379,15 @@ class LiveTab(QWidget):
             self.start(pending)
 
     @Slot(str)
+    def _on_recording(self, message: str) -> None:
+        """A recording's summary for the status bar; its failure in a dialog and the log."""
+        if message.startswith(("Cannot record", "Recording stopped")):
+            self.record_button.setChecked(False)
+            report_failure(self, "Recording failed", OSError(message))
+        else:
+            self.status_message.emit(message)
+
+    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.view.set_message(message)
         self.status_message.emit(message)
@@ -604,7 +614,7 @@ class LiveTab(QWidget):
             refuse_overwriting_inputs({"The recording": csv_path, "Its video": video}, self._inputs())
         except OSError as exc:
             self.record_button.setChecked(False)
-            self.status_message.emit(str(exc))
+            report_failure(self, "Cannot record there", exc)
             return
         self.start_recording(csv_path, video)
 
@@ -629,6 +639,6 @@ class LiveTab(QWidget):
         try:
             self.save_snapshot(Path(path))
         except (OSError, ValueError) as exc:
-            self.status_message.emit(str(exc))
+            report_failure(self, "Cannot save the snapshot", exc)
             return
         self.status_message.emit(f"Saved {path}")

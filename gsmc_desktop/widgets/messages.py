@@ -4,6 +4,8 @@ Qt guesses whether a message is rich text; error messages quote checkpoint metad
 and exception text, which must never render as HTML (a crafted ``meta.arch`` would show
 headings, links and local images)."""
 
+import logging
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
@@ -31,3 +33,10 @@ def ask(parent: QWidget | None, title: str, text: str) -> bool:
     """Yes/No, No by default; True for Yes."""
     box = plain_box(parent, QMessageBox.Icon.Question, title, text, Button.Yes | Button.No, Button.No)
     return box.exec() == Button.Yes
+
+
+def report_failure(parent: QWidget | None, title: str, exc: BaseException) -> None:
+    """A save, export, record or snapshot that failed: logged with its traceback (the crash log
+    keeps it) and said in a dialog, in the words of the error, which name the file and why."""
+    logging.getLogger("gsmc_desktop").error("%s: %s", title, exc, exc_info=exc)
+    warn(parent, title, str(exc))
