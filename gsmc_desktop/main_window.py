@@ -40,6 +40,7 @@ OPENING_KEY = "model/opening"  # the model being opened at start, until the wind
 OPENING_CLEAR_MS = 3000
 RECENT_FILES = 10
 MODEL_CARD = asset_path("model_card", "model-card.md")
+USER_GUIDE = asset_path("user_guide", "user-guide.md")
 NO_MODEL = ("No model loaded: use File ▸ Open checkpoint…, or train one in the Training tab")
 
 
@@ -122,7 +123,7 @@ class MainWindow(QMainWindow):
 
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("&Model card…").triggered.connect(self.show_model_card)
-        help_menu.addAction("&Documentation…").triggered.connect(self.show_documentation)
+        help_menu.addAction("&User guide…").triggered.connect(self.show_documentation)
         help_menu.addAction("&About GSMC…").triggered.connect(self.show_about)
 
     # --- files ----------------------------------------------------------------------------------
@@ -190,15 +191,11 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def show_documentation(self) -> DocumentViewer | None:
-        """The README (from a source checkout) rendered; where it is not installed, say where
-        the documentation lives."""
-        readme = Path(__file__).resolve().parents[1] / "README.md"
-        if not readme.is_file():
-            inform(self, "Documentation",
-                   "The user guide is the README and the docs/ folder of the GSMC source: the "
-                   "command line (gsmc --help), the desktop app, training and the Python API.")
+        """The user guide, shipped with the app, rendered."""
+        if not USER_GUIDE.is_file():
+            warn(self, "User guide", f"{USER_GUIDE} is missing; reinstall GSMC")
             return None
-        viewer = DocumentViewer(readme, "GSMC documentation", self)
+        viewer = DocumentViewer(USER_GUIDE, "GSMC user guide", self)
         viewer.show()
         return viewer
 

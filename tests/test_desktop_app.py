@@ -192,7 +192,8 @@ def test_help_shows_the_model_card_and_file_menu_opens_and_remembers(qtbot, tmp_
                                        QUrl("confusion_matrix.png"))
     assert figure is not None and not figure.isNull()  # the card's pictures are found
     docs = window.show_documentation()
-    assert docs is not None and "Python API" in docs.text()
+    assert docs is not None and "What the heatmaps mean, and what they do not" in docs.text()
+    assert "Review tab" in docs.text() and "<" not in docs.text()[:40]  # rendered, not raw
     photo = tmp_path / "photo.png"
     photo.write_bytes(Path(__file__).parent.parent.joinpath("gsmc_core", "assets", "images",
                                                            "astronaut.jpg").read_bytes())
