@@ -124,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         from gsmc_desktop.soak import run_soak
         return run_soak(Path(args.soak), Path(args.video) if args.video else None, args.soak_seconds,
                         Path(args.checkpoint) if args.checkpoint else None)
+    from gsmc_desktop.platform_check import xcb_advice
+    advice = xcb_advice()
+    if advice:  # said before Qt tries (its own message blames one library only, then aborts)
+        print(advice, file=sys.stderr)
     from gsmc_desktop.app import create_application
     app = create_application(sys.argv[:1])
     if args.reset_settings:

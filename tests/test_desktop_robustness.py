@@ -119,3 +119,20 @@ def test_an_unwritable_log_file_does_not_stop_the_app(qapp, tmp_path, monkeypatc
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     assert install_exception_hook(qapp) is None
     assert "running without one" in capsys.readouterr().err
+
+
+def test_missing_x11_libraries_are_named_with_the_apt_line(monkeypatch):
+    import ctypes.util
+
+    from gsmc_desktop import platform_check
+
+    monkeypatch.setattr(platform_check.sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    present = {"xcb-cursor"}
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: name if name in present else None)
+    advice = platform_check.xcb_advice()
+    assert "sudo apt install libxcb-icccm4 libxcb-keysyms1" in advice and "libxcb-cursor0" not in advice
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # no X11 needed
+    assert platform_check.xcb_advice() is None
