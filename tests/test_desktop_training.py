@@ -28,7 +28,7 @@ def tab(qtbot):
 def tiny(tab: TrainingTab, root, out, epochs: int = 1, limit_train: int = 32) -> None:
     """Fill the form with a run of a few seconds on the CPU."""
     tab.form.load_config(TrainConfig(
-        dataset="ferplus", data_root=str(root), input_size=32, output_stride=8, epochs=epochs,
+        dataset="ferplus", data_root=str(root), input_size=33, output_stride=8, epochs=epochs,
         batch_size=16, limit_train=limit_train, limit_eval=16, workers=0, device="cpu", out=str(out)))
 
 
@@ -66,7 +66,7 @@ def test_stop_leaves_a_usable_checkpoint(qtbot, tab, ferplus_root, tmp_path):
     result = ended.args[0]
     assert result.stopped and result.epochs_completed < 5
     last = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert last.training_state is not None and last.meta.input_size == 32
+    assert last.training_state is not None and last.meta.input_size == 33
     assert tab.model_path() is not None and tab.use_button.isEnabled()
     assert "Stopped" in tab.progress_label.text()
 
@@ -180,3 +180,26 @@ def test_output_folder_problems_are_found_with_the_other_fields(tab, ferplus_roo
         assert not tab.start()
         assert message in tab.form.out.error.text()
         assert tab.form.first_error_field() is tab.form.out
+
+
+def test_curves_axes_history_and_a_new_run_clears_the_last_runs_figures(qtbot, tab, ferplus_root, tmp_path):
+    from gsmc_core.train_events import EpochEvent
+
+    curves = tab.curves
+    assert not curves.loss_plot.getAxis("bottom").autoSIPrefix  # no "epoch (x0.001)"
+    metrics = tmp_path / "old" / "metrics.csv"
+    metrics.parent.mkdir()
+    metrics.write_text("epoch,loss,ce,train_acc,val_acc,selected\n1,2.0,2.0,0.3,0.35,student\n")
+    assert curves.load_history(metrics) == 1
+    x, y = curves.loss_series("loss")
+    assert list(x) == [0.0, 1.0] and list(y) == [2.0, 2.0]  # one epoch is a visible segment
+    assert curves.add_comparison(metrics.parent) and len(curves.accuracy_plot.listDataItems()) == 3
+    tab.by_class.show_metrics("old run", {"a": 0.5, "b": None}, [[1, 1], [0, 0]])
+    tab._on_epoch(EpochEvent(1, 2, {"loss": 1.0, "train_acc": 0.4, "val_acc": 0.5, "selected": "student",
+                                    "val_per_class": {"a": 0.5, "b": 0.5}, "val_confusion": [[1, 1], [1, 1]]},
+                             True))
+    assert "(student)" not in tab.by_class.title.text()  # a CE run has one model, not a student
+    tiny(tab, ferplus_root, tmp_path / "new", epochs=1)
+    assert tab.start()
+    assert curves.accuracy_plot.listDataItems() == [] and tab.by_class.table.rowCount() == 0
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=120_000)

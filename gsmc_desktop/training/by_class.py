@@ -6,6 +6,8 @@ from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QVBox
 
 from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
 
+WAITING = "Figures by class appear after the first epoch."
+
 
 class ByClassTable(QWidget):
     """``show_metrics(title, per_class, confusion)``: rows are true classes, the last column
@@ -13,11 +15,12 @@ class ByClassTable(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.title = PlainLabel("Figures by class appear after the first epoch.")
+        self.title = PlainLabel(WAITING)
         self.title.setWordWrap(True)
         self.table = QTableWidget()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        # whole class names: the columns fit their headers and the table scrolls when narrow
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
@@ -31,7 +34,7 @@ class ByClassTable(QWidget):
         self.table.clear()
         self.table.setRowCount(n)
         self.table.setColumnCount(n + 1)
-        self.table.setHorizontalHeaderLabels([c[:5] for c in classes] + ["accuracy"])
+        self.table.setHorizontalHeaderLabels(classes + ["accuracy"])
         self.table.setVerticalHeaderLabels([f"{c} ({sum(row)})" for c, row in zip(classes, confusion,
                                                                                  strict=True)])
         for i, row in enumerate(confusion):
@@ -45,6 +48,13 @@ class ByClassTable(QWidget):
                 self.table.setItem(i, j, item)
             acc = per_class[classes[i]]
             self.table.setItem(i, n, QTableWidgetItem("–" if acc is None else f"{acc:.1%}"))
+
+    def reset(self) -> None:
+        """Empty, until the next run's first epoch."""
+        self.title.setText(WAITING)
+        self.table.clear()
+        self.table.setRowCount(0)
+        self.table.setColumnCount(0)
 
     def cell(self, row: int, column: int) -> str:
         item = self.table.item(row, column)

@@ -44,8 +44,12 @@ class TrainingCurves(QWidget):
         self.accuracy_plot = pg.PlotWidget(title="Accuracy")
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.setLabel("bottom", "epoch")
+            for axis in ("bottom", "left"):  # "epoch (x0.001)" read as nonsense
+                plot.getAxis(axis).enableAutoSIPrefix(False)
+            plot.getPlotItem().getViewBox().setLimits(xMin=0)  # no negative epochs
             plot.showGrid(x=True, y=True, alpha=0.2)
-            plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+            # a light box behind the legend, so the curves under it do not hide its text
+            plot.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
             plot.setMenuEnabled(False)
         self.accuracy_plot.setYRange(0, 1, padding=0.02)
         layout = QHBoxLayout(self)
@@ -57,8 +61,11 @@ class TrainingCurves(QWidget):
         self.comparisons: dict[str, pg.PlotDataItem] = {}
 
     def clear(self) -> None:
-        for series in [*self._losses.values(), *self._accuracies.values()]:
-            series.curve.getViewBox().removeItem(series.curve)
+        for plot, curves in ((self.loss_plot, [s.curve for s in self._losses.values()]),
+                             (self.accuracy_plot, [s.curve for s in self._accuracies.values()]
+                              + list(self.comparisons.values()))):  # the last run's overlays too
+            for curve in curves:
+                plot.removeItem(curve)
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.getPlotItem().legend.clear()
         self._losses.clear()
@@ -96,8 +103,10 @@ class TrainingCurves(QWidget):
             epoch = int(row["epoch"])
             values = {k: float(v) for k, v in row.items() if k != "selected" and _is_number(v)}
             for key, label in LOSS_LABELS.items():
-                if key in values:
-                    self._series(self.loss_plot, self._losses, key, label, None).append(epoch, values[key])
+                if key in values:  # the epoch's mean across the epoch (a lone point draws nothing)
+                    series = self._series(self.loss_plot, self._losses, key, label, None)
+                    series.append(epoch - 1, values[key])
+                    series.append(epoch, values[key])
             self.add_epoch(EpochEvent(epoch, epoch, values, False))
         return len(rows)
 

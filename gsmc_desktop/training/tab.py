@@ -173,6 +173,8 @@ class TrainingTab(QWidget):
         self._running = True
         self.result = None
         self.curves.clear()
+        self.by_class.reset()
+        self.status_message.emit(f"Training {'resumed' if config.resume else 'started'}: {config.out}")
         if config.resume:  # the run's past epochs, from its metrics.csv
             drawn = self.curves.load_history(Path(config.out) / "metrics.csv")
             if drawn:
@@ -232,15 +234,17 @@ class TrainingTab(QWidget):
     @Slot(object)
     def _on_epoch(self, event: EpochEvent) -> None:
         m = event.metrics
-        teacher = f" (teacher {m['val_acc_teacher']:.1%})" if "val_acc_teacher" in m else ""
-        best = f", best so far: {m.get('selected', 'student')} saved as best.pt" if event.is_best else ""
+        has_teacher = "val_acc_teacher" in m
+        teacher = f" (teacher {m['val_acc_teacher']:.1%})" if has_teacher else ""
+        chosen = f" ({m.get('selected', 'student')})" if has_teacher else ""  # a CE run has one model
+        best = f", best so far{chosen} saved as best.pt" if event.is_best else ""
         self.append_log(f"epoch {event.epoch}/{event.epochs}: loss {m.get('loss', float('nan')):.4f}, "
                         f"train acc {m.get('train_acc', 0):.1%}, val acc {m.get('val_acc', 0):.1%}"
                         f"{teacher}{best}")
         self.curves.add_epoch(event)
         if "val_per_class" in m:
             self.by_class.show_metrics(
-                f"Validation, epoch {event.epoch} ({m.get('selected', 'student')}): accuracy "
+                f"Validation, epoch {event.epoch}{chosen}: accuracy "
                 f"{m.get('val_acc_teacher' if m.get('selected') == 'teacher' else 'val_acc', 0):.1%}",
                 m["val_per_class"], m["val_confusion"])
 
