@@ -129,3 +129,19 @@ def test_a_failed_snapshot_is_a_dialog_naming_the_file_and_is_logged(qtbot, tab,
     assert shown and shown[0][0] == "Cannot save the snapshot" and str(target) in shown[0][1]
     assert "folder missing or unknown extension" not in shown[0][1]
     assert any(r.exc_info for r in caplog.records if "Cannot save the snapshot" in r.getMessage())
+
+
+def test_a_click_on_the_seek_groove_seeks_and_a_seek_restarts_face_ids(qtbot, tab, astronaut_rgb, tmp_path):
+    from PySide6.QtWidgets import QAbstractSlider
+
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=300, fps=10.0))
+    tab.play_button.setChecked(True)
+    qtbot.wait(300)
+    tab.seek_slider.setPageStep(100)
+    before = tab.last_frame.index
+    tab.seek_slider.triggerAction(QAbstractSlider.SliderAction.SliderPageStepAdd)  # a groove click
+    qtbot.waitUntil(lambda: tab.last_frame.index >= before + 90, timeout=10_000)
+    assert [f.id for f in tab.last_frame.result.faces] == [1]  # a cut: the only face is #1 again
+    tab.seek_slider.triggerAction(QAbstractSlider.SliderAction.SliderPageStepSub)
+    qtbot.waitUntil(lambda: tab.last_frame.index <= before + 10, timeout=10_000)
+    assert [f.id for f in tab.last_frame.result.faces] == [1]

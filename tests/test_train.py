@@ -34,7 +34,7 @@ def test_run_folder_events_and_metrics(ferplus_root, tmp_path):
                    on_event=events.append)
     run = tmp_path / "run"
     assert {p.name for p in run.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt",
-                                               "train_labels.csv"}
+                                               "train_labels.csv", ".gsmc-run.lock"}
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["lr"] == 1e-3 and config["lambda_kl"] == 0.9 and config["color"] == "gray"
     rows = list(csv.DictReader(open(run / "metrics.csv")))
@@ -161,7 +161,8 @@ def test_torchrun_two_cpu_processes_end_identical(ferplus_root, tmp_path):
     assert digests["0"] == digests["1"]
     assert "device cpu, 2 processes" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp"]
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "metrics.csv", "last.pt", "best.pt",
+                                               ".gsmc-run.lock"}  # the OS lock's file (rank 0)
     assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 1
 
 

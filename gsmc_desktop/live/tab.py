@@ -193,6 +193,10 @@ class LiveTab(QWidget):
         self.seek_slider = QSlider(Qt.Orientation.Horizontal)
         self.seek_slider.setToolTip("Position in the video: drag to seek")
         self.seek_slider.sliderReleased.connect(lambda: self.worker.seek(self.seek_slider.value()))
+        # a click on the groove (or Page Up/Down) moves the handle: seek there too; the frames'
+        # own updates of the position are made with the signals blocked
+        self.seek_slider.valueChanged.connect(
+            lambda value: None if self.seek_slider.isSliderDown() else self.worker.seek(value))
         self.position_label = PlainLabel("")
         self.speed_combo = QComboBox()
         for text, speed in SPEEDS:
@@ -447,9 +451,11 @@ class LiveTab(QWidget):
 
     def _show_position(self, frame: LiveFrame) -> None:
         if frame.frame_count:
+            self.seek_slider.blockSignals(True)
             self.seek_slider.setRange(0, frame.frame_count - 1)
             if not self.seek_slider.isSliderDown():
                 self.seek_slider.setValue(frame.index)
+            self.seek_slider.blockSignals(False)
             total = frame.timestamp * frame.frame_count / max(frame.index, 1)
             fps = frame.index / frame.timestamp if frame.timestamp > 0 else 0
             total = (frame.frame_count / fps) if fps else total

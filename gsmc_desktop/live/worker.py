@@ -294,8 +294,8 @@ class LiveWorker(QObject):
                     if verdict == "stop":
                         return "stopped"
                     if verdict == "seek":
-                        if state.pipeline is not None:
-                            state.pipeline.reset()  # tracks and smoothing do not jump with the file
+                        if state.pipeline is not None:  # a seek is a cut: new tracks, IDs from 1
+                            state.pipeline.reset(restart_ids=True)
                         continue
                     speed = self.playback().speed
                     if (speed, frame.index - 1) != pace or time.monotonic() - waited > 0.05:

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The Live tab as a person meets it: a real window under Xvfb, a real video, keys sent with
+# xdotool to whatever control has focus, and screenshots of what is on screen.
+#
+#   scripts/xvfb_keys.sh [OUT_DIR]      (needs xvfb, xdotool, imagemagick; Debian: apt install)
+#
+# Writes OUT_DIR/xvfb_playing.png, xvfb_paused.png (Space after Tab moved the focus onto a
+# control) and xvfb_stepped.png (→ twice): look at them (the play button, the frame number and
+# the status bar's rate say whether each key did what it should).
+set -euo pipefail
+OUT=${1:-docs/screenshots}
+BIN=${BIN:-.venv/bin}
+mkdir -p "$OUT"
+TMP=$(mktemp -d)
+trap 'kill $APP $XVFB 2>/dev/null || true; rm -rf "$TMP"' EXIT
+Xvfb :97 -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+export DISPLAY=:97 QT_QPA_PLATFORM=xcb XDG_CONFIG_HOME="$TMP/config" XDG_STATE_HOME="$TMP/state"
+"$BIN/python" - "$TMP/clip.mp4" <<'EOF'
+import sys, cv2
+from gsmc_core.resources import asset_path
+from gsmc_core.workloads import clip_frames, read_clip
+writer = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 360))
+for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, 1500):
+    writer.write(frame)
+writer.release()
+EOF
+"$BIN/gsmc-desktop" --video "$TMP/clip.mp4" >"$TMP/app.log" 2>&1 &
+APP=$!
+WIN=$(xdotool search --sync --name "GSMC —" | head -1)
+xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
+sleep 12  # the first start prepares the model, then plays
+import -window root "$OUT/xvfb_playing.png"
+# Tab moves the focus through the controls; Space must pause whatever has it
+xdotool key --window "$WIN" Tab Tab Tab
+sleep 0.3
+xdotool key --window "$WIN" space
+sleep 1.5
+import -window root "$OUT/xvfb_paused.png"
+xdotool key --window "$WIN" Right
+sleep 1
+xdotool key --window "$WIN" Right
+sleep 1.5
+import -window root "$OUT/xvfb_stepped.png"
+echo "wrote $OUT/xvfb_playing.png, xvfb_paused.png, xvfb_stepped.png"
