@@ -145,3 +145,14 @@ def test_a_click_on_the_seek_groove_seeks_and_a_seek_restarts_face_ids(qtbot, ta
     tab.seek_slider.triggerAction(QAbstractSlider.SliderAction.SliderPageStepSub)
     qtbot.waitUntil(lambda: tab.last_frame.index <= before + 10, timeout=10_000)
     assert [f.id for f in tab.last_frame.result.faces] == [1]
+
+
+def test_pausing_shows_the_probabilities_of_the_frame_on_screen(qtbot, tab, astronaut_rgb, tmp_path):
+    tab.speed_combo.setCurrentIndex(tab.speed_combo.findData(0.0))  # fast: the charts are throttled
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=400, fps=25.0), frames=20)
+    tab.play_button.setChecked(True)
+    qtbot.wait(500)  # a frame on its way may still arrive
+    tab.play_button.setChecked(False)
+    tab.play_button.setChecked(True)
+    face = tab.last_frame.result.faces[0]
+    assert f"{face.confidence:.0%}" in tab.chart.getPlotItem().titleLabel.text

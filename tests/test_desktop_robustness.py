@@ -9,6 +9,7 @@ import threading
 import pytest
 from desktop_support import desktop_test
 from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QTextDocument
 from PySide6.QtWidgets import QLabel
 
 import gsmc_desktop.app as app_module
@@ -46,6 +47,11 @@ def test_class_names_from_a_checkpoint_are_shown_as_text_never_as_html(qtbot, ht
     assert all(label.textFormat() == Qt.TextFormat.PlainText for label in shown)
     assert "&lt;img src=&#x27;missing.png&#x27;&gt;anger" in window.live.legend.text()
     assert "<img" not in window.live.legend.text()
+    # the legend is rich text (coloured squares) with the names escaped, so it renders them
+    assert window.live.legend.textFormat() == Qt.TextFormat.RichText
+    rendered = QTextDocument()
+    rendered.setHtml(window.live.legend.text())
+    assert HTML_CLASS in rendered.toPlainText() and "<span" not in rendered.toPlainText()
     window.close()
 
 

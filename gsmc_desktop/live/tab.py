@@ -225,6 +225,7 @@ class LiveTab(QWidget):
         self.chart = ProbabilityChart()
         self.timeline = ProbabilityTimeline()
         self.legend = PlainLabel()
+        self.legend.setTextFormat(Qt.TextFormat.RichText)  # coloured squares; names escaped
         self.legend.setWordWrap(True)
         timeline_box = QWidget()
         timeline_layout = QVBoxLayout(timeline_box)
@@ -441,6 +442,9 @@ class LiveTab(QWidget):
         self.play_button.setText("Play" if paused else "Pause")
         self.worker.set_paused(paused)
         self._shown_at.clear()
+        if paused and self.last_frame is not None:  # the charts were throttled: the frame on screen
+            faces = self.last_frame.result.faces
+            self._draw_plots(next((f for f in faces if f.id == self._selected_id), None))
         self._report_rate()
         self._update_buttons()
 
@@ -495,6 +499,8 @@ class LiveTab(QWidget):
                 self._shown_at.popleft()
         faces = frame.result.faces
         if self.frames_shown == 1 or self.view.message().startswith(("Opening", "Preparing")):
+            if self.view.message().startswith("Preparing"):
+                self.status_message.emit("")  # done: the status bar no longer says so
             self.view.set_message("")
         if faces and not any(f.id == self._selected_id for f in faces):
             # the selected face left (or none was chosen): follow the most confident one; a
