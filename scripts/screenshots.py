@@ -70,7 +70,8 @@ def review_shot(app: QApplication, window: MainWindow, args: argparse.Namespace,
     tab.start_scoring()
     wait_for(app, lambda: tab.run is not None, 900, "the scoring")
     print(f"review: {len(tab.run.scores.given)} faces scored in {time.monotonic() - started:.0f} s")
-    for decide in (lambda: tab.decide_class(2), tab.decide_keep, tab.decide_unusable):  # 2: surprise
+    accept = lambda: tab.decide_class(int(tab.run.suspects.predicted[tab.rows[tab.position]]))  # noqa: E731
+    for decide in (accept, tab.decide_keep, tab.decide_unusable):  # the model's class, kept, unusable
         decide()
         wait_for(app, lambda: True, 1, "")
     wait_for(app, lambda: tab.face_views[0].pixmap() is not None and not tab.face_views[0].pixmap().isNull(),
