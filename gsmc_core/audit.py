@@ -127,7 +127,12 @@ def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold
           model: str = "auto") -> AuditReport:
     """Score every training sample of the run's dataset with the checkpoint's model and flag
     the likely mislabelled ones by ``score`` (``label_issues.SCORES``)."""
-    s = score_training_set(checkpoint, dataset, data_root, device, batch_size, workers, model)
+    return report_from_scores(score_training_set(checkpoint, dataset, data_root, device, batch_size,
+                                                 workers, model), score, threshold)
+
+
+def report_from_scores(s: TrainingScores, score: str = "audit", threshold: float = 0.5) -> AuditReport:
+    """The flagged samples of ``s`` by ``score``, and precision/recall when the noise is known."""
     suspects = rank_suspects(s.probs, s.given, score, threshold)
     classes = s.split.classes
     flagged = [

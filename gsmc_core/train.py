@@ -150,6 +150,24 @@ def train_one_epoch(
     }
 
 
+def training_split(cfg: TrainConfig) -> tuple[Split, list[int]]:
+    """A run's training samples with the labels it trains on (its noise applied), and their
+    dataset labels."""
+    train = read_split(cfg.dataset, cfg.data_root, "train", cfg.num_classes,
+                       cfg.val_fraction, cfg.seed).subset(cfg.limit_train, cfg.seed)
+    clean = train.labels()
+    noisy = given_labels(train, cfg.noise_kind, cfg.noise_rate, cfg.noise_seed, cfg.noise_file)
+    return train.with_labels(noisy), clean
+
+
+def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
+    """The fold (0..folds-1) of each of ``n`` samples: seeded, the folds within one of equal."""
+    order = np.random.default_rng(seed + 7919).permutation(n)
+    fold = np.empty(n, np.int64)
+    fold[order] = np.arange(n) % folds
+    return fold
+
+
 def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
     """Loader workers ignore Ctrl-C, SIGTERM and SIGHUP: sent to the whole process group (what
     `timeout`, systemd and schedulers do), they would kill the workers mid-batch and the run
@@ -226,16 +244,18 @@ class Trainer:
 
     def _read_data(self) -> tuple[Split, Split, list[int]]:
         cfg = self.config
-        train = read_split(cfg.dataset, cfg.data_root, "train", cfg.num_classes,
-                           cfg.val_fraction, cfg.seed).subset(cfg.limit_train, cfg.seed)
+        train, clean = training_split(cfg)
+        if cfg.folds > 1:  # cross-validation: this run leaves one fold out (it scores it after)
+            keep = fold_of(len(train.samples), cfg.folds, cfg.seed) != cfg.fold
+            train = Split(train.dataset, train.name, train.classes,
+                          [s for s, k in zip(train.samples, keep, strict=True) if k], train.notes)
+            clean = [c for c, k in zip(clean, keep, strict=True) if k]
         val = read_split(cfg.dataset, cfg.data_root, "val", cfg.num_classes,
                          cfg.val_fraction, cfg.seed).subset(cfg.limit_eval, cfg.seed)
-        clean = train.labels()
-        noisy = given_labels(train, cfg.noise_kind, cfg.noise_rate, cfg.noise_seed, cfg.noise_file)
         if cfg.noisy_validation:  # selection without a clean oracle: the same kind of noise
             val = val.with_labels(given_labels(val, cfg.noise_kind, cfg.noise_rate,
                                                cfg.noise_seed + 1))
-        return train.with_labels(noisy), val, clean
+        return train, val, clean
 
     def _loader(self, split: Split, training: bool) -> DataLoader | MemoryLoader:
         cfg = self.config

@@ -46,6 +46,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "noise_rate": (0, 1, True), "threads": (1, 1024, True), "workers": (0, 256, True),
     "limit_train": (1, math.inf, True), "limit_eval": (1, math.inf, True),
     "val_fraction": (0, 1, False), "face_margin": (0, 2, True), "num_classes": (7, 8, True),
+    "folds": (0, 20, True), "fold": (0, 19, True),
 }
 
 
@@ -138,6 +139,8 @@ class TrainConfig:
     noise_seed: int = 0
     noise_file: str | None = None
     noisy_validation: bool = False  # the validation labels get the same rate of noise (no clean oracle)
+    folds: int = 0  # cross-validation: with folds > 1 the run trains without fold ``fold``
+    fold: int = 0
     init: str | None = None
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32
@@ -187,6 +190,8 @@ class TrainConfig:
         if cfg.augment == "webcam" and not cfg.preload:
             raise ValueError("the webcam augmentation works on preloaded batches: add preload "
                              "(--preload), or use the published augmentation")
+        if cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds:
+            raise ValueError(f"fold must be 0 to {cfg.folds - 1}, got {cfg.fold}")
         if cfg.color not in ("rgb", "gray"):
             raise ValueError(f"colour mode must be auto, rgb or gray, not {cfg.color!r}")
         if cfg.epochs < 1 or cfg.batch_size < 1:

@@ -62,3 +62,44 @@ def test_the_estimated_joint_recovers_the_noise_rate(simulated):
     probs, given, wrong = simulated
     q = estimated_joint(probs, given)
     assert 1 - np.trace(q) == pytest.approx(wrong.mean(), abs=0.05)
+
+
+def test_cross_validated_probabilities_come_from_runs_that_never_saw_the_face(ferplus_root, tmp_path):
+    import csv
+
+    from gsmc_core.cross_val import cross_validated_scores
+    from gsmc_core.train import fold_of
+    from gsmc_core.train_config import TrainConfig
+
+    base = TrainConfig(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=33,
+                       output_stride=16, epochs=1, batch_size=16, limit_train=60, limit_eval=16,
+                       workers=0, preload=True, noise_rate=0.3, noise_seed=2)
+    scores = cross_validated_scores(base, 3, tmp_path / "cv")
+    assert len(scores.indices) == 60 and scores.probs.shape == (60, 8)
+    assert np.allclose(scores.probs.sum(1), 1, atol=1e-4)
+    assert len(scores.flips) == 18  # the run's 30 % noise, known
+    fold = fold_of(60, 3, base.seed)
+    assert sorted(np.bincount(fold).tolist()) == [20, 20, 20]
+    for k in range(3):  # each fold's model trained on the other two folds only
+        with open(tmp_path / "cv" / f"fold{k}" / "train_labels.csv", newline="") as f:
+            trained_on = {r["key"] for r in csv.DictReader(f)}
+        held_out = {scores.split.samples[i].key for i in np.flatnonzero(fold == k)}
+        assert len(trained_on) == 40 and not trained_on & held_out
+    stamps = [(tmp_path / "cv" / f"fold{k}" / "last.pt").stat().st_mtime for k in range(3)]
+    again = cross_validated_scores(base, 3, tmp_path / "cv")  # done before: nothing retrained
+    assert np.array_equal(again.probs, scores.probs)
+    assert stamps == [(tmp_path / "cv" / f"fold{k}" / "last.pt").stat().st_mtime for k in range(3)]
+
+
+def test_gsmc_crossval_command_reports_against_the_runs_noise(ferplus_root, tmp_path, capsys):
+    from gsmc_core.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--method", "ce", "--dataset", "ferplus", "--data-root", str(ferplus_root),
+                 "--input-size", "33", "--epochs", "1", "--batch-size", "16", "--limit-train", "40",
+                 "--limit-eval", "16", "--workers", "0", "--noise-rate", "0.25", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["crossval", "--run", str(run), "--folds", "2", "--out", str(tmp_path / "cv"),
+                 "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "out-of-sample predictions, cross-validated" in out and "against the 10 noisy labels" in out

@@ -7,11 +7,13 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 
-from gsmc_core.audit import audit, write_audit_csv
+from gsmc_core.audit import audit, report_from_scores, write_audit_csv
 from gsmc_core.calibrate import calibrate, refitted_checkpoint
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gsmc_core.cli.errors import UsageError
+from gsmc_core.cross_val import cross_validated_scores
 from gsmc_core.data.noise import NOISE_KINDS
 from gsmc_core.data.readers import DATASETS, SPLITS, read_split
 from gsmc_core.data.samples import Split
@@ -197,6 +199,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crossval(args: argparse.Namespace) -> int:
+    refuse_overwriting_inputs({"--csv": args.csv}, [Path(args.run) / "last.pt"])
+    base = config_for_resume(args.run, {"epochs": args.epochs} if args.epochs else {})
+    base = dataclasses.replace(base, resume=False, device=args.device)
+    print(f"{args.folds}-fold cross-validation of {args.run}'s recipe in {args.out} (each fold a "
+          "resumable run; done folds are skipped)", flush=True)
+    with _stop_on_signals() as stop:
+        scores = cross_validated_scores(base, args.folds, args.out, _print_event, stop.is_set)
+    if scores is None:
+        print(f"stopped; run the same command to continue in {args.out}")
+        return 128 + stop.signum
+    args.threshold = 0.5  # the audit score's cut, when it is the score asked for
+    return _print_report(report_from_scores(scores, args.score.replace("-", "_")), args,
+                         "out-of-sample predictions, cross-validated")
+
+
 def cmd_relabel(args: argparse.Namespace) -> int:
     decisions = ReviewLog(args.apply).decisions()
     result = relabel(args.dataset, args.data_root, decisions, args.out)
@@ -209,10 +227,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
                    device=args.device, score=args.score.replace("-", "_"), model=args.model)
+    return _print_report(report, args, "in-sample predictions of the run's own model")
+
+
+def _print_report(report, args: argparse.Namespace, source: str) -> int:
     rule = (f"model confidence >= {args.threshold} in another class" if args.score == "audit"
             else f"confident learning, ranked by {args.score.replace('-', ' ')}")
     print(f"{len(report.flagged)} of {report.n} training samples flagged as likely mislabelled "
-          f"({rule}; in-sample predictions of the run's own model)")
+          f"({rule}; {source})")
     if report.note:
         print(f"note: {report.note}")
     if report.known_flips is not None:
@@ -342,6 +364,20 @@ def add_training_commands(sub) -> None:
     p.add_argument("--csv")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("crossval", help="out-of-sample label-issue scores by k-fold cross-validation",
+                       description="Train the run's own recipe k times, each without one fold of its "
+                       "training faces, score each fold with the model that never saw it, and rank "
+                       "the labels as `gsmc audit` does (resumable: run it again to continue).")
+    p.add_argument("--run", required=True, help="a run folder (its config.yaml is the recipe)")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--epochs", type=int, help="epochs per fold (default: the run's)")
+    p.add_argument("--out", required=True, help="folder for the fold runs")
+    p.add_argument("--score", default="normalized-margin", choices=[s.replace("_", "-") for s in SCORES])
+    p.add_argument("--top", type=int, default=20)
+    p.add_argument("--csv")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("relabel", help="write a cleaned copy of a dataset from review decisions",
                        description="Apply a label review's decisions (the append-only CSV the "

@@ -1,0 +1,77 @@
+"""Out-of-sample probabilities of every training face by k-fold cross-validation.
+
+A run's own predictions on its training faces are in-sample: a model that has memorised a wrong
+label agrees with it. Confident learning wants out-of-sample probabilities: k runs, each trained
+with the run's recipe on all but one fold (``TrainConfig.folds``/``fold``), each scoring the fold
+it never saw with its best (validation-chosen) model. Every fold is a normal run folder, so an
+interrupted cross-validation resumes where it stopped; a fold's scores are kept in
+``heldout.npz`` beside its run.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gsmc_core.audit import TrainingScores
+from gsmc_core.checkpoint import load_checkpoint
+from gsmc_core.data.preload import MemoryLoader, preload_split
+from gsmc_core.data.samples import Split
+from gsmc_core.devices import resolve_device
+from gsmc_core.evaluate import predict_loader
+from gsmc_core.train import fold_of, train, training_split
+from gsmc_core.train_config import TrainConfig
+from gsmc_core.train_events import Event
+
+HELDOUT = "heldout.npz"
+
+
+def fold_config(base: TrainConfig, folds: int, fold: int, out: Path) -> TrainConfig:
+    run = out / f"fold{fold}"
+    return dataclasses.replace(base, folds=folds, fold=fold, out=str(run),
+                               resume=(run / "last.pt").exists())
+
+
+def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray) -> None:
+    run = Path(config.out)
+    ckpt = load_checkpoint(run / "best.pt")
+    held = np.flatnonzero(fold == config.fold)
+    part = Split(train_split.dataset, train_split.name, train_split.classes,
+                 [train_split.samples[i] for i in held])
+    loader = MemoryLoader(preload_split(part, ckpt.meta), ckpt.meta, 256)
+    device = resolve_device(config.device)
+    preds = predict_loader(ckpt.build_model().to(device), loader, device)
+    probs = torch.softmax(torch.from_numpy(preds.logits), 1).numpy()
+    np.savez(run / HELDOUT, indices=held[preds.indices], probs=probs)
+
+
+def cross_validated_scores(base: TrainConfig, folds: int, out: str | Path,
+                           on_event: Callable[[Event], None] | None = None,
+                           should_stop: Callable[[], bool] | None = None) -> TrainingScores | None:
+    """Train the ``folds`` runs in ``out`` (resuming those begun, skipping those done) and
+    return every training face's out-of-sample probabilities; None when stopped."""
+    out = Path(out)
+    base = base.resolved()
+    train_split, clean = training_split(base)
+    fold = fold_of(len(train_split.samples), folds, base.seed)
+    for k in range(folds):
+        config = fold_config(base, folds, k, out)
+        if (Path(config.out) / HELDOUT).exists():
+            continue
+        result = train(config, on_event, should_stop)
+        if result.stopped:
+            return None
+        _score_heldout(config, train_split, fold)
+    probs = np.zeros((len(train_split.samples), len(train_split.classes)), np.float32)
+    scored = np.zeros(len(train_split.samples), bool)
+    for k in range(folds):
+        with np.load(out / f"fold{k}" / HELDOUT) as held:
+            probs[held["indices"]] = held["probs"]
+            scored[held["indices"]] = True
+    indices = np.flatnonzero(scored)  # faces that could not be read are left out
+    given = np.array(train_split.labels())[indices]
+    flips = {int(i) for i in indices if clean[i] != train_split.samples[i].label}
+    noisy = base.label_noise
+    return TrainingScores(train_split, probs[indices], given, indices, flips if noisy else None, None)
