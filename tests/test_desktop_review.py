@@ -111,3 +111,24 @@ def test_review_with_keys_undo_reopen_and_export(qtbot, tabs, small_ferplus, ran
     untouched = set(originals) - set(expected)
     assert all(cleaned[k] == originals[k] for k in untouched)
     assert digest(small_ferplus / "FER2013Train") == original
+
+
+def test_cross_validated_scoring_from_the_tab(qtbot, tabs, ferplus_root, tmp_path):
+    from gsmc_core.train import train
+    from gsmc_core.train_config import TrainConfig
+
+    run = tmp_path / "run"
+    train(TrainConfig(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=33,
+                      epochs=1, batch_size=16, limit_train=40, limit_eval=16, workers=0,
+                      noise_rate=0.25, out=str(run)))
+    tab = ReviewTab()
+    tabs.append(tab)
+    qtbot.addWidget(tab)
+    tab.data_root.edit.setText(str(ferplus_root))
+    tab.checkpoint.edit.setText(str(run / "last.pt"))
+    tab.folds.setValue(2)
+    tab.start_scoring()
+    qtbot.waitUntil(lambda: tab.run is not None, timeout=300_000)
+    assert "Out-of-sample predictions (2-fold cross-validation)" in tab.progress_label.text()
+    assert "10 labels known to be noisy" in tab.progress_label.text()
+    assert (run / "crossval" / "fold1" / "heldout.npz").is_file() and len(tab.rows) > 0

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -69,6 +70,13 @@ class ReviewTab(QWidget):
         self.model_choice = QComboBox()
         self.model_choice.addItems(["auto", "teacher", "student", "exported"])
         self.model_choice.setToolTip("auto: GSMC's EMA teacher when the run has one")
+        self.folds = QSpinBox()
+        self.folds.setRange(0, 10)
+        self.folds.setSpecialValueText("off (the run's own predictions)")
+        self.folds.setToolTip("Cross-validation: train the run's recipe this many times, each without "
+                              "one part of the faces, and score each part with the model that never "
+                              "saw it (out-of-sample, more trustworthy; takes that many trainings, "
+                              "resumable)")
         self.score_button = QPushButton("Score the training faces")
         self.score_button.clicked.connect(self.start_scoring)
         self.cancel_button = QPushButton("Cancel")
@@ -106,6 +114,7 @@ class ReviewTab(QWidget):
         setup.addRow("Model", self.checkpoint)
         setup.addRow("Score", self.score)
         setup.addRow("Network", self.model_choice)
+        setup.addRow("Cross-validate", self.folds)
         buttons = QHBoxLayout()
         buttons.addWidget(self.score_button)
         buttons.addWidget(self.cancel_button)
@@ -181,9 +190,10 @@ class ReviewTab(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.progress_label.setText("Scoring the training faces…")
+        folds = self.folds.value() if self.folds.value() > 1 else 0
         self._score_requested.emit(ScoreRequest(Path(checkpoint), self.dataset.currentText(),
                                                 Path(root), self.score.currentData(),
-                                                self.model_choice.currentText()))
+                                                self.model_choice.currentText(), folds))
 
     def cancel(self) -> None:
         self.worker.request_stop()
@@ -218,9 +228,13 @@ class ReviewTab(QWidget):
             box.blockSignals(False)
         flagged = run.suspects.cut
         known = "" if run.scores.flips is None else f"; {len(run.scores.flips)} labels known to be noisy"
+        source = (f"Out-of-sample predictions ({run.request.folds}-fold cross-validation)."
+                  if run.request.folds > 1 else
+                  "In-sample predictions: the run's own model has seen these labels (less "
+                  "trustworthy; Cross-validate gives out-of-sample ones).")
         self.progress_label.setText(
             f"{len(run.scores.given)} faces scored in {run.seconds:.0f} s; {flagged} flagged{known}. "
-            "In-sample predictions: the run's own model has seen these labels.")
+            + source)
         self.export_button.setEnabled(True)
         self.help_label.setText("Keys: " + " · ".join(f"{i + 1} {c}" for i, c in enumerate(classes))
                                 + "\n0 or Del unusable · Space keep the label · ←/→ move · Ctrl+Z undo")

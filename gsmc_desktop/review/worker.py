@@ -4,7 +4,7 @@ cross to the GUI thread, which never runs the model."""
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -13,10 +13,13 @@ import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal, Slot
 
 from gsmc_core.audit import TrainingScores, score_training_set
+from gsmc_core.cross_val import cross_validated_scores
 from gsmc_core.data.samples import load_image
 from gsmc_core.label_issues import Suspects, rank_suspects
 from gsmc_core.predictor import Predictor
 from gsmc_core.render import overlay_heatmap
+from gsmc_core.train_config import TrainConfig, config_for_resume
+from gsmc_core.train_events import BatchEvent
 
 FACE_SIZE = 192  # pixels of each face and CAM on screen: FERPlus's 48 px faces, 4x
 
@@ -32,6 +35,7 @@ class ScoreRequest:
     data_root: Path
     score: str  # label_issues.SCORES
     model: str  # auto, teacher, student, exported
+    folds: int = 0  # > 1: out-of-sample scores by k-fold cross-validation of the run's recipe
 
 
 @dataclass(frozen=True)
@@ -77,18 +81,37 @@ class ReviewWorker(QObject):
                 raise Cancelled
             self.progress.emit(done, total, time.perf_counter() - start)
 
+        def on_event(event) -> None:  # cross-validation: the folds' training progress
+            if isinstance(event, BatchEvent):
+                fold_done = (event.epoch - 1) * event.batches + event.batch
+                self.progress.emit(fold_done, event.epochs * event.batches, time.perf_counter() - start)
+
         try:
-            scores = score_training_set(request.checkpoint, request.dataset, request.data_root,
-                                        "cpu", model=request.model, on_batch=on_batch)
+            if request.folds > 1:
+                scores = cross_validated_scores(self._recipe(request), request.folds,
+                                                request.checkpoint.parent / "crossval", on_event,
+                                                self._stop.is_set)
+                if scores is None:
+                    raise Cancelled
+            else:
+                scores = score_training_set(request.checkpoint, request.dataset, request.data_root,
+                                            "cpu", model=request.model, on_batch=on_batch)
             suspects = rank_suspects(scores.probs, scores.given, request.score)
         except Cancelled:
-            self.failed.emit("Scoring cancelled.")
+            self.failed.emit("Scoring cancelled (cross-validation continues where it stopped "
+                             "next time)." if request.folds > 1 else "Scoring cancelled.")
             return
         except Exception as exc:  # a bad dataset or checkpoint: said in the tab, the app goes on
             self.failed.emit(f"{type(exc).__name__}: {exc}")
             return
         self._run = ScoredRun(request, scores, suspects, time.perf_counter() - start)
         self.scored.emit(self._run)
+
+    @staticmethod
+    def _recipe(request: ScoreRequest) -> TrainConfig:
+        """The run's own recipe (its config.yaml), on the dataset folder chosen in the tab."""
+        config = config_for_resume(request.checkpoint.parent, {})
+        return replace(config, resume=False, data_root=str(request.data_root), device="auto")
 
     @Slot(int)
     def render(self, row: int) -> None:
