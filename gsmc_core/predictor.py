@@ -255,6 +255,10 @@ class Predictor:
         else:
             logits, cams_np = self.runtime.run(batch)
         probs = softmax(logits)
+        if not np.isfinite(probs).all():  # never "nan %" on screen or in a file
+            raise ValueError("the model gave no valid probabilities for these faces (NaN or "
+                             "infinite outputs): its weights or ONNX graph are damaged; open the "
+                             "checkpoint again or export it again")
         results = []
         for crop, p, cam in zip(crops, probs, cams_np, strict=True):
             index = int(p.argmax())

@@ -95,3 +95,15 @@ def test_command_arguments_that_used_to_give_tracebacks_or_bad_files(tmp_path, c
     assert main(["import-weights", str(source), "--format", "torchvision",
                  "--out", str(tmp_path / "init.pt")]) == 2
     assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "init.pt").exists()
+
+
+def test_non_finite_outputs_are_an_error_never_nan_percent(random_checkpoint, astronaut_rgb):
+    import numpy as np
+
+    from gsmc_core.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(random_checkpoint, device="cpu", backend="torch")
+    real_run = predictor.runtime.run
+    predictor.runtime.run = lambda batch: (np.full_like(real_run(batch)[0], np.nan), real_run(batch)[1])
+    with pytest.raises(ValueError, match="no valid probabilities"):
+        predictor.predict([astronaut_rgb[100:300, 150:350]])
