@@ -107,3 +107,48 @@ def test_non_finite_outputs_are_an_error_never_nan_percent(random_checkpoint, as
     predictor.runtime.run = lambda batch: (np.full_like(real_run(batch)[0], np.nan), real_run(batch)[1])
     with pytest.raises(ValueError, match="no valid probabilities"):
         predictor.predict([astronaut_rgb[100:300, 150:350]])
+
+
+def _peak_virtual_mb(argv, limit_mb=None):
+    """Run ``gsmc argv`` (under an address-space limit when given); (exit status, stderr, peak
+    virtual size in MB seen in /proc)."""
+    import resource
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    def limit():
+        if limit_mb is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
+
+    proc = subprocess.Popen([sys.executable, "-m", "gsmc_core.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=limit,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    peak = 0
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak = max(peak, int(status.split("VmPeak:")[1].split()[0]) >> 10)
+        except (OSError, IndexError, ValueError):
+            pass
+        time.sleep(0.02)
+    return proc.returncode, proc.stderr.read(), peak
+
+
+def test_bad_inputs_are_refused_within_1_gb_of_normal_use(payload, tmp_path, random_checkpoint):
+    import PIL.Image
+
+    _, _, normal = _peak_virtual_mb(["info", str(random_checkpoint)])
+    payload["state_dict"]["backbone.conv1.weight"] = torch.zeros(1).expand(10**6, 10**6)
+    expanded = _save(payload, tmp_path, "expanded.pt")
+    code, err, _ = _peak_virtual_mb(["info", str(expanded)], limit_mb=normal + 1024)
+    assert code == 2 and "has shape (1000000, 1000000)" in err and "Traceback" not in err
+    tiff = tmp_path / "bomb.tif"
+    PIL.Image.new("1", (30000, 30000)).save(tiff, compression="group4")
+    good = tmp_path / "good.png"
+    PIL.Image.new("RGB", (64, 64)).save(good)
+    model = ["--checkpoint", str(random_checkpoint), "--device", "cpu", "--no-detect"]
+    _, _, normal = _peak_virtual_mb(["predict", str(good), *model])
+    code, err, _ = _peak_virtual_mb(["predict", str(tiff), *model], limit_mb=normal + 1024)
+    assert code == 1 and "more than 179 MP" in err and "Traceback" not in err
