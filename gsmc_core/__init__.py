@@ -17,10 +17,12 @@ imported on first use, so ``import gsmc_core`` stays light.
 import importlib
 import os
 
+from gsmc_core.limits import max_image_pixels
+
 __version__ = "0.4.0"
 # OpenCV reads its decoder pixel limit once, when cv2 is first used: set before any import of it
-# (sources.MAX_IMAGE_PIXELS; files whose header Pillow reads are refused before that)
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "100000000")
+# (limits.max_image_pixels; files whose header Pillow reads are refused before that)
+os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_image_pixels())
 
 _EXPORTS = {
     "Predictor": "gsmc_core.predictor",

@@ -19,10 +19,14 @@ import numpy as np
 import numpy.typing as npt
 import PIL.Image
 
+from gsmc_core.limits import max_image_pixels
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # A 76 kB PNG can decode to 25000 x 25000 pixels (1.9 GB as BGR, more in the pipeline). 100 MP
 # covers any camera's photos; larger images are refused before they are decoded.
-MAX_IMAGE_PIXELS = 100_000_000  # OpenCV's own limit is set to this in gsmc_core/__init__.py
+MAX_IMAGE_PIXELS = max_image_pixels()  # GSMC_MAX_IMAGE_MP raises it; OpenCV's limit follows
+PIL.Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow's own bomb check (errors at twice it)
+RAISE_LIMIT = "scale it down first, or raise the limit with the GSMC_MAX_IMAGE_MP setting"
 MIN_IMAGE_SIDE = 8
 MAX_CAMERA_INDEX = 99
 # OpenCV's Orbbec depth-camera backend prints "Camera index out of range" for every index probed
@@ -94,8 +98,7 @@ def header_size(data: bytes) -> tuple[int, int] | None:
                 return image.size
     except PIL.Image.DecompressionBombError:  # Pillow's own check, at 2 x 89 MP
         raise SourceError(f"more than {2 * PIL.Image.MAX_IMAGE_PIXELS / 1e6:.0f} MP, and this "
-                          f"program opens up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP; scale it down "
-                          "first") from None
+                          f"program opens up to {MAX_IMAGE_PIXELS / 1e6:.0f} MP; {RAISE_LIMIT}") from None
     except (OSError, ValueError, SyntaxError, PIL.UnidentifiedImageError):
         return None
 
@@ -116,7 +119,7 @@ def read_image(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
         raise SourceError(f"{path}: {size[0]} x {size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP) is "
                           f"more than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP this program opens; "
-                          "scale it down first")
+                          f"{RAISE_LIMIT}")
     if size is not None and min(size) < MIN_IMAGE_SIDE:
         raise SourceError(f"{path}: {size[0]} x {size[1]} pixels is too thin to hold a face "
                           f"(sides of at least {MIN_IMAGE_SIDE} px are needed)")

@@ -67,6 +67,8 @@ def test_predict_refuses_a_cam_folder_that_holds_its_photos(tmp_path, capsys, ra
     assert main(["predict", str(photo), "--csv", str(photo), "--checkpoint", str(random_checkpoint)]) == 2
     assert digest(photo) == before
     assert main(["predict", "", "--checkpoint", str(random_checkpoint)]) == 2  # not the cwd
+    assert main(["video", "", "--checkpoint", str(random_checkpoint)]) == 2
+    assert "no input given" in capsys.readouterr().err
 
 
 def test_model_commands_refuse_to_overwrite_their_source(tmp_path, capsys, random_checkpoint):

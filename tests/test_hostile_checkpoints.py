@@ -151,4 +151,4 @@ def test_bad_inputs_are_refused_within_1_gb_of_normal_use(payload, tmp_path, ran
     model = ["--checkpoint", str(random_checkpoint), "--device", "cpu", "--no-detect"]
     _, _, normal = _peak_virtual_mb(["predict", str(good), *model])
     code, err, _ = _peak_virtual_mb(["predict", str(tiff), *model], limit_mb=normal + 1024)
-    assert code == 1 and "more than 179 MP" in err and "Traceback" not in err
+    assert code == 1 and "more than 200 MP" in err and "Traceback" not in err

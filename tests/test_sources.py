@@ -148,7 +148,7 @@ def test_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path, astron
     path = tmp_path / "huge.png"
     cv2.imwrite(str(path), astronaut_rgb[:8, :8])
     for side, message in ((12000, r"12000 x 12000 pixels \(144 MP\) is more than the 100 MP"),
-                          (25000, r"huge.png: more than 179 MP, and this program opens up to 100 MP")):
+                          (25000, r"huge.png: more than 200 MP, and this program opens up to 100 MP")):
         data = bytearray(path.read_bytes())
         data[16:24] = side.to_bytes(4, "big") * 2  # the header now claims side x side
         data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # with a valid checksum
@@ -198,7 +198,7 @@ def test_huge_tiff_and_webp_are_refused_from_the_header_and_thin_images_too(tmp_
         raise AssertionError("decoded: the header should have refused it (it took 46 s and 6 GB)")
 
     monkeypatch.setattr(cv2, "imdecode", never)
-    with pytest.raises(SourceError, match="more than 179 MP"):
+    with pytest.raises(SourceError, match="more than 200 MP"):
         read_image(tiff)
     with pytest.raises(SourceError, match=r"11000 x 10000 pixels \(110 MP\) is more than the 100 MP"):
         read_image(webp)
@@ -206,3 +206,20 @@ def test_huge_tiff_and_webp_are_refused_from_the_header_and_thin_images_too(tmp_
     cv2.imwrite(str(thin), np.zeros((1, 5000, 3), np.uint8))
     with pytest.raises(SourceError, match="5000 x 1 pixels is too thin to hold a face"):
         read_image(thin)
+
+
+def test_the_pixel_limit_can_be_raised_and_a_bad_setting_is_ignored(tmp_path):
+    import subprocess
+    import sys
+
+    import PIL.Image
+
+    big = tmp_path / "big.png"
+    PIL.Image.new("L", (12000, 10000)).save(big)  # 120 MP, compressed to a few kB
+    code = ("import sys; from gsmc_core.sources import read_image\n"
+            "try:\n    print(read_image(sys.argv[1]).shape)\nexcept Exception as e:\n    print(e)")
+    run = lambda env: subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, text=True,  # noqa: E731
+                                     env={**__import__("os").environ, **env}).stdout
+    assert "raise the limit with the GSMC_MAX_IMAGE_MP setting" in run({})
+    assert "(10000, 12000, 3)" in run({"GSMC_MAX_IMAGE_MP": "150"})
+    assert "is more than the 100 MP" in run({"GSMC_MAX_IMAGE_MP": "lots"})
