@@ -51,3 +51,20 @@ def onnx_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("onnx-cache")
     os.environ["GSMC_CACHE_DIR"] = str(folder)
     return folder
+
+
+@pytest.fixture
+def small_ferplus(tmp_path, ferplus_root) -> Path:
+    """A FERPlus root of its own: the first 40 training rows with copies of their faces (a test
+    may check the originals stay byte-identical), and links to the real Valid and Test folders."""
+    root = tmp_path / "ferplus"
+    train = root / "FER2013Train"
+    train.mkdir(parents=True)
+    rows = (ferplus_root / "FER2013Train" / "label.csv").read_text().splitlines()[:40]
+    (train / "label.csv").write_text("\n".join(rows) + "\n")
+    for row in rows:
+        name = row.split(",")[0]
+        (train / name).write_bytes((ferplus_root / "FER2013Train" / name).read_bytes())
+    for other in ("FER2013Valid", "FER2013Test"):
+        os.symlink(ferplus_root / other, root / other)
+    return root

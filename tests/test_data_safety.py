@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import pytest
 from conftest import shared_path
+from desktop_support import write_clip
 
 from gsmc_core.atomic import write_atomic, write_text_atomic
 from gsmc_core.cli import main
@@ -27,13 +28,7 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def clip(tmp_path, astronaut_rgb) -> Path:
-    path = tmp_path / "in.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
-    frame = cv2.resize(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR), (320, 240))
-    for _ in range(6):
-        writer.write(frame)
-    writer.release()
-    return path
+    return write_clip(astronaut_rgb, tmp_path / "in.mp4", frames=6)
 
 
 @pytest.mark.parametrize("option", ["--out", "--csv"])
@@ -178,12 +173,7 @@ def test_sigterm_to_the_process_group_stops_training_with_workers_cleanly(ferplu
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_terminated_video_run_keeps_what_it_wrote(tmp_path, astronaut_rgb, random_checkpoint, signum):
-    clip = tmp_path / "long.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
-    frame = cv2.resize(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR), (320, 240))
-    for _ in range(400):
-        writer.write(frame)
-    writer.release()
+    clip = write_clip(astronaut_rgb, tmp_path / "long.mp4", frames=400)
     out, table = tmp_path / "out.mp4", tmp_path / "faces.csv"
     proc = subprocess.Popen([sys.executable, "-m", "gsmc_core.cli", "video", str(clip), "--out", str(out),
                              "--csv", str(table), "--checkpoint", str(random_checkpoint), "--device",

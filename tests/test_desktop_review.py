@@ -4,7 +4,6 @@ press it), undo one, reopen and find the review where it stopped, export exactly
 made with the original files byte-identical."""
 
 import hashlib
-import os
 
 import pytest
 from desktop_support import desktop_test
@@ -19,21 +18,6 @@ from gsmc_desktop.review.tab import ReviewTab, review_log_path
 def isolated(qapp, tmp_path):
     with desktop_test(qapp, tmp_path / "settings"):
         yield
-
-
-@pytest.fixture
-def small_ferplus(tmp_path, ferplus_root):
-    root = tmp_path / "ferplus"
-    train = root / "FER2013Train"
-    train.mkdir(parents=True)
-    rows = (ferplus_root / "FER2013Train" / "label.csv").read_text().splitlines()[:40]
-    (train / "label.csv").write_text("\n".join(rows) + "\n")
-    for row in rows:
-        name = row.split(",")[0]
-        (train / name).write_bytes((ferplus_root / "FER2013Train" / name).read_bytes())
-    for other in ("FER2013Valid", "FER2013Test"):
-        os.symlink(ferplus_root / other, root / other)
-    return root
 
 
 def digest(folder):

@@ -3,7 +3,6 @@ written from them in the dataset's own format, with the originals untouched."""
 
 import csv
 import hashlib
-import os
 import signal
 import subprocess
 import sys
@@ -54,22 +53,6 @@ def digest(folder: Path) -> str:
         if p.is_file():
             h.update(p.name.encode() + p.read_bytes())
     return h.hexdigest()
-
-
-@pytest.fixture
-def small_ferplus(tmp_path, ferplus_root):
-    """A FERPlus root with 30 training faces (links to the real ones) and the real Valid/Test."""
-    root = tmp_path / "ferplus"
-    train = root / "FER2013Train"
-    train.mkdir(parents=True)
-    rows = (ferplus_root / "FER2013Train" / "label.csv").read_text().splitlines()[:30]
-    (train / "label.csv").write_text("\n".join(rows) + "\n")
-    for row in rows:
-        name = row.split(",")[0]
-        (train / name).write_bytes((ferplus_root / "FER2013Train" / name).read_bytes())
-    for other in ("FER2013Valid", "FER2013Test"):
-        os.symlink(ferplus_root / other, root / other)
-    return root
 
 
 def test_ferplus_relabel_writes_votes_the_trainer_reads_and_leaves_the_original(small_ferplus, tmp_path):

@@ -251,6 +251,16 @@ def _print_report(report, args: argparse.Namespace, source: str) -> int:
     return 0
 
 
+def _add_ranking_options(p: argparse.ArgumentParser, default_score: str) -> None:
+    """What `audit` and `crossval` share: the score, how many to print, the CSV, the device."""
+    p.add_argument("--score", default=default_score, choices=[s.replace("_", "-") for s in SCORES],
+                   help=f"{default_score} (default): audit, or confident learning ranked by "
+                   "self-confidence or normalized margin, cut by the estimated number of wrong labels")
+    p.add_argument("--top", type=int, default=20, help="suspects to print (default 20)")
+    p.add_argument("--csv", help="every flagged sample, ranked, to this CSV file")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+
+
 def add_training_commands(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model (GSMC, EAC or CE) on an expression dataset",
@@ -353,16 +363,11 @@ def add_training_commands(sub) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", required=True, choices=DATASETS)
     p.add_argument("--data-root", required=True)
-    p.add_argument("--top", type=int, default=20)
     p.add_argument("--threshold", type=float, default=0.5, help="audit score: the confidence in "
                    "another class that flags a sample (default 0.5)")
-    p.add_argument("--score", default="audit", choices=[s.replace("_", "-") for s in SCORES],
-                   help="audit (default), or confident learning ranked by self-confidence or "
-                   "normalized margin, cut by the estimated number of wrong labels")
     p.add_argument("--model", default="auto", choices=("auto", "teacher", "student", "exported"),
                    help="which network scores: auto = the EMA teacher when the run has one")
-    p.add_argument("--csv")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    _add_ranking_options(p, default_score="audit")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("crossval", help="out-of-sample label-issue scores by k-fold cross-validation",
@@ -373,10 +378,7 @@ def add_training_commands(sub) -> None:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--epochs", type=int, help="epochs per fold (default: the run's)")
     p.add_argument("--out", required=True, help="folder for the fold runs")
-    p.add_argument("--score", default="normalized-margin", choices=[s.replace("_", "-") for s in SCORES])
-    p.add_argument("--top", type=int, default=20)
-    p.add_argument("--csv")
-    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    _add_ranking_options(p, default_score="normalized-margin")
     p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("relabel", help="write a cleaned copy of a dataset from review decisions",
