@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,13 +301,16 @@ def cmd_video(args: argparse.Namespace) -> int:
     progress = _Progress(total)
     done = faces = 0
     interrupted = False
-    previous_handlers = _finish_on_termination()
+    stop = threading.Event()
+    previous_handlers = _finish_on_termination(stop)
     try:
         if rows is not None:
             rows.writerow(csv_header(predictor.classes))
         with make_live_detector(args.detector, args.min_score) as detector:
             pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds")
             for k, frame in enumerate(source):
+                if stop.is_set():  # between two frames: the files hold whole frames only
+                    raise KeyboardInterrupt
                 if k % thin:
                     continue
                 result = pipeline.process(frame.image, frame.timestamp, render=render)
@@ -368,13 +372,17 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 130 if interrupted and not isinstance(source, CameraSource) else 0
 
 
-def _finish_on_termination() -> dict:
-    """SIGTERM and SIGHUP (a closed terminal, `timeout`, a scheduler) end `gsmc video` as Ctrl-C
-    does: the frames read so far are kept, the CSV and video finished and put in place."""
+def _finish_on_termination(stop: threading.Event) -> dict:
+    """Ctrl-C, SIGTERM and SIGHUP (a closed terminal, `timeout`, a scheduler) end `gsmc video`
+    after the frame in progress: the frames read so far are kept, the CSV and video finished and
+    put in place. A second signal aborts at once."""
     def finish(_signum, _frame):
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
-    return {s: signal.signal(s, finish) for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGHUP"))
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    return {s: signal.signal(s, finish) for s in (getattr(signal, n, None) for n in names)
             if s is not None}
 
 
