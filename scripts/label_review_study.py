@@ -4,8 +4,9 @@
         --runs ~/runs/study/ce_sym30_s0 ~/runs/study/gsmc_sym30_s0 --out docs/results/label_review.json
 
 For every run folder (trained on noisy labels, so the wrong ones are known: injected flips, or
-one annotator's vote that disagrees with the majority) and every network it offers (the exported
-weights, GSMC's teacher and student), the run's own in-sample probabilities on its training faces
+one annotator's vote that disagrees with the majority) and every network it offers (the final
+exported weights, the validation-chosen best.pt, GSMC's teacher and student), the in-sample
+probabilities on its training faces
 are ranked by each score (``label_issues.SCORES``): precision of the top 100 / 500 / 1,000 and
 precision and recall at the method's own cut. Writes the JSON summary and prints a table.
 """
@@ -26,14 +27,18 @@ def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
     ckpt = load_checkpoint(run / "last.pt")
     cfg = ckpt.train_config
     kind = "annotator" if cfg.get("noise_kind") == "annotator" else f"noise{round(100 * cfg['noise_rate'])}"
-    models = ["exported"] + (["teacher", "student"] if cfg.get("method") == "gsmc" else [])
+    # the final model (and GSMC's teacher and student in it), and the one chosen on validation
+    models = [("last.pt", "exported"), ("best.pt", "exported")]
+    if cfg.get("method") == "gsmc":
+        models += [("last.pt", "teacher"), ("last.pt", "student")]
     out = {}
-    for model in models:
-        scored = score_training_set(run / "last.pt", cfg["dataset"], data_root, "cpu", model=model)
+    for file, model in models:
+        scored = score_training_set(run / file, cfg["dataset"], data_root, "cpu", model=model)
         wrong = np.array([int(i) in scored.flips for i in scored.indices])
         for score in SCORES:
             suspects = rank_suspects(scored.probs, scored.given, score)
-            name = f"{score}/{cfg['method']}-{model}/in-sample"
+            which = "final" if file == "last.pt" else "best-val"
+            name = f"{score}/{cfg['method']}-{which}-{model}/in-sample"
             out[name] = {k: (round(v, 4) if isinstance(v, float) else v)
                          for k, v in precision_recall(suspects, wrong).items()}
             print(f"{run.name:22s} {name:45s} " + " ".join(f"{k} {v}" for k, v in out[name].items()),

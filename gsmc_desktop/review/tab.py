@@ -63,7 +63,8 @@ class ReviewTab(QWidget):
         self.dataset = QComboBox()
         self.dataset.addItems([d for d in DATASETS if d in RELABEL_DATASETS])
         self.data_root = PathField(folder=True, placeholder="dataset folder")
-        self.checkpoint = PathField(folder=False, placeholder="a run's last.pt or best.pt")
+        self.checkpoint = PathField(folder=False, placeholder="a run's best.pt (a final model that "
+                                                         "learnt the noise agrees with it)")
         self.score = QComboBox()
         for name in SCORES:
             self.score.addItem(SCORE_LABELS[name], name)
