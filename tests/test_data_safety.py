@@ -194,3 +194,23 @@ def test_a_terminated_video_run_keeps_what_it_wrote(tmp_path, astronaut_rgb, ran
     capture.release()
     assert len(table.read_text().splitlines()) == frames + 1  # one face per frame, and the header
     assert not any(".partial" in p.name for p in tmp_path.iterdir())
+
+
+def test_video_of_a_folder_unreadable_or_of_mixed_sizes(tmp_path, capsys, random_checkpoint, astronaut_rgb):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"{i}.png").write_bytes(b"not an image")
+    out = tmp_path / "out.mp4"
+    assert main(["video", str(bad), "--out", str(out), "--checkpoint", str(random_checkpoint)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was written" in err and "wrote" not in err and not out.exists()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    face = cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR)
+    for i, size in enumerate([(320, 240), (640, 480), (300, 300), (320, 240), (200, 400)]):
+        cv2.imwrite(str(mixed / f"{i}.png"), cv2.resize(face, size))
+    assert main(["video", str(mixed), "--out", str(out), "--checkpoint", str(random_checkpoint)]) == 0
+    capture = cv2.VideoCapture(str(out))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5  # every image a frame, none dropped
+    capture.release()
