@@ -31,7 +31,7 @@ from gsmc_core.outputs import refuse_overwriting_inputs, write_image
 from gsmc_core.render import RenderOptions, draw_frame
 from gsmc_core.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
 from gsmc_desktop.images.cam_grid import CamGrid
-from gsmc_desktop.images.worker import ImageJob, ImageResult, ImagesWorker
+from gsmc_desktop.images.worker import TILE_SIZE, ImageJob, ImageResult, ImagesWorker
 from gsmc_desktop.model import ModelHandle
 from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import start_worker, stop_thread
@@ -164,16 +164,18 @@ class ImagesTab(QWidget):
         cams = QScrollArea()
         cams.setWidget(self.cam_grid)
         cams.setWidgetResizable(True)
-        cams.setMinimumHeight(128 + 40)  # one row of maps; it scrolls in a small window
+        # one row of maps at least (they scroll in a small window); given more of the height than
+        # the bar chart, so both rows of the 8 classes show at the default window size
+        cams.setMinimumHeight(TILE_SIZE + 40)
 
         side = QWidget()
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
         side_layout.addWidget(PlainLabel("Faces"))
         side_layout.addWidget(self.face_list)
-        side_layout.addWidget(self.chart, 1)
+        side_layout.addWidget(self.chart, 2)
         side_layout.addWidget(PlainLabel("Attention map (CAM) of each class"))
-        side_layout.addWidget(cams)
+        side_layout.addWidget(cams, 3)
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.image_list)
         splitter.addWidget(self.view)

@@ -135,7 +135,7 @@ class ReviewTab(QWidget):
         faces = QGridLayout()
         for i, (view, caption) in enumerate(zip(self.face_views, self.face_captions, strict=True)):
             view.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            view.setMinimumSize(200, 200)
+            view.setMinimumSize(150, 150)
             caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
             faces.addWidget(view, 0, i)
             faces.addWidget(caption, 1, i)
