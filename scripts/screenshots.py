@@ -153,7 +153,8 @@ def main() -> int:
         # Training: a real run on a few FERPlus images, small enough for a CPU in a minute
         window.tabs.setCurrentWidget(window.training)
         window.training.form.load_config(TrainConfig(
-            dataset="ferplus", data_root=str(args.data_root), input_size=48, output_stride=8, epochs=4,
+            dataset="ferplus", data_root=str(args.data_root), input_size=49, output_stride=16,
+            scheduler="cosine", epochs=4,
             batch_size=32, limit_train=256, limit_eval=128, workers=0, device="cpu",
             out=str(tmp_dir / "run")))
         if not window.training.start():
