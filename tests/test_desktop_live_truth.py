@@ -156,3 +156,22 @@ def test_pausing_shows_the_probabilities_of_the_frame_on_screen(qtbot, tab, astr
     tab.play_button.setChecked(True)
     face = tab.last_frame.result.faces[0]
     assert f"{face.confidence:.0%}" in tab.chart.getPlotItem().titleLabel.text
+
+
+def test_recording_over_the_playing_video_is_refused(qtbot, tab, astronaut_rgb, tmp_path, monkeypatch):
+    import gsmc_desktop.widgets.messages as messages
+
+    shown = []
+    monkeypatch.setattr(messages, "warn", lambda parent, title, text: shown.append((title, text)))
+    clip = write_clip(astronaut_rgb, tmp_path / "clip.mkv", frames=100, fps=10.0)
+    before = clip.read_bytes()
+    playing(qtbot, tab, clip)
+    target = tmp_path / "clip.csv"  # with "+ annotated video" its video would be clip.mkv
+    tab.mp4_check.setChecked(True)
+    monkeypatch.setattr("gsmc_desktop.live.tab.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(target), ""))
+    tab.record_button.click()  # as a person does
+    assert shown and "is an input" in shown[0][1] and not tab.record_button.isChecked()
+    tab.stop()
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
+    assert clip.read_bytes() == before
