@@ -49,7 +49,8 @@ class TrainingCurves(QWidget):
             plot.getPlotItem().getViewBox().setLimits(xMin=0)  # no negative epochs
             plot.showGrid(x=True, y=True, alpha=0.2)
             # a light box behind the legend, so the curves under it do not hide its text
-            plot.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
+            legend = plot.addLegend(offset=(-5, 5), labelTextSize="8pt", brush=pg.mkBrush(255, 255, 255, 210))
+            legend.setVisible(False)  # an empty box until the first curve
             plot.setMenuEnabled(False)
         self.accuracy_plot.setYRange(0, 1, padding=0.02)
         layout = QHBoxLayout(self)
@@ -68,6 +69,7 @@ class TrainingCurves(QWidget):
                 plot.removeItem(curve)
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.getPlotItem().legend.clear()
+            plot.getPlotItem().legend.setVisible(False)
         self._losses.clear()
         self._accuracies.clear()
         self.comparisons.clear()
@@ -78,6 +80,7 @@ class TrainingCurves(QWidget):
             color = class_color(len(store))
             curve = plot.plot(pen=pg.mkPen(color, width=2), name=label, symbol=symbol,
                               symbolBrush=color, symbolPen=None, symbolSize=7)
+            plot.getPlotItem().legend.setVisible(True)
             store[key] = _Series(curve)
         return store[key]
 
@@ -125,6 +128,7 @@ class TrainingCurves(QWidget):
         self.comparisons[str(folder)] = self.accuracy_plot.plot(
             epochs, best, pen=pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine),
             name=escaped(f"{folder.name} (validation)"), symbol="t", symbolBrush=color, symbolPen=None)
+        self.accuracy_plot.getPlotItem().legend.setVisible(True)
         return True
 
     def loss_series(self, key: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

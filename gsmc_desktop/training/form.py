@@ -25,7 +25,7 @@ from gsmc_core.devices import available_devices
 from gsmc_core.model import OUTPUT_STRIDES
 from gsmc_core.train import RUN_FILES
 from gsmc_core.train_config import METHOD_DEFAULTS, METHODS, RECOMMENDED_SCHEDULER, TrainConfig
-from gsmc_desktop.widgets.plain_text import PlainLabel
+from gsmc_desktop.widgets.plain_text import PlainLabel, breakable
 
 SCHEDULER_LABELS = {
     "cosine": "cosine over the run",
@@ -77,7 +77,7 @@ class PathField(QWidget):
         return self.edit.text().strip()
 
     def set_error(self, message: str) -> None:
-        self.error.setText(message)
+        self.error.setText(breakable(message))
         self.error.setVisible(bool(message))
 
 
@@ -267,7 +267,7 @@ class TrainingForm(QWidget):
         self.out.edit.setText(config.out)
 
     def _set_error(self, message: str) -> None:
-        self.error.setText(message)
+        self.error.setText(breakable(message))
         self.error.setVisible(bool(message))
 
     def first_error_field(self) -> QWidget | None:

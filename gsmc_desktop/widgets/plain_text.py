@@ -28,3 +28,11 @@ def escaped(text: str) -> str:
 def plain_tooltip(text: str) -> str:
     """A tooltip that shows ``text`` literally (Qt guesses rich text for tooltips too)."""
     return f"<qt>{escaped(text)}</qt>"
+
+
+def breakable(text: str) -> str:
+    """``text`` that may wrap inside long paths (a zero-width space after each separator), so a
+    message quoting one never widens its field beyond the window."""
+    for separator in ("/", "\\", "_"):
+        text = text.replace(separator, separator + "\u200b")
+    return text
