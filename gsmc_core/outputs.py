@@ -19,6 +19,9 @@ from gsmc_core.atomic import write_atomic
 class OutputError(OSError):
     """An output that would destroy an input, or that could not be written whole."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 17]" prefix
+        return self.strerror or super().__str__()
+
 
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name the same file or folder: the same inode where both exist (hard
