@@ -156,7 +156,7 @@ def test_torchrun_two_cpu_processes_end_identical(ferplus_root, tmp_path):
            "16", "--workers", "0", "--device", "cpu", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    digests = dict(re.findall(r"rank (\d)/2: final weights digest (\w+)", proc.stdout))
+    digests = dict(re.findall(r"rank (\d)/2: final weights digest ([0-9a-f]{16})", proc.stdout))
     assert set(digests) == {"0", "1"}, proc.stdout
     assert digests["0"] == digests["1"]
     assert "device cpu, 2 processes" in proc.stdout
@@ -187,7 +187,7 @@ def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
            "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    digests = dict(re.findall(r"rank (\d)/2: final weights digest (\w+)", proc.stdout))
+    digests = dict(re.findall(r"rank (\d)/2: final weights digest ([0-9a-f]{16})", proc.stdout))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     row = next(csv.DictReader(open(out / "metrics.csv")))
     assert int(row["skipped"]) >= 1  # the broken image was met, counted, and survived

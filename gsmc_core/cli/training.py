@@ -46,7 +46,10 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 def _print_event(event) -> None:
     if isinstance(event, LogEvent):
-        print(event.message, flush=True)
+        # one write per line: torchrun ranks share the terminal, and print() writes the text and
+        # its newline separately, so two ranks' lines could run together
+        sys.stdout.write(event.message + "\n")
+        sys.stdout.flush()
     elif isinstance(event, BatchEvent):
         if event.batch == event.batches or event.batch % 20 == 0:
             losses = " ".join(f"{k} {v:.4f}" for k, v in event.losses.items())
