@@ -128,8 +128,12 @@ def run_soak(out_dir: Path, video: Path | None = None, seconds: float = 190.0,
               f"refs None {s['refs_none']}", file=sys.stderr, flush=True)
 
     def finished(reason: str) -> None:
-        summary["end"] = reason
+        summary.setdefault("end", reason)
         app.quit()
+
+    def reached_end(reason: str) -> None:  # the run stays, paused on the last frame: stop it
+        summary["end"] = reason
+        live.stop()
 
     def give_up() -> None:
         summary["end"] = f"timeout: still running after {limit_s:.0f} s"
@@ -140,6 +144,7 @@ def run_soak(out_dir: Path, video: Path | None = None, seconds: float = 190.0,
     timer.start(int(SAMPLE_SECONDS * 1000))
     QTimer.singleShot(int(limit_s * 1000), give_up)
     live.finished.connect(finished)
+    live.reached_end.connect(reached_end)
     live.set_video(video)
     live.start()
     if not live.is_running():

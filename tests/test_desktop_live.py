@@ -37,10 +37,12 @@ def test_video_file_shows_overlays_and_records_every_face(qtbot, tab, clip, tmp_
     tab.start_recording(csv_path)
     tab.set_video(clip)
     assert tab.current_source().video == clip
-    with qtbot.waitSignal(tab.finished, timeout=60_000) as ended:
+    with qtbot.waitSignal(tab.reached_end, timeout=60_000) as ended:
         tab.start()
     assert ended.args == ["end of clip.mp4"]
-    assert not tab.is_running() and not tab.record_button.isChecked()
+    # the run stays, paused on the last frame; the recording closed with the file
+    assert tab.is_running() and not tab.record_button.isChecked()
+    assert tab.play_button.isChecked() and tab.play_button.text() == "Play"
 
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -68,7 +70,7 @@ def test_video_file_shows_overlays_and_records_every_face(qtbot, tab, clip, tmp_
     times, probs = tab.timeline.series()
     assert len(times) == tab.frames_shown and probs.shape == (tab.frames_shown, 8)
     np.testing.assert_allclose(probs[-1], face.smoothed)
-    assert "End of clip.mp4" in tab.view.message()
+    assert tab.view.message() == ""  # the last frame is not dimmed under a message
 
     snapshot = tmp_path / "snap.png"
     tab.save_snapshot(snapshot)
@@ -108,9 +110,8 @@ def test_detector_choice_reaches_the_worker_and_is_remembered(qtbot, tab, clip):
     tab.min_score_spin.setValue(0.65)
     assert (tab.worker._options.detector, tab.worker._options.min_score) == ("full", 0.65)
     tab.set_video(clip)
-    tab.start()
-    with qtbot.waitSignal(tab.finished, timeout=60_000):
-        pass
+    with qtbot.waitSignal(tab.reached_end, timeout=60_000):
+        tab.start()
     assert tab.frames_shown >= 1 and tab.last_frame.result.faces  # the far model finds the face
     again = LiveTab(camera_lister=lambda: [])
     qtbot.addWidget(again)
@@ -145,19 +146,44 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     assert math.isinf(tab.timeline.window_s)
     tab.speed_combo.setCurrentIndex(tab.speed_combo.findData(0.0))  # as fast as possible
     started = __import__("time").monotonic()
-    with qtbot.waitSignal(tab.finished, timeout=30_000):
+    with qtbot.waitSignal(tab.reached_end, timeout=30_000):
         tab.play_button.setChecked(False)
     # 19 frames at 10 fps would take 1.9 s in real time
     assert __import__("time").monotonic() - started < 1.9
+    assert tab.last_frame.index == 59 and tab.play_button.text() == "Play"
+
+    # at the end, stepping and seeking still work, a step forward stays, Play starts over
+    tab.back_button.click()
+    qtbot.waitUntil(lambda: tab.last_frame.index == 58, timeout=10_000)
+    with qtbot.waitSignal(tab.reached_end, timeout=10_000):
+        tab.step(1)  # the last frame again: the end again
     assert tab.last_frame.index == 59
+    shown = tab.frames_shown
+    tab.step(1)  # past the last frame: nothing to show, still paused there
+    qtbot.wait(300)
+    assert tab.frames_shown == shown and tab.play_button.isChecked() and tab.is_running()
+    tab.worker.seek(20)
+    qtbot.waitUntil(lambda: tab.last_frame.index == 20, timeout=10_000)
+    assert [f.id for f in tab.last_frame.result.faces] == [1]  # a cut: IDs from 1
+    tab.step(1)
+    qtbot.waitUntil(lambda: tab.last_frame.index == 21, timeout=10_000)
+    tab.step(100)  # run to the end
+    qtbot.waitUntil(lambda: tab.last_frame.index == 59, timeout=30_000)
+    tab.play_button.setChecked(False)  # Play at the end: from the first frame
+    qtbot.waitUntil(lambda: tab.last_frame.index < 10, timeout=10_000)
+    with qtbot.waitSignal(tab.finished, timeout=5_000) as ended:
+        tab.stop()
+    assert ended.args == ["stopped"] and not tab.is_running()
 
 
 def test_a_frame_of_the_previous_model_is_marked_after_a_switch(qtbot, tab, clip):
     from gsmc_core.resources import DEFAULT_CHECKPOINT
 
     tab.set_video(clip)
-    with qtbot.waitSignal(tab.finished, timeout=60_000):
+    with qtbot.waitSignal(tab.reached_end, timeout=60_000):
         tab.start()
+    with qtbot.waitSignal(tab.finished, timeout=5_000):
+        tab.stop()
     assert tab.last_frame is not None
     tab.set_model(load_model(DEFAULT_CHECKPOINT, "cpu"))
     assert tab.view.message() == "Results of random.pt; press Start to see gsmc_default.pt"

@@ -52,11 +52,13 @@ class LiveTab(QWidget):
     """Streams a camera or video file through the pipeline in a worker thread.
 
     ``status_message`` carries one-line notes for the status bar, ``rate_changed`` the
-    processing rate, ``finished`` why a run ended ("stopped", "end of clip.mp4", "failed"...).
+    processing rate, ``finished`` why a run ended ("stopped", "failed"...), ``reached_end`` that a
+    video file's last frame is on screen (the run stays, paused there: seek and step still work).
     """
 
     status_message = Signal(str)
     finished = Signal(str)
+    reached_end = Signal(str)
     rate_changed = Signal(str)
     video_chosen = Signal(Path)  # a video opened from the tab's own source list
     _run_requested = Signal(object)
@@ -84,6 +86,7 @@ class LiveTab(QWidget):
         self.worker.status.connect(self._on_status)
         self.worker.failed.connect(self._on_failed)
         self.worker.finished.connect(self._on_finished)
+        self.worker.reached_end.connect(self._on_reached_end)
         self.worker.recording.connect(self._on_recording)
         self.worker.cameras_found.connect(self._on_cameras)
 
@@ -373,15 +376,23 @@ class LiveTab(QWidget):
         self.record_button.setChecked(False)
         self._shown_at.clear()
         self.rate_changed.emit("– fps")
-        if reason.startswith("end of"):
-            self.view.set_message(f"{reason[0].upper()}{reason[1:]}. Press Start to play it again.")
-        elif reason == "stopped":
+        if reason == "stopped":
             self.view.set_message("")
         self._update_buttons()
         self.finished.emit(reason)
         pending, self._pending = self._pending, None
         if pending is not None:
             self.start(pending)
+
+    @Slot(str)
+    def _on_reached_end(self, reason: str) -> None:
+        """The last frame of the file is on screen and the worker paused there; the recording
+        closed with it. The frame stays undimmed for inspection; the status bar says what works."""
+        self.record_button.setChecked(False)
+        self.play_button.setChecked(True)  # paused (the worker is already)
+        self.status_message.emit(f"{reason[0].upper()}{reason[1:]}: ← and the seek bar still work; "
+                                 "Play starts it over")
+        self.reached_end.emit(reason)
 
     @Slot(str)
     def _on_recording(self, message: str) -> None:

@@ -112,7 +112,7 @@ class LiveFrame:
 
 @dataclass
 class _StreamState:
-    """What one run of ``_stream`` has built from the GUI's settings."""
+    """What one run of ``_stream`` has built from the GUI's settings, and where its playback is."""
 
     seen_changes: int = -1
     pipeline: FramePipeline | None = None
@@ -122,6 +122,11 @@ class _StreamState:
     recorder: Recorder | None = None
     record: RecordRequest | None = None
     render: RenderOptions = field(default_factory=RenderOptions)
+    fps: float = 0.0  # the processing rate, smoothed
+    last: float | None = None  # when the previous frame was processed
+    clock: float = field(default_factory=time.monotonic)  # when frame time 0 was (at the speed)
+    pace: tuple[float, int] = (1.0, 0)  # (speed, frame index) ``clock`` was set for
+    shown: Frame | None = None  # the raw frame on screen, made again after a change
 
 
 class LiveWorker(QObject):
@@ -129,13 +134,16 @@ class LiveWorker(QObject):
 
     Signals: ``frame_ready`` (a new ``LiveFrame`` is in ``frames``), ``status`` (camera lost,
     retrying, back), ``failed`` (the run could not start or broke), ``finished`` (why it ended),
-    ``recording`` (a summary when a recording closes, or its error), ``cameras_found``.
+    ``reached_end`` (a video file's last frame was shown: the run stays, paused there, so seeking
+    and stepping still work and Play starts the file over), ``recording`` (a summary when a
+    recording closes, or its error), ``cameras_found``.
     """
 
     frame_ready = Signal()
     status = Signal(str)
     failed = Signal(str)
     finished = Signal(str)
+    reached_end = Signal(str)
     recording = Signal(str)
     cameras_found = Signal(list)
 
@@ -272,57 +280,18 @@ class LiveWorker(QObject):
 
     def _stream(self, source: FrameSource, spec: SourceSpec) -> str:
         state = _StreamState()
-        fps = 0.0
-        last = None
-        start = time.monotonic()
-        pace = (1.0, 0)  # (speed, frame index) the clock ``start`` was set for
-        shown: Frame | None = None  # the raw frame on screen, made again after a change
         try:
-            for frame in self._frames(source):
-                if self._stop.is_set():
+            while True:
+                verdict = self._play(state, source, spec)
+                if verdict is not None:
+                    return verdict
+                if self._stop.is_set() or spec.video is None:
                     return "stopped"
-                if spec.video is not None:
-                    waited = time.monotonic()
-                    verdict = self._wait_to_show(source, state.seen_changes)
-                    while verdict == "redraw":  # paused: the frame on screen with the new settings
-                        if shown is not None:
-                            if not self._apply_settings(state, source, fps, shown):
-                                return "no model"
-                            self._process(state, source, shown, fps, redraw=True)
-                        state.seen_changes = self._current_changes()
-                        verdict = self._wait_to_show(source, state.seen_changes)
-                    if verdict == "stop":
-                        return "stopped"
-                    if verdict == "seek":
-                        if state.pipeline is not None:  # a seek is a cut: new tracks, IDs from 1
-                            state.pipeline.reset(restart_ids=True)
-                        continue
-                    speed = self.playback().speed
-                    if (speed, frame.index - 1) != pace or time.monotonic() - waited > 0.05:
-                        # paused, stepped, sought or the speed changed: restart the clock here
-                        start = time.monotonic() - frame.timestamp / max(speed, 1e-9)
-                    pace = (speed, frame.index)
-                    if source.fps and speed > 0:
-                        # play a file no faster than its frame rate x speed (every frame is processed)
-                        delay = start + frame.timestamp / speed - time.monotonic()
-                        if delay > 0 and self._stop.wait(delay):
-                            return "stopped"
-                model_before = state.model
-                if not self._apply_settings(state, source, fps, frame):
-                    return "no model"
-                if state.model is not model_before:
-                    # building it may take seconds (the first ONNX export): a file resumes
-                    # its pace from this frame instead of rushing to catch up
-                    start = time.monotonic() - frame.timestamp
-                    pace = (-1.0, -1)  # re-anchored at the next frame, at the set speed
-                now = time.monotonic()
-                if last is not None:
-                    rate = 1.0 / max(now - last, 1e-6)
-                    fps = rate if fps == 0.0 else 0.9 * fps + 0.1 * rate
-                last = now
-                self._process(state, source, frame, fps)
-                shown = frame
-            return "stopped" if self._stop.is_set() else f"end of {spec.label()}"
+                verdict = self._pause_at_end(state, source, spec)
+                if verdict != "again":
+                    return verdict
+                if state.pipeline is not None:  # sought or played over: a cut, IDs from 1
+                    state.pipeline.reset(restart_ids=True)
         finally:
             if state.detector is not None:
                 state.detector.close()
@@ -330,6 +299,86 @@ class LiveWorker(QObject):
                 self.recording.emit(f"Recorded {state.recorder.close()}")
             with self._lock:
                 self._record = None  # a recording ends with its run
+
+    def _play(self, state: "_StreamState", source: FrameSource, spec: SourceSpec) -> str | None:
+        """Show frames until the source runs out (None) or the run ends ("stopped", "no model")."""
+        for frame in self._frames(source):
+            if self._stop.is_set():
+                return "stopped"
+            if spec.video is not None:
+                waited = time.monotonic()
+                verdict = self._wait_to_show(source, state.seen_changes)
+                while verdict == "redraw":  # paused: the frame on screen with the new settings
+                    if not self._redraw(state, source):
+                        return "no model"
+                    verdict = self._wait_to_show(source, state.seen_changes)
+                if verdict == "stop":
+                    return "stopped"
+                if verdict == "seek":
+                    if state.pipeline is not None:  # a seek is a cut: new tracks, IDs from 1
+                        state.pipeline.reset(restart_ids=True)
+                    continue
+                speed = self.playback().speed
+                if (speed, frame.index - 1) != state.pace or time.monotonic() - waited > 0.05:
+                    # paused, stepped, sought or the speed changed: restart the clock here
+                    state.clock = time.monotonic() - frame.timestamp / max(speed, 1e-9)
+                state.pace = (speed, frame.index)
+                if source.fps and speed > 0:
+                    # play a file no faster than its frame rate x speed (every frame is processed)
+                    delay = state.clock + frame.timestamp / speed - time.monotonic()
+                    if delay > 0 and self._stop.wait(delay):
+                        return "stopped"
+            model_before = state.model
+            if not self._apply_settings(state, source, state.fps, frame):
+                return "no model"
+            if state.model is not model_before:
+                # building it may take seconds (the first ONNX export): a file resumes
+                # its pace from this frame instead of rushing to catch up
+                state.clock = time.monotonic() - frame.timestamp
+                state.pace = (-1.0, -1)  # re-anchored at the next frame, at the set speed
+            now = time.monotonic()
+            if state.last is not None:
+                rate = 1.0 / max(now - state.last, 1e-6)
+                state.fps = rate if state.fps == 0.0 else 0.9 * state.fps + 0.1 * rate
+            state.last = now
+            self._process(state, source, frame, state.fps)
+            state.shown = frame
+        return None
+
+    def _redraw(self, state: "_StreamState", source: FrameSource) -> bool:
+        """Paused and a setting changed: the frame on screen made again; False without a model."""
+        if state.shown is not None:
+            if not self._apply_settings(state, source, state.fps, state.shown):
+                return False
+            self._process(state, source, state.shown, state.fps, redraw=True)
+        state.seen_changes = self._current_changes()
+        return True
+
+    def _pause_at_end(self, state: "_StreamState", source: FrameSource, spec: SourceSpec) -> str:
+        """A video file's last frame is on screen: close the recording (every frame is in it) and
+        wait, paused, for a seek or a step back ("again": the file continues there), Play
+        ("again" from the first frame), a changed setting (the last frame made again) or a stop
+        ("stopped")."""
+        if state.recorder is not None:
+            self.recording.emit(f"Recorded {state.recorder.close()}")
+            state.recorder = None
+        with self._lock:
+            self._record = state.record = None
+            self._playback = replace(self._playback, paused=True, steps=0)
+        self.reached_end.emit(f"end of {spec.label()}")
+        while True:
+            verdict = self._wait_to_show(source, state.seen_changes)
+            if verdict == "redraw":
+                if not self._redraw(state, source):
+                    return "no model"
+            elif verdict == "stop":
+                return "stopped"
+            elif verdict == "seek":
+                return "again"
+            elif not self.playback().paused:  # Play: from the start
+                source.seek(0)
+                return "again"
+            # else a step forward: there is no next frame, stay here
 
     def _current_changes(self) -> int:
         with self._lock:
