@@ -203,3 +203,27 @@ def test_curves_axes_history_and_a_new_run_clears_the_last_runs_figures(qtbot, t
     assert tab.start()
     assert curves.accuracy_plot.listDataItems() == [] and tab.by_class.table.rowCount() == 0
     qtbot.waitUntil(lambda: not tab.is_running(), timeout=120_000)
+
+
+def test_the_plots_never_overlap_at_the_smallest_window(qtbot):
+    """At the smallest window the accuracy plot covered a third of the loss plot: now the plots
+    are stacked when the tab is narrow, and side by side when it is wide."""
+    window = MainWindow(checkpoint=None, camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    window.tabs.setCurrentWidget(window.training)
+    window.show()
+    curves = window.training.curves
+    for size, stacked in (((400, 300), True), ((1600, 900), False)):
+        window.resize(*size)  # 400x300 is clamped to the minimum size
+        qtbot.waitUntil(lambda: curves.width() > 0)
+        qtbot.wait(50)
+        loss, accuracy = curves.loss_plot.geometry(), curves.accuracy_plot.geometry()
+        assert not loss.intersects(accuracy), (size, loss, accuracy)
+        assert curves.rect().contains(loss) and curves.rect().contains(accuracy)
+        assert min(loss.width(), accuracy.width()) >= 150 and min(loss.height(), accuracy.height()) >= 100
+        for plot in (curves.loss_plot, curves.accuracy_plot):  # the plot (title, axes) is not clipped
+            drawn = plot.getPlotItem().size()
+            assert drawn.width() <= plot.viewport().width() + 1, (size, drawn, plot.viewport().size())
+            assert drawn.height() <= plot.viewport().height() + 1, (size, drawn, plot.viewport().size())
+        assert (loss.bottom() < accuracy.top()) == stacked
+    window.shutdown()

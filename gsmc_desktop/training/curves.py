@@ -7,7 +7,8 @@ import numpy as np
 import numpy.typing as npt
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QHBoxLayout, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QBoxLayout, QWidget
 
 from gsmc_core.train_events import BatchEvent, EpochEvent
 from gsmc_desktop.widgets.palette import class_color
@@ -15,6 +16,7 @@ from gsmc_desktop.widgets.plain_text import escaped
 
 LOSS_LABELS = {"loss": "total", "ce": "cross-entropy", "kl": "self-distillation KL", "ac": "flip attention"}
 ACCURACY_LABELS = {"train_acc": "train", "val_acc": "validation", "val_acc_teacher": "validation (teacher)"}
+SIDE_BY_SIDE_MIN_WIDTH = 640  # narrower: the two plots are stacked (side by side they overlapped)
 
 
 class _Series:
@@ -36,12 +38,18 @@ class _Series:
 
 
 class TrainingCurves(QWidget):
-    """Two plots, x in epochs: loss terms (running epoch means, per batch) and accuracies."""
+    """Two plots, x in epochs: loss terms (running epoch means, per batch) and accuracies; side by
+    side, or one above the other when the tab is narrow."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.loss_plot = pg.PlotWidget(title="Loss terms (running mean over the epoch)")
-        self.accuracy_plot = pg.PlotWidget(title="Accuracy")
+        self.loss_plot = pg.PlotWidget()
+        self.accuracy_plot = pg.PlotWidget()
+        # stacked, the titles would take the plots' height: the left axes name them instead
+        # (title, axis label when stacked, legend columns when stacked: a row or two along the
+        # top hides less of the curves than a column)
+        self._titles = {self.loss_plot: ("Loss terms (running mean over the epoch)", "loss (epoch mean)", 2),
+                        self.accuracy_plot: ("Accuracy", "accuracy", 3)}
         for plot in (self.loss_plot, self.accuracy_plot):
             plot.setLabel("bottom", "epoch")
             for axis in ("bottom", "left"):  # "epoch (x0.001)" read as nonsense
@@ -53,13 +61,24 @@ class TrainingCurves(QWidget):
             legend.setVisible(False)  # an empty box until the first curve
             plot.setMenuEnabled(False)
         self.accuracy_plot.setYRange(0, 1, padding=0.02)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.loss_plot)
-        layout.addWidget(self.accuracy_plot)
+        self._layout = QBoxLayout(QBoxLayout.Direction.LeftToRight, self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.setMinimumSize(160, 120)
+            self._layout.addWidget(plot)
         self._losses: dict[str, _Series] = {}
         self._accuracies: dict[str, _Series] = {}
         self.comparisons: dict[str, pg.PlotDataItem] = {}
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt's name)
+        wide = event.size().width() >= SIDE_BY_SIDE_MIN_WIDTH
+        self._layout.setDirection(QBoxLayout.Direction.LeftToRight if wide
+                                  else QBoxLayout.Direction.TopToBottom)
+        for plot, (title, axis_label, columns) in self._titles.items():
+            plot.setTitle(title if wide else None)
+            plot.setLabel("left", None if wide else axis_label)
+            plot.getPlotItem().legend.setColumnCount(1 if wide else columns)
+        super().resizeEvent(event)
 
     def clear(self) -> None:
         for plot, curves in ((self.loss_plot, [s.curve for s in self._losses.values()]),

@@ -123,6 +123,8 @@ class TrainingTab(QWidget):
         right_split.addWidget(self.curves)
         right_split.addWidget(self.lower_tabs)
         right_split.setSizes([420, 160])
+        right_split.setStretchFactor(0, 3)  # a taller window goes mostly to the curves
+        right_split.setStretchFactor(1, 1)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
