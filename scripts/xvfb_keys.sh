@@ -5,8 +5,10 @@
 #   scripts/xvfb_keys.sh [OUT_DIR]      (needs xvfb, xdotool, imagemagick; Debian: apt install)
 #
 # Writes OUT_DIR/xvfb_playing.png, xvfb_paused.png (Space after Tab moved the focus onto a
-# control) and xvfb_stepped.png (→ twice): look at them (the play button, the frame number and
-# the status bar's rate say whether each key did what it should).
+# control), xvfb_stepped.png (→ twice), xvfb_end.png (Space again, played to the end: paused on
+# the last frame), xvfb_end_back.png (← at the end) and xvfb_training_small.png (the Training
+# tab at the smallest window): look at them (the play button, the frame number and the status
+# bar say whether each key did what it should).
 set -euo pipefail
 OUT=${1:-docs/screenshots}
 BIN=${BIN:-.venv/bin}
@@ -21,7 +23,7 @@ import sys, cv2
 from gsmc_core.resources import asset_path
 from gsmc_core.workloads import clip_frames, read_clip
 writer = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 360))
-for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, 1500):
+for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, 500):
     writer.write(frame)
 writer.release()
 EOF
@@ -42,4 +44,17 @@ sleep 1
 xdotool key --window "$WIN" Right
 sleep 1.5
 import -window root "$OUT/xvfb_stepped.png"
-echo "wrote $OUT/xvfb_playing.png, xvfb_paused.png, xvfb_stepped.png"
+xdotool key --window "$WIN" space  # play on to the end (500 frames, 20 s at 1x)
+sleep 30
+import -window root "$OUT/xvfb_end.png"
+xdotool key --window "$WIN" Left
+sleep 1.5
+import -window root "$OUT/xvfb_end_back.png"
+# the Training tab at the smallest window Qt allows (910x593; with no window manager on Xvfb
+# nothing would stop xdotool from making it smaller than that, which no desktop allows)
+xdotool windowsize "$WIN" 910 593
+sleep 0.5
+xdotool mousemove --window "$WIN" 152 32 click 1
+sleep 1.5
+import -window root "$OUT/xvfb_training_small.png"
+echo "wrote $OUT/xvfb_{playing,paused,stepped,end,end_back,training_small}.png"

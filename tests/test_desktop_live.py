@@ -123,6 +123,8 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     import math
 
     clip = write_clip(astronaut_rgb, tmp_path / "long.mp4", frames=60, fps=10.0)
+    rates = []
+    tab.rate_changed.connect(rates.append)
     tab.set_video(clip)
     assert tab.video_bar.isVisibleTo(tab)
     tab.start()
@@ -151,10 +153,12 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     # 19 frames at 10 fps would take 1.9 s in real time
     assert __import__("time").monotonic() - started < 1.9
     assert tab.last_frame.index == 59 and tab.play_button.text() == "Play"
+    assert rates[-1] == "end of the video (video 10 fps)"
 
     # at the end, stepping and seeking still work, a step forward stays, Play starts over
     tab.back_button.click()
     qtbot.waitUntil(lambda: tab.last_frame.index == 58, timeout=10_000)
+    assert rates[-1] == "paused (video 10 fps)"
     with qtbot.waitSignal(tab.reached_end, timeout=10_000):
         tab.step(1)  # the last frame again: the end again
     assert tab.last_frame.index == 59

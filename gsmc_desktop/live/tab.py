@@ -76,6 +76,7 @@ class LiveTab(QWidget):
         self._shown_at: deque[float] = deque()  # when the frames of the last second arrived
         self._pending: SourceSpec | None = None  # a source opened while another one played
         self._spec: SourceSpec | None = None  # the source playing
+        self._end_index: int | None = None  # the video's last frame, once the run reached it
         self.cameras: list[int] | None = None  # None until the first scan answers
 
         self.worker = LiveWorker(camera_lister)
@@ -346,6 +347,7 @@ class LiveTab(QWidget):
             return
         self._running = True
         self._spec = spec
+        self._end_index = None
         self._selected_id = None
         self.timeline.clear_data()
         self.play_button.setChecked(False)
@@ -389,7 +391,9 @@ class LiveTab(QWidget):
         """The last frame of the file is on screen and the worker paused there; the recording
         closed with it. The frame stays undimmed for inspection; the status bar says what works."""
         self.record_button.setChecked(False)
+        self._end_index = self.last_frame.index if self.last_frame is not None else None
         self.play_button.setChecked(True)  # paused (the worker is already)
+        self._report_rate()
         self.status_message.emit(f"{reason[0].upper()}{reason[1:]}: ← and the seek bar still work; "
                                  "Play starts it over")
         self.reached_end.emit(reason)
@@ -485,7 +489,8 @@ class LiveTab(QWidget):
         if not self._running:
             self.rate_changed.emit("– fps")
         elif self.play_button.isChecked() and self.play_button.isEnabled():
-            self.rate_changed.emit(f"paused{own}")
+            at_end = self.last_frame is not None and self.last_frame.index == self._end_index
+            self.rate_changed.emit(f"{'end of the video' if at_end else 'paused'}{own}")
         elif len(self._shown_at) >= 2:
             span = self._shown_at[-1] - self._shown_at[0]
             rate = (len(self._shown_at) - 1) / span if span > 0 else 0.0
@@ -526,7 +531,8 @@ class LiveTab(QWidget):
         # the charts are pyqtgraph (Python) and hold the GIL while they redraw: at every frame
         # they halved the worker's rate, so they follow at PLOT_INTERVAL_S
         now = time.monotonic()
-        if frame.redraw or now - self._plots_drawn >= PLOT_INTERVAL_S:  # a paused frame: at once
+        paused = self.play_button.isChecked()
+        if frame.redraw or paused or now - self._plots_drawn >= PLOT_INTERVAL_S:  # paused: at once
             self._draw_plots(selected)
             self._plots_drawn = now
         self._update_buttons()
