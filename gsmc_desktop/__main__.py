@@ -1,5 +1,5 @@
-"""`gsmc-desktop [--camera N | --video FILE] [--checkpoint CKPT]`: start the desktop app
-(`--self-test` and `--soak DIR` check an installation)."""
+"""`gsmc-desktop [--camera N | --video FILE] [--checkpoint CKPT] [PHOTO...]`: start the desktop
+app (`--self-test` and `--soak DIR` check an installation)."""
 
 import argparse
 import json
@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Facial expressions and attention maps from a camera, a video or photos; "
         "and training of new models.")
     parser.add_argument("--version", action="version", version=f"gsmc-desktop {__version__}")
+    parser.add_argument("photos", nargs="*", metavar="PHOTO",
+                        help="photos or folders of them to open in the Images tab (as a file "
+                             "manager's Open with does)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--camera", type=camera_index, metavar="N", help="start the Live tab on camera N")
     source.add_argument("--video", metavar="FILE", help="start the Live tab on a video file")
@@ -165,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.camera is not None:
             window.tabs.setCurrentWidget(window.live)
             window.live.start(SourceSpec(camera=args.camera))
+        if args.photos:  # shown unless a video or camera was asked for too; the status bar
+            window.open_images([Path(p) for p in args.photos])  # says when none was found
+            if args.video is not None or args.camera is not None:
+                window.tabs.setCurrentWidget(window.live)
         return app.exec()
     finally:  # whatever ends the app, worker threads are stopped before Qt objects go away
         window.shutdown()

@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
         added = self.images.add_paths(paths)  # remembered in File ▸ Recent through ``opened``
         if added:
             self.tabs.setCurrentWidget(self.images)
+            self.images.image_list.setFocus()  # ↑/↓ go through the images, Delete removes one
         return added
 
     def open_video(self, path: Path) -> None:

@@ -69,6 +69,7 @@ def test_command_line():
     args = parse_args(["--video", "clip.mp4", "--checkpoint", "m.pt"])
     assert (args.video, args.camera, args.checkpoint) == ("clip.mp4", None, "m.pt")
     assert parse_args(["--camera", "1"]).camera == 1
+    assert parse_args(["a.png", "photos/"]).photos == ["a.png", "photos/"]  # for the Images tab
     with pytest.raises(SystemExit):
         parse_args(["--camera", "0", "--video", "clip.mp4"])
 

@@ -83,7 +83,9 @@ def test_dropped_folder_is_analysed(qtbot, tab, tmp_path):
 
 
 def test_folder_without_images_and_no_model(qtbot, tab, tmp_path):
-    assert tab.add_paths([tmp_path]) == 0
+    with qtbot.waitSignal(tab.status_message) as said:
+        assert tab.add_paths([tmp_path]) == 0
+    assert said.args[0].startswith(f"No images in {tmp_path} (.png, .jpg")  # names the folder
     tab.set_model(None)
     assert tab.add_paths([shared_path("images", "astronaut.png")]) == 0
     assert tab.image_list.count() == 0
@@ -169,8 +171,13 @@ def test_an_image_opened_twice_is_listed_once_and_entries_can_be_removed(qtbot, 
     assert [r["image"] for r in rows] == [str(astronaut), str(blank)]  # the faceless photo too
     assert rows[1]["face"] == ""
     tab.image_list.setCurrentRow(0)
-    tab.remove_selected()
+    with qtbot.waitActive(tab):
+        tab.show()
+        tab.activateWindow()
+    tab.opacity_slider.setFocus()  # Delete works whatever control of the tab has focus
+    qtbot.keyClick(tab.opacity_slider, Qt.Key.Key_Delete)
     assert tab.image_list.count() == 1 and len(tab.results) == 1
+    assert tab.image_list.item(0).data(Qt.ItemDataRole.UserRole + 1) == str(blank)
     tab.remove_selected(everything=True)
     assert tab.image_list.count() == 0 and not tab.results
 

@@ -149,8 +149,10 @@ class ImagesTab(QWidget):
         self.image_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.image_list.setSpacing(2)
         self.image_list.currentRowChanged.connect(lambda *_: self._on_image_selected())
-        remove = QShortcut(QKeySequence.StandardKey.Delete, self.image_list)
-        remove.setContext(Qt.ShortcutContext.WidgetShortcut)
+        # Delete anywhere in the tab (it has no text fields): bound to the list only, it did
+        # nothing until the user had clicked into the list
+        remove = QShortcut(QKeySequence.StandardKey.Delete, self)
+        remove.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         remove.activated.connect(lambda: self.remove_selected())
         self.view = FrameView()
         self.view.set_message("Open images or a folder, or drop them here.")
@@ -227,7 +229,8 @@ class ImagesTab(QWidget):
         """Queue files and folders' images for analysis; returns how many images were added."""
         files = expand_paths(paths)
         if not files:
-            self.status_message.emit("No images found there")
+            names = ", ".join(str(p) for p in paths)
+            self.status_message.emit(f"No images in {names} ({', '.join(IMAGE_EXTENSIONS)})")
             return 0
         if self._model is None:
             self.status_message.emit("No model loaded: use File ▸ Open checkpoint… first")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The Images tab as a person meets it: a real window under Xvfb, photos given on the command line
+# (as a file manager's "Open with" does), one given twice, one without a face, then Delete.
+#
+#   scripts/xvfb_images.sh [OUT_DIR]      (needs xvfb, xdotool, imagemagick; Debian: apt install)
+#
+# Writes OUT_DIR/xvfb_images.png (the photo listed once, faces numbered left to right, the CAM
+# of every class) and xvfb_images_removed.png (Delete took the selected photo off the list):
+# look at them.
+set -euo pipefail
+OUT=${1:-docs/screenshots}
+BIN=${BIN:-.venv/bin}
+PHOTO=${PHOTO:-../shared/images/astronaut.png}
+mkdir -p "$OUT"
+TMP=$(mktemp -d)
+trap 'kill $APP $XVFB 2>/dev/null || true; rm -rf "$TMP"' EXIT
+Xvfb :98 -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
+XVFB=$!
+export DISPLAY=:98 QT_QPA_PLATFORM=xcb XDG_CONFIG_HOME="$TMP/config" XDG_STATE_HOME="$TMP/state"
+convert -size 640x480 gradient:skyblue-white "$TMP/no_face.png"  # a photo without a face
+"$BIN/gsmc-desktop" "$PHOTO" "$TMP/no_face.png" "$PHOTO" >"$TMP/app.log" 2>&1 &
+APP=$!
+WIN=$(xdotool search --sync --name "GSMC —" | head -1)
+xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
+sleep 15  # the model loads, both photos are analysed
+import -window root "$OUT/xvfb_images.png"
+xdotool key --window "$WIN" Delete
+sleep 1
+import -window root "$OUT/xvfb_images_removed.png"
+echo "wrote $OUT/xvfb_images.png, xvfb_images_removed.png"
