@@ -31,6 +31,7 @@ from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint, predict_loader
+from gsmc_core.run_lock import RunFolderBusy
 from gsmc_core.train import train
 from gsmc_core.train_config import RECOMMENDED_SCHEDULER, TrainConfig, TrainingError
 from gsmc_core.train_events import EpochEvent, LogEvent
@@ -283,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
             if (Path(args.out) / name / "result.json").exists():
                 print(f"{name}: finished before, skipped", flush=True)
                 continue
-            run_one(RUNS[name], args)
+            try:
+                run_one(RUNS[name], args)
+            except RunFolderBusy as e:  # another queue is training it: take the next one
+                print(f"{name}: skipped, {e}", flush=True)
     except (CheckpointError, DataError, TrainingError) as e:
         print(f"noise_study: error: {e}", file=sys.stderr)
         return 2
