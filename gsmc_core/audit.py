@@ -90,10 +90,11 @@ class TrainingScores:
 
 def score_training_set(checkpoint: str | Path, dataset: str, data_root: str | Path,
                        device: str = "auto", batch_size: int = 128, workers: int = 0,
-                       model: str = "auto",
+                       model: str = "auto", tta: bool = False,
                        on_batch: Callable[[int, int], None] | None = None) -> TrainingScores:
-    """The checkpoint's model run over the run's own training samples (in-sample);
-    ``on_batch(done, total)`` reports progress (and may raise to stop)."""
+    """The checkpoint's model run over the run's own training samples (in-sample); with ``tta``
+    each face's logits are averaged with its mirror image's. ``on_batch(done, total)`` reports
+    progress (and may raise to stop)."""
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.train_config
     same_data = cfg.get("dataset") == dataset and same_folder(cfg.get("data_root", ""), data_root)
@@ -117,18 +118,18 @@ def score_training_set(checkpoint: str | Path, dataset: str, data_root: str | Pa
     dev = resolve_device(device)
     loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate_skipping)
-    preds = predict_loader(_audit_model(ckpt, model).to(dev), loader, dev, on_batch=on_batch)
+    preds = predict_loader(_audit_model(ckpt, model).to(dev), loader, dev, tta=tta, on_batch=on_batch)
     probs = torch.softmax(torch.from_numpy(preds.logits), 1).numpy()
     return TrainingScores(split, probs, preds.labels, preds.indices, flips, note)
 
 
 def audit(checkpoint: str | Path, dataset: str, data_root: str | Path, threshold: float = 0.5,
           device: str = "auto", batch_size: int = 128, workers: int = 0, score: str = "audit",
-          model: str = "auto") -> AuditReport:
+          model: str = "auto", tta: bool = False) -> AuditReport:
     """Score every training sample of the run's dataset with the checkpoint's model and flag
     the likely mislabelled ones by ``score`` (``label_issues.SCORES``)."""
     return report_from_scores(score_training_set(checkpoint, dataset, data_root, device, batch_size,
-                                                 workers, model), score, threshold)
+                                                 workers, model, tta), score, threshold)
 
 
 def report_from_scores(s: TrainingScores, score: str = "audit", threshold: float = 0.5) -> AuditReport:

@@ -12,6 +12,7 @@ precision and recall at the method's own cut. Writes the JSON summary and prints
 """
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -28,17 +29,19 @@ def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
     cfg = ckpt.train_config
     kind = "annotator" if cfg.get("noise_kind") == "annotator" else f"noise{round(100 * cfg['noise_rate'])}"
     # the final model (and GSMC's teacher and student in it), and the one chosen on validation
+    # each also averaged with the mirror image ("+mirror"): GSMC trains its maps to agree
+    # under the flip, so the two views are one signal it offers
     models = [("last.pt", "exported"), ("best.pt", "exported")]
     if cfg.get("method") == "gsmc":
         models += [("last.pt", "teacher"), ("last.pt", "student")]
     out = {}
-    for file, model in models:
-        scored = score_training_set(run / file, cfg["dataset"], data_root, "cpu", model=model)
+    for (file, model), tta in itertools.product(models, (False, True)):
+        scored = score_training_set(run / file, cfg["dataset"], data_root, "cpu", model=model, tta=tta)
         wrong = np.array([int(i) in scored.flips for i in scored.indices])
         for score in SCORES:
             suspects = rank_suspects(scored.probs, scored.given, score)
             which = "final" if file == "last.pt" else "best-val"
-            name = f"{score}/{cfg['method']}-{which}-{model}/in-sample"
+            name = f"{score}/{cfg['method']}-{which}-{model}{'+mirror' if tta else ''}/in-sample"
             out[name] = {k: (round(v, 4) if isinstance(v, float) else v)
                          for k, v in precision_recall(suspects, wrong).items()}
             print(f"{run.name:22s} {name:45s} " + " ".join(f"{k} {v}" for k, v in out[name].items()),

@@ -139,6 +139,21 @@ def test_cli_train_eval_json_and_audit(ferplus_root, tmp_path, capsys):
     assert all(f.injected_flip is not None for f in report.flagged)
     assert report.precision == pytest.approx(
         sum(f.injected_flip for f in report.flagged) / max(len(report.flagged), 1))
+    # --tta: each face's logits averaged with its mirror image's, row for row
+    from gsmc_core.audit import score_training_set
+    from gsmc_core.data.samples import ExpressionDataset
+    from gsmc_core.data.transforms import eval_transform
+
+    mirrored = score_training_set(out / "best.pt", "ferplus", str(ferplus_root), "cpu", tta=True)
+    ckpt = load_checkpoint(out / "best.pt")
+    net = ckpt.build_model().eval()
+    data = ExpressionDataset(mirrored.split, eval_transform(ckpt.meta))
+    images = torch.stack([data[int(i)][0] for i in mirrored.indices])
+    with torch.no_grad():
+        expected = torch.softmax((net(images)[0] + net(images.flip(-1))[0]) / 2, 1).numpy()
+        plain = torch.softmax(net(images)[0], 1).numpy()
+    np.testing.assert_allclose(mirrored.probs, expected, atol=1e-5)
+    assert not np.allclose(mirrored.probs, plain, atol=1e-3)
     rc = main(["train", "--dataset", "ferplus", "--data-root", str(tmp_path / "missing"),
                "--out", str(tmp_path / "x")])
     assert rc == 2

@@ -229,8 +229,10 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
-                   device=args.device, score=args.score.replace("-", "_"), model=args.model)
-    return _print_report(report, args, "in-sample predictions of the run's own model")
+                   device=args.device, score=args.score.replace("-", "_"), model=args.model,
+                   tta=args.tta)
+    mirror = ", each face averaged with its mirror image" if args.tta else ""
+    return _print_report(report, args, f"in-sample predictions of the run's own model{mirror}")
 
 
 def _print_report(report, args: argparse.Namespace, source: str) -> int:
@@ -370,6 +372,8 @@ def add_training_commands(sub) -> None:
                    "another class that flags a sample (default 0.5)")
     p.add_argument("--model", default="auto", choices=("auto", "teacher", "student", "exported"),
                    help="which network scores: auto = the EMA teacher when the run has one")
+    p.add_argument("--tta", action="store_true",
+                   help="average each face with its mirror image (two views: steadier scores)")
     _add_ranking_options(p, default_score="audit")
     p.set_defaults(func=cmd_audit)
 
