@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gsmc_core.atomic import write_atomic
+from gsmc_core.audit import score_training_set
 from gsmc_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from gsmc_core.data.noise import given_labels
 from gsmc_core.data.preload import MemoryLoader, preload_split
@@ -31,6 +33,8 @@ from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint, predict_loader
+from gsmc_core.label_issues import rank_suspects
+from gsmc_core.review_log import ReviewLog
 from gsmc_core.run_lock import RunFolderBusy
 from gsmc_core.train import train
 from gsmc_core.train_config import RECOMMENDED_SCHEDULER, TrainConfig, TrainingError
@@ -50,6 +54,7 @@ class Run:
     seed: int = 0
     settings: dict = field(default_factory=dict)  # anything else that differs (ablations)
     variant: str = ""
+    reviews: str = ""  # a finished run whose suspects are reviewed first (see ``review_labels``)
 
     @property
     def name(self) -> str:
@@ -62,7 +67,10 @@ RUNS = {r.name: r for r in [
     Run("gsmc", "sym30", settings={"lambda_ac": 0.0}, variant="_kl"),  # CE + teacher KL only
     Run("ce", "annotator"), Run("gsmc", "annotator"), Run("eac", "annotator"),
     Run("ce", "sym30", 1), Run("gsmc", "sym30", 1), Run("eac", "sym30", 1),
+    # the label-review loop (issue 26): CE again, on ce_sym30_s0's labels after a review
+    Run("ce", "sym30", variant="_reviewed", reviews="ce_sym30_s0"),
 ]}
+REVIEW_SCORE = "self_confidence"  # confident learning; its own cut says how many to review
 
 
 def config_for(run: Run, args: argparse.Namespace) -> TrainConfig:
@@ -95,9 +103,56 @@ def accuracy(ckpt: Checkpoint, loader: MemoryLoader, device: torch.device) -> fl
     return float((preds.logits.argmax(1) == preds.labels).mean())
 
 
+def review_labels(run: Run, run_dir: Path, args: argparse.Namespace) -> Path:
+    """The label-review loop with the majority vote standing in for the person: score the
+    training faces of ``run.reviews`` with its validation-chosen model (in-sample), review its
+    confident-learning suspects worst first through the Review tab's own decision log (the
+    majority label set, or the given label kept), and write the labels to train on: the given
+    (noisy) ones with the decisions applied, as a ``noise_file``. Done once; the file is kept."""
+    labels_file = run_dir / "reviewed_labels.txt"
+    if labels_file.exists():
+        return labels_file
+    source = Path(args.out) / run.reviews
+    with open(source / "train_labels.csv", newline="") as f:
+        rows = {r["key"]: r for r in csv.DictReader(f)}
+    scored = score_training_set(source / "best.pt", "ferplus", args.data_root, "cpu", model="exported")
+    suspects = rank_suspects(scored.probs, scored.given, REVIEW_SCORE)
+    classes = scored.split.classes
+    (run_dir / "review").mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "review" / "decisions.csv"
+    log_path.unlink(missing_ok=True)  # an interrupted review starts over: it takes seconds
+    log = ReviewLog(log_path, who="majority vote")
+    for r in suspects.order[: suspects.cut]:
+        key = scored.split.samples[scored.indices[r]].key
+        row = rows[key]
+        assert row["noisy_label"] == classes[scored.given[r]], key  # the labels the run trained on
+        if row["clean_label"] == row["noisy_label"]:
+            log.keep(key, float(scored.probs[r, scored.given[r]]))
+        else:
+            log.set_label(key, row["clean_label"], float(scored.probs[r, scored.given[r]]))
+    decisions = ReviewLog(log_path).decisions()  # read back, as an export would
+    labels = {k: (decisions[k].label if k in decisions and decisions[k].action == "set"
+                  else r["noisy_label"]) for k, r in rows.items()}
+    flips = {k for k, r in rows.items() if r["flipped"] == "1"}
+    stats = {"score": REVIEW_SCORE, "model": f"{run.reviews}/best.pt (in-sample)",
+             "reviewed": len(decisions),
+             "changed": sum(d.action == "set" for d in decisions.values()),
+             "kept": sum(d.action == "keep" for d in decisions.values()),
+             "noisy_before": len(flips),
+             "noisy_after": sum(labels[k] != rows[k]["clean_label"] for k in rows)}
+    (run_dir / "review" / "review.json").write_text(json.dumps(stats, indent=2))
+    write_atomic(labels_file, lambda f: f.writelines(f"{k} {v}\n" for k, v in labels.items()))
+    print(f"{run.name}: reviewed {stats['reviewed']} suspects of {run.reviews} ({stats['changed']} "
+          f"changed, {stats['kept']} kept): {stats['noisy_before']} -> {stats['noisy_after']} wrong "
+          "labels", flush=True)
+    return labels_file
+
+
 def run_one(run: Run, args: argparse.Namespace) -> None:
     run_dir = Path(args.out) / run.name
     config = config_for(run, args)
+    if run.reviews:
+        config = replace(config, noise_file=str(review_labels(run, run_dir, args)))
     device = resolve_device("cpu")
     splits = {"val_clean": read_split("ferplus", args.data_root, "val").subset(args.limit_eval),
               "test": read_split("ferplus", args.data_root, "test").subset(args.limit_eval)}
@@ -197,6 +252,25 @@ def annotator_noise_rates(data_root: str, limit_train: int) -> dict:
     return out
 
 
+def retrain_figures(out: Path, results: list[dict]) -> dict:
+    """Test accuracy (%) before and after the label review: the reviewed run beside the run
+    whose labels were reviewed, with what the review did."""
+    found = {}
+    for r in results:
+        run = RUNS[r["run"]]
+        if run.reviews:
+            found["after"] = r
+            found["before"] = next((b for b in results if b["run"] == run.reviews), None)
+            found["review"] = json.loads((out / run.name / "review" / "review.json").read_text())
+    if not found.get("before"):
+        return {}
+    keys = {"clean_val_choice": "test_clean_val_choice", "noisyval": "test_noisy_val_choice",
+            "last5": "test_last5"}
+    return {"before": {k: pct(found["before"][v]) for k, v in keys.items()},
+            "after": {k: pct(found["after"][v]) for k, v in keys.items()},
+            "review": found["review"]}
+
+
 def pct(x: float) -> float:
     return round(100 * x, 2)
 
@@ -234,6 +308,7 @@ def summary(args: argparse.Namespace) -> int:
         "ablation30_last5": {k: v for k, v in (
             ("ce_ac", mean_of("gsmc", "sym30", "test_last5", "_ac")),
             ("ce_kl", mean_of("gsmc", "sym30", "test_last5", "_kl"))) if v is not None},
+        "retrain30": retrain_figures(out, results),
         "unfinished": unfinished,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -54,3 +54,34 @@ def test_tiny_study_runs_resumes_and_summarises(ferplus_root, tmp_path):
     assert summary["annotator"]["noisyval"] == {"ce": round(100 * annotator["test_noisy_val_choice"], 2)}
     assert 10 < summary["annotator"]["noise_rate"] < 45 and summary["cam_size"] == 4
     assert "ce_sym30_s0" in summary["unfinished"]
+
+
+@pytest.mark.slow
+def test_review_loop_fixes_the_reviewed_flips_and_retrains(ferplus_root, tmp_path):
+    out = tmp_path / "study"
+    common = ["--data-root", str(ferplus_root), "--out", str(out), "--limit-train", "96",
+              "--limit-eval", "32", "--epochs", "2"]
+    assert noise_study.main(["run", "ce_sym30_s0", "ce_reviewed_sym30_s0", *common]) == 0
+    review = json.loads((out / "ce_reviewed_sym30_s0" / "review" / "review.json").read_text())
+    with open(out / "ce_sym30_s0" / "train_labels.csv", newline="") as f:
+        before = {r["key"]: r for r in csv.DictReader(f)}
+    with open(out / "ce_reviewed_sym30_s0" / "train_labels.csv", newline="") as f:
+        after = {r["key"]: r for r in csv.DictReader(f)}
+    decisions = noise_study.ReviewLog(out / "ce_reviewed_sym30_s0" / "review" / "decisions.csv").decisions()
+    assert review["reviewed"] == len(decisions) > 0 and review["noisy_before"] == round(0.3 * 96)
+    assert review["changed"] + review["kept"] == review["reviewed"]
+    assert set(after) == set(before)
+    for key, row in after.items():  # the retrained run's labels: the review applied, nothing else
+        decided = decisions.get(key)
+        if decided is not None and decided.action == "set":
+            assert row["noisy_label"] == before[key]["clean_label"] != before[key]["noisy_label"]
+        else:
+            assert row["noisy_label"] == before[key]["noisy_label"]
+            assert decided is None or before[key]["flipped"] == "0"  # kept: the label was right
+    assert sum(r["flipped"] == "1" for r in after.values()) == review["noisy_after"]
+    assert review["noisy_after"] == review["noisy_before"] - review["changed"]
+    assert noise_study.main(["summary", *common]) == 0
+    retrain = json.loads((out / "summary.json").read_text())["retrain30"]
+    result = json.loads((out / "ce_reviewed_sym30_s0" / "result.json").read_text())
+    assert retrain["after"]["last5"] == round(100 * result["test_last5"], 2)
+    assert retrain["review"] == review and set(retrain["before"]) == {"clean_val_choice", "noisyval", "last5"}
