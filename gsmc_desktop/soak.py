@@ -2,7 +2,7 @@
 recording on, and check that the app is still running at the end and the recording is whole.
 
 The window runs as the user sees it (offscreen where there is no display); the default video
-is the real talking head shipped in gsmc_core/assets/videos, looped forwards and backwards to
+is the real talking head shipped in assets/videos, looped forwards and backwards to
 ``seconds`` at 640x360. Every 5 s the process's memory, the reference counts of None, True and
 False (which a broken Qt binding drains until the app aborts) and the frame rate are sampled.
 The summary (JSON, also written to DIR/soak.json) says whether the run reached the end of the

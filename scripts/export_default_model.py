@@ -1,4 +1,4 @@
-"""Copy a run's best checkpoint into gsmc_core/assets/ as the shipped default model (half precision).
+"""Copy a run's best checkpoint into assets/ as the shipped default model (half precision).
 
     python scripts/export_default_model.py runs/ferplus_default/best.pt
 """

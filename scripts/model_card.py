@@ -1,7 +1,7 @@
-"""Figures and numbers for gsmc_core/assets/model_card/model-card.md from a trained checkpoint.
+"""Figures and numbers for assets/model_card/model-card.md from a trained checkpoint.
 
-    python scripts/model_card.py --checkpoint gsmc_core/assets/models/gsmc_default.pt \
-        --data-root ../shared/data/ferplus --out gsmc_core/assets/model_card
+    python scripts/model_card.py --checkpoint assets/models/gsmc_default.pt \
+        --data-root ../shared/data/ferplus --out assets/model_card
 
 Writes metrics.json (the `gsmc eval` figures on FERPlus test, plain and with flip TTA, and on
 the test faces without a pixel-identical twin in FERPlus train), confusion_matrix.png,
@@ -164,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--data-root", required=True)
-    parser.add_argument("--out", default="gsmc_core/assets/model_card")
+    parser.add_argument("--out", default="assets/model_card")
     parser.add_argument("--run", type=Path, help="the training run folder, for curves.png")
     args = parser.parse_args()
     out = Path(args.out)

@@ -1,4 +1,4 @@
-"""The shipped default model (gsmc_core/assets/models/gsmc_default.pt) really recognises expressions."""
+"""The shipped default model (assets/models/gsmc_default.pt) really recognises expressions."""
 
 import numpy as np
 import torch

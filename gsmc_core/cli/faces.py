@@ -440,7 +440,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             pipeline.reset()
             with busy_core():
                 reports["busy_core"] = run_bench(pipeline, frames, warmup=BENCH_WARMUP)
-    video = args.video or (f"gsmc_core/assets/videos/carphone_qcif.mp4 (real, 176x144) on 640x360, "
+    video = args.video or (f"assets/videos/carphone_qcif.mp4 (real, 176x144) on 640x360, "
                            f"{args.faces} face(s)")
     for report in reports.values():
         report["video"] = video
@@ -509,7 +509,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "heatmaps, plus FLOPs per face and the fraction of the CPU's "
         "measured matmul peak the network achieves.",
     )
-    p.add_argument("--video", help="video file (default: the real clip shipped in gsmc_core/assets/videos)")
+    p.add_argument("--video", help="video file (default: the real clip shipped in assets/videos)")
     p.add_argument("--faces", type=int, default=1, metavar="N",
                    help="copies of the clip on a grid in each 640x360 frame (default 1)")
     p.add_argument("--busy-core", action="store_true",
