@@ -26,6 +26,7 @@ from gsmc_core.data.readers import read_split
 from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import eval_transform
 from gsmc_core.devices import resolve_device
+from gsmc_core.errors import UsageError
 from gsmc_core.evaluate import predict_loader
 from gsmc_core.label_issues import precision_recall, rank_suspects
 
@@ -71,7 +72,7 @@ def _audit_model(ckpt: Checkpoint, model: str = "auto") -> torch.nn.Module:
     elif model == "student" and state.get("student"):
         net.load_state_dict(state["student"])
     elif model in ("teacher", "student"):
-        raise ValueError(f"the checkpoint holds no {model} (a run's last.pt of a GSMC run does)")
+        raise UsageError(f"the checkpoint holds no {model} (a run's last.pt of a GSMC run does)")
     return net
 
 

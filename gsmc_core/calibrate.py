@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from gsmc_core.checkpoint import Checkpoint
 from gsmc_core.data.batch_augment import normalize, to_float
 from gsmc_core.data.preload import preload_split
-from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
+from gsmc_core.data.samples import DataError, ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import eval_transform
 from gsmc_core.evaluate import classification_metrics, predict_loader
 
@@ -171,7 +171,7 @@ def calibrate(ckpt: Checkpoint, train: Split, val: Split, device: torch.device,
                         collate_fn=collate_skipping)
     preds = predict_loader(ckpt.build_model().to(device), loader, device)
     if len(preds.labels) == 0:
-        raise ValueError("no validation image could be read")
+        raise DataError("no validation image could be read")
     adjustment = choose_tau(preds.logits, preds.labels, class_prior(train), val.classes, max_drop)
     return adjusted_checkpoint(ckpt, adjustment), adjustment
 

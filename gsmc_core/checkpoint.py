@@ -16,6 +16,7 @@ import torch
 
 from gsmc_core import __version__
 from gsmc_core.atomic import write_atomic
+from gsmc_core.errors import GsmcError
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES, GSMCNet
 
 FORMAT_NAME = "gsmc-checkpoint"
@@ -24,7 +25,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GsmcError, ValueError):
     """A checkpoint file is missing, unreadable or does not fit what was asked of it."""
 
     def __init__(self, path: str | os.PathLike, problem: str) -> None:
@@ -33,7 +34,7 @@ class CheckpointError(ValueError):
         self.problem = problem
 
 
-class MetaError(ValueError):
+class MetaError(GsmcError, ValueError):
     """A metadata field of a checkpoint is missing, of the wrong type or out of range."""
 
     def __init__(self, field_name: str, problem: str) -> None:

@@ -4,10 +4,12 @@ from pathlib import Path
 
 import torch
 
+from gsmc_core.errors import GsmcError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-class DeviceUnavailableError(RuntimeError):
+class DeviceUnavailableError(GsmcError, RuntimeError):
     """The requested device does not exist on this machine."""
 
 

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from gsmc_core.checkpoint import Checkpoint
 from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import eval_transform
+from gsmc_core.errors import UsageError
 
 
 @dataclass
@@ -88,7 +89,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, split: Split, device: torch.device, ba
     ``tta``: average each face's logits with its mirror image's."""
     if split.classes != ckpt.meta.classes:
         where = ckpt.path if ckpt.path is not None else "checkpoint"
-        raise ValueError(f"{where}: classes {ckpt.meta.classes} differ from the dataset's {split.classes}")
+        raise UsageError(f"{where}: classes {ckpt.meta.classes} differ from the dataset's {split.classes}")
     loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate_skipping)
     preds = predict_loader(ckpt.build_model().to(device), loader, device, tta)

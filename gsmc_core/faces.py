@@ -16,6 +16,7 @@ import numpy.typing as npt
 from mediapipe.tasks.python import BaseOptions, vision
 
 from gsmc_core.checkpoint import FaceCrop
+from gsmc_core.errors import UsageError
 from gsmc_core.resources import asset_path
 from gsmc_core.results import Box
 
@@ -110,11 +111,11 @@ class FaceDetector:
         tile_min_confidence: float = 0.65,
     ) -> None:
         if model not in DETECTOR_MODELS:
-            raise ValueError(f"unknown detector {model!r}; choose one of {', '.join(DETECTOR_MODELS)}")
+            raise UsageError(f"unknown detector {model!r}; choose one of {', '.join(DETECTOR_MODELS)}")
         if not 0.0 <= min_confidence <= 1.0:
-            raise ValueError(f"min_confidence must be in [0, 1], got {min_confidence}")
+            raise UsageError(f"min_confidence must be in [0, 1], got {min_confidence}")
         if tiles != "auto" and not (isinstance(tiles, int) and tiles >= 1):
-            raise ValueError(f"tiles must be 'auto' or an integer >= 1, got {tiles!r}")
+            raise UsageError(f"tiles must be 'auto' or an integer >= 1, got {tiles!r}")
         path = asset_path("models", DETECTOR_MODELS[model])
         if not path.is_file():
             raise FileNotFoundError(f"face detector model {path} is missing; reinstall GSMC")
@@ -267,7 +268,7 @@ def make_live_detector(kind: str = "auto", min_confidence: float = 0.5) -> "Face
     if kind == "auto":
         return CombinedDetector(min_confidence)
     if kind not in DETECTOR_MODELS:
-        raise ValueError(f"unknown detector {kind!r}; choose one of {', '.join(LIVE_DETECTORS)}")
+        raise UsageError(f"unknown detector {kind!r}; choose one of {', '.join(LIVE_DETECTORS)}")
     return FaceDetector(kind, min_confidence)
 
 

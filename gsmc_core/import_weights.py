@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta, load_checkpoint, save_checkpoint
+from gsmc_core.errors import UsageError
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_core.model import DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, GSMCNet
 
@@ -60,7 +61,7 @@ def import_weights(
     """Write an ``init`` checkpoint with the backbone weights of ``src``; returns its path."""
     src = Path(src)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     state = _backbone_state(src, fmt)
     expected = {k for k in GSMCNet(len(CANONICAL_CLASSES), arch, output_stride).state_dict()
                 if k.startswith("backbone.")}
@@ -73,7 +74,7 @@ def import_weights(
             f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})",
         )
     if not 16 <= input_size <= 1024:
-        raise ValueError(f"input size must be 16 to 1024 pixels, got {input_size}")
+        raise UsageError(f"input size must be 16 to 1024 pixels, got {input_size}")
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(src, f"weights hold NaN or infinite values ({len(broken)} tensors, "

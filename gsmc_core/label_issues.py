@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gsmc_core.errors import UsageError
+
 SCORES = ("audit", "self_confidence", "normalized_margin")
 
 
@@ -83,7 +85,7 @@ def rank_suspects(probs: npt.NDArray, given: npt.NDArray[np.int64], score: str =
                   threshold: float = 0.5) -> Suspects:
     """Order the samples by ``score`` (one of SCORES) and say how many the method flags."""
     if score not in SCORES:
-        raise ValueError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
+        raise UsageError(f"unknown score {score!r}; choose one of {', '.join(SCORES)}")
     probs = np.asarray(probs, np.float64)
     given = np.asarray(given, np.int64)
     rows = np.arange(len(given))

@@ -4,6 +4,8 @@ Every reader maps its labels onto one canonical, named class list (FERPlus order
 checkpoint always names its classes the same way whichever dataset trained it.
 """
 
+from gsmc_core.errors import UsageError
+
 CANONICAL_CLASSES: tuple[str, ...] = (
     "neutral",
     "happiness",
@@ -72,4 +74,4 @@ def class_list(num_classes: int) -> tuple[str, ...]:
         return CANONICAL_CLASSES
     if num_classes == 7:
         return SEVEN_CLASSES
-    raise ValueError(f"expression datasets use 7 or 8 classes, not {num_classes}")
+    raise UsageError(f"expression datasets use 7 or 8 classes, not {num_classes}")

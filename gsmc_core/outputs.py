@@ -14,9 +14,10 @@ from pathlib import Path
 import cv2
 
 from gsmc_core.atomic import write_atomic
+from gsmc_core.errors import GsmcError
 
 
-class OutputError(OSError):
+class OutputError(GsmcError, OSError):
     """An output that would destroy an input, or that could not be written whole."""
 
     def __str__(self) -> str:  # the message alone, without OSError's "[Errno 17]" prefix

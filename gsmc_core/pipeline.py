@@ -54,8 +54,17 @@ class FramePipeline:
     @cam_class.setter
     def cam_class(self, value: int | str | None) -> None:
         # the Predictor's own lookup, so names and ranges are validated in one place
-        self._cam_index = self.predictor._class_index(value)
+        self._cam_index = self.predictor.class_index(value)
         self._cam_class = value
+
+    def configure(self, heatmaps: bool, cam_class: int | str | None, cam_scale: str,
+                  half_life: float | None) -> None:
+        """Change the overlay and smoothing settings between frames (a GUI's options), each as
+        the constructor takes it; the tracks and their smoothed probabilities are kept."""
+        self.heatmaps = heatmaps
+        self.cam_class = cam_class
+        self.cam_scale = cam_scale
+        self.smoother.half_life = half_life
 
     def process(
         self,

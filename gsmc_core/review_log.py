@@ -16,6 +16,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from gsmc_core.errors import UsageError
+
 COLUMNS = ("time", "who", "action", "key", "label", "score")
 ACTIONS = ("set", "keep", "unusable", "undo")
 UNUSABLE = "unusable"
@@ -46,13 +48,13 @@ class ReviewLog:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is not None and tuple(header) != COLUMNS:
-                raise ValueError(f"{self.path}: not a review log (columns {COLUMNS} expected)")
+                raise UsageError(f"{self.path}: not a review log (columns {COLUMNS} expected)")
             for line_no, row in enumerate(reader, start=2):
                 if len(row) != len(COLUMNS):  # a line cut by a kill mid-write: the last one
                     continue
                 time, who, action, key, label, score = row
                 if action not in ACTIONS:
-                    raise ValueError(f"{self.path}:{line_no}: unknown action {action[:20]!r}")
+                    raise UsageError(f"{self.path}:{line_no}: unknown action {action[:20]!r}")
                 if action == "undo":
                     if self._history:
                         self._history.pop()

@@ -9,6 +9,8 @@ file also names the process holding it, for the message the second writer gets.
 import os
 from pathlib import Path
 
+from gsmc_core.errors import GsmcError
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -18,7 +20,7 @@ except ImportError:  # Windows
 LOCK_NAME = ".gsmc-run.lock"
 
 
-class RunFolderBusy(RuntimeError):
+class RunFolderBusy(GsmcError, RuntimeError):
     """Another process is writing this run folder."""
 
 

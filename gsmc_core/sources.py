@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import PIL.Image
 
+from gsmc_core.errors import GsmcError
 from gsmc_core.limits import max_image_pixels
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -37,7 +38,7 @@ os.environ.setdefault("OPENCV_VIDEOIO_PRIORITY_OBSENSOR", "0")
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
-class SourceError(ValueError):
+class SourceError(GsmcError, ValueError):
     """A camera, video file or image folder cannot be opened; the message names it."""
 
 

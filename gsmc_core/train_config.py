@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from gsmc_core.data.noise import NOISE_KINDS
+from gsmc_core.errors import GsmcError, UsageError
 
 METHODS = ("gsmc", "eac", "ce")
 GRAY_DATASETS = ("ferplus", "fer2013")
@@ -33,7 +34,7 @@ RECOMMENDED_SCHEDULER = {"gsmc": "cosine", "ce": "cosine", "eac": "exp"}
 AUGMENTS = ("published", "webcam")
 PRECISIONS = ("auto", "bf16", "fp32")
 
-class TrainingError(RuntimeError):
+class TrainingError(GsmcError, RuntimeError):
     """Training cannot go on (diverged, run folder taken, nothing to resume...)."""
 
 
@@ -74,16 +75,16 @@ class _NoAliasLoader(yaml.SafeLoader):
 def read_yaml(path: Path) -> Any:
     """A settings file's YAML (at most 1 MB, no aliases); ValueError names the file."""
     if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: {path.stat().st_size} bytes is too large for a settings file")
+        raise UsageError(f"{path}: {path.stat().st_size} bytes is too large for a settings file")
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from exc
+        raise UsageError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:300]})") from exc
 
 
-def _type_error(name: str, value: Any, expected: type) -> ValueError:
+def _type_error(name: str, value: Any, expected: type) -> UsageError:
     words = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
-    return ValueError(f"setting {name}: expected {words[expected]}, got {shown(value)}")
+    return UsageError(f"setting {name}: expected {words[expected]}, got {shown(value)}")
 
 
 def check_types_and_ranges(config: "TrainConfig") -> None:
@@ -107,7 +108,7 @@ def check_types_and_ranges(config: "TrainConfig") -> None:
             inside = low <= value <= high if inclusive else low < value < high
             if not inside or (isinstance(value, float) and not math.isfinite(value)):
                 brackets = "[]" if inclusive else "()"
-                raise ValueError(f"setting {f.name}: {shown(value)} is outside "
+                raise UsageError(f"setting {f.name}: {shown(value)} is outside "
                                  f"{brackets[0]}{low:g}, {high:g}{brackets[1]}")
 
 
@@ -167,37 +168,37 @@ class TrainConfig:
         """A copy with the method defaults and the colour mode filled in, validated."""
         check_types_and_ranges(self)
         if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+            raise UsageError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         defaults = METHOD_DEFAULTS[self.method]
         filled = {k: v for k, v in defaults.items() if getattr(self, k) is None}
         if self.color == "auto":
             filled["color"] = "gray" if self.dataset in GRAY_DATASETS else "rgb"
         cfg = dataclasses.replace(self, **filled)
         if cfg.scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose one of {SCHEDULERS}")
+            raise UsageError(f"unknown scheduler {cfg.scheduler!r}; choose one of {SCHEDULERS}")
         if cfg.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {cfg.precision!r}; choose one of {PRECISIONS}")
+            raise UsageError(f"unknown precision {cfg.precision!r}; choose one of {PRECISIONS}")
         if cfg.noise_kind not in NOISE_KINDS:
-            raise ValueError(f"unknown noise kind {cfg.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
+            raise UsageError(f"unknown noise kind {cfg.noise_kind!r}; choose one of {', '.join(NOISE_KINDS)}")
         if cfg.noise_kind == "annotator" and (cfg.noise_rate > 0 or cfg.noise_file):
-            raise ValueError("annotator noise has its own rate (how often one annotator disagrees "
+            raise UsageError("annotator noise has its own rate (how often one annotator disagrees "
                              "with the majority): leave the noise rate at 0 and give no noise file")
         if cfg.soft_labels and cfg.label_noise:
-            raise ValueError("soft labels (annotator votes) and injected label noise exclude each "
+            raise UsageError("soft labels (annotator votes) and injected label noise exclude each "
                              "other: the votes would contradict the noisy labels")
         if cfg.augment not in AUGMENTS:
-            raise ValueError(f"unknown augmentation {cfg.augment!r}; choose one of {', '.join(AUGMENTS)}")
+            raise UsageError(f"unknown augmentation {cfg.augment!r}; choose one of {', '.join(AUGMENTS)}")
         if cfg.augment == "webcam" and not cfg.preload:
-            raise ValueError("the webcam augmentation works on preloaded batches: add preload "
+            raise UsageError("the webcam augmentation works on preloaded batches: add preload "
                              "(--preload), or use the published augmentation")
         if cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds:
-            raise ValueError(f"fold must be 0 to {cfg.folds - 1}, got {cfg.fold}")
+            raise UsageError(f"fold must be 0 to {cfg.folds - 1}, got {cfg.fold}")
         if cfg.color not in ("rgb", "gray"):
-            raise ValueError(f"colour mode must be auto, rgb or gray, not {cfg.color!r}")
+            raise UsageError(f"colour mode must be auto, rgb or gray, not {cfg.color!r}")
         if cfg.epochs < 1 or cfg.batch_size < 1:
-            raise ValueError("epochs and batch size must be at least 1")
+            raise UsageError("epochs and batch size must be at least 1")
         if not cfg.data_root:
-            raise ValueError("no dataset folder given")
+            raise UsageError("no dataset folder given")
         return cfg
 
     @classmethod
@@ -208,11 +209,11 @@ class TrainConfig:
             raise FileNotFoundError(f"{path}: config file not found")
         data = read_yaml(path) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of settings")
+            raise UsageError(f"{path}: expected a mapping of settings")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(shown(k, 40) for k in set(data) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown settings {unknown}")
+            raise UsageError(f"{path}: unknown settings {unknown}")
         return data
 
     @classmethod

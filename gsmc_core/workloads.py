@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from gsmc_core.sources import SourceError
+
 
 def read_clip(path: str) -> list[npt.NDArray[np.uint8]]:
     """Every frame of a video file (BGR); a short clip only: all of it is kept in memory."""
@@ -27,7 +29,7 @@ def read_clip(path: str) -> list[npt.NDArray[np.uint8]]:
     finally:
         capture.release()
     if not frames:
-        raise ValueError(f"{path}: no frames could be decoded")
+        raise SourceError(f"{path}: no frames could be decoded")
     return frames
 
 
@@ -41,7 +43,7 @@ def clip_frames(
     length without a jump), each frame filling ``faces`` cells of a ``size`` grid: one cell is
     the whole frame, four are a 2 x 2 grid of the same talking head."""
     if not clip:
-        raise ValueError("the clip has no frames")
+        raise SourceError("the clip has no frames")
     width, height = size
     cols = math.ceil(math.sqrt(faces))
     rows = math.ceil(faces / cols)

@@ -1,10 +1,52 @@
-"""Worker threads: a QObject moved to its own QThread, registered so shutdown can be checked."""
+"""Worker threads: the workers' base class, and a QObject moved to its own QThread, registered
+so shutdown can be checked."""
 
+import logging
+import threading
 import weakref
 
-from PySide6.QtCore import QObject, QThread
+from PySide6.QtCore import QObject, QThread, Signal
+
+from gsmc_core.errors import GsmcError
+
+log = logging.getLogger("gsmc_desktop")
 
 _threads: "weakref.WeakSet[QThread]" = weakref.WeakSet()
+
+
+def expected(exc: BaseException) -> bool:
+    """A problem the user can fix (bad input, a file, a device), not a bug."""
+    return isinstance(exc, GsmcError | OSError)
+
+
+def describe(exc: BaseException) -> str:
+    """What a person reads: the message alone for a problem they can fix; for anything else the
+    exception's type too, and where its traceback is."""
+    return str(exc) if expected(exc) else f"{type(exc).__name__}: {exc} (details in the log)"
+
+
+class Worker(QObject):
+    """Base of the app's workers: a stop event that ``request_stop`` sets from any thread, and
+    one way out for errors, ``fail``: it logs the error (a bug with its traceback, a problem the
+    user can fix as a warning) and emits ``errored(exception, task)``; the tab decides how to
+    show it (``describe``)."""
+
+    errored = Signal(object, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        """Stop the task in progress at its next check (from any thread)."""
+        self._stop.set()
+
+    def fail(self, exc: BaseException, task: str) -> None:
+        if expected(exc):
+            log.warning("%s: %s", task, exc)
+        else:
+            log.error("%s failed", task, exc_info=exc)
+        self.errored.emit(exc, task)
 
 
 def start_worker(worker: QObject, name: str) -> QThread:

@@ -38,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
     from fer.fer import FER  # only in the venv this script is run with (fer 25 moved it here)
 
-    clip = read_clip(str(REPO / "gsmc_core" / "assets" / "videos" / "carphone_qcif.mp4"))
+    clip = read_clip(str(REPO / "assets" / "videos" / "carphone_qcif.mp4"))
     frames = list(clip_frames(clip, args.faces, args.frames + WARMUP))
     detector = FER(mtcnn=False)
     report = {"package": "fer", "faces": args.faces, "idle": measure(detector, frames)}

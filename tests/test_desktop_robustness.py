@@ -142,3 +142,30 @@ def test_missing_x11_libraries_are_named_with_the_apt_line(monkeypatch):
     assert "sudo apt install libxcb-icccm4 libxcb-keysyms1" in advice and "libxcb-cursor0" not in advice
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # no X11 needed
     assert platform_check.xcb_advice() is None
+
+
+def test_worker_errors_are_logged_with_their_traceback_and_shown_plainly(qtbot, caplog):
+    import logging
+
+    from gsmc_core.data.samples import DataError
+    from gsmc_desktop.threads import Worker, describe
+
+    worker = Worker()
+    got = []
+    worker.errored.connect(lambda exc, task: got.append((exc, task)))
+    try:
+        {}["missing"]
+    except KeyError as exc:
+        bug = exc
+    problem = DataError("labels.csv:3: unknown label 'joy'")
+    with caplog.at_level(logging.WARNING, logger="gsmc_desktop"):
+        worker.fail(bug, "images")
+        worker.fail(problem, "training")
+    assert got == [(bug, "images"), (problem, "training")]
+    logged_bug, logged_problem = [r for r in caplog.records if r.name == "gsmc_desktop"]
+    assert logged_bug.levelno == logging.ERROR and logged_bug.exc_info[1] is bug  # the traceback
+    assert logged_problem.levelno == logging.WARNING and not logged_problem.exc_info
+    assert "unknown label 'joy'" in logged_problem.getMessage()
+    assert describe(bug) == "KeyError: 'missing' (details in the log)"
+    assert describe(problem) == "labels.csv:3: unknown label 'joy'"
+    assert describe(OSError(28, "No space left on device")) == "[Errno 28] No space left on device"

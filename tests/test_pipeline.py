@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from gsmc_core.bench import synthetic_frames
+from gsmc_core.errors import UsageError
 from gsmc_core.faces import FaceDetector, crop_face
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_core.pipeline import FramePipeline
@@ -79,8 +80,17 @@ def test_chosen_cam_class_and_smoothing(predictor, detector, four_face_frames):
             expected = f.probabilities if prev is None else prev + (1 - 0.5**0.5) * (f.probabilities - prev)
             np.testing.assert_allclose(f.smoothed, expected, atol=1e-5)
             by_id[f.id] = f.smoothed
-    with pytest.raises(ValueError, match="unknown class 'joy'"):
+    with pytest.raises(UsageError, match="unknown class 'joy'"):
         pipeline.cam_class = "joy"
+    # configure: every option at once between frames, the tracks and their smoothing kept
+    pipeline.configure(heatmaps=False, cam_class="anger", cam_scale="face", half_life=None)
+    after = pipeline.process(four_face_frames[-1], timestamp=1.0)
+    assert {f.id for f in after.faces} == {f.id for f in results[-1].faces}
+    anger = CANONICAL_CLASSES.index("anger")
+    assert all(f.cam_class == anger and f.heatmap is None for f in after.faces)
+    assert all(np.array_equal(f.smoothed, f.probabilities) for f in after.faces)  # raw now
+    with pytest.raises(UsageError, match="out of range"):
+        pipeline.configure(True, 8, "map", 2.0)
 
 
 def test_render_option_draws_and_times(predictor, detector, four_face_frames):

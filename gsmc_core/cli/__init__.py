@@ -5,13 +5,10 @@ import os
 import sys
 
 from gsmc_core import __version__
-from gsmc_core.checkpoint import CheckpointError
-from gsmc_core.cli.errors import UsageError
 from gsmc_core.cli.faces import add_face_commands
 from gsmc_core.cli.models import add_model_commands
 from gsmc_core.cli.training import add_training_commands
-from gsmc_core.devices import DeviceUnavailableError
-from gsmc_core.train_config import TrainingError
+from gsmc_core.errors import GsmcError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail again
         return 0
-    except (CheckpointError, DeviceUnavailableError, UsageError, ValueError, TrainingError,
-            OSError) as exc:  # OSError: unwritable, missing or wrong-kind files and folders
+    except (GsmcError, OSError) as exc:  # OSError: unwritable, missing or wrong-kind files and folders
         print(f"gsmc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

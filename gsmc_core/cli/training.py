@@ -12,12 +12,12 @@ from pathlib import Path
 from gsmc_core.audit import audit, report_from_scores, write_audit_csv
 from gsmc_core.calibrate import calibrate, refitted_checkpoint
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from gsmc_core.cli.errors import UsageError
 from gsmc_core.cross_val import cross_validated_scores
 from gsmc_core.data.noise import NOISE_KINDS
 from gsmc_core.data.readers import DATASETS, SPLITS, read_split
 from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
+from gsmc_core.errors import UsageError
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.label_issues import SCORES
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES

@@ -9,6 +9,7 @@ import numpy as np
 from gsmc_core.atomic import write_atomic
 from gsmc_core.data.readers import read_rafdb_labels
 from gsmc_core.data.samples import DataError, Split
+from gsmc_core.errors import UsageError
 from gsmc_core.labels import RAFDB_LABELS
 
 
@@ -20,7 +21,7 @@ def inject_symmetric_noise(labels: list[int], num_classes: int, rate: float,
     the same result.
     """
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"noise rate must be in [0, 1], got {rate}")
+        raise UsageError(f"noise rate must be in [0, 1], got {rate}")
     rng = np.random.default_rng(seed)
     n = len(labels)
     flipped = np.sort(rng.choice(n, size=round(rate * n), replace=False))

@@ -10,10 +10,11 @@ import numpy.typing as npt
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from gsmc_core.errors import GsmcError
 from gsmc_core.sources import SourceError, read_image
 
 
-class DataError(ValueError):
+class DataError(GsmcError, ValueError):
     """A dataset problem the user can fix: names the file (and line) and what is wrong."""
 
 

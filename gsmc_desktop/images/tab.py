@@ -34,7 +34,7 @@ from gsmc_desktop.images.cam_grid import CamGrid
 from gsmc_desktop.images.worker import TILE_SIZE, ImageJob, ImageResult, ImagesWorker
 from gsmc_desktop.model import ModelHandle
 from gsmc_desktop.settings import read_setting
-from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
 from gsmc_desktop.widgets.messages import report_failure
@@ -80,7 +80,7 @@ class ImagesTab(QWidget):
         self._job_requested.connect(self.worker.run)
         self._close_requested.connect(self.worker.close)
         self.worker.image_done.connect(self._on_image_done)
-        self.worker.failed.connect(self._on_failed)
+        self.worker.errored.connect(self._on_errored)
         self._build()
         self.setAcceptDrops(True)
 
@@ -329,7 +329,8 @@ class ImagesTab(QWidget):
             self.all_done.emit()
 
     @Slot(str)
-    def _on_failed(self, message: str) -> None:
+    def _on_errored(self, exc: BaseException, _task: str) -> None:
+        message = describe(exc)
         self.pending = 0
         self.status_message.emit(message)
         self.view.set_message(message)

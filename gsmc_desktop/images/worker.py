@@ -7,8 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 
+from gsmc_core.errors import UsageError
 from gsmc_core.faces import Face, FaceDetector, crop_face
 from gsmc_core.pipeline import FramePipeline
 from gsmc_core.predictor import Predictor
@@ -16,6 +17,7 @@ from gsmc_core.render import overlay_heatmap, scale_cam
 from gsmc_core.results import FrameResult
 from gsmc_core.sources import SourceError, read_image
 from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.threads import Worker
 
 TILE_SIZE = 128
 CAM_ALPHA = 0.5
@@ -65,11 +67,10 @@ def cam_tiles(predictor: Predictor, image_bgr: npt.NDArray[np.uint8], result: Fr
     return tuple(tiles)
 
 
-class ImagesWorker(QObject):
-    """Runs ``ImageJob``s; emits ``image_done`` per image, ``failed`` when a job breaks off."""
+class ImagesWorker(Worker):
+    """Runs ``ImageJob``s; emits ``image_done`` per image, ``errored`` when a job breaks off."""
 
     image_done = Signal(object)
-    failed = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,7 +108,7 @@ class ImagesWorker(QObject):
         try:
             loaded = self._get_predictor()
             if loaded is None:
-                self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
+                self.fail(UsageError("No model loaded: use File ▸ Open checkpoint… first"), "images")
                 return
             model, predictor = loaded
             pipeline = FramePipeline(predictor, self._get_detector(job.detector), cam_scale=job.cam_scale)
@@ -116,8 +117,8 @@ class ImagesWorker(QObject):
                     return
                 result = self._analyse(pipeline, predictor, entry, path, job.cam_scale)
                 self.image_done.emit(replace(result, model=model))
-        except Exception as exc:  # keep the app alive; the message names what broke
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # keep the app alive; the tab says what broke
+            self.fail(exc, "images")
 
     def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path,
                  cam_scale: str) -> ImageResult:

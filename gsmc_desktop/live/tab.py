@@ -30,7 +30,7 @@ from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
 from gsmc_desktop.model import ModelHandle
 from gsmc_desktop.settings import existing_file, read_setting
-from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.threads import describe, expected, start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
 from gsmc_desktop.widgets.messages import report_failure
@@ -85,7 +85,7 @@ class LiveTab(QWidget):
         self._scan_requested.connect(self.worker.scan_cameras)
         self.worker.frame_ready.connect(self._on_frame_ready)
         self.worker.status.connect(self._on_status)
-        self.worker.failed.connect(self._on_failed)
+        self.worker.errored.connect(self._on_errored)
         self.worker.finished.connect(self._on_finished)
         self.worker.reached_end.connect(self._on_reached_end)
         self.worker.recording.connect(self._on_recording)
@@ -407,8 +407,10 @@ class LiveTab(QWidget):
         else:
             self.status_message.emit(message)
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
+    @Slot(object, str)
+    def _on_errored(self, exc: BaseException, task: str) -> None:
+        # the message names the file or camera; a bug's is prefixed with the source it broke on
+        message = describe(exc) if expected(exc) else f"{task}: {describe(exc)}"
         self.view.set_message(message)
         self.status_message.emit(message)
 

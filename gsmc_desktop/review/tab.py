@@ -32,7 +32,7 @@ from gsmc_core.label_issues import SCORES
 from gsmc_core.relabel import RELABEL_DATASETS, relabel
 from gsmc_core.review_log import ReviewLog
 from gsmc_desktop.review.worker import RenderedFace, ReviewWorker, ScoredRun, ScoreRequest
-from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.training.form import PathField
 from gsmc_desktop.widgets.frame_view import rgb_to_qimage
 from gsmc_desktop.widgets.plain_text import PlainLabel
@@ -156,7 +156,8 @@ class ReviewTab(QWidget):
         self.worker.progress.connect(self._on_progress)
         self.worker.scored.connect(self._on_scored)
         self.worker.rendered.connect(self._on_rendered)
-        self.worker.failed.connect(self._on_failed)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.cancelled.connect(self._on_failed)
 
     # --- keys -------------------------------------------------------------------------------------
 
@@ -207,6 +208,10 @@ class ReviewTab(QWidget):
         self.progress_label.setText(f"Scoring: batch {done}/{total}, about {eta:.0f} s left")
 
     @Slot(str)
+    @Slot(object, str)
+    def _on_errored(self, exc: BaseException, task: str) -> None:
+        self._on_failed(f"{task[0].upper()}{task[1:]} failed: {describe(exc)}")
+
     def _on_failed(self, message: str) -> None:
         self.score_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

@@ -2,7 +2,6 @@
 with the CAMs of its given and its predicted class. Qt-free work from the core; only signals
 cross to the GUI thread, which never runs the model."""
 
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 
 from gsmc_core.audit import TrainingScores, score_training_set
 from gsmc_core.cross_val import cross_validated_scores
@@ -20,6 +19,7 @@ from gsmc_core.predictor import Predictor
 from gsmc_core.render import overlay_heatmap
 from gsmc_core.train_config import TrainConfig, config_for_resume
 from gsmc_core.train_events import BatchEvent
+from gsmc_desktop.threads import Worker
 
 FACE_SIZE = 192  # pixels of each face and CAM on screen: FERPlus's 48 px faces, 4x
 
@@ -54,22 +54,21 @@ class RenderedFace:
     cam_predicted: npt.NDArray[np.uint8]
 
 
-class ReviewWorker(QObject):
+class ReviewWorker(Worker):
+    """Scores a run's training faces (``score``: request_stop cancels after the batch in
+    progress) and renders one suspect with its CAMs (``render``); ``errored`` says what broke,
+    ``cancelled`` that the user stopped the scoring."""
+
     progress = Signal(int, int, float)  # batches done, total, seconds so far
     scored = Signal(object)  # ScoredRun
     rendered = Signal(object)  # RenderedFace
-    failed = Signal(str)
+    cancelled = Signal(str)
 
     def __init__(self) -> None:
         super().__init__()
-        self._stop = threading.Event()
         self._predictor: Predictor | None = None
         self._predictor_path: Path | None = None
         self._run: ScoredRun | None = None
-
-    def request_stop(self) -> None:
-        """Cancel a scoring in progress (from any thread): it stops after the current batch."""
-        self._stop.set()
 
     @Slot(object)
     def score(self, request: ScoreRequest) -> None:
@@ -98,11 +97,11 @@ class ReviewWorker(QObject):
                                             "cpu", model=request.model, on_batch=on_batch)
             suspects = rank_suspects(scores.probs, scores.given, request.score)
         except Cancelled:
-            self.failed.emit("Scoring cancelled (cross-validation continues where it stopped "
-                             "next time)." if request.folds > 1 else "Scoring cancelled.")
+            self.cancelled.emit("Scoring cancelled (cross-validation continues where it stopped "
+                                "next time)." if request.folds > 1 else "Scoring cancelled.")
             return
         except Exception as exc:  # a bad dataset or checkpoint: said in the tab, the app goes on
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+            self.fail(exc, "scoring")
             return
         self._run = ScoredRun(request, scores, suspects, time.perf_counter() - start)
         self.scored.emit(self._run)
@@ -131,7 +130,7 @@ class ReviewWorker(QObject):
             maps = [self._predictor.predict([face], cam_class=c)[0].heatmap for c in (given, predicted)]
             cams = [overlay_heatmap(shown, m, 0.5) for m in maps]
         except Exception as exc:
-            self.failed.emit(f"Cannot show this face: {type(exc).__name__}: {exc}")
+            self.fail(exc, "showing the face")
             return
         self.rendered.emit(RenderedFace(row, shown, *cams))
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 from gsmc_core.train_config import TrainConfig
 from gsmc_core.train_events import BatchEvent, EpochEvent, TrainResult
 from gsmc_desktop.settings import read_setting
-from gsmc_desktop.threads import start_worker, stop_thread
+from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.training.by_class import ByClassTable
 from gsmc_desktop.training.curves import TrainingCurves
 from gsmc_desktop.training.form import TrainingForm
@@ -60,10 +60,9 @@ class TrainingTab(QWidget):
         self.worker.epoch.connect(self._on_epoch)
         self.worker.log.connect(self.append_log)
         self.worker.finished.connect(self._on_finished)
-        self.worker.failed.connect(self._on_failed)
+        self.worker.errored.connect(self._on_errored)
         self._evaluate_requested.connect(self.worker.evaluate)
         self.worker.evaluated.connect(self._on_evaluated)
-        self.worker.evaluation_failed.connect(self._on_evaluation_failed)
         self._evaluating = False
         self._build()
         self._restore_settings()
@@ -265,8 +264,15 @@ class TrainingTab(QWidget):
         self._update_buttons()
         self.run_ended.emit(result)
 
-    @Slot(str)
-    def _on_failed(self, message: str) -> None:
+    @Slot(object, str)
+    def _on_errored(self, exc: BaseException, task: str) -> None:
+        message = describe(exc)
+        if task == "evaluation":
+            self._evaluation_failed(message)
+        else:
+            self._training_failed(message)
+
+    def _training_failed(self, message: str) -> None:
         self._running = False
         self.progress_label.setText("Failed: see the log")
         self.append_log(f"error: {message}")
@@ -310,8 +316,7 @@ class TrainingTab(QWidget):
         self._update_buttons()
         self.test_done.emit()
 
-    @Slot(str)
-    def _on_evaluation_failed(self, message: str) -> None:
+    def _evaluation_failed(self, message: str) -> None:
         self._evaluating = False
         self.progress_label.setText("Test evaluation failed: see the log")
         self.append_log(f"error: {message}")

@@ -1,45 +1,38 @@
 """The Training tab's worker: the core trainer in its own thread, reporting through signals."""
 
-import threading
 import time
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 
-from gsmc_core.checkpoint import CheckpointError, load_checkpoint
+from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import DataError
-from gsmc_core.devices import DeviceUnavailableError, resolve_device
+from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.train_config import TrainConfig
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent
+from gsmc_desktop.threads import Worker
 
 BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch updates a second reach the GUI
 
 
-class TrainingWorker(QObject):
+class TrainingWorker(Worker):
     """Runs ``gsmc_core.train.train`` with ``on_event``/``should_stop`` wired to signals.
 
     Signals: ``batch`` (BatchEvent), ``epoch`` (EpochEvent), ``log`` (text), ``finished``
-    (TrainResult, also after a stop request), ``failed`` (a message naming the problem).
+    (TrainResult, also after a stop request), ``evaluated``; ``errored`` (the exception, and
+    "training" or "evaluation").
     """
 
     batch = Signal(object)
     epoch = Signal(object)
     log = Signal(str)
     finished = Signal(object)
-    failed = Signal(str)
     evaluated = Signal(str, object)  # checkpoint path, metrics of ``evaluate_checkpoint``
-    evaluation_failed = Signal(str)
 
     def __init__(self) -> None:
-        super().__init__()
-        self._stop = threading.Event()
+        super().__init__()  # request_stop: after the batch in progress; then last.pt is saved
         self._last_batch = 0.0
-
-    def request_stop(self) -> None:
-        """Stop after the batch in progress; the trainer then saves ``last.pt``."""
-        self._stop.set()
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, BatchEvent):
@@ -60,11 +53,8 @@ class TrainingWorker(QObject):
         self._last_batch = 0.0
         try:
             result = train(config, on_event=self._on_event, should_stop=self._stop.is_set)
-        except (TrainingError, DataError, CheckpointError, DeviceUnavailableError, ValueError,
-                OSError) as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # keep the app alive; the message names what broke
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # keep the app alive; the tab says what broke
+            self.fail(exc, "training")
         else:
             self.finished.emit(result)
 
@@ -75,9 +65,7 @@ class TrainingWorker(QObject):
             ckpt = load_checkpoint(checkpoint)
             split = read_split(dataset, data_root, "test", len(ckpt.meta.classes))
             metrics = evaluate_checkpoint(ckpt, split, resolve_device("auto"))
-        except (DataError, CheckpointError, DeviceUnavailableError, ValueError, OSError) as exc:
-            self.evaluation_failed.emit(str(exc))
-        except Exception as exc:  # keep the app alive; the message names what broke
-            self.evaluation_failed.emit(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # keep the app alive; the tab says what broke
+            self.fail(exc, "evaluation")
         else:
             self.evaluated.emit(checkpoint, metrics)
