@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from gsmc_core.errors import UsageError
 from gsmc_core.model import flops_per_image
 from gsmc_core.pipeline import FramePipeline
 from gsmc_core.render import RenderOptions
@@ -102,7 +103,7 @@ def run_bench(
         for stage in STAGES:
             samples[stage].append(result.timings.get(stage, 0.0))
     if measured == 0:
-        raise ValueError(f"the video has no frames after the {warmup} warm-up frames")
+        raise UsageError(f"the video has no frames after the {warmup} warm-up frames")
     predictor = pipeline.predictor
     flops = flops_per_image(predictor.meta.build_model(), predictor.meta.input_size)
     faces_mean = float(np.mean(faces_seen))
@@ -127,6 +128,7 @@ def run_bench(
         "peak_threads": peak_threads,
         "torch_threads": torch.get_num_threads(),
         "backend": predictor.backend,
+        "precision": predictor.precision,
         "cpu_count": os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "cpu": _cpu_name(),

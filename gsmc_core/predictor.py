@@ -22,9 +22,11 @@ import torch
 
 from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta, load_checkpoint
 from gsmc_core.devices import resolve_device
+from gsmc_core.errors import UsageError
 from gsmc_core.model import GSMCNet
-from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, read_onnx_meta
+from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, onnx_cached, read_onnx_meta
 from gsmc_core.preprocess import prepare_image
+from gsmc_core.quantize import PRECISIONS, graph_precision, int8_graph
 from gsmc_core.render import scale_cam
 from gsmc_core.resources import DEFAULT_CHECKPOINT
 
@@ -68,9 +70,10 @@ class OnnxRuntime:
     name = "onnx"
     device = torch.device("cpu")
 
-    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS,
+                 precision: str = "fp32") -> None:
         if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
+            raise UsageError(f"threads must be >= 1, got {threads}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -79,6 +82,7 @@ class OnnxRuntime:
         options.log_severity_level = 3  # errors only
         self.path = Path(path)
         self.threads = threads
+        self.precision = precision  # "fp32", or "int8" for a quantised graph
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def run(self, batch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -87,25 +91,58 @@ class OnnxRuntime:
 
 
 def make_runtime(ckpt: Checkpoint, device: str | torch.device = "auto", backend: str = "auto",
-                 threads: int = DEFAULT_THREADS) -> Runtime:
-    """The runtime for ``ckpt``: "auto" is ONNX Runtime on the CPU and torch elsewhere."""
+                 threads: int = DEFAULT_THREADS, precision: str = "auto") -> Runtime:
+    """The runtime for ``ckpt``: "auto" is ONNX Runtime on the CPU and torch elsewhere; on the
+    CPU, precision "auto" runs the model's int8 graph when it has one (``quantize.int8_graph``)
+    and the fp32 export otherwise."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if threads < 1:  # checked here: an argument error must not look like a damaged cache entry
-        raise ValueError(f"threads must be >= 1, got {threads}")
+        raise UsageError(f"threads must be >= 1, got {threads}")
     dev = resolve_device(device) if isinstance(device, str) else device
     if backend == "onnx" and dev.type != "cpu":
-        raise ValueError(f"the onnx backend runs on the CPU only, not on {dev}; "
+        raise UsageError(f"the onnx backend runs on the CPU only, not on {dev}; "
                          "use --device cpu or --backend torch")
-    if backend == "onnx":
-        return _cached_runtime(ckpt, threads)
+    if precision == "int8" and (backend == "torch" or dev.type != "cpu"):
+        raise UsageError("int8 runs in ONNX Runtime on the CPU: use --device cpu and the onnx "
+                         "backend, or --precision fp32")
+    if backend == "onnx" or precision == "int8":
+        return _onnx_runtime(ckpt, threads, precision)
     if backend == "auto" and dev.type == "cpu":
         try:
-            return _cached_runtime(ckpt, threads)
+            return _onnx_runtime(ckpt, threads, precision)
         except Exception as exc:  # ONNX Runtime is a speed-up: a model it cannot take still runs
             log.warning("running %s in torch: the ONNX export or session failed (%s: %s)",
                         ckpt.path or "the model", type(exc).__name__, exc)
     return TorchRuntime(ckpt.build_model(), dev)
+
+
+def ready_without_export(ckpt: Checkpoint) -> bool:
+    """Whether a CPU predictor for ``ckpt`` starts at once: it has an int8 graph or a cached
+    fp32 export (else the first one exports the model, seconds)."""
+    return int8_graph(ckpt) is not None or onnx_cached(ckpt)
+
+
+def _onnx_runtime(ckpt: Checkpoint, threads: int, precision: str) -> "OnnxRuntime":
+    """The int8 graph when asked for or (``auto``) when there is one, else the fp32 export."""
+    if precision != "fp32":
+        path = int8_graph(ckpt)
+        if path is not None:
+            try:
+                return OnnxRuntime(path, threads, precision="int8")
+            except Exception as exc:
+                if precision == "int8":
+                    raise CheckpointError(path, f"ONNX Runtime cannot load this int8 graph "
+                                          f"({type(exc).__name__}); make it again with `gsmc "
+                                          "quantize`") from exc
+                log.warning("%s: cannot be loaded (%s); running fp32", path, type(exc).__name__)
+        elif precision == "int8":
+            raise UsageError(f"{ckpt.path or 'this model'} has no int8 graph yet: make one with "
+                             "`gsmc quantize --checkpoint CKPT --dataset NAME --data-root DIR` "
+                             "(calibrated on that dataset's validation faces)")
+    return _cached_runtime(ckpt, threads)
 
 
 def _cached_runtime(ckpt: Checkpoint, threads: int) -> OnnxRuntime:
@@ -187,31 +224,38 @@ class Predictor:
     def backend(self) -> str:
         return self.runtime.name
 
+    @property
+    def precision(self) -> str:
+        """"int8" for a quantised graph in ONNX Runtime, else "fp32"."""
+        return getattr(self.runtime, "precision", "fp32")
+
     @classmethod
     def for_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "auto", backend: str = "auto",
-                       threads: int = DEFAULT_THREADS) -> "Predictor":
-        """A predictor for a loaded checkpoint (CPU: exported to ONNX once, then cached)."""
-        return cls(make_runtime(ckpt, device, backend, threads), ckpt.meta)
+                       threads: int = DEFAULT_THREADS, precision: str = "auto") -> "Predictor":
+        """A predictor for a loaded checkpoint (CPU: its int8 graph when it has one, else
+        exported to ONNX once, then cached)."""
+        return cls(make_runtime(ckpt, device, backend, threads, precision), ckpt.meta)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "auto",
-                        backend: str = "auto", threads: int = DEFAULT_THREADS) -> "Predictor":
+                        backend: str = "auto", threads: int = DEFAULT_THREADS,
+                        precision: str = "auto") -> "Predictor":
         """A predictor for a checkpoint file (None: the shipped default model), or for an ONNX
         file written by `gsmc export`."""
         path = DEFAULT_CHECKPOINT if path is None else path
         if Path(path).suffix.lower() == ".onnx":
             # "auto" means the CPU here: ONNX Runtime runs the file (a GPU machine included)
             if backend == "torch" or (device != "auto" and resolve_device(device).type != "cpu"):
-                raise ValueError(f"{path}: an ONNX model runs on the CPU in ONNX Runtime; "
+                raise UsageError(f"{path}: an ONNX model runs on the CPU in ONNX Runtime; "
                                  "give the .pt checkpoint for torch or a GPU")
             meta = read_onnx_meta(path)  # names the file when it is missing or not a GSMC export
             try:
-                runtime = OnnxRuntime(path, threads)
+                runtime = OnnxRuntime(path, threads, graph_precision(path))
             except Exception as exc:  # onnxruntime's own errors carry no hint of what to do
                 raise CheckpointError(path, f"ONNX Runtime cannot load it ({type(exc).__name__}); "
                                       "export it again with `gsmc export`") from exc
             return cls(runtime, meta)
-        return cls.for_checkpoint(load_checkpoint(path), device, backend, threads)
+        return cls.for_checkpoint(load_checkpoint(path), device, backend, threads, precision)
 
     def preprocess(
         self, crops: Sequence[npt.NDArray[np.uint8]], bgr: bool = False
@@ -245,7 +289,7 @@ class Predictor:
                 raise ValueError(
                     f"crop {i}: expected a non-empty uint8 image, got {crop.dtype} {crop.shape}"
                 )
-        wanted = self._class_index(cam_class)
+        wanted = self.class_index(cam_class)
         batch = self.preprocess(crops, bgr)
         if self.tta:
             n = len(batch)
@@ -275,13 +319,15 @@ class Predictor:
             )
         return results
 
-    def _class_index(self, cam_class: int | str | None) -> int | None:
+    def class_index(self, cam_class: int | str | None) -> int | None:
+        """The index of a class given by name or index, checked against the model's classes
+        (UsageError names them); None stays None (each face's own prediction)."""
         if cam_class is None:
             return None
         if isinstance(cam_class, str):
             if cam_class not in self.classes:
-                raise ValueError(f"unknown class {cam_class!r}; classes: {', '.join(self.classes)}")
+                raise UsageError(f"unknown class {cam_class!r}; classes: {', '.join(self.classes)}")
             return self.classes.index(cam_class)
         if not 0 <= cam_class < len(self.classes):
-            raise ValueError(f"class index {cam_class} out of range 0..{len(self.classes) - 1}")
+            raise UsageError(f"class index {cam_class} out of range 0..{len(self.classes) - 1}")
         return int(cam_class)

@@ -1,10 +1,11 @@
 """`gsmc-desktop --self-test`: prove a build works end to end without a screen.
 
 Starts Qt offscreen, checks that Qt calls keep Python's reference counts (a broken PySide6
-release drains them), builds the main window (Qt plugins, pyqtgraph), loads the model (exported to
-ONNX and run in ONNX Runtime on the CPU, as the app does), detects
-and classifies the faces in the bundled sample photo with MediaPipe, computes each face's CAM,
-prints a JSON summary and returns 0; any failure prints the step and the error and returns 1.
+release drains them), builds the main window (Qt plugins, pyqtgraph), loads the model as the app
+does (its int8 graph in ONNX Runtime when it has one, as the shipped model does) and its fp32
+ONNX export (exported here when not cached), detects and classifies the faces in the bundled
+sample photo with MediaPipe with both (they must agree), computes each face's CAM, prints a JSON
+summary and returns 0; any failure prints the step and the error and returns 1.
 """
 
 import json
@@ -55,7 +56,11 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
     summary["checkpoint"] = str(checkpoint)
     summary["backend"] = predictor.backend
+    summary["precision"] = predictor.precision  # int8 for the shipped model
     summary["onnx_file"] = str(getattr(predictor.runtime, "path", ""))
+    # the fp32 path too (any model without an int8 graph): exported to ONNX here if not cached
+    fp32 = Predictor.from_checkpoint(checkpoint, device="cpu", precision="fp32")
+    summary["fp32_onnx_file"] = str(getattr(fp32.runtime, "path", ""))
     summary["torch"] = torch.__version__
     done("model")
 
@@ -74,8 +79,12 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
     image = read_image(image_path)
     with FaceDetector("full") as detector:
         result = FramePipeline(predictor, detector).process(image)
+        reference = FramePipeline(fp32, detector).process(image)
     if not result.faces:
         raise RuntimeError(f"no face found in {image_path}")
+    if [f.label for f in result.faces] != [f.label for f in reference.faces]:
+        raise RuntimeError(f"{summary['precision']} and fp32 disagree on {image_path}: "
+                           f"{[f.label for f in result.faces]} vs {[f.label for f in reference.faces]}")
     summary["image"] = str(image_path)
     summary["faces"] = []
     for face in result.faces:

@@ -13,6 +13,7 @@ from PySide6.QtCore import QSettings
 import gsmc_desktop.app as app_module
 import gsmc_desktop.main_window as main_window_module
 from gsmc_core.labels import CANONICAL_CLASSES
+from gsmc_core.resources import asset_path
 from gsmc_desktop.__main__ import parse_args
 from gsmc_desktop.app import ErrorReporter, install_exception_hook
 from gsmc_desktop.main_window import MainWindow
@@ -120,6 +121,8 @@ def test_self_test_classifies_the_sample_face(qtbot, random_checkpoint, capsys):
     assert run_self_test(random_checkpoint) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["ok"] and summary["step"] == "done" and summary["qt_platform"] == "offscreen"
+    # a model without an int8 graph runs its fp32 export (both paths are checked, and agree)
+    assert summary["precision"] == "fp32" and summary["onnx_file"] == summary["fp32_onnx_file"]
     assert summary["image"].endswith("astronaut.jpg") and len(summary["faces"]) == 1
     face = summary["faces"][0]
     x, y, w, h = face["box"]
@@ -196,8 +199,7 @@ def test_help_shows_the_model_card_and_file_menu_opens_and_remembers(qtbot, tmp_
     assert docs is not None and "What the heatmaps mean, and what they do not" in docs.text()
     assert "Review tab" in docs.text() and "<" not in docs.text()[:40]  # rendered, not raw
     photo = tmp_path / "photo.png"
-    photo.write_bytes(Path(__file__).parent.parent.joinpath("gsmc_core", "assets", "images",
-                                                           "astronaut.jpg").read_bytes())
+    photo.write_bytes(asset_path("images", "astronaut.jpg").read_bytes())
     assert window.open_images([photo]) == 1 and window.tabs.currentWidget() is window.images
     assert window.recent_files()[0] == photo.resolve()
     assert [a.text() for a in window.recent_menu.actions()] == ["photo.png"]

@@ -17,6 +17,7 @@ import torch
 
 from gsmc_core.bench import run_bench
 from gsmc_core.devices import DEVICE_CHOICES
+from gsmc_core.errors import UsageError
 from gsmc_core.face_csv import csv_header, csv_rows
 from gsmc_core.faces import (
     DEFAULT_LIVE_DETECTOR,
@@ -37,6 +38,7 @@ from gsmc_core.outputs import (
 )
 from gsmc_core.pipeline import FramePipeline
 from gsmc_core.predictor import BACKENDS, DEFAULT_THREADS, Predictor
+from gsmc_core.quantize import PRECISIONS
 from gsmc_core.render import RenderOptions
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
 from gsmc_core.results import FrameResult
@@ -57,12 +59,12 @@ BENCH_WARMUP = 5
 
 
 def load_predictor(checkpoint: str | None, device: str, threads: int = DEFAULT_THREADS,
-                   backend: str = "auto") -> Predictor:
+                   backend: str = "auto", precision: str = "auto") -> Predictor:
     """The predictor for ``--checkpoint`` (a checkpoint or an exported .onnx), or the shipped
     default model. ``threads`` is the CPU inference thread count (ONNX Runtime's, and torch's
     for ``--backend torch`` on the CPU)."""
     if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
+        raise UsageError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     if checkpoint is None:
         if not DEFAULT_CHECKPOINT.is_file():
@@ -71,7 +73,7 @@ def load_predictor(checkpoint: str | None, device: str, threads: int = DEFAULT_T
                 "`gsmc train` and pass it with --checkpoint CKPT"
             )
         checkpoint = str(DEFAULT_CHECKPOINT)
-    return Predictor.from_checkpoint(checkpoint, device, backend, threads)
+    return Predictor.from_checkpoint(checkpoint, device, backend, threads, precision)
 
 
 def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[str, ...]) -> None:
@@ -86,6 +88,9 @@ def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[st
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="auto: ONNX Runtime on the CPU (exported and cached on first use), torch on "
                         "a GPU; onnx or torch to force one")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: int8 on the CPU when the model has an int8 graph (the shipped model "
+                        "does; `gsmc quantize` makes one), else fp32")
     p.add_argument("--tta", action="store_true",
                    help="average each face with its mirror image (flip test-time augmentation): "
                         "a little more accurate, twice the network time per face")
@@ -119,7 +124,7 @@ PREDICT_CSV_COLUMNS = ("image", "face", "x", "y", "w", "h", "score", "expression
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if any(not p for p in args.paths):
-        raise ValueError("an empty path was given; name image files or folders")
+        raise UsageError("an empty path was given; name image files or folders")
     if args.csv:
         _require_writable_file(Path(args.csv), "--csv")
     images = list(_expand_paths(args.paths))
@@ -128,7 +133,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
     if cam_dir is not None:
         refuse_folder_of_inputs("--cam-dir", cam_dir, images)
-    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
+    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend, args.precision)
     predictor.tta = args.tta
     if cam_dir is not None:
         cam_dir.mkdir(parents=True, exist_ok=True)
@@ -269,9 +274,9 @@ def _open_video_input(spec: str, every: int) -> FrameSource:
 
 def cmd_video(args: argparse.Namespace) -> int:
     if args.every < 1:
-        raise ValueError(f"--every must be >= 1, got {args.every}")
+        raise UsageError(f"--every must be >= 1, got {args.every}")
     if not args.input:
-        raise ValueError("no input given: name a video file, an image folder or a camera index")
+        raise UsageError("no input given: name a video file, an image folder or a camera index")
     for option, value in (("--out", args.out), ("--csv", args.csv)):
         if value:
             _require_writable_file(Path(value), option)
@@ -279,8 +284,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv},
                               [*inputs, *([args.checkpoint] if args.checkpoint else [])])
     if args.out and args.csv and same_file(args.out, args.csv):
-        raise ValueError(f"--out and --csv name the same file ({args.out}); give two files")
-    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
+        raise UsageError(f"--out and --csv name the same file ({args.out}); give two files")
+    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend, args.precision)
     predictor.tta = args.tta
     source = _open_video_input(args.input, args.every)
     if isinstance(source, ImageFolderSource):
@@ -391,7 +396,7 @@ def _open_writer(path: Path, target: str, source: FrameSource, every: int,
     fps = (source.fps or 30.0) / every
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():
-        raise ValueError(f"{target}: cannot write a video here (folder missing or format unsupported)")
+        raise UsageError(f"{target}: cannot write a video here (folder missing or format unsupported)")
     return writer
 
 
@@ -428,8 +433,8 @@ def _bench_frames(args: argparse.Namespace) -> list:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.faces < 1:
-        raise ValueError(f"--faces must be >= 1, got {args.faces}")
-    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend)
+        raise UsageError(f"--faces must be >= 1, got {args.faces}")
+    predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend, args.precision)
     predictor.tta = args.tta
     frames = _bench_frames(args)
     reports = {}
@@ -457,10 +462,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
               f"{report['fps']} fps")
         for stage, q in report["latency_ms"].items():
             print(f"  {stage:9s} p50 {q['p50']:7.2f} ms   p95 {q['p95']:7.2f} ms")
-        print(f"  network ({report['backend']}, {args.threads} thread(s)): {report['gflops_per_face']} "
-              f"GFLOPs/face, {report['classify_gflops_per_s']} GFLOP/s achieved = "
-              f"{report['fraction_of_peak']:.0%} of the {report['matmul_peak_gflops_per_s']} GFLOP/s fp32 "
-              f"matmul peak of {report['peak_threads']} threads")
+        print(f"  network ({report['backend']} {report['precision']}, {args.threads} thread(s)): "
+              f"{report['gflops_per_face']} GFLOPs/face, {report['classify_gflops_per_s']} GFLOP/s "
+              f"achieved = {report['fraction_of_peak']:.0%} of the {report['matmul_peak_gflops_per_s']} "
+              f"GFLOP/s fp32 matmul peak of {report['peak_threads']} threads")
         print(f"  cpu: {report['cpu']}, load average {report['load_average']}")
     if args.busy_core:
         print(f"busy / idle fps: {reports['busy_over_idle']:.2f}")

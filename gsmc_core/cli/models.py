@@ -4,11 +4,13 @@ import argparse
 import json
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.cli.errors import UsageError
+from gsmc_core.data.readers import DATASETS
+from gsmc_core.errors import UsageError
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
 from gsmc_core.onnx_export import OPSET, export_onnx
 from gsmc_core.outputs import refuse_overwriting_inputs
+from gsmc_core.quantize import CALIBRATION_FACES, calibration_faces, quantize_int8
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:
@@ -35,6 +37,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     meta = ckpt.meta
     print(f"wrote {out} (ONNX opset {OPSET}; inputs image N x 3 x {meta.input_size} x {meta.input_size}, "
           f"outputs logits and cams; {len(meta.classes)} classes; metadata in the gsmc_meta property)")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
+    ckpt = load_checkpoint(args.checkpoint)
+    calibration = calibration_faces(ckpt, args.dataset, args.data_root, args.faces)
+    faces = sum(len(b) for b in calibration)
+    out = quantize_int8(ckpt, calibration, args.out)
+    where = "" if args.out is not None else " (the cache: the app and the CLI use it from now on)"
+    print(f"wrote {out}{where}: int8 weights per channel, activations calibrated on {faces} "
+          f"{args.dataset} validation faces")
     return 0
 
 
@@ -86,6 +101,21 @@ def add_model_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--format", default="onnx", choices=["onnx"], help="only onnx for now")
     p.add_argument("--out", required=True, help="file to write (.onnx)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "quantize", help="make a model's int8 graph for fast CPU inference",
+        description="Quantise a model's ONNX graph to int8 with ONNX Runtime's static quantisation "
+        "(QDQ; int8 weights per output channel, uint8 activations calibrated on validation faces of "
+        "the dataset). Without --out it goes into the per-user cache, where `gsmc predict/video/bench` "
+        "and the app find it and use it by default (--precision auto); the shipped model has one.",
+    )
+    p.add_argument("--checkpoint", required=True, help="model checkpoint (.pt)")
+    p.add_argument("--dataset", required=True, choices=DATASETS, help="whose validation faces calibrate")
+    p.add_argument("--data-root", required=True)
+    p.add_argument("--faces", type=int, default=CALIBRATION_FACES,
+                   help=f"validation faces to calibrate on (default {CALIBRATION_FACES})")
+    p.add_argument("--out", help="file to write (.onnx); default: the cache")
+    p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("info", help="show a checkpoint's metadata and metrics")
     p.add_argument("checkpoint")

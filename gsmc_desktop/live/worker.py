@@ -16,16 +16,18 @@ from typing import Generic, TypeVar
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import Signal, Slot
 
+from gsmc_core.errors import UsageError
 from gsmc_core.faces import DEFAULT_LIVE_DETECTOR, CombinedDetector, FaceDetector, make_live_detector
-from gsmc_core.onnx_export import onnx_cached
 from gsmc_core.pipeline import FramePipeline
+from gsmc_core.predictor import ready_without_export
 from gsmc_core.render import RenderOptions
 from gsmc_core.results import FrameResult
-from gsmc_core.sources import CameraEvent, CameraSource, Frame, FrameSource, SourceError, VideoFileSource
+from gsmc_core.sources import CameraEvent, CameraSource, Frame, FrameSource, VideoFileSource
 from gsmc_desktop.live.recording import Recorder
 from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.threads import Worker
 
 T = TypeVar("T")
 
@@ -129,11 +131,11 @@ class _StreamState:
     shown: Frame | None = None  # the raw frame on screen, made again after a change
 
 
-class LiveWorker(QObject):
+class LiveWorker(Worker):
     """Streams a source through ``FramePipeline``; lives in a worker thread.
 
     Signals: ``frame_ready`` (a new ``LiveFrame`` is in ``frames``), ``status`` (camera lost,
-    retrying, back), ``failed`` (the run could not start or broke), ``finished`` (why it ended),
+    retrying, back), ``errored`` (the run could not start or broke), ``finished`` (why it ended),
     ``reached_end`` (a video file's last frame was shown: the run stays, paused there, so seeking
     and stepping still work and Play starts the file over), ``recording`` (a summary when a
     recording closes, or its error), ``cameras_found``.
@@ -141,7 +143,6 @@ class LiveWorker(QObject):
 
     frame_ready = Signal()
     status = Signal(str)
-    failed = Signal(str)
     finished = Signal(str)
     reached_end = Signal(str)
     recording = Signal(str)
@@ -151,7 +152,6 @@ class LiveWorker(QObject):
         super().__init__()
         self.frames: LatestSlot[LiveFrame] = LatestSlot()
         self._camera_lister = camera_lister
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._options = LiveOptions()
         self._model: ModelHandle | None = None
@@ -176,10 +176,6 @@ class LiveWorker(QObject):
         with self._lock:
             self._record = request
             self._changes += 1
-
-    def request_stop(self) -> None:
-        """End the run after the frame in progress (within ~50 ms when idle)."""
-        self._stop.set()
 
     # video files only: pause, frame steps, seeking and speed
     def set_paused(self, paused: bool) -> None:
@@ -245,15 +241,15 @@ class LiveWorker(QObject):
             self._playback = replace(self._playback, steps=0, seek=None, shown=0)
         try:
             source = self._open(spec)
-        except (OSError, SourceError) as exc:
-            self.failed.emit(str(exc))
+        except Exception as exc:  # a camera or file that cannot be opened names itself
+            self.fail(exc, spec.label())
             self.finished.emit("failed")
             return
         reason = "stopped"
         try:
             reason = self._stream(source, spec)
-        except Exception as exc:  # keep the app alive; the message names what broke
-            self.failed.emit(f"{spec.label()}: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # keep the app alive; the tab says what broke
+            self.fail(exc, spec.label())
             reason = "failed"
         finally:
             source.close()
@@ -395,7 +391,7 @@ class LiveWorker(QObject):
         if not changed:
             return True
         if wanted_model is None:
-            self.failed.emit("No model loaded: use File ▸ Open checkpoint… first")
+            self.fail(UsageError("No model loaded: use File ▸ Open checkpoint… first"), "live")
             return False
         if (options.detector, options.min_score) != state.detector_setting:
             if state.detector is not None:
@@ -406,16 +402,14 @@ class LiveWorker(QObject):
                 state.pipeline.detector = state.detector
         if wanted_model is not state.model:
             state.model = wanted_model
-            if not onnx_cached(wanted_model.checkpoint):  # the first start exports it (seconds)
+            if not ready_without_export(wanted_model.checkpoint):  # the first start exports it
                 self.status.emit("Preparing the model for this computer (once)…")
             state.pipeline = FramePipeline(state.model.new_predictor(), state.detector,
                                            half_life_unit="seconds")
         pipeline, model = state.pipeline, state.model
-        pipeline.heatmaps = options.heatmaps
         in_range = options.cam_class is not None and options.cam_class < len(model.classes)
-        pipeline.cam_class = options.cam_class if in_range else None
-        pipeline.cam_scale = options.cam_scale
-        pipeline.smoother.half_life = options.half_life_s or None
+        pipeline.configure(options.heatmaps, options.cam_class if in_range else None,
+                           options.cam_scale, options.half_life_s or None)
         state.render = replace(state.render, heatmaps=options.heatmaps, alpha=options.alpha)
         if wanted_record is not state.record:
             if state.recorder is not None:

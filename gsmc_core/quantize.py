@@ -1,0 +1,116 @@
+"""int8 inference on the CPU: a model's exported graph quantised with ONNX Runtime's own static
+quantisation (QDQ format, int8 weights per output channel, uint8 activations whose ranges are
+calibrated on real faces of a dataset's validation split).
+
+An int8 graph carries its checkpoint's metadata and digest like the fp32 export, and lives in
+the same per-user cache (``<digest>.int8.onnx``); the shipped default model comes with its own
+(``assets/models/gsmc_default.int8.onnx``, built by ``gsmc quantize`` on FERPlus validation
+faces). Calibration needs faces, so a graph is made only when asked for (``gsmc quantize``):
+predictors use it when it exists (``precision="auto"``) and fp32 otherwise. Accuracy, agreement
+with fp32 and CAM correlation are in docs/performance.md.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from gsmc_core.checkpoint import Checkpoint
+from gsmc_core.data.preload import MemoryLoader, preload_split
+from gsmc_core.data.readers import read_split
+from gsmc_core.errors import UsageError
+from gsmc_core.onnx_export import (
+    INPUT_NAME,
+    META_KEY,
+    SOURCE_KEY,
+    cache_dir,
+    cached_onnx,
+    checkpoint_digest,
+)
+from gsmc_core.resources import asset_path
+
+PRECISIONS = ("auto", "fp32", "int8")
+PRECISION_KEY = "gsmc_precision"
+CALIBRATION_FACES = 320  # validation faces whose activations set the int8 ranges
+SHIPPED_INT8 = asset_path("models", "gsmc_default.int8.onnx")
+
+
+def int8_cache_path(ckpt: Checkpoint) -> Path:
+    return cache_dir() / f"{checkpoint_digest(ckpt)[:32]}.int8.onnx"
+
+
+def _props(path: str | os.PathLike) -> dict[str, str]:
+    model = onnx.load_model(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def source_digest(path: str | os.PathLike) -> str | None:
+    """The checkpoint digest an exported graph was made from (None if it names none)."""
+    return _props(path).get(SOURCE_KEY)
+
+
+def graph_precision(path: str | os.PathLike) -> str:
+    """"int8" for a graph ``quantize_int8`` wrote, "fp32" for any other export."""
+    return _props(path).get(PRECISION_KEY, "fp32")
+
+
+def int8_graph(ckpt: Checkpoint) -> Path | None:
+    """``ckpt``'s int8 graph: in the cache, or shipped with the default model; None when there
+    is none (``gsmc quantize`` makes one)."""
+    cached = int8_cache_path(ckpt)
+    if cached.is_file():
+        return cached
+    if SHIPPED_INT8.is_file() and source_digest(SHIPPED_INT8) == checkpoint_digest(ckpt):
+        return SHIPPED_INT8
+    return None
+
+
+def calibration_faces(ckpt: Checkpoint, dataset: str, data_root: str | os.PathLike,
+                      faces: int = CALIBRATION_FACES) -> list[npt.NDArray[np.float32]]:
+    """Batches of ``faces`` validation faces of ``dataset``, preprocessed as the model sees them
+    (the same random subset for the same dataset)."""
+    split = read_split(dataset, data_root, "val", len(ckpt.meta.classes)).subset(faces, 0)
+    loader = MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 32)
+    batches = [batch.images.numpy() for batch in loader]
+    if not batches:
+        raise UsageError(f"{data_root}: no readable {dataset} validation faces to calibrate on")
+    return batches
+
+
+class _Batches(CalibrationDataReader):
+    def __init__(self, batches: list[npt.NDArray[np.float32]]) -> None:
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+
+def quantize_int8(ckpt: Checkpoint, calibration: list[npt.NDArray[np.float32]],
+                  out: str | os.PathLike | None = None) -> Path:
+    """Write ``ckpt``'s int8 graph to ``out`` (default: the cache, where predictors find it),
+    calibrated on ``calibration`` batches; the file appears complete or not at all."""
+    out = Path(out) if out is not None else int8_cache_path(ckpt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize.") as tmp:
+        prepared, quantized = Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
+        quant_pre_process(str(cached_onnx(ckpt)), str(prepared))  # shapes and folding first
+        quantize_static(str(prepared), str(quantized), _Batches(calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        graph = onnx.load_model(str(quantized))
+        onnx.helper.set_model_props(graph, {META_KEY: json.dumps(ckpt.meta.to_dict()),
+                                            SOURCE_KEY: checkpoint_digest(ckpt),
+                                            PRECISION_KEY: "int8",
+                                            "gsmc_source_file": str(ckpt.path or "")})
+        staged = Path(tmp, "final.onnx")
+        onnx.save_model(graph, str(staged))
+        os.chmod(staged, 0o644)
+        os.replace(staged, out)
+    return out
