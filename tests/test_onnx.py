@@ -29,7 +29,7 @@ def shipped():
 
 def test_onnx_matches_torch_on_real_faces(shipped, real_faces):
     torch_p = Predictor.for_checkpoint(shipped, "cpu", backend="torch")
-    onnx_p = Predictor.for_checkpoint(shipped, "cpu", backend="onnx")
+    onnx_p = Predictor.for_checkpoint(shipped, "cpu", backend="onnx", precision="fp32")
     assert (torch_p.backend, onnx_p.backend) == ("torch", "onnx")
     batch = torch_p.preprocess(real_faces)
     logits_t, cams_t = torch_p.runtime.run(batch)
@@ -84,19 +84,19 @@ def test_unwritable_cache_falls_back_to_torch(shipped, tmp_path, monkeypatch, ca
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
     monkeypatch.setenv("GSMC_CACHE_DIR", str(blocker / "onnx"))
-    predictor = Predictor.for_checkpoint(shipped, "cpu")
+    predictor = Predictor.for_checkpoint(shipped, "cpu", precision="fp32")
     assert predictor.backend == "torch"
     assert "ONNX export or session failed" in caplog.text
     assert len(predictor.predict(real_faces[:2])) == 2
     with pytest.raises(OSError):  # asked for explicitly: the error is the user's to see
-        Predictor.for_checkpoint(shipped, "cpu", backend="onnx")
+        Predictor.for_checkpoint(shipped, "cpu", backend="onnx", precision="fp32")
 
 
 def test_corrupt_cache_entry_is_exported_again(shipped, tmp_path, monkeypatch):
     monkeypatch.setenv("GSMC_CACHE_DIR", str(tmp_path / "cache"))
     path = cached_onnx(shipped)
     path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk
-    predictor = Predictor.for_checkpoint(shipped, "cpu")
+    predictor = Predictor.for_checkpoint(shipped, "cpu", precision="fp32")
     assert predictor.backend == "onnx" and path.stat().st_size > 1_000_000
 
 
@@ -126,7 +126,7 @@ def test_an_altered_cache_entry_that_still_loads_is_not_trusted(shipped, tmp_pat
     fc.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(np.swapaxes(weights, 0, axis)), fc.name))
     onnx.save_model(graph, str(path))
     torch_p = Predictor.for_checkpoint(shipped, "cpu", backend="torch")
-    onnx_p = Predictor.for_checkpoint(shipped, "cpu", backend="onnx")  # exported again
+    onnx_p = Predictor.for_checkpoint(shipped, "cpu", backend="onnx", precision="fp32")  # exported again
     for a, b in zip(onnx_p.predict(real_faces[:4]), torch_p.predict(real_faces[:4]), strict=True):
         assert a.label == b.label and np.allclose(a.probabilities, b.probabilities, atol=1e-3)
 
