@@ -48,9 +48,20 @@ def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tm
     assert tab.progress.value() == tab.progress.maximum()
     assert "epoch 1/1" in tab.log_view.toPlainText()
     assert tab.model_path() == tmp_path / "run" / "best.pt" and tab.use_button.isEnabled()
-    with qtbot.waitSignal(tab.use_model) as used:
+    with qtbot.waitSignal(tab.use_model, timeout=120_000) as used:
         tab.use_button.click()
+        assert not tab.use_button.isEnabled() and "int8" in tab.progress_label.text()
     assert used.args == [tmp_path / "run" / "best.pt"]
+    # the model was made fast for the CPU first: its int8 graph is where predictors look
+    from gsmc_core.checkpoint import load_checkpoint
+    from gsmc_core.quantize import graph_precision, int8_graph
+
+    graph = int8_graph(load_checkpoint(tmp_path / "run" / "best.pt"))
+    assert graph is not None and graph_precision(graph) == "int8"
+    assert f"int8 version for the CPU: {graph}" in tab.log_view.toPlainText()
+    with qtbot.waitSignal(tab.use_model, timeout=10_000):  # a second time: nothing to make
+        tab.use_button.click()
+    assert tab.log_view.toPlainText().count("int8 version") == 1
 
     # the folder now holds a run: a new Start is refused beside the field, Resume is offered
     assert not tab.start()

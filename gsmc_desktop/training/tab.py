@@ -48,6 +48,7 @@ class TrainingTab(QWidget):
     test_done = Signal()
     _run_requested = Signal(object)
     _evaluate_requested = Signal(str, str, str)
+    _prepare_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,7 +64,10 @@ class TrainingTab(QWidget):
         self.worker.errored.connect(self._on_errored)
         self._evaluate_requested.connect(self.worker.evaluate)
         self.worker.evaluated.connect(self._on_evaluated)
+        self._prepare_requested.connect(self.worker.prepare)
+        self.worker.prepared.connect(self._on_prepared)
         self._evaluating = False
+        self._preparing = False
         self._build()
         self._restore_settings()
         self._update_buttons()
@@ -211,7 +215,8 @@ class TrainingTab(QWidget):
         self.start_button.setEnabled(not self._running)
         self.resume_button.setEnabled(not self._running)
         self.stop_button.setEnabled(self._running)
-        self.use_button.setEnabled(not self._running and self.model_path() is not None)
+        self.use_button.setEnabled(not self._running and not self._preparing
+                                   and self.model_path() is not None)
         self.test_button.setEnabled(not self._running and not self._evaluating
                                     and self.model_path() is not None)
 
@@ -267,7 +272,9 @@ class TrainingTab(QWidget):
     @Slot(object, str)
     def _on_errored(self, exc: BaseException, task: str) -> None:
         message = describe(exc)
-        if task == "evaluation":
+        if task == "quantization":  # the model is used all the same, in fp32
+            self.append_log(f"no int8 version ({message}); the model runs in fp32")
+        elif task == "evaluation":
             self._evaluation_failed(message)
         else:
             self._training_failed(message)
@@ -341,5 +348,17 @@ class TrainingTab(QWidget):
     @Slot()
     def _on_use_clicked(self) -> None:
         path = self.model_path()
-        if path is not None:
-            self.use_model.emit(path)
+        if path is not None and not self._preparing:
+            self._preparing = True
+            self.progress_label.setText("Preparing the model for this computer (int8, once)…")
+            self._update_buttons()
+            self._prepare_requested.emit(str(path))
+
+    @Slot(str, str)
+    def _on_prepared(self, checkpoint: str, note: str) -> None:
+        self._preparing = False
+        if note:
+            self.append_log(note)
+        self.progress_label.setText(f"Using {Path(checkpoint).parent.name}/{Path(checkpoint).name}")
+        self._update_buttons()
+        self.use_model.emit(Path(checkpoint))

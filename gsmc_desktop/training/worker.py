@@ -8,6 +8,7 @@ from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.data.readers import read_split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint
+from gsmc_core.quantize import calibration_faces, int8_graph, quantize_int8
 from gsmc_core.train import train
 from gsmc_core.train_config import TrainConfig
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent
@@ -29,6 +30,7 @@ class TrainingWorker(Worker):
     log = Signal(str)
     finished = Signal(object)
     evaluated = Signal(str, object)  # checkpoint path, metrics of ``evaluate_checkpoint``
+    prepared = Signal(str, str)  # checkpoint path, what was done ("" when nothing was needed)
 
     def __init__(self) -> None:
         super().__init__()  # request_stop: after the batch in progress; then last.pt is saved
@@ -69,3 +71,23 @@ class TrainingWorker(Worker):
             self.fail(exc, "evaluation")
         else:
             self.evaluated.emit(checkpoint, metrics)
+
+    @Slot(str)
+    def prepare(self, checkpoint: str) -> None:
+        """Before a trained model goes to the Live tab: make its int8 graph (calibrated on
+        validation faces of the dataset it trained on) unless it has one, so the CPU runs it
+        fast; ``prepared`` follows either way (on failure after ``errored``, task
+        "quantization": the model then runs in fp32)."""
+        note = ""
+        try:
+            ckpt = load_checkpoint(checkpoint)
+            if int8_graph(ckpt) is None:
+                cfg = ckpt.train_config
+                calibration = calibration_faces(ckpt, cfg["dataset"], cfg["data_root"])
+                path = quantize_int8(ckpt, calibration)
+                note = f"int8 version for the CPU: {path} ({sum(len(b) for b in calibration)} " \
+                       "validation faces calibrated it)"
+        except Exception as exc:  # the model still works in fp32: said, then used
+            self.fail(exc, "quantization")
+        self.prepared.emit(checkpoint, note)
+
