@@ -135,6 +135,47 @@ def run_bench(
     }
 
 
+def run_realtime(pipeline: FramePipeline, frames: list[npt.NDArray[np.uint8]], fps: float = 30.0,
+                 warmup: int = 5, render: RenderOptions | None = None) -> dict:
+    """``frames`` arriving as from a camera at ``fps`` (frame k at k / fps): the pipeline takes
+    the newest frame that has arrived whenever it is free (older ones are dropped, as the live
+    view does) and sleeps while none is waiting. Returns the latency from a frame's arrival to
+    its result (p50/p95), the frames dropped, and the CPU seconds the whole process spent per
+    second of video (every thread: ONNX Runtime, MediaPipe; what drains a laptop's battery)."""
+    render = render if render is not None else RenderOptions()
+    for frame in frames[:warmup]:
+        pipeline.process(frame, render=render)
+    frames = frames[warmup:]
+    latencies: list[float] = []
+    cpu_start, start = _cpu_seconds(), time.perf_counter()
+    k = 0
+    while k < len(frames):
+        now = time.perf_counter() - start
+        arrived = min(int(now * fps), len(frames) - 1)  # the newest frame already delivered
+        if arrived < k:  # ahead of the camera: wait for frame k
+            time.sleep(k / fps - now)
+            continue
+        pipeline.process(frames[arrived], timestamp=arrived / fps, render=render)
+        latencies.append(time.perf_counter() - start - arrived / fps)
+        k = arrived + 1
+    wall = max(time.perf_counter() - start, len(frames) / fps)
+    cpu = _cpu_seconds() - cpu_start
+    return {
+        "fps": fps,
+        "frames_arrived": len(frames),
+        "frames_processed": len(latencies),
+        "latency_ms": {"p50": round(1e3 * float(np.percentile(latencies, 50)), 2),
+                       "p95": round(1e3 * float(np.percentile(latencies, 95)), 2)},
+        "cpu_seconds_per_second": round(cpu / wall, 3),
+    }
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads."""
+    usage = os.times()
+    return usage.user + usage.system
+
+
 def _cpu_name() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():

@@ -1,5 +1,6 @@
 import csv
 import json
+import time
 
 import cv2
 import pytest
@@ -132,6 +133,39 @@ def test_bench_json(capsys, random_checkpoint):
     assert report["fraction_of_peak"] == pytest.approx(
         report["classify_gflops_per_s"] / report["matmul_peak_gflops_per_s"], abs=0.002)
     assert report["backend"] == "onnx" and report["torch_threads"] == 1
+    realtime = report["realtime"]  # the same frames arriving as from a 30 fps camera
+    assert realtime["frames_arrived"] == 3 and 1 <= realtime["frames_processed"] <= 3
+    assert 0 < realtime["latency_ms"]["p50"] <= realtime["latency_ms"]["p95"]
+    assert realtime["cpu_seconds_per_second"] > 0
+
+
+class _FakePipeline:
+    """Takes ``seconds`` per frame, either computing (CPU busy) or sleeping."""
+
+    def __init__(self, seconds: float, busy: bool) -> None:
+        self.seconds, self.busy, self.seen = seconds, busy, []
+
+    def process(self, frame, timestamp=None, render=None):
+        self.seen.append(timestamp)
+        end = time.perf_counter() + self.seconds
+        if not self.busy:
+            time.sleep(self.seconds)
+        while time.perf_counter() < end:
+            pass
+
+
+def test_realtime_drops_late_frames_and_counts_cpu_not_sleep():
+    from gsmc_core.bench import run_realtime
+
+    frames = list(range(36))  # 1.2 s at 30 fps after a warm-up of 6
+    slow = _FakePipeline(0.05, busy=True)  # slower than the camera: frames are dropped
+    report = run_realtime(slow, frames, fps=30, warmup=6)
+    assert report["frames_arrived"] == 30 and report["frames_processed"] < 30
+    assert slow.seen[6:] == sorted(set(slow.seen[6:]))  # in order, never twice
+    assert report["latency_ms"]["p50"] >= 50 and report["cpu_seconds_per_second"] > 0.4
+    idle = _FakePipeline(0.002, busy=False)  # keeps up, and sleeps: little CPU
+    report = run_realtime(idle, frames, fps=30, warmup=6)
+    assert report["frames_processed"] == 30 and report["cpu_seconds_per_second"] < 0.2
 
 
 def test_bench_busy_core_measures_twice(capsys, random_checkpoint):
