@@ -21,6 +21,7 @@ from gsmc_core.data.preload import MemoryLoader, preload_split
 from gsmc_core.data.samples import Split
 from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import predict_loader
+from gsmc_core.run_folder import RunFolder
 from gsmc_core.train import fold_of, train, training_split
 from gsmc_core.train_config import TrainConfig
 from gsmc_core.train_events import Event
@@ -31,12 +32,12 @@ HELDOUT = "heldout.npz"
 def fold_config(base: TrainConfig, folds: int, fold: int, out: Path) -> TrainConfig:
     run = out / f"fold{fold}"
     return dataclasses.replace(base, folds=folds, fold=fold, out=str(run),
-                               resume=(run / "last.pt").exists())
+                               resume=RunFolder(run).last.exists())
 
 
 def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray) -> None:
     run = Path(config.out)
-    ckpt = load_checkpoint(run / "best.pt")
+    ckpt = load_checkpoint(RunFolder(run).best)
     held = np.flatnonzero(fold == config.fold)
     part = Split(train_split.dataset, train_split.name, train_split.classes,
                  [train_split.samples[i] for i in held])

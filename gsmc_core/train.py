@@ -28,7 +28,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from gsmc_core.atomic import write_atomic, write_text_atomic
+from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.data.noise import given_labels, write_label_table
 from gsmc_core.data.preload import MemoryLoader, preload_split
@@ -49,14 +49,10 @@ from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights
 from gsmc_core.evaluate import classification_metrics, predict_loader
 from gsmc_core.methods import CrossEntropy, make_method
 from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
+from gsmc_core.run_folder import METRIC_COLUMNS, RunFolder
 from gsmc_core.run_lock import RunFolderBusy, RunLock
 from gsmc_core.train_config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
 from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
-
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what makes a folder another run's
-METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
-                  "val_acc_teacher", "val_loss_teacher", "val_acc_teacher_avg_bn", "selected", "lr",
-                  "seconds", "images_per_s", "skipped")
 
 
 def train_one_epoch(
@@ -210,6 +206,7 @@ class Trainer:
         self.should_stop = should_stop or (lambda: False)
         self.dist = Distributed.from_env()
         self.run_dir = Path(self.config.out)
+        self.folder = RunFolder(self.run_dir)
         # set up by run(): the device, data, model, method, optimiser and the run's progress
         self.config_dict: dict[str, Any] = dataclasses.asdict(self.config)
         self.device = torch.device("cpu")
@@ -313,7 +310,7 @@ class Trainer:
         """Say how many training images were skipped and which, and list them in the run folder."""
         if not unreadable or not self.dist.is_main:
             return
-        path = self.run_dir / "unreadable.csv"
+        path = self.folder.unreadable
 
         def write(f) -> None:
             writer = csv.writer(f)
@@ -441,59 +438,34 @@ class Trainer:
         set_rng_state(state["rng"])
         return state["epoch"]
 
-    def _append_metrics(self, row: dict[str, Any]) -> None:
-        """Add an epoch's row to metrics.csv (rewritten whole and atomically)."""
-        self._write_metrics([*self._read_metrics(), row])
-
-    def _read_metrics(self) -> list[dict[str, Any]]:
-        path = self.run_dir / "metrics.csv"
-        if not path.exists():
-            return []
-        with open(path, newline="") as f:
-            return list(csv.DictReader(f))
-
-    def _write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        def write(f) -> None:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-        write_atomic(self.run_dir / "metrics.csv", write)
-
     def _reconcile_metrics(self, epochs_done: int, last_row: dict[str, Any] | None) -> None:
         """On resume, metrics.csv holds exactly one row per epoch in last.pt: a kill between
         saving last.pt and writing the row loses no row (last.pt carries it), and rows of an
         epoch that was never saved are dropped (it is trained again)."""
-        rows = [r for r in self._read_metrics() if int(r["epoch"]) <= epochs_done]
+        rows = [r for r in self.folder.history() if int(r["epoch"]) <= epochs_done]
         if last_row is not None and int(last_row["epoch"]) == epochs_done and (
                 not rows or int(rows[-1]["epoch"]) < epochs_done):
             rows.append(last_row)
             self._log(f"metrics.csv lacked epoch {epochs_done}'s row (a kill after saving "
                       "last.pt); restored it from last.pt")
-        self._write_metrics(rows)
+        self.folder.write_history(rows)
 
     def _check_run_dir(self) -> None:
         """Before anything is loaded: a new run never writes into another run's folder (its
         best.pt or metrics.csv would be overwritten or mixed in, even when last.pt is gone), and
         temporary files left by a save that a kill cut short are removed."""
-        if not self.config.resume:
-            found = [name for name in RUN_FILES if (self.run_dir / name).exists()]
-            if found:
-                raise TrainingError(
-                    f"{self.run_dir} already holds a run ({', '.join(found)}); nothing was "
-                    "overwritten. Resume it (it needs last.pt) or choose another output "
-                    "folder")
-        if self.dist.is_main and self.run_dir.is_dir():
-            for stale in self.run_dir.glob(".*.pt.*.tmp"):
-                stale.unlink(missing_ok=True)
-                self._log(f"removed {stale.name}, left by a save that was cut short")
+        if not self.config.resume and self.folder.run_files():
+            raise TrainingError(self.folder.problem_for_new_run())
+        if self.dist.is_main:
+            for name in self.folder.remove_stale_temporaries():
+                self._log(f"removed {name}, left by a save that was cut short")
 
     def _prepare_run_dir(self, train: Split, clean: list[int]) -> None:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.run_dir / "config.yaml", yaml.safe_dump(self.config_dict, sort_keys=False))
+        self.folder.write_config(yaml.safe_dump(self.config_dict, sort_keys=False))
         if cfg.label_noise:
-            write_label_table(self.run_dir / "train_labels.csv", train, clean, train.labels())
+            write_label_table(self.folder.train_labels, train, clean, train.labels())
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -552,7 +524,7 @@ class Trainer:
         self.val_loader = self._loader(val, training=False)
         start_epoch = 0
         if cfg.resume:
-            last = self.run_dir / "last.pt"
+            last = self.folder.last
             if not last.exists():
                 raise TrainingError(f"{last} not found; nothing to resume")
             start_epoch = self._restore(last)
@@ -576,7 +548,7 @@ class Trainer:
                         epoch, cfg.epochs, self.dist, self.on_event, self.should_stop,
                         bf16, soft_targets)
                 except TrainingError as exc:  # a divergence: say what is kept and what to try
-                    last = self.run_dir / "last.pt"
+                    last = self.folder.last
                     kept = (f"the last good checkpoint is kept in {last}" if last.exists()
                             else "no epoch had finished, so nothing was saved")
                     raise TrainingError(f"{exc}; {kept}. Try a lower learning rate.") from exc
@@ -606,10 +578,10 @@ class Trainer:
                     if is_best:
                         self.best_val_acc = best_of_epoch
                         save_checkpoint(self._checkpoint(weights, row, epoch + 1, False),
-                                        self.run_dir / "best.pt")
+                                        self.folder.best)
                     save_checkpoint(self._checkpoint(weights, row, epoch + 1, True),
-                                    self.run_dir / "last.pt")
-                    self._append_metrics(row)
+                                    self.folder.last)
+                    self.folder.append_metrics(row)
                 if self.dist.enabled:
                     dist.barrier()
                 history.append(row)
@@ -620,18 +592,18 @@ class Trainer:
                 # keep what was learnt; resuming repeats the interrupted epoch from its start
                 weights = self.model.state_dict()
                 save_checkpoint(self._checkpoint(weights, {"stopped_in_epoch": epoch + 1}, epoch, True),
-                                self.run_dir / "last.pt")
-                self._log(f"stopped during epoch {epoch + 1}; saved {self.run_dir / 'last.pt'}")
+                                self.folder.last)
+                self._log(f"stopped during epoch {epoch + 1}; saved {self.folder.last}")
             if self.dist.enabled:  # lets a torchrun user check that the ranks agree
                 self._log(f"rank {self.dist.rank}/{self.dist.world_size}: final weights digest "
                           f"{weights_digest(self.model)}")
         finally:
             if self.dist.enabled and dist.is_initialized():
                 dist.destroy_process_group()
-        best = self.run_dir / "best.pt"
+        best = self.folder.best
         return TrainResult(
             run_dir=self.run_dir,
-            last=self.run_dir / "last.pt" if self.dist.is_main else None,
+            last=self.folder.last if self.dist.is_main else None,
             best=best if best.exists() and self.dist.is_main else None,
             stopped=stopped,
             epochs_completed=epoch,

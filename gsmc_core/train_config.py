@@ -12,6 +12,7 @@ import yaml
 
 from gsmc_core.data.noise import NOISE_KINDS
 from gsmc_core.errors import GsmcError, UsageError
+from gsmc_core.run_folder import RunFolder
 
 METHODS = ("gsmc", "eac", "ce")
 GRAY_DATASETS = ("ferplus", "fer2013")
@@ -231,7 +232,7 @@ def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig
     in ``requested`` (those the user gave explicitly) applied where a resumed run may change
     them. Any other requested setting that differs from the run's raises TrainingError naming
     it, so a resumed run never drifts into another recipe, dataset or architecture."""
-    path = Path(out) / "config.yaml"
+    path = RunFolder(out).config_file
     if not path.is_file():
         raise TrainingError(f"{path} not found; nothing to resume in {out}")
     try:

@@ -12,6 +12,7 @@ from gsmc_core.checkpoint import Checkpoint, load_checkpoint
 from gsmc_core.devices import resolve_device
 from gsmc_core.predictor import Predictor
 from gsmc_core.resources import DEFAULT_CHECKPOINT
+from gsmc_core.run_folder import CHECKPOINTS
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ModelHandle:
     def name(self) -> str:
         """The file name, with its run folder for a run's generic last.pt/best.pt
         ("ferplus_default/best.pt"), so two runs' models are told apart."""
-        if self.path.name in ("last.pt", "best.pt") and self.path.parent.name:
+        if self.path.name in CHECKPOINTS and self.path.parent.name:  # a run's: name the run
             return f"{self.path.parent.name}/{self.path.name}"
         return self.path.name
 

@@ -27,11 +27,12 @@ from gsmc_core.audit import score_training_set
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.cross_val import cross_validated_scores
 from gsmc_core.label_issues import SCORES, precision_recall, rank_suspects
+from gsmc_core.run_folder import RunFolder
 from gsmc_core.train_config import config_for_resume
 
 
 def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
-    ckpt = load_checkpoint(run / "last.pt")
+    ckpt = load_checkpoint(RunFolder(run).last)
     cfg = ckpt.train_config
     kind = "annotator" if cfg.get("noise_kind") == "annotator" else f"noise{round(100 * cfg['noise_rate'])}"
     # the final model (and GSMC's teacher and student in it), and the one chosen on validation
@@ -58,7 +59,7 @@ def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
 def crossval_figures(run: Path, folder: Path, folds: int) -> dict:
     """The same figures from out-of-sample probabilities: the ``gsmc crossval --run RUN --folds
     K --out FOLDER`` fold runs (trained here if missing; done folds are only read)."""
-    epochs = int(yaml.safe_load((folder / "fold0" / "config.yaml").read_text())["epochs"])
+    epochs = int(yaml.safe_load(RunFolder(folder / "fold0").config_file.read_text())["epochs"])
     base = dataclasses.replace(config_for_resume(run, {"epochs": epochs}), resume=False, device="cpu")
     scored = cross_validated_scores(base, folds, folder)
     wrong = np.array([int(i) in scored.flips for i in scored.indices])

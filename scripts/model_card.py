@@ -30,6 +30,7 @@ from gsmc_core.pipeline import FramePipeline  # noqa: E402
 from gsmc_core.predictor import Predictor  # noqa: E402
 from gsmc_core.render import RenderOptions, draw_frame, overlay_heatmap  # noqa: E402
 from gsmc_core.resources import asset_path  # noqa: E402
+from gsmc_core.run_folder import RunFolder  # noqa: E402
 from gsmc_core.sources import VideoFileSource, read_image  # noqa: E402
 
 
@@ -87,9 +88,7 @@ def real_images(data_root: str) -> list[tuple[str, np.ndarray]]:
 
 
 def curves_figure(run_dir: Path, path: Path) -> None:
-    import csv
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = RunFolder(run_dir).history()
     epochs = [int(r["epoch"]) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     def plot(ax, key: str, label: str) -> None:  # a CE run has no KL, flip CAM or teacher columns

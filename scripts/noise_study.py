@@ -35,6 +35,7 @@ from gsmc_core.devices import resolve_device
 from gsmc_core.evaluate import evaluate_checkpoint, predict_loader
 from gsmc_core.label_issues import rank_suspects
 from gsmc_core.review_log import ReviewLog
+from gsmc_core.run_folder import RunFolder
 from gsmc_core.run_lock import RunFolderBusy
 from gsmc_core.train import train
 from gsmc_core.train_config import RECOMMENDED_SCHEDULER, TrainConfig, TrainingError
@@ -82,7 +83,7 @@ def config_for(run: Run, args: argparse.Namespace) -> TrainConfig:
         noise_seed=run.seed, seed=run.seed, noisy_validation=True,
         limit_train=args.limit_train, limit_eval=args.limit_eval, device="cpu", workers=0,
         preload=True, threads=1, out=str(Path(args.out) / run.name),
-        resume=(Path(args.out) / run.name / "last.pt").exists(),
+        resume=RunFolder(Path(args.out) / run.name).last.exists(),
         **noise, **run.settings,
     )
 
@@ -113,9 +114,9 @@ def review_labels(run: Run, run_dir: Path, args: argparse.Namespace) -> Path:
     if labels_file.exists():
         return labels_file
     source = Path(args.out) / run.reviews
-    with open(source / "train_labels.csv", newline="") as f:
+    with open(RunFolder(source).train_labels, newline="") as f:
         rows = {r["key"]: r for r in csv.DictReader(f)}
-    scored = score_training_set(source / "best.pt", "ferplus", args.data_root, "cpu", model="exported")
+    scored = score_training_set(RunFolder(source).best, "ferplus", args.data_root, "cpu", model="exported")
     suspects = rank_suspects(scored.probs, scored.given, REVIEW_SCORE)
     classes = scored.split.classes
     (run_dir / "review").mkdir(parents=True, exist_ok=True)
@@ -164,7 +165,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         if isinstance(event, LogEvent):
             print(f"  {event.message}", flush=True)
         elif isinstance(event, EpochEvent):
-            ckpt = load_checkpoint(run_dir / "last.pt")
+            ckpt = load_checkpoint(RunFolder(run_dir).last)
             if not loaders:
                 loaders.update({k: MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 256)
                                 for k, split in splits.items()})
@@ -190,8 +191,9 @@ def fit_of_training_labels(run_dir: Path, data_root: str, device: torch.device) 
     """How the final exported model (last.pt's weights) labels the training faces, without
     augmentation: the share of all given (noisy) labels it reproduces, and of the faces whose
     given label differs from the majority, the share it gives the noisy label / the true one."""
-    ckpt = load_checkpoint(run_dir / "last.pt")
-    with open(run_dir / "train_labels.csv", newline="") as f:
+    run = RunFolder(run_dir)
+    ckpt = load_checkpoint(run.last)
+    with open(run.train_labels, newline="") as f:
         rows = list(csv.DictReader(f))
     train_split = read_split("ferplus", data_root, "train")
     by_key = {s.key: s for s in train_split.samples}
@@ -212,8 +214,7 @@ def fit_of_training_labels(run_dir: Path, data_root: str, device: torch.device) 
 
 def summarise_run(run: Run, run_dir: Path, args: argparse.Namespace) -> dict:
     scores = {int(k): v for k, v in json.loads((run_dir / "scores.json").read_text()).items()}
-    with open(run_dir / "metrics.csv", newline="") as f:
-        metrics = {int(r["epoch"]): r for r in csv.DictReader(f)}
+    metrics = {int(r["epoch"]): r for r in RunFolder(run_dir).history()}
     epochs = sorted(metrics)
 
     def noisy_val(epoch: int, name: str) -> float:

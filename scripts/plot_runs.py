@@ -9,7 +9,6 @@ ones included (the first sign of memorising the noise is this climbing while val
 """
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -19,13 +18,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from gsmc_core.run_folder import RunFolder  # noqa: E402
+
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / "metrics.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (is {run_dir} a training run folder?)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    run = RunFolder(run_dir)
+    if not run.metrics_file.is_file():
+        raise FileNotFoundError(f"{run.metrics_file}: not found (is {run_dir} a training run folder?)")
+    rows = run.history()
     return [{"epoch": float(r["epoch"]), "train_acc": float(r["train_acc"]),
              "val_acc": max(float(r["val_acc"]), float(r.get("val_acc_teacher") or 0.0))}
             for r in rows]

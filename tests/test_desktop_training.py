@@ -5,6 +5,7 @@ from desktop_support import desktop_test
 from PySide6.QtWidgets import QMessageBox
 
 from gsmc_core.checkpoint import load_checkpoint
+from gsmc_core.run_folder import RunFolder
 from gsmc_core.train_config import METHOD_DEFAULTS, TrainConfig
 from gsmc_desktop.main_window import MainWindow
 from gsmc_desktop.threads import running_threads
@@ -201,7 +202,7 @@ def test_curves_axes_history_and_a_new_run_clears_the_last_runs_figures(qtbot, t
     metrics = tmp_path / "old" / "metrics.csv"
     metrics.parent.mkdir()
     metrics.write_text("epoch,loss,ce,train_acc,val_acc,selected\n1,2.0,2.0,0.3,0.35,student\n")
-    assert curves.load_history(metrics) == 1
+    assert curves.load_history(RunFolder(metrics.parent)) == 1
     x, y = curves.loss_series("loss")
     assert list(x) == [0.0, 1.0] and list(y) == [2.0, 2.0]  # one epoch is a visible segment
     assert curves.add_comparison(metrics.parent) and len(curves.accuracy_plot.listDataItems()) == 3

@@ -7,7 +7,6 @@ import json
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from gsmc_core.audit import audit, report_from_scores, write_audit_csv
 from gsmc_core.calibrate import calibrate, refitted_checkpoint
@@ -24,6 +23,7 @@ from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.relabel import RELABEL_DATASETS, relabel
 from gsmc_core.review_log import ReviewLog
+from gsmc_core.run_folder import RunFolder
 from gsmc_core.train import train
 from gsmc_core.train_config import (
     AUGMENTS,
@@ -203,7 +203,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    refuse_overwriting_inputs({"--csv": args.csv}, [Path(args.run) / "last.pt"])
+    refuse_overwriting_inputs({"--csv": args.csv}, [RunFolder(args.run).last])
     base = config_for_resume(args.run, {"epochs": args.epochs} if args.epochs else {})
     base = dataclasses.replace(base, resume=False, device=args.device)
     print(f"{args.folds}-fold cross-validation of {args.run}'s recipe in {args.out} (each fold a "

@@ -1,6 +1,5 @@
 """Live training curves: each loss term per batch, and train/validation accuracy per epoch."""
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QBoxLayout, QWidget
 
+from gsmc_core.run_folder import RunFolder
 from gsmc_core.train_events import BatchEvent, EpochEvent
 from gsmc_desktop.widgets.palette import class_color
 from gsmc_desktop.widgets.plain_text import escaped
@@ -114,13 +114,10 @@ class TrainingCurves(QWidget):
             if isinstance(value, int | float):
                 self._series(self.accuracy_plot, self._accuracies, key, label, "o").append(event.epoch, value)
 
-    def load_history(self, metrics_csv: Path) -> int:
-        """Draw the epochs a run folder's metrics.csv holds (a resumed run's past): epoch-mean
-        losses and accuracies. Returns the number of epochs drawn (0 if there is no file)."""
-        if not metrics_csv.is_file():
-            return 0
-        with open(metrics_csv, newline="") as f:
-            rows = list(csv.DictReader(f))
+    def load_history(self, folder: RunFolder) -> int:
+        """Draw the epochs a run folder's metrics hold (a resumed run's past): epoch-mean
+        losses and accuracies. Returns the number of epochs drawn (0 if there are none)."""
+        rows = folder.history()
         for row in rows:
             epoch = int(row["epoch"])
             values = {k: float(v) for k, v in row.items() if k != "selected" and _is_number(v)}
@@ -135,11 +132,10 @@ class TrainingCurves(QWidget):
     def add_comparison(self, folder: Path) -> bool:
         """Overlay another run's validation accuracy (dashed, named by its folder); False when
         ``folder`` has no metrics.csv."""
-        path = folder / "metrics.csv"
-        if not path.is_file():
+        run = RunFolder(folder)
+        if not run.metrics_file.is_file():
             return False
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if _is_number(r.get("val_acc"))]
+        rows = [r for r in run.history() if _is_number(r.get("val_acc"))]
         epochs = [int(r["epoch"]) for r in rows]
         best = [max(float(r["val_acc"]), float(r["val_acc_teacher"]) if _is_number(r.get("val_acc_teacher"))
                     else 0.0) for r in rows]

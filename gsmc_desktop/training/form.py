@@ -1,6 +1,5 @@
 """The training settings form: the recipe's defaults, and errors shown next to their field."""
 
-import os
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
@@ -22,9 +21,16 @@ from PySide6.QtWidgets import (
 from gsmc_core.data.readers import DATASETS, read_split
 from gsmc_core.data.samples import DataError
 from gsmc_core.devices import available_devices
+from gsmc_core.errors import GsmcError
 from gsmc_core.model import OUTPUT_STRIDES
-from gsmc_core.train import RUN_FILES
-from gsmc_core.train_config import METHOD_DEFAULTS, METHODS, RECOMMENDED_SCHEDULER, TrainConfig
+from gsmc_core.run_folder import RunFolder
+from gsmc_core.train_config import (
+    METHOD_DEFAULTS,
+    METHODS,
+    RECOMMENDED_SCHEDULER,
+    TrainConfig,
+    config_for_resume,
+)
 from gsmc_desktop.widgets.plain_text import PlainLabel, breakable
 
 SCHEDULER_LABELS = {
@@ -79,23 +85,6 @@ class PathField(QWidget):
     def set_error(self, message: str) -> None:
         self.error.setText(breakable(message))
         self.error.setVisible(bool(message))
-
-
-def output_folder_problem(out: Path) -> str | None:
-    """Why ``out`` cannot take a new run (None when it can): another run's files in it, a file
-    in its place, or no permission to create or write it."""
-    if out.exists() and not out.is_dir():
-        return f"{out} is a file, not a folder: choose a folder for the run."
-    found = [name for name in RUN_FILES if (out / name).exists()]
-    if found:
-        return (f"This folder already holds a run ({', '.join(found)}): press Resume to continue "
-                "it, or choose another folder.")
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        return f"Cannot write in {existing}: choose a folder you can write to."
-    return None
 
 
 def _spin(lo: int, hi: int, value: int, step: int = 1, special: str = "") -> QSpinBox:
@@ -286,7 +275,7 @@ class TrainingForm(QWidget):
     def config_of_run(folder: Path) -> TrainConfig | None:
         """The settings a run folder was trained with (its config.yaml), None if unreadable."""
         try:
-            return TrainConfig.from_yaml(folder / "config.yaml")
+            return TrainConfig.from_yaml(RunFolder(folder).config_file)
         except (ValueError, TypeError, OSError):
             return None
 
@@ -298,15 +287,15 @@ class TrainingForm(QWidget):
         model would not fit the saved optimiser and weights.
         """
         self.clear_errors()
-        out = Path(self.out.text())
-        if not self.out.text() or not (out / "last.pt").is_file() or not (out / "config.yaml").is_file():
-            self.out.set_error(f"Nothing to resume: {out} holds no run (last.pt and config.yaml).")
+        folder = RunFolder(self.out.text())
+        if not self.out.text() or not folder.can_resume():
+            self.out.set_error(f"Nothing to resume: {folder.path} holds no run (last.pt and config.yaml).")
             return None
-        try:
-            config = TrainConfig.from_yaml(out / "config.yaml", resume=True, out=str(out),
-                                           device=self.device.currentText(), workers=self.workers.value())
-        except (ValueError, TypeError, OSError) as exc:
-            self.out.set_error(f"Cannot read the run's settings: {exc}")
+        try:  # as `gsmc train --resume` does: the run's own settings, this form's device and workers
+            config = config_for_resume(folder.path, {"device": self.device.currentText(),
+                                                     "workers": self.workers.value()})
+        except (GsmcError, OSError) as exc:
+            self.out.set_error(f"Cannot resume: {exc}")
             return None
         self.load_config(config)
         return config
@@ -330,7 +319,7 @@ class TrainingForm(QWidget):
             except DataError as exc:
                 self.data_root.set_error(f"Not a {self.dataset.currentText()} dataset: {exc}")
                 ok = False
-        problem = output_folder_problem(Path(out)) if out else "Choose a folder for the run."
+        problem = RunFolder(out).problem_for_new_run() if out else "Choose a folder for the run."
         if problem:
             self.out.set_error(problem)
             ok = False

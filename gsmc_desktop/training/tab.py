@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gsmc_core.run_folder import RunFolder
 from gsmc_core.train_config import TrainConfig
 from gsmc_core.train_events import BatchEvent, EpochEvent, TrainResult
 from gsmc_desktop.settings import read_setting
@@ -181,7 +182,7 @@ class TrainingTab(QWidget):
         self.by_class.reset()
         self.status_message.emit(f"Training {'resumed' if config.resume else 'started'}: {config.out}")
         if config.resume:  # the run's past epochs, from its metrics.csv
-            drawn = self.curves.load_history(Path(config.out) / "metrics.csv")
+            drawn = self.curves.load_history(RunFolder(config.out))
             if drawn:
                 self.append_log(f"{drawn} earlier epoch(s) of the run loaded from its metrics.csv")
         self.progress.setValue(0)

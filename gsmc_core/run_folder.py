@@ -1,0 +1,113 @@
+"""A training run's folder, the one place that knows its layout:
+
+    config.yaml        the run's settings (TrainConfig), written when it starts
+    metrics.csv        one row per finished epoch (METRIC_COLUMNS), rewritten whole, atomically
+    last.pt            the latest epoch, with everything a resume needs
+    best.pt            the epoch chosen on validation
+    train_labels.csv   with label noise: each training face's clean and given label
+    unreadable.csv     the faces that could not be read, if any
+    .gsmc-run.lock     held by the process writing the folder (run_lock.py)
+
+The trainer, the Training tab, its curves, the CLI, cross-validation and the study scripts all
+go through ``RunFolder``.
+"""
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gsmc_core.atomic import write_atomic, write_text_atomic
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what makes a folder another run's
+CHECKPOINTS = ("last.pt", "best.pt")
+METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
+                  "val_acc_teacher", "val_loss_teacher", "val_acc_teacher_avg_bn", "selected", "lr",
+                  "seconds", "images_per_s", "skipped")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def train_labels(self) -> Path:
+        return self.path / "train_labels.csv"
+
+    @property
+    def unreadable(self) -> Path:
+        return self.path / "unreadable.csv"
+
+    def run_files(self) -> list[str]:
+        """The files of a run already in the folder (a new run must not write among them)."""
+        return [name for name in RUN_FILES if (self.path / name).exists()]
+
+    def can_resume(self) -> bool:
+        return self.last.is_file() and self.config_file.is_file()
+
+    def problem_for_new_run(self) -> str | None:
+        """Why a new run cannot start here (None when it can): a file in the folder's place,
+        another run's files in it, or no permission to create or write it."""
+        if self.path.exists() and not self.path.is_dir():
+            return f"{self.path} is a file, not a folder: choose a folder for the run."
+        found = self.run_files()
+        if found:
+            return (f"{self.path} already holds a run ({', '.join(found)}); nothing was overwritten. "
+                    "Resume it (it needs last.pt), or choose another folder.")
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            return f"Cannot write in {existing}: choose a folder you can write to."
+        return None
+
+    def history(self) -> list[dict[str, str]]:
+        """metrics.csv's rows, one per finished epoch (empty when there is none yet)."""
+        if not self.metrics_file.is_file():
+            return []
+        with open(self.metrics_file, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        def write(f) -> None:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+        write_atomic(self.metrics_file, write)
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Add an epoch's row (the file is rewritten whole and atomically)."""
+        self.write_history([*self.history(), row])
+
+    def write_config(self, text: str) -> None:
+        write_text_atomic(self.config_file, text)
+
+    def remove_stale_temporaries(self) -> list[str]:
+        """Delete the temporary files of checkpoint saves a kill cut short; their names."""
+        removed = []
+        if self.path.is_dir():
+            for stale in self.path.glob(".*.pt.*.tmp"):
+                stale.unlink(missing_ok=True)
+                removed.append(stale.name)
+        return removed

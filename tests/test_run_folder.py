@@ -1,0 +1,46 @@
+"""The run folder's layout, known in one place: what makes a folder another run's, its history
+(metrics.csv, rewritten whole), and the temporaries a killed save leaves."""
+
+import os
+
+from gsmc_core.run_folder import METRIC_COLUMNS, RunFolder
+
+
+def test_a_new_run_is_refused_among_another_runs_files(tmp_path):
+    fresh = RunFolder(tmp_path / "new" / "run")
+    assert fresh.problem_for_new_run() is None and fresh.run_files() == [] and not fresh.can_resume()
+    used = RunFolder(tmp_path / "used")
+    used.path.mkdir()
+    used.best.write_bytes(b"x")  # even without last.pt: best.pt would be overwritten
+    assert used.run_files() == ["best.pt"]
+    assert "already holds a run (best.pt)" in used.problem_for_new_run()
+    (tmp_path / "file").write_text("a file")
+    assert "is a file, not a folder" in RunFolder(tmp_path / "file").problem_for_new_run()
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert "Cannot write in" in RunFolder(locked / "run").problem_for_new_run()
+    used.last.write_bytes(b"x")
+    used.config_file.write_text("epochs: 2\n")
+    assert used.can_resume()
+
+
+def test_history_is_rewritten_whole_with_the_known_columns(tmp_path):
+    run = RunFolder(tmp_path)
+    assert run.history() == []
+    run.append_metrics({"epoch": 1, "loss": 2.5, "val_acc": 0.4, "not_a_column": 7})
+    run.append_metrics({"epoch": 2, "loss": 2.0, "val_acc": 0.5})
+    rows = run.history()
+    assert [r["epoch"] for r in rows] == ["1", "2"] and rows[1]["val_acc"] == "0.5"
+    assert list(rows[0]) == list(METRIC_COLUMNS)  # one header, the same columns in every run
+    run.write_history(rows[:1])
+    assert [r["epoch"] for r in run.history()] == ["1"]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary left
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
+    run = RunFolder(tmp_path)
+    (tmp_path / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / "notes.tmp").write_text("the user's")
+    assert run.remove_stale_temporaries() == [".last.pt.abc123.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
