@@ -272,6 +272,48 @@ def retrain_figures(out: Path, results: list[dict]) -> dict:
             "review": found["review"]}
 
 
+def plot_curves(out: Path, path: Path) -> list[str]:
+    """Test accuracy by epoch of every run with scores so far (the model each epoch exported,
+    solid; GSMC's other network, dotted), and accuracy on the given (noisy) training labels
+    (the climb that means memorising). Returns the runs drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    drawn = []
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for name in RUNS:
+        run_dir = out / name
+        if not (run_dir / "scores.json").is_file():
+            continue
+        scores = {int(k): v for k, v in json.loads((run_dir / "scores.json").read_text()).items()}
+        metrics = {int(r["epoch"]): r for r in RunFolder(run_dir).history()}
+        epochs = sorted(e for e in scores if e in metrics)
+        if not epochs:
+            continue
+        exported = [scores[e][metrics[e]["selected"]]["test"] * 100 for e in epochs]
+        line, = left.plot(epochs, exported, label=name)
+        if all("teacher" in scores[e] for e in epochs):
+            other = [scores[e]["student" if metrics[e]["selected"] == "teacher" else "teacher"]["test"] * 100
+                     for e in epochs]
+            left.plot(epochs, other, ":", color=line.get_color())
+        right.plot(epochs, [float(metrics[e]["train_acc"]) * 100 for e in epochs], color=line.get_color(),
+                   label=name)
+        drawn.append(name)
+    left.set(title="Test accuracy of the exported model (dotted: GSMC's other network)",
+             xlabel="epoch", ylabel="%")
+    right.set(title="Accuracy on the given (noisy) training labels, while training", xlabel="epoch",
+              ylabel="%")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
 def pct(x: float) -> float:
     return round(100 * x, 2)
 
@@ -324,6 +366,8 @@ def summary(args: argparse.Namespace) -> int:
                      f"{pct(fit['given_labels_reproduced'])} | {pct(fit['noisy_label_reproduced'])} / "
                      f"{pct(fit['true_label_predicted'])} |")
     lines.append(f"\nUnfinished: {', '.join(unfinished) or 'none'}")
+    drawn = plot_curves(out, out / "curves.png")
+    lines.append(f"Curves ({', '.join(drawn)}): {out / 'curves.png'}")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(json.dumps(summary, indent=2))
