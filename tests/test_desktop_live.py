@@ -34,6 +34,8 @@ def tab(qtbot, random_checkpoint):
 
 def test_video_file_shows_overlays_and_records_every_face(qtbot, tab, clip, tmp_path):
     csv_path = tmp_path / "faces.csv"
+    runtimes = []
+    tab.runtime_changed.connect(runtimes.append)
     tab.start_recording(csv_path)
     tab.set_video(clip)
     assert tab.current_source().video == clip
@@ -43,6 +45,7 @@ def test_video_file_shows_overlays_and_records_every_face(qtbot, tab, clip, tmp_
     # the run stays, paused on the last frame; the recording closed with the file
     assert tab.is_running() and not tab.record_button.isChecked()
     assert tab.play_button.isChecked() and tab.play_button.text() == "Play"
+    assert runtimes == ["cpu · fp32"]  # said once; this random model has no int8 graph
 
     with open(csv_path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -191,3 +194,8 @@ def test_a_frame_of_the_previous_model_is_marked_after_a_switch(qtbot, tab, clip
     assert tab.last_frame is not None
     tab.set_model(load_model(DEFAULT_CHECKPOINT, "cpu"))
     assert tab.view.message() == "Results of random.pt; press Start to see gsmc_default.pt"
+    with qtbot.waitSignal(tab.runtime_changed, timeout=60_000) as runtime:
+        tab.start()  # the shipped model runs its int8 graph
+    assert runtime.args == ["cpu · int8"]
+    with qtbot.waitSignal(tab.finished, timeout=10_000):
+        tab.stop()

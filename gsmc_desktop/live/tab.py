@@ -60,6 +60,7 @@ class LiveTab(QWidget):
     finished = Signal(str)
     reached_end = Signal(str)
     rate_changed = Signal(str)
+    runtime_changed = Signal(str)  # where and how the model runs ("cpu · int8"), when it changes
     video_chosen = Signal(Path)  # a video opened from the tab's own source list
     _run_requested = Signal(object)
     _scan_requested = Signal()
@@ -507,6 +508,8 @@ class LiveTab(QWidget):
             return
         if self.last_frame is not None and frame.timestamp < self.last_frame.timestamp:
             self.timeline.clear_data()  # the video was moved back: a new stretch of time
+        if self.last_frame is None or frame.runtime != self.last_frame.runtime:
+            self.runtime_changed.emit(frame.runtime)
         self.last_frame = frame
         self.frames_shown += 1
         self._show_position(frame)

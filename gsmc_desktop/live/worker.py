@@ -110,6 +110,7 @@ class LiveFrame:
     model_name: str = ""  # the model that made ``result``
     redraw: bool = False  # the paused frame again, after a change of model or overlay options
     source_fps: float = 0.0  # the video file's own rate (0 for a camera)
+    runtime: str = ""  # where and how the model ran, e.g. "cpu · int8"
 
 
 @dataclass
@@ -435,9 +436,10 @@ class LiveWorker(Worker):
         rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
         with self._lock:
             self._playback = replace(self._playback, shown=frame.index)
+        predictor = state.pipeline.predictor
         if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps,
                                      source.frame_count, state.model.name, redraw,
-                                     source.fps or 0.0)):
+                                     source.fps or 0.0, f"{predictor.device.type} · {predictor.precision}")):
             self.frame_ready.emit()
 
     def _open_recorder(self, record: RecordRequest, model: ModelHandle, source: FrameSource,
