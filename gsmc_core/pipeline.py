@@ -1,19 +1,34 @@
 """The path every frame takes: detect faces, crop them, classify them in one batch, track them.
 
-One ``FramePipeline`` serves the CLI, the desktop app and the tests.
+One ``FramePipeline`` serves the CLI, the desktop app and the tests; ``overlapped`` runs its two
+stages (detection, then the rest) for consecutive frames at the same time.
 """
 
 import dataclasses
 import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.faces import CombinedDetector, FaceDetector, WholeImage, crop_face, heatmap_in_box
+from gsmc_core.faces import CombinedDetector, Face, FaceDetector, WholeImage, crop_face, heatmap_in_box
 from gsmc_core.predictor import Predictor
 from gsmc_core.render import RenderOptions, draw_frame, scale_cam
 from gsmc_core.results import FaceResult, FrameResult
 from gsmc_core.tracking import FaceTracker, ProbabilitySmoother
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A frame after the first stage: its faces, and when and how long detection took."""
+
+    frame: npt.NDArray[np.uint8]
+    timestamp: float
+    faces: list[Face]
+    started: float  # perf_counter when detection began
+    detect_ms: float
 
 
 class FramePipeline:
@@ -74,14 +89,23 @@ class FramePipeline:
     ) -> FrameResult:
         """Run one frame. ``timestamp`` (seconds) drives time-based smoothing; defaults to now.
         With ``render`` options the result also carries the annotated frame."""
-        now = time.perf_counter()
-        timestamp = now if timestamp is None else timestamp
-        framing = getattr(self.detector, "framing", None) or self.predictor.meta.face_crop
-        timings: dict[str, float] = {}
+        return self.finish(self.detect(frame_bgr, timestamp), render)
 
+    def detect(self, frame_bgr: npt.NDArray[np.uint8], timestamp: float | None = None) -> "Detected":
+        """The first stage of ``process``: the faces of a frame. It touches only the detector,
+        so it may run for the next frame while ``finish`` runs for this one (``overlapped``)."""
+        started = time.perf_counter()
         faces = self.detector.detect(frame_bgr, color="bgr")
+        return Detected(frame_bgr, started if timestamp is None else timestamp, faces, started,
+                        (time.perf_counter() - started) * 1e3)
+
+    def finish(self, detected: "Detected", render: RenderOptions | None = None) -> FrameResult:
+        """The second stage of ``process``: crops, the network, tracking and smoothing (frames
+        must come in order), heatmaps and the rendered frame."""
+        frame_bgr, timestamp, faces = detected.frame, detected.timestamp, detected.faces
+        framing = getattr(self.detector, "framing", None) or self.predictor.meta.face_crop
+        timings: dict[str, float] = {"detect": detected.detect_ms}
         t_detect = time.perf_counter()
-        timings["detect"] = (t_detect - now) * 1e3
 
         crops = [crop_face(frame_bgr, f, framing) for f in faces]
         predictions = self.predictor.predict(crops, bgr=True, cam_class=self._cam_index,
@@ -132,7 +156,7 @@ class FramePipeline:
             annotated = draw_frame(frame_bgr, result, render, bgr=True)
             timings["render"] = (time.perf_counter() - t_cam) * 1e3
             result = dataclasses.replace(result, annotated=annotated)
-        timings["total"] = (time.perf_counter() - now) * 1e3
+        timings["total"] = timings["detect"] + (time.perf_counter() - t_detect) * 1e3
         return result
 
     def reset(self, restart_ids: bool = False) -> None:
@@ -142,4 +166,21 @@ class FramePipeline:
         self.detector.reset()
         self.smoother.retain(())
         self._frames = 0
+
+
+def overlapped(pipeline: FramePipeline, frames: Iterable[tuple[npt.NDArray[np.uint8], float | None]],
+               render: RenderOptions | None = None) -> Iterator[FrameResult]:
+    """``pipeline.process`` over ``frames`` (image, timestamp) with two stages in flight: the
+    faces of frame t+1 are detected in a second thread while frame t is classified, tracked and
+    rendered here. One frame waits at most (a queue of one), results come in frame order and
+    are those ``process`` gives; both threads block, never spin."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsmc-detect") as pool:
+        pending: Future[Detected] | None = None
+        for frame, timestamp in frames:
+            upcoming = pool.submit(pipeline.detect, frame, timestamp)
+            if pending is not None:
+                yield pipeline.finish(pending.result(), render)
+            pending = upcoming
+        if pending is not None:
+            yield pipeline.finish(pending.result(), render)
 

@@ -136,7 +136,11 @@ def test_bench_json(capsys, random_checkpoint):
     realtime = report["realtime"]  # the same frames arriving as from a 30 fps camera
     assert realtime["frames_arrived"] == 3 and 1 <= realtime["frames_processed"] <= 3
     assert 0 < realtime["latency_ms"]["p50"] <= realtime["latency_ms"]["p95"]
-    assert realtime["cpu_seconds_per_second"] > 0
+    assert realtime["cpu_seconds_per_second"] > 0 and report["overlap"] is False
+    assert main(["bench", "--json", "--frames", "3", "--overlap", "--checkpoint", str(random_checkpoint),
+                 "--device", "cpu"]) == 0
+    overlapped = json.loads(capsys.readouterr().out)
+    assert overlapped["overlap"] is True and overlapped["frames"] == 3 and overlapped["fps"] > 0
 
 
 class _FakePipeline:

@@ -6,7 +6,7 @@ from gsmc_core.bench import synthetic_frames
 from gsmc_core.errors import UsageError
 from gsmc_core.faces import FaceDetector, crop_face
 from gsmc_core.labels import CANONICAL_CLASSES
-from gsmc_core.pipeline import FramePipeline
+from gsmc_core.pipeline import FramePipeline, overlapped
 from gsmc_core.predictor import Predictor
 from gsmc_core.render import RenderOptions, draw_frame, face_caption
 
@@ -132,3 +132,29 @@ def test_captions(predictor, detector, four_face_frames):
     x, y, w, h = face.box
     band = (labelled != four_face_frames[0]).any(axis=2)[max(0, y - 30) : y + 30, x : x + w]
     assert band.any()  # the caption is written at the box's top edge
+
+
+def test_two_stages_in_flight_give_the_same_results_in_order(predictor, detector, four_face_frames):
+    import threading
+
+    frames = [(f, i / 30) for i, f in enumerate(four_face_frames)]
+    sequential = FramePipeline(predictor, detector, half_life=2)
+    expected = [sequential.process(f, timestamp=t) for f, t in frames]
+    pipeline = FramePipeline(predictor, detector, half_life=2)
+    pipeline.reset()  # the detector's schedule from the start, as for the sequential run
+    threads = set()
+    detect = pipeline.detect
+
+    def detect_recording_thread(frame, timestamp):
+        threads.add(threading.current_thread().name)
+        return detect(frame, timestamp)
+
+    pipeline.detect = detect_recording_thread
+    got = list(overlapped(pipeline, frames))
+    assert [r.timestamp for r in got] == [t for _, t in frames]  # every frame, in order
+    for a, b in zip(got, expected, strict=True):
+        assert [f.id for f in a.faces] == [f.id for f in b.faces]  # the tracker saw them in order
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            assert fa.box == fb.box and fa.label == fb.label
+            np.testing.assert_allclose(fa.smoothed, fb.smoothed, atol=1e-5)
+    assert all(name.startswith("gsmc-detect") for name in threads)  # detection ran beside
