@@ -174,8 +174,9 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     assert [f.id for f in tab.last_frame.result.faces] == [1]  # a cut: IDs from 1
     tab.step(1)
     qtbot.waitUntil(lambda: tab.last_frame.index == 21, timeout=10_000)
-    tab.step(100)  # run to the end
-    qtbot.waitUntil(lambda: tab.last_frame.index == 59, timeout=30_000)
+    with qtbot.waitSignal(tab.reached_end, timeout=30_000):
+        tab.step(100)  # run to the end
+    assert tab.last_frame.index == 59
     tab.play_button.setChecked(False)  # Play at the end: from the first frame
     qtbot.waitUntil(lambda: tab.last_frame.index < 10, timeout=10_000)
     with qtbot.waitSignal(tab.finished, timeout=5_000) as ended:
