@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnx
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from gsmc_core.checkpoint import Checkpoint
 from gsmc_core.data.preload import MemoryLoader, preload_split
@@ -83,25 +81,29 @@ def calibration_faces(ckpt: Checkpoint, dataset: str, data_root: str | os.PathLi
     return batches
 
 
-class _Batches(CalibrationDataReader):
-    def __init__(self, batches: list[npt.NDArray[np.float32]]) -> None:
-        self._batches = iter(batches)
-
-    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
-        batch = next(self._batches, None)
-        return None if batch is None else {INPUT_NAME: batch}
-
-
 def quantize_int8(ckpt: Checkpoint, calibration: list[npt.NDArray[np.float32]],
                   out: str | os.PathLike | None = None) -> Path:
     """Write ``ckpt``'s int8 graph to ``out`` (default: the cache, where predictors find it),
     calibrated on ``calibration`` batches; the file appears complete or not at all."""
+    # imported here, not with the module: inference never needs it, and in a PyInstaller bundle
+    # it cannot be imported (onnxruntime.transformers puts its own folder on sys.path)
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(calibration)
+
+        def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
     out = Path(out) if out is not None else int8_cache_path(ckpt)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".quantize.") as tmp:
         prepared, quantized = Path(tmp, "prepared.onnx"), Path(tmp, "int8.onnx")
         quant_pre_process(str(cached_onnx(ckpt)), str(prepared))  # shapes and folding first
-        quantize_static(str(prepared), str(quantized), _Batches(calibration),
+        quantize_static(str(prepared), str(quantized), Batches(),
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         graph = onnx.load_model(str(quantized))

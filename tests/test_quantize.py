@@ -89,3 +89,15 @@ def test_cli_quantize_writes_the_file_and_keeps_the_checkpoint(tmp_path, cache, 
     assert main(["quantize", "--checkpoint", str(random_checkpoint), "--dataset", "ferplus", "--data-root",
                  str(ferplus_root), "--out", str(random_checkpoint)]) == 2
     assert "would destroy it" in capsys.readouterr().err and random_checkpoint.read_bytes() == before
+
+
+def test_inference_does_not_import_the_quantiser():
+    """A PyInstaller bundle cannot import onnxruntime.quantization (its transformers package puts
+    its own folder on sys.path): the app must start and predict without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, gsmc_core.predictor, gsmc_desktop.main_window; "
+            "print('onnxruntime.quantization' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
