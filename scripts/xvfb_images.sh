@@ -8,15 +8,9 @@
 # of every class) and xvfb_images_removed.png (Delete took the selected photo off the list):
 # look at them.
 set -euo pipefail
-OUT=${1:-docs/screenshots}
-BIN=${BIN:-.venv/bin}
+XVFB_DISPLAY=98
+source "$(dirname "$0")/xvfb_session.sh"
 PHOTO=${PHOTO:-../shared/images/astronaut.png}
-mkdir -p "$OUT"
-TMP=$(mktemp -d)
-trap 'kill $APP $XVFB 2>/dev/null || true; rm -rf "$TMP"' EXIT
-Xvfb :98 -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
-XVFB=$!
-export DISPLAY=:98 QT_QPA_PLATFORM=xcb XDG_CONFIG_HOME="$TMP/config" XDG_STATE_HOME="$TMP/state"
 convert -size 640x480 gradient:skyblue-white "$TMP/no_face.png"  # a photo without a face
 "$BIN/gsmc-desktop" "$PHOTO" "$TMP/no_face.png" "$PHOTO" >"$TMP/app.log" 2>&1 &
 APP=$!

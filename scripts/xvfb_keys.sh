@@ -10,14 +10,8 @@
 # tab at the smallest window): look at them (the play button, the frame number and the status
 # bar say whether each key did what it should).
 set -euo pipefail
-OUT=${1:-docs/screenshots}
-BIN=${BIN:-.venv/bin}
-mkdir -p "$OUT"
-TMP=$(mktemp -d)
-trap 'kill $APP $XVFB 2>/dev/null || true; rm -rf "$TMP"' EXIT
-Xvfb :97 -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
-XVFB=$!
-export DISPLAY=:97 QT_QPA_PLATFORM=xcb XDG_CONFIG_HOME="$TMP/config" XDG_STATE_HOME="$TMP/state"
+XVFB_DISPLAY=97
+source "$(dirname "$0")/xvfb_session.sh"
 "$BIN/python" - "$TMP/clip.mp4" <<'EOF'
 import sys, cv2
 from gsmc_core.resources import asset_path
