@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from gsmc_core.checkpoint import Checkpoint
 from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
 from gsmc_core.data.transforms import eval_transform
 from gsmc_core.errors import UsageError
+from gsmc_core.shifts import SHIFTS, Image
 
 
 @dataclass
@@ -83,16 +85,42 @@ def classification_metrics(logits: npt.NDArray[np.float32], labels: npt.NDArray[
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, split: Split, device: torch.device, batch_size: int = 128,
-                        workers: int = 0, tta: bool = False) -> dict:
+                        workers: int = 0, tta: bool = False,
+                        shift: Callable[[Image], Image] | None = None) -> dict:
     """``classification_metrics`` of a checkpoint's model on a split (with the checkpoint's own
     preprocessing), plus ``skipped`` (undecodable images). The split's classes must match.
-    ``tta``: average each face's logits with its mirror image's."""
+    ``tta``: average each face's logits with its mirror image's. ``shift``: applied to each
+    face crop before the preprocessing (``shifts.SHIFTS``)."""
     if split.classes != ckpt.meta.classes:
         where = ckpt.path if ckpt.path is not None else "checkpoint"
         raise UsageError(f"{where}: classes {ckpt.meta.classes} differ from the dataset's {split.classes}")
-    loader = DataLoader(ExpressionDataset(split, eval_transform(ckpt.meta)), batch_size=batch_size,
+    transform = eval_transform(ckpt.meta)
+    if shift is not None:
+        transform = v2.Compose([shift, *transform.transforms])
+    loader = DataLoader(ExpressionDataset(split, transform), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate_skipping)
     preds = predict_loader(ckpt.build_model().to(device), loader, device, tta)
     metrics = classification_metrics(preds.logits, preds.labels, split.classes)
     metrics["skipped"] = preds.skipped
     return metrics
+
+
+def robustness(ckpt: Checkpoint, split: Split, device: torch.device, clean_accuracy: float,
+               batch_size: int = 128, workers: int = 0, tta: bool = False,
+               on_shift: Callable[[str, dict], None] | None = None) -> dict:
+    """Accuracy and mean class accuracy under each of ``shifts.SHIFTS``, the drop from the clean
+    accuracy (``clean_accuracy``, as ``evaluate_checkpoint`` gave it), and the worst shift:
+    ``{"clean_accuracy", "shifts": {name: {"accuracy", "mean_class_accuracy", "drop"}},
+    "worst": {"shift", "accuracy", "drop"}}`` (fractions). ``on_shift(name, row)`` is called as
+    each finishes."""
+    rows = {}
+    for name, shift in SHIFTS.items():
+        metrics = evaluate_checkpoint(ckpt, split, device, batch_size, workers, tta, shift)
+        rows[name] = {"accuracy": metrics["accuracy"],
+                      "mean_class_accuracy": metrics["mean_class_accuracy"],
+                      "drop": clean_accuracy - metrics["accuracy"]}
+        if on_shift is not None:
+            on_shift(name, rows[name])
+    worst = max(rows, key=lambda name: rows[name]["drop"])
+    return {"clean_accuracy": clean_accuracy, "shifts": rows,
+            "worst": {"shift": worst, "accuracy": rows[worst]["accuracy"], "drop": rows[worst]["drop"]}}

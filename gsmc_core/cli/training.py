@@ -17,13 +17,14 @@ from gsmc_core.data.readers import DATASETS, SPLITS, read_split
 from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.errors import UsageError
-from gsmc_core.evaluate import evaluate_checkpoint
+from gsmc_core.evaluate import evaluate_checkpoint, robustness
 from gsmc_core.label_issues import SCORES
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.relabel import RELABEL_DATASETS, relabel
 from gsmc_core.review_log import ReviewLog
 from gsmc_core.run_folder import RunFolder
+from gsmc_core.shifts import without_twins
 from gsmc_core.train import train
 from gsmc_core.train_config import (
     AUGMENTS,
@@ -134,20 +135,43 @@ def eval_split(ckpt: Checkpoint, dataset: str, data_root: str, split: str) -> Sp
                       cfg.get("seed", 0) if same_run_data else 0)
 
 
+def _say(text: str, json_output: bool) -> None:
+    """Progress: on stdout, or on stderr when stdout carries JSON."""
+    print(text, file=sys.stderr if json_output else sys.stdout, flush=True)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1 face, got {args.limit}")
     ckpt = load_checkpoint(args.checkpoint)
-    split = eval_split(ckpt, args.dataset, args.data_root, args.split)
+    split = eval_split(ckpt, args.dataset, args.data_root, args.split).subset(args.limit)
+    twins = []
+    if args.without_twins:
+        if args.split == "train":
+            raise UsageError("--without-twins leaves out the faces that are also in the training "
+                             "split: give --split val or test")
+        train = eval_split(ckpt, args.dataset, args.data_root, "train")
+        split, twins = without_twins(split, train)
+        _say(f"{len(twins)} {args.split} faces with a pixel-identical training face left out", args.json)
+    device = resolve_device(args.device)
     try:
-        metrics = evaluate_checkpoint(ckpt, split.subset(args.limit), resolve_device(args.device),
-                                      args.batch_size, args.workers, tta=args.tta)
+        metrics = evaluate_checkpoint(ckpt, split, device, args.batch_size, args.workers, tta=args.tta)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     if metrics["n"] == 0:  # an accuracy of nothing is not a result (and NaN is not JSON)
         raise UsageError(f"no {args.split} faces of {args.data_root} could be evaluated "
                          f"({metrics['skipped']} undecodable, --limit {args.limit}); nothing to report")
     metrics.pop("loss")
+    metrics["twins_left_out"] = len(twins) if args.without_twins else None
+    if args.shifts:
+        _say(f"clean: accuracy {metrics['accuracy']:.4f}; the same faces under each shift:", args.json)
+        metrics["robustness"] = robustness(
+            ckpt, split, device, metrics["accuracy"], args.batch_size, args.workers, args.tta,
+            on_shift=lambda name, row: _say(
+                f"  {name:20s} accuracy {row['accuracy']:.4f}  mean class "
+                f"{row['mean_class_accuracy']:.4f}  drop {100 * row['drop']:+.2f} points", args.json))
+        worst = metrics["robustness"]["worst"]
+        _say(f"worst shift: {worst['shift']} ({100 * worst['drop']:.2f} points below clean)", args.json)
     if args.json:
         print(json.dumps(metrics, allow_nan=False))
         return 0
@@ -362,6 +386,11 @@ def add_training_commands(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--tta", action="store_true",
                    help="average each face with its mirror image (flip test-time augmentation)")
+    p.add_argument("--shifts", action="store_true",
+                   help="also the accuracy under each shift a studio or webcam brings (crop, roll, "
+                        "gamma, contrast, blur, JPEG, half the face greyed) and the worst of them")
+    p.add_argument("--without-twins", action="store_true",
+                   help="leave out the faces whose pixels equal a training face's")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("audit", help="rank training samples that are likely mislabelled")
