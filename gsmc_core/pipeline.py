@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from gsmc_core.checkpoint import FaceCrop
 from gsmc_core.faces import CombinedDetector, Face, FaceDetector, WholeImage, crop_face, heatmap_in_box
-from gsmc_core.predictor import Predictor
+from gsmc_core.predictor import Prediction, Predictor
 from gsmc_core.render import RenderOptions, draw_frame, scale_cam
 from gsmc_core.results import FaceResult, FrameResult
+from gsmc_core.still_faces import StillFaces
 from gsmc_core.tracking import FaceTracker, ProbabilitySmoother
 
 
@@ -37,7 +39,9 @@ class FramePipeline:
     ``cam_class`` (index or name) fixes the heatmap's class for every face; None shows each
     face's current (smoothed) prediction. ``half_life``/``half_life_unit`` configure the
     ``ProbabilitySmoother`` (None = raw). ``heatmaps=False`` skips mapping heatmaps onto boxes;
-    ``cam_scale`` is how heatmaps are scaled (``render.CAM_SCALES``).
+    ``cam_scale`` is how heatmaps are scaled (``render.CAM_SCALES``). ``reuse``: a tracked face
+    that has not moved or changed keeps its last network output (``still_faces.StillFaces``; for
+    video, where consecutive frames repeat each other).
     Face crops follow the framing stored in the predictor's checkpoint metadata; with the
     ``WholeImage`` detector each image is one face crop, taken as it is.
     """
@@ -52,6 +56,7 @@ class FramePipeline:
         cam_class: int | str | None = None,
         heatmaps: bool = True,
         cam_scale: str = "map",
+        reuse: bool = False,
     ) -> None:
         self.predictor = predictor
         self.detector = detector
@@ -60,6 +65,7 @@ class FramePipeline:
         self.cam_class = cam_class
         self.heatmaps = heatmaps
         self.cam_scale = cam_scale  # render.CAM_SCALES
+        self.still = StillFaces() if reuse else None
         self._frames = 0
 
     @property
@@ -78,6 +84,8 @@ class FramePipeline:
         the constructor takes it; the tracks and their smoothed probabilities are kept."""
         self.heatmaps = heatmaps
         self.cam_class = cam_class
+        if cam_scale != self.cam_scale and self.still is not None:
+            self.still.retain(set())  # kept heatmaps were scaled the old way
         self.cam_scale = cam_scale
         self.smoother.half_life = half_life
 
@@ -107,31 +115,34 @@ class FramePipeline:
         timings: dict[str, float] = {"detect": detected.detect_ms}
         t_detect = time.perf_counter()
 
-        crops = [crop_face(frame_bgr, f, framing) for f in faces]
-        predictions = self.predictor.predict(crops, bgr=True, cam_class=self._cam_index,
-                                             cam_scale=self.cam_scale)
-        t_classify = time.perf_counter()
-        timings["classify"] = (t_classify - t_detect) * 1e3
-
         h, w = frame_bgr.shape[:2]
         ids = self.tracker.update([f.box for f in faces], (w, h))
         self.smoother.retain(self.tracker.active_ids)
+        t_ids = time.perf_counter()
+
+        crops = [crop_face(frame_bgr, f, framing) for f in faces]
+        predictions, reused = self._classify(frame_bgr, framing, ids, faces, crops)
+        t_classify = time.perf_counter()
+        timings["classify"] = (t_classify - t_ids) * 1e3
+
         clock = float(self._frames) if self.smoother.unit == "frames" else timestamp
         smoothed = [
             self.smoother.update(i, p.probabilities, clock) for i, p in zip(ids, predictions, strict=True)
         ]
         self._frames += 1
         t_track = time.perf_counter()
-        timings["track"] = (t_track - t_classify) * 1e3
+        timings["track"] = (t_ids - t_detect + t_track - t_classify) * 1e3
 
         results = []
-        for face, face_id, crop, pred, probs in zip(faces, ids, crops, predictions, smoothed, strict=True):
+        for face, face_id, crop, pred, probs, kept in zip(faces, ids, crops, predictions, smoothed, reused,
+                                                          strict=True):
             index = int(probs.argmax())
             cam_class = index if self._cam_index is None else self._cam_index
             heatmap = None
             if self.heatmaps:
                 crop_heat = pred.heatmap
-                if cam_class != pred.cam_class:  # smoothing changed the winner: show its CAM
+                # smoothing changed the winner, or a kept output's crop had another size
+                if cam_class != pred.cam_class or crop_heat.shape != crop.shape[:2]:
                     crop_heat = scale_cam(pred.cams, cam_class, (crop.shape[1], crop.shape[0]),
                                           self.cam_scale)
                 heatmap = heatmap_in_box(crop_heat, face, framing)
@@ -147,6 +158,7 @@ class FramePipeline:
                     label=self.predictor.classes[index],
                     cam_class=cam_class,
                     heatmap=heatmap,
+                    reused=kept,
                 )
             )
         t_cam = time.perf_counter()
@@ -159,12 +171,35 @@ class FramePipeline:
         timings["total"] = timings["detect"] + (time.perf_counter() - t_detect) * 1e3
         return result
 
+    def _classify(
+        self, frame_bgr: npt.NDArray[np.uint8], framing: FaceCrop, ids: list[int], faces: list[Face],
+        crops: list[npt.NDArray[np.uint8]],
+    ) -> tuple[list[Prediction], list[bool]]:
+        """The network's output for each face (one batch), and whether it was kept from an
+        earlier frame instead (``reuse``)."""
+        if self.still is None:
+            return (self.predictor.predict(crops, bgr=True, cam_class=self._cam_index,
+                                           cam_scale=self.cam_scale), [False] * len(crops))
+        self.still.retain(self.tracker.active_ids)
+        kept = [self.still.reusable(i, f, lambda at: crop_face(frame_bgr, at, framing))
+                for i, f in zip(ids, faces, strict=True)]
+        todo = [k for k, prediction in enumerate(kept) if prediction is None]
+        fresh = self.predictor.predict([crops[k] for k in todo], bgr=True, cam_class=self._cam_index,
+                                       cam_scale=self.cam_scale)
+        predictions = list(kept)
+        for k, prediction in zip(todo, fresh, strict=True):
+            predictions[k] = prediction
+            self.still.classified(ids[k], faces[k], crops[k], prediction)
+        return predictions, [prediction is not None for prediction in kept]
+
     def reset(self, restart_ids: bool = False) -> None:
-        """Start a new stream: forget tracks, smoothing and the detector's schedule;
-        ``restart_ids`` numbers faces from 1 again (each still image on its own)."""
+        """Start a new stream: forget tracks, smoothing, kept outputs and the detector's
+        schedule; ``restart_ids`` numbers faces from 1 again (each still image on its own)."""
         self.tracker.reset(restart_ids)
         self.detector.reset()
         self.smoother.retain(())
+        if self.still is not None:
+            self.still.retain(set())
         self._frames = 0
 
 

@@ -17,7 +17,8 @@ class FaceResult:
     ``probabilities`` are this frame's network output, ``smoothed`` the tracked face's
     temporally smoothed ones (equal when smoothing is off); ``index``/``label``/``confidence``
     follow ``smoothed``. ``heatmap`` is the CAM of class ``cam_class`` resampled onto the face
-    box (box height x box width, [0, 1]); None when heatmaps are off.
+    box (box height x box width, [0, 1]); None when heatmaps are off. ``reused``: the face had
+    not changed since an earlier frame, whose network output it kept (``still_faces``).
     """
 
     id: int
@@ -30,6 +31,7 @@ class FaceResult:
     label: str
     cam_class: int
     heatmap: npt.NDArray[np.float32] | None
+    reused: bool = False
 
     @property
     def confidence(self) -> float:

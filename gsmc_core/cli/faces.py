@@ -312,7 +312,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         if rows is not None:
             rows.writerow(csv_header(predictor.classes))
         with make_live_detector(args.detector, args.min_score) as detector:
-            pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds")
+            pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds",
+                                     reuse=args.reuse)
             for k, frame in enumerate(source):
                 if stop.is_set():  # between two frames: the files hold whole frames only
                     raise KeyboardInterrupt
@@ -439,7 +440,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     frames = _bench_frames(args)
     reports = {}
     with make_live_detector(args.detector, args.min_score) as detector:
-        pipeline = FramePipeline(predictor, detector)
+        pipeline = FramePipeline(predictor, detector, reuse=args.reuse)
         reports["idle"] = run_bench(pipeline, frames, warmup=BENCH_WARMUP, overlap=args.overlap)
         pipeline.reset()
         reports["idle"]["realtime"] = run_realtime(pipeline, frames, warmup=BENCH_WARMUP)
@@ -463,8 +464,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             continue
         title = "idle" if name == "idle" else "one core kept busy by another process"
         stages = ", two stages in flight" if report["overlap"] else ""
+        reuse = f", {report['reused_fraction']:.0%} of faces still (output kept)" if args.reuse else ""
         print(f"[{title}] {video}: {report['frames']} frames, {report['faces_per_frame']} faces/frame, "
-              f"{report['fps']} fps{stages}")
+              f"{report['fps']} fps{stages}{reuse}")
         for stage, q in report["latency_ms"].items():
             print(f"  {stage:9s} p50 {q['p50']:7.2f} ms   p95 {q['p95']:7.2f} ms")
         print(f"  network ({report['backend']} {report['precision']}, {args.threads} thread(s)): "
@@ -480,6 +482,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.busy_core:
         print(f"busy / idle fps: {reports['busy_over_idle']:.2f}")
     return 0
+
+
+REUSE_HELP = ("a face that has not moved or changed since it was last classified keeps that output "
+              "instead of running the network again (as the desktop's Live tab does)")
 
 
 def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -515,6 +521,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
     p.add_argument("--half-life", type=float, default=None, metavar="SECONDS",
                    help="smooth each face's probabilities over time (default: raw)")
+    p.add_argument("--reuse", action="store_true", help=REUSE_HELP)
     _add_model_args(p, detector=DEFAULT_LIVE_DETECTOR, choices=LIVE_DETECTORS)
     p.set_defaults(func=cmd_video)
 
@@ -535,6 +542,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--overlap", action="store_true",
                    help="two stages in flight: detect the next frame while this one is classified "
                         "and rendered (the camera-paced part stays one stage at a time)")
+    p.add_argument("--reuse", action="store_true", help=REUSE_HELP)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     _add_model_args(p, detector=DEFAULT_LIVE_DETECTOR, choices=LIVE_DETECTORS)
     p.set_defaults(func=cmd_bench)
