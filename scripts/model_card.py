@@ -4,7 +4,8 @@
         --data-root ../shared/data/ferplus --out assets/model_card
 
 Writes metrics.json (the `gsmc eval` figures on FERPlus test, plain and with flip TTA, and on
-the test faces without a pixel-identical twin in FERPlus train), confusion_matrix.png,
+the test faces without a pixel-identical twin among the FERPlus training faces, and under each
+shift of `gsmc eval --shifts`), confusion_matrix.png,
 cam_examples.png (test faces with the CAM of the predicted class), real_faces.png (the model on
 real photos and video frames through the app's pipeline) and, with --run, curves.png.
 """
@@ -23,24 +24,16 @@ import torch  # noqa: E402
 
 from gsmc_core.checkpoint import load_checkpoint  # noqa: E402
 from gsmc_core.data.readers import read_split  # noqa: E402
-from gsmc_core.data.samples import Split, load_image  # noqa: E402
-from gsmc_core.evaluate import evaluate_checkpoint  # noqa: E402
+from gsmc_core.data.samples import load_image  # noqa: E402
+from gsmc_core.evaluate import evaluate_checkpoint, robustness  # noqa: E402
 from gsmc_core.faces import FaceDetector  # noqa: E402
 from gsmc_core.pipeline import FramePipeline  # noqa: E402
 from gsmc_core.predictor import Predictor  # noqa: E402
 from gsmc_core.render import RenderOptions, draw_frame, overlay_heatmap  # noqa: E402
 from gsmc_core.resources import asset_path  # noqa: E402
 from gsmc_core.run_folder import RunFolder  # noqa: E402
+from gsmc_core.shifts import without_twins  # noqa: E402
 from gsmc_core.sources import VideoFileSource, read_image  # noqa: E402
-
-
-def without_train_twins(test: Split, data_root: str) -> Split:
-    """The test faces whose pixels equal no FERPlus training image (FER2013 has duplicates)."""
-    train_dir = Path(data_root) / "FER2013Train"
-    seen = {cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).tobytes() for p in sorted(train_dir.glob("*.png"))}
-    kept = [s for s in test.samples
-            if cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE).tobytes() not in seen]
-    return Split(test.dataset, test.name, test.classes, kept)
 
 
 def real_faces_figure(predictor: Predictor, images: list[tuple[str, np.ndarray]], path: Path) -> list[dict]:
@@ -173,13 +166,16 @@ def main() -> None:
     metrics = evaluate_checkpoint(ckpt, test, torch.device("cpu"))
     metrics.pop("loss")
     tta = evaluate_checkpoint(ckpt, test, torch.device("cpu"), tta=True)
-    unique = without_train_twins(test, args.data_root)
+    train = read_split("ferplus", args.data_root, "train", len(ckpt.meta.classes))
+    unique, _ = without_twins(test, train)
     unique_metrics = evaluate_checkpoint(ckpt, unique, torch.device("cpu"))
+    shifted = robustness(ckpt, test, torch.device("cpu"), metrics["accuracy"])
     predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
     summary = {
         **metrics,
         "tta": {k: tta[k] for k in ("accuracy", "mean_class_accuracy", "per_class", "n")},
         "without_train_twins": {k: unique_metrics[k] for k in ("accuracy", "mean_class_accuracy", "n")},
+        "robustness": shifted,
         "real_faces": real_faces_figure(predictor, real_images(args.data_root), out / "real_faces.png"),
     }
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))

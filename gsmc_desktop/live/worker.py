@@ -405,8 +405,9 @@ class LiveWorker(Worker):
             state.model = wanted_model
             if not ready_without_export(wanted_model.checkpoint):  # the first start exports it
                 self.status.emit("Preparing the model for this computer (once)…")
+            # a face that sits still keeps its output: at rest the network runs ~1 frame in 16
             state.pipeline = FramePipeline(state.model.new_predictor(), state.detector,
-                                           half_life_unit="seconds")
+                                           half_life_unit="seconds", reuse=True)
         pipeline, model = state.pipeline, state.model
         in_range = options.cam_class is not None and options.cam_class < len(model.classes)
         pipeline.configure(options.heatmaps, options.cam_class if in_range else None,
