@@ -4,8 +4,10 @@ Starts Qt offscreen, checks that Qt calls keep Python's reference counts (a brok
 release drains them), builds the main window (Qt plugins, pyqtgraph), loads the model as the app
 does (its int8 graph in ONNX Runtime when it has one, as the shipped model does) and its fp32
 ONNX export (exported here when not cached), detects and classifies the faces in the bundled
-sample photo with MediaPipe with both (they must agree), computes each face's CAM, prints a JSON
-summary and returns 0; any failure prints the step and the error and returns 1.
+sample photo with MediaPipe with both (they must agree), computes each face's CAM, quantises the
+model to int8 as "Use this model" does (calibrated on the sample's faces; its probabilities must
+be within 0.1 of fp32's), prints a JSON summary and returns 0; any failure prints the step and the error and
+returns 1.
 """
 
 import json
@@ -100,6 +102,25 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
             "cam_peak": [int(v) for v in divmod(int(heat.argmax()), heat.shape[1])][::-1],
         })
     done("faces")
+
+    summary["step"] = "quantize"  # the Training tab's "Use this model" makes an int8 graph
+    import tempfile
+
+    from gsmc_core.checkpoint import load_checkpoint
+    from gsmc_core.faces import crop_face
+    from gsmc_core.quantize import quantize_int8
+
+    crops = [crop_face(image, face, predictor.meta.face_crop) for face in result.faces]
+    calibration = [fp32.preprocess(crops, bgr=True), fp32.preprocess([c[:, ::-1] for c in crops], bgr=True)]
+    with tempfile.TemporaryDirectory(prefix="gsmc-self-test-") as tmp:
+        graph = quantize_int8(load_checkpoint(checkpoint), calibration, Path(tmp, "int8.onnx"))
+        quantized = Predictor.from_checkpoint(graph, device="cpu").predict(crops, bgr=True)
+    error = max(float(abs(q.probabilities - f.probabilities).max())
+                for q, f in zip(quantized, fp32.predict(crops, bgr=True), strict=True))
+    summary["quantized_here"] = {"labels": [q.label for q in quantized], "max_prob_diff": round(error, 4)}
+    if error > 0.1:  # a near-tie may flip a label; a broken quantiser moves everything
+        raise RuntimeError(f"the int8 graph made here is {error:.3f} from fp32's probabilities")
+    done("quantize")
     summary["step"] = "done"
 
 

@@ -129,6 +129,8 @@ def test_self_test_classifies_the_sample_face(qtbot, random_checkpoint, capsys):
     assert 150 < x < 200 and 40 < y < 100 and 80 < w < 130  # the face in the 512x512 portrait
     assert face["expression"] in CANONICAL_CLASSES and face["score"] > 0.8
     assert face["cam_shape"] == [h, w]
+    # "Use this model" quantises: done here too, and the graph agrees with fp32
+    assert summary["quantized_here"]["max_prob_diff"] < 0.1 and "quantize" in summary["seconds"]
 
 
 def test_self_test_fails_with_the_step_and_the_file(qtbot, tmp_path, capsys):
