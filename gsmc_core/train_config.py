@@ -11,7 +11,10 @@ from typing import Any
 import yaml
 
 from gsmc_core.data.noise import NOISE_KINDS
+from gsmc_core.data.readers import DATASETS
+from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.errors import GsmcError, UsageError
+from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.run_folder import RunFolder
 
 METHODS = ("gsmc", "eac", "ce")
@@ -37,19 +40,6 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 class TrainingError(GsmcError, RuntimeError):
     """Training cannot go on (diverged, run folder taken, nothing to resume...)."""
-
-
-# The allowed range of each numeric setting: (lowest, highest, whether the ends are allowed).
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "epochs": (1, math.inf, True), "batch_size": (1, math.inf, True),
-    "input_size": (16, 1024, True), "lr": (0, math.inf, False), "weight_decay": (0, math.inf, True),
-    "lr_step": (1, math.inf, True), "lr_gamma": (0, 1, True), "lambda_kl": (0, math.inf, True),
-    "lambda_ac": (0, math.inf, True), "ema_alpha": (0, 1, True), "eac_lambda": (0, math.inf, True),
-    "noise_rate": (0, 1, True), "threads": (1, 1024, True), "workers": (0, 256, True),
-    "limit_train": (1, math.inf, True), "limit_eval": (1, math.inf, True),
-    "val_fraction": (0, 1, False), "face_margin": (0, 2, True), "num_classes": (7, 8, True),
-    "folds": (0, 20, True), "fold": (0, 19, True),
-}
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a run's settings are a few hundred bytes
@@ -113,52 +103,88 @@ def check_types_and_ranges(config: "TrainConfig") -> None:
                                  f"{brackets[0]}{low:g}, {high:g}{brackets[1]}")
 
 
+def setting(default: Any, help: str = "", range: tuple[float, float, bool] | None = None,
+            choices: tuple | None = None, form: tuple[float, ...] | None = None,
+            flag: bool = True) -> Any:
+    """A ``TrainConfig`` field with what the CLI, the validation and the Training tab need to know
+    of it: ``help``; ``range`` (lowest, highest, whether the ends are allowed) for numbers;
+    ``choices``; ``form``, the Training tab's spin box (lowest, highest, step[, decimals]) where
+    it has one (finite, inside ``range``; 0 may stand for "none" where the setting takes None);
+    ``flag``: offered as ``gsmc train --<name>`` (cross-validation folds are `gsmc crossval`'s)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "range": range, "choices": choices, "form": form, "flag": flag})
+
+
+INF = math.inf
+
+
 @dataclass
 class TrainConfig:
-    """Every setting of a run; None means "the method's published default"."""
+    """Every setting of a run; None means "the method's published default" (``METHOD_DEFAULTS``).
+    Each field's metadata (``setting``) is the one place its help, range and choices are written."""
 
-    method: str = "gsmc"
-    dataset: str = "ferplus"
-    data_root: str = ""
-    num_classes: int | None = None
-    arch: str = "resnet18"
-    input_size: int = 113  # 16k + 1: the mirror is exact (model.mirror_exact)
-    output_stride: int = 16
-    color: str = "auto"  # auto: gray for FERPlus/FER2013, rgb otherwise
-    epochs: int = 60
-    batch_size: int | None = None  # per process under torchrun
-    lr: float | None = None
-    weight_decay: float | None = None
-    scheduler: str | None = None
-    lr_step: int = 10
-    lr_gamma: float | None = None
-    lambda_kl: float = 0.9
-    lambda_ac: float = 0.2
-    ema_alpha: float = 0.999
-    eac_lambda: float = 5.0
-    noise_rate: float = 0.0
-    noise_kind: str = "symmetric"  # symmetric (noise_rate) or annotator (one FERPlus vote each)
-    noise_seed: int = 0
-    noise_file: str | None = None
-    noisy_validation: bool = False  # the validation labels get the same rate of noise (no clean oracle)
-    folds: int = 0  # cross-validation: with folds > 1 the run trains without fold ``fold``
-    fold: int = 0
-    init: str | None = None
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32
-    threads: int | None = None  # CPU threads of the training process (None: torch's default)
-    workers: int = 2
-    preload: bool = False  # decode the data once into memory and augment whole batches there
-    soft_labels: bool = False  # train on the annotators' vote shares (FERPlus) instead of labels
-    augment: str = "published"  # AUGMENTS
-    out: str = "runs/run"
-    resume: bool = False
-    limit_train: int | None = None
-    limit_eval: int | None = None
-    val_fraction: float = 0.1
-    seed: int = 0
-    strict: bool = False
-    face_margin: float | None = None  # None: how the dataset's own crops are framed
+    method: str = setting("gsmc", "training method: gsmc, or a baseline (eac, ce)", choices=METHODS)
+    dataset: str = setting("ferplus", "dataset format", choices=DATASETS)
+    data_root: str = setting("", "dataset folder")
+    num_classes: int | None = setting(None, "7 or 8 classes (default: the dataset's)", (7, 8, True),
+                                      choices=(7, 8))
+    arch: str = setting("resnet18", "backbone", choices=tuple(BACKBONES))
+    input_size: int = setting(113, "input size in pixels; 16k + 1 (65, 113...) keeps the flip "
+                              "consistency exact (model.mirror_exact)", (16, 1024, True), form=(33, 449, 16))
+    output_stride: int = setting(16, "the backbone's output stride (16: 2x larger CAMs than 32)",
+                                 choices=OUTPUT_STRIDES)
+    color: str = setting("auto", "auto: gray for FERPlus/FER2013, rgb otherwise",
+                         choices=("auto", "rgb", "gray"))
+    epochs: int = setting(60, "epochs to train", (1, INF, True), form=(1, 1000, 1))
+    batch_size: int | None = setting(None, "images per step, per process under torchrun",
+                                     (1, INF, True), form=(1, 4096, 1))
+    lr: float | None = setting(None, "learning rate", (0, INF, False), form=(1e-6, 1.0, 1e-4, 6))
+    weight_decay: float | None = setting(None, "Adam weight decay", (0, INF, True), form=(0, 1.0, 1e-5, 6))
+    scheduler: str | None = setting(None, "learning-rate schedule", choices=SCHEDULERS)
+    lr_step: int = setting(10, "epochs between StepLR decays", (1, INF, True))
+    lr_gamma: float | None = setting(None, "StepLR / ExponentialLR decay factor", (0, 1, True))
+    lambda_kl: float = setting(0.9, "self-distillation weight", (0, INF, True), form=(0, 10.0, 0.1, 2))
+    lambda_ac: float = setting(0.2, "attention consistency weight", (0, INF, True), form=(0, 10.0, 0.1, 2))
+    ema_alpha: float = setting(0.999, "teacher EMA ceiling", (0, 1, True), form=(0, 0.99999, 0.001, 5))
+    eac_lambda: float = setting(5.0, "EAC consistency weight", (0, INF, True), form=(0, 50.0, 0.5, 2))
+    noise_rate: float = setting(0.0, "fraction of training labels flipped to another class at random",
+                                (0, 1, True), form=(0, 0.9, 0.05, 2))
+    noise_kind: str = setting("symmetric", "symmetric (the noise rate) or annotator: each face "
+                              "labelled by one of its annotators drawn at random (FERPlus votes; "
+                              "real human noise)", choices=NOISE_KINDS)
+    noise_seed: int = setting(0, "seed of the label noise", form=(0, 1_000_000, 1))
+    noise_file: str | None = setting(None, "RAF-style 'name label' file of noisy labels")
+    noisy_validation: bool = setting(False, "give the validation labels the same kind of noise "
+                                     "(no clean oracle)")
+    folds: int = setting(0, "cross-validation: with folds > 1 the run trains without fold `fold`",
+                         (0, 20, True), flag=False)
+    fold: int = setting(0, "the held-out fold", (0, 19, True), flag=False)
+    init: str | None = setting(None, "initialisation checkpoint (see import-weights)")
+    device: str = setting("auto", "where to train", choices=DEVICE_CHOICES)
+    precision: str = setting("auto", "auto: bf16 autocast on CUDA and on CPUs with native bf16, "
+                             "else fp32", choices=PRECISIONS)
+    threads: int | None = setting(None, "CPU threads of the training process (default: all cores)",
+                                  (1, 1024, True))
+    workers: int = setting(2, "data-loading processes (0: load in the training thread)", (0, 256, True),
+                           form=(0, 64, 1))
+    preload: bool = setting(False, "decode the images once into memory and augment whole batches "
+                            "there (fast on small CPUs; FERPlus at 64 px takes 350 MB)")
+    soft_labels: bool = setting(False, "train on the annotators' vote shares (FERPlus) instead of "
+                                "one label")
+    augment: str = setting("published", "published, or webcam (always-on rotation/zoom/shift/light; "
+                           "needs preload)", choices=AUGMENTS)
+    out: str = setting("runs/run", "run folder (config, metrics, last.pt, best.pt)")
+    resume: bool = setting(False, "continue the run in the run folder")
+    limit_train: int | None = setting(None, "train on this many images only", (1, INF, True),
+                                      form=(0, 10_000_000, 100))
+    limit_eval: int | None = setting(None, "validate on this many images only", (1, INF, True),
+                                     form=(0, 10_000_000, 100))
+    val_fraction: float = setting(0.1, "share of the training data held out for validation where the "
+                                  "dataset has no validation split", (0, 1, False))
+    seed: int = setting(0, "seed of the run (initialisation, order, augmentation)")
+    strict: bool = setting(False, "stop on an undecodable image instead of skipping it")
+    face_margin: float | None = setting(None, "margin around a detected face box when cropping "
+                                        "(default: how the dataset's own crops are framed)", (0, 2, True))
 
     @property
     def label_noise(self) -> bool:
@@ -221,6 +247,16 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
         """Settings from a YAML file (keys as the dataclass fields), then ``overrides``."""
         return cls(**{**cls.settings_from_yaml(path), **overrides})
+
+
+def setting_info(name: str) -> dict[str, Any]:
+    """A setting's help, range, choices and form bounds (``setting``)."""
+    return dict(next(f.metadata for f in dataclasses.fields(TrainConfig) if f.name == name))
+
+
+RANGES: dict[str, tuple[float, float, bool]] = {
+    f.name: f.metadata["range"] for f in dataclasses.fields(TrainConfig) if f.metadata["range"]}
+"""The allowed range of each numeric setting: (lowest, highest, whether the ends are allowed)."""
 
 
 RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr", "threads")

@@ -7,19 +7,18 @@ import json
 import signal
 import sys
 import threading
+import typing
 
 from gsmc_core.audit import audit, report_from_scores, write_audit_csv
 from gsmc_core.calibrate import calibrate, refitted_checkpoint
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gsmc_core.cross_val import cross_validated_scores
-from gsmc_core.data.noise import NOISE_KINDS
 from gsmc_core.data.readers import DATASETS, SPLITS, read_split
 from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.errors import UsageError
 from gsmc_core.evaluate import evaluate_checkpoint, robustness
 from gsmc_core.label_issues import SCORES
-from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.relabel import RELABEL_DATASETS, relabel
 from gsmc_core.review_log import ReviewLog
@@ -27,10 +26,7 @@ from gsmc_core.run_folder import RunFolder
 from gsmc_core.shifts import without_twins
 from gsmc_core.train import train
 from gsmc_core.train_config import (
-    AUGMENTS,
-    METHODS,
-    PRECISIONS,
-    SCHEDULERS,
+    METHOD_DEFAULTS,
     TrainConfig,
     config_for_resume,
 )
@@ -290,6 +286,26 @@ def _add_ranking_options(p: argparse.ArgumentParser, default_score: str) -> None
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
 
 
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` setting, from its field: type, choices, help and default.
+    Flags default to None, so only the settings given override the config file's."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if not meta["flag"]:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = next(t for t in (*typing.get_args(hints[f.name]), hints[f.name]) if t is not type(None))
+        shown_default = f.default if f.default is not None else (
+            "the method's" if f.name in METHOD_DEFAULTS["gsmc"] else None)
+        said = shown_default is not None and shown_default is not False and shown_default != ""
+        help_text = meta["help"] + (f" (default: {shown_default})" if said else "")
+        if kind is bool:
+            p.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            p.add_argument(flag, type=kind, choices=meta["choices"], default=None, help=help_text)
+
+
 def add_training_commands(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model (GSMC, EAC or CE) on an expression dataset",
@@ -298,56 +314,7 @@ def add_training_commands(sub) -> None:
         "Runs unchanged under `torchrun --nproc_per_node N` (DDP; --batch-size is per process).",
     )
     p.add_argument("--config", help="YAML file of settings")
-    p.add_argument("--method", choices=METHODS)
-    p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--data-root")
-    p.add_argument("--num-classes", type=int, choices=(7, 8))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--input-size", type=int)
-    p.add_argument("--output-stride", type=int, choices=OUTPUT_STRIDES)
-    p.add_argument("--arch", choices=list(BACKBONES))
-    p.add_argument("--color", choices=("auto", "rgb", "gray"))
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--scheduler", choices=SCHEDULERS)
-    p.add_argument("--lr-step", type=int, help="epochs between StepLR decays (default 10)")
-    p.add_argument("--lr-gamma", type=float)
-    p.add_argument("--lambda-kl", type=float, help="self-distillation weight (default 0.9)")
-    p.add_argument("--lambda-ac", type=float, help="attention consistency weight (default 0.2)")
-    p.add_argument("--ema-alpha", type=float, help="teacher EMA ceiling (default 0.999)")
-    p.add_argument("--eac-lambda", type=float, help="EAC consistency weight (default 5)")
-    p.add_argument("--noise-rate", type=float, help="fraction of training labels to flip")
-    p.add_argument("--noise-seed", type=int)
-    p.add_argument("--noise-file", help="RAF-style 'name label' file of noisy labels")
-    p.add_argument("--noise-kind", choices=NOISE_KINDS,
-                   help="symmetric (--noise-rate, default) or annotator: each face labelled by one "
-                   "of its annotators drawn at random (FERPlus votes; real human noise)")
-    p.add_argument("--noisy-validation", action="store_true", default=None,
-                   help="give the validation labels the same kind of noise (no clean oracle)")
-    p.add_argument("--augment", choices=AUGMENTS,
-                   help="published (default) or webcam (always-on rotation/zoom/shift/light; "
-                   "needs --preload)")
-    p.add_argument("--init", help="initialisation checkpoint (see import-weights)")
-    p.add_argument("--device", choices=DEVICE_CHOICES)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16")
-    p.add_argument("--threads", type=int, help="CPU threads for training (default: all cores)")
-    p.add_argument("--preload", action="store_true", default=None,
-                   help="decode the images once into memory and augment whole batches there "
-                   "(fast on small CPUs; FERPlus at 64 px takes 350 MB)")
-    p.add_argument("--soft-labels", action="store_true", default=None,
-                   help="train on the annotators' vote shares (FERPlus) instead of one label")
-    p.add_argument("--out", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--limit-train", type=int)
-    p.add_argument("--limit-eval", type=int)
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--face-margin", type=float)
-    p.add_argument("--strict", action="store_true", default=None,
-                   help="stop on an undecodable image instead of skipping it")
+    _add_setting_flags(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

@@ -30,6 +30,7 @@ from gsmc_core.train_config import (
     RECOMMENDED_SCHEDULER,
     TrainConfig,
     config_for_resume,
+    setting_info,
 )
 from gsmc_desktop.widgets.plain_text import PlainLabel, breakable
 
@@ -106,6 +107,17 @@ def _dspin(lo: float, hi: float, value: float, step: float, decimals: int) -> QD
     return box
 
 
+def _setting_box(name: str, value: float, special: str = "") -> QSpinBox | QDoubleSpinBox:
+    """The spin box of a ``TrainConfig`` setting: bounds, step and decimals from its schema
+    (``train_config.setting``), its help as the tooltip."""
+    info = setting_info(name)
+    lo, hi, step, *decimals = info["form"]
+    box = (_dspin(lo, hi, value, step, decimals[0]) if decimals
+           else _spin(int(lo), int(hi), int(value), int(step), special))
+    box.setToolTip(info["help"][:1].upper() + info["help"][1:])
+    return box
+
+
 class WheelOnlyWhenFocused(QObject):
     """An event filter for spin and combo boxes in a scrolling form: the mouse wheel changes a
     field only once the user has clicked or tabbed into it; otherwise the wheel scrolls the form
@@ -130,9 +142,8 @@ class TrainingForm(QWidget):
         self.dataset = QComboBox()
         self.dataset.addItems(DATASETS)
         self.data_root = PathField(folder=True, placeholder="dataset folder")
-        self.noise_rate = _dspin(0.0, 0.9, d.noise_rate, 0.05, 2)
-        self.noise_rate.setToolTip("Fraction of training labels flipped to another class at random")
-        self.noise_seed = _spin(0, 1_000_000, d.noise_seed)
+        self.noise_rate = _setting_box("noise_rate", d.noise_rate)
+        self.noise_seed = _setting_box("noise_seed", d.noise_seed)
 
         self.method = QComboBox()
         self.method.addItems(METHODS)
@@ -140,21 +151,19 @@ class TrainingForm(QWidget):
         self.method_help = PlainLabel()
         self.method_help.setWordWrap(True)
         self.method_help.setStyleSheet("color: #555;")
-        self.epochs = _spin(1, 1000, d.epochs)
-        self.batch_size = _spin(1, 4096, 128)
-        self.lr = _dspin(1e-6, 1.0, 1e-3, 1e-4, 6)
-        self.weight_decay = _dspin(0.0, 1.0, 0.0, 1e-5, 6)
+        self.epochs = _setting_box("epochs", d.epochs)
+        self.batch_size = _setting_box("batch_size", 128)
+        self.lr = _setting_box("lr", 1e-3)
+        self.weight_decay = _setting_box("weight_decay", 0.0)
         self.scheduler = QComboBox()
         for name, label in SCHEDULER_LABELS.items():
             self.scheduler.addItem(label, name)
-        self.lambda_kl = _dspin(0.0, 10.0, d.lambda_kl, 0.1, 2)
-        self.lambda_ac = _dspin(0.0, 10.0, d.lambda_ac, 0.1, 2)
-        self.ema_alpha = _dspin(0.0, 0.99999, d.ema_alpha, 0.001, 5)
-        self.eac_lambda = _dspin(0.0, 50.0, d.eac_lambda, 0.5, 2)
+        self.lambda_kl = _setting_box("lambda_kl", d.lambda_kl)
+        self.lambda_ac = _setting_box("lambda_ac", d.lambda_ac)
+        self.ema_alpha = _setting_box("ema_alpha", d.ema_alpha)
+        self.eac_lambda = _setting_box("eac_lambda", d.eac_lambda)
 
-        self.input_size = _spin(33, 449, d.input_size, 16)
-        self.input_size.setToolTip("Sizes of the form 16k + 1 (65, 113…) keep the flip consistency "
-                                   "exact: the mirrored image's attention maps line up cell for cell")
+        self.input_size = _setting_box("input_size", d.input_size)
         self.output_stride = QComboBox()
         for stride in OUTPUT_STRIDES:
             self.output_stride.addItem(str(stride), stride)
@@ -162,10 +171,9 @@ class TrainingForm(QWidget):
         self.init = PathField(folder=False, placeholder="optional: imported backbone weights")
         self.device = QComboBox()
         self.device.addItems(["auto", *available_devices()])
-        self.workers = _spin(0, 64, d.workers)
-        self.workers.setToolTip("Data-loading processes (0: load in the training thread)")
-        self.limit_train = _spin(0, 10_000_000, 0, 100, special="all")
-        self.limit_eval = _spin(0, 10_000_000, 0, 100, special="all")
+        self.workers = _setting_box("workers", d.workers)
+        self.limit_train = _setting_box("limit_train", 0, special="all")
+        self.limit_eval = _setting_box("limit_eval", 0, special="all")
         self.out = PathField(folder=True, placeholder="run folder (config, metrics, last.pt, best.pt)")
         self.out.edit.setText(d.out)
         self.error = PlainLabel()
