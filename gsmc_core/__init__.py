@@ -25,12 +25,12 @@ __version__ = "0.4.0"
 os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_image_pixels())
 
 _EXPORTS = {
-    "Predictor": "gsmc_core.predictor",
-    "FaceDetector": "gsmc_core.faces",
-    "FramePipeline": "gsmc_core.pipeline",
-    "FrameResult": "gsmc_core.results",
-    "FaceResult": "gsmc_core.results",
-    "read_image": "gsmc_core.sources",
+    "Predictor": "gsmc_core.frames.predictor",
+    "FaceDetector": "gsmc_core.frames.detection",
+    "FramePipeline": "gsmc_core.frames.pipeline",
+    "FrameResult": "gsmc_core.frames.results",
+    "FaceResult": "gsmc_core.frames.results",
+    "read_image": "gsmc_core.frames.sources",
     "load_checkpoint": "gsmc_core.checkpoint",
     "DEFAULT_CHECKPOINT": "gsmc_core.resources",
 }

@@ -15,7 +15,7 @@ from gsmc_core import __version__
 
 def camera_index(text: str) -> int:
     """A camera number 0-99 (OpenCV crashes on some negative indices)."""
-    from gsmc_core.sources import MAX_CAMERA_INDEX  # here: cv2 loads only when asked
+    from gsmc_core.frames.sources import MAX_CAMERA_INDEX  # here: cv2 loads only when asked
 
     index = int(text) if text.strip().isdigit() else -1
     if not 0 <= index <= MAX_CAMERA_INDEX:

@@ -17,15 +17,15 @@ from PySide6.QtWidgets import (
 from gsmc_core import __version__
 from gsmc_core.checkpoint import CheckpointError
 from gsmc_core.devices import DeviceUnavailableError, available_devices
+from gsmc_core.frames.sources import list_cameras
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.resources import asset_path
-from gsmc_core.sources import list_cameras
 from gsmc_desktop.app import log
 from gsmc_desktop.document_viewer import DocumentViewer
 from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.live.tab import LiveTab
-from gsmc_desktop.model import ModelHandle, default_checkpoint, load_model, model_card
+from gsmc_desktop.model_handle import ModelHandle, default_checkpoint, load_model, model_card
 from gsmc_desktop.review.tab import ReviewTab
 from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.training.tab import TrainingTab

@@ -48,11 +48,11 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
     summary["step"] = "load model"
     import torch
 
-    from gsmc_core.faces import FaceDetector
-    from gsmc_core.pipeline import FramePipeline
-    from gsmc_core.predictor import Predictor
+    from gsmc_core.frames.detection import FaceDetector
+    from gsmc_core.frames.pipeline import FramePipeline
+    from gsmc_core.frames.predictor import Predictor
+    from gsmc_core.frames.sources import read_image
     from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
-    from gsmc_core.sources import read_image
 
     checkpoint = checkpoint or DEFAULT_CHECKPOINT
     predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
@@ -107,8 +107,8 @@ def _check(summary: dict, checkpoint: Path | None) -> None:
     import tempfile
 
     from gsmc_core.checkpoint import load_checkpoint
-    from gsmc_core.faces import crop_face
-    from gsmc_core.quantize import quantize_int8
+    from gsmc_core.frames.detection import crop_face
+    from gsmc_core.frames.quantize import quantize_int8
 
     crops = [crop_face(image, face, predictor.meta.face_crop) for face in result.faces]
     calibration = [fp32.preprocess(crops, bgr=True), fp32.preprocess([c[:, ::-1] for c in crops], bgr=True)]

@@ -25,8 +25,8 @@ VIDEO_FPS = 30.0
 
 def make_talking_head_video(path: Path, seconds: float) -> Path:
     """``seconds`` of the shipped real clip at 640x360 and 30 fps (mp4v in .mp4)."""
+    from gsmc_core.frames.workloads import clip_frames, read_clip
     from gsmc_core.resources import asset_path
-    from gsmc_core.workloads import clip_frames, read_clip
 
     clip = read_clip(str(asset_path("videos", "carphone_qcif.mp4")))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ def run_soak(out_dir: Path, video: Path | None = None, seconds: float = 190.0,
              checkpoint: Path | None = None) -> int:
     from PySide6.QtCore import QTimer
 
-    from gsmc_core.sources import VideoFileSource
+    from gsmc_core.frames.sources import VideoFileSource
     from gsmc_desktop.app import create_application, install_exception_hook
     from gsmc_desktop.main_window import MainWindow
 

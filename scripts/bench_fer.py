@@ -15,7 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gsmc_core.workloads import busy_core, clip_frames, read_clip  # noqa: E402
+from gsmc_core.frames.workloads import busy_core, clip_frames, read_clip  # noqa: E402
 
 WARMUP = 5
 

@@ -8,7 +8,7 @@ import dataclasses
 
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
 from gsmc_core.resources import DEFAULT_CHECKPOINT
-from gsmc_core.train_config import DATASET_FACE_MARGIN
+from gsmc_core.training.config import DATASET_FACE_MARGIN
 
 
 def main() -> None:

@@ -22,10 +22,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gsmc_core.faces import FaceDetector, make_live_detector  # noqa: E402
+from gsmc_core.frames.detection import FaceDetector, make_live_detector  # noqa: E402
+from gsmc_core.frames.tracking import FaceTracker  # noqa: E402
+from gsmc_core.frames.workloads import read_clip  # noqa: E402
 from gsmc_core.resources import asset_path  # noqa: E402
-from gsmc_core.tracking import FaceTracker  # noqa: E402
-from gsmc_core.workloads import read_clip  # noqa: E402
 
 CANVAS = (2200, 900)  # width, height
 OUT = (640, 360)

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.data.preload import MemoryLoader, preload_split
-from gsmc_core.data.readers import read_split
-from gsmc_core.faces import FaceDetector
-from gsmc_core.pipeline import FramePipeline
-from gsmc_core.predictor import Predictor
+from gsmc_core.frames.detection import FaceDetector
+from gsmc_core.frames.pipeline import FramePipeline
+from gsmc_core.frames.predictor import Predictor
+from gsmc_core.frames.workloads import clip_frames, read_clip
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
-from gsmc_core.workloads import clip_frames, read_clip
+from gsmc_core.training.data.preload import MemoryLoader, preload_split
+from gsmc_core.training.data.readers import read_split
 
 FRAMES = 300  # the real clip at 640x360, forwards then backwards
 

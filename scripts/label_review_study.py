@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from gsmc_core.audit import score_training_set
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.cross_val import cross_validated_scores
-from gsmc_core.label_issues import SCORES, precision_recall, rank_suspects
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.train_config import config_for_resume
+from gsmc_core.review.audit import score_training_set
+from gsmc_core.review.cross_val import cross_validated_scores
+from gsmc_core.review.label_issues import SCORES, precision_recall, rank_suspects
+from gsmc_core.training.config import config_for_resume
+from gsmc_core.training.run_folder import RunFolder
 
 
 def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:

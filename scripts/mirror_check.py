@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.data.batch_augment import normalize, to_float
-from gsmc_core.data.preload import preload_split
-from gsmc_core.data.readers import read_split
-from gsmc_core.losses import flip_consistency_loss
 from gsmc_core.model import mirror_exact
 from gsmc_core.resources import DEFAULT_CHECKPOINT
+from gsmc_core.training.data.batch_augment import normalize, to_float
+from gsmc_core.training.data.preload import preload_split
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.losses import flip_consistency_loss
 
 
 def relative_loss(model: nn.Module, images: torch.Tensor) -> float:

@@ -23,17 +23,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gsmc_core.checkpoint import load_checkpoint  # noqa: E402
-from gsmc_core.data.readers import read_split  # noqa: E402
-from gsmc_core.data.samples import load_image  # noqa: E402
-from gsmc_core.evaluate import evaluate_checkpoint, robustness  # noqa: E402
-from gsmc_core.faces import FaceDetector  # noqa: E402
-from gsmc_core.pipeline import FramePipeline  # noqa: E402
-from gsmc_core.predictor import Predictor  # noqa: E402
-from gsmc_core.render import RenderOptions, draw_frame, overlay_heatmap  # noqa: E402
+from gsmc_core.frames.detection import FaceDetector  # noqa: E402
+from gsmc_core.frames.pipeline import FramePipeline  # noqa: E402
+from gsmc_core.frames.predictor import Predictor  # noqa: E402
+from gsmc_core.frames.render import RenderOptions, draw_frame, overlay_heatmap  # noqa: E402
+from gsmc_core.frames.sources import VideoFileSource, read_image  # noqa: E402
 from gsmc_core.resources import asset_path  # noqa: E402
-from gsmc_core.run_folder import RunFolder  # noqa: E402
-from gsmc_core.shifts import without_twins  # noqa: E402
-from gsmc_core.sources import VideoFileSource, read_image  # noqa: E402
+from gsmc_core.training.data.readers import read_split  # noqa: E402
+from gsmc_core.training.data.samples import load_image  # noqa: E402
+from gsmc_core.training.evaluate import evaluate_checkpoint, robustness  # noqa: E402
+from gsmc_core.training.run_folder import RunFolder  # noqa: E402
+from gsmc_core.training.shifts import without_twins  # noqa: E402
 
 
 def real_faces_figure(predictor: Predictor, images: list[tuple[str, np.ndarray]], path: Path) -> list[dict]:

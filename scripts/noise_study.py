@@ -25,21 +25,21 @@ import numpy as np
 import torch
 
 from gsmc_core.atomic import write_atomic
-from gsmc_core.audit import score_training_set
 from gsmc_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
-from gsmc_core.data.noise import given_labels
-from gsmc_core.data.preload import MemoryLoader, preload_split
-from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import DataError, Split
 from gsmc_core.devices import resolve_device
-from gsmc_core.evaluate import evaluate_checkpoint, predict_loader
-from gsmc_core.label_issues import rank_suspects
-from gsmc_core.review_log import ReviewLog
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.run_lock import RunFolderBusy
-from gsmc_core.train import train
-from gsmc_core.train_config import RECOMMENDED_SCHEDULER, TrainConfig, TrainingError
-from gsmc_core.train_events import EpochEvent, LogEvent
+from gsmc_core.review.audit import score_training_set
+from gsmc_core.review.label_issues import rank_suspects
+from gsmc_core.review.review_log import ReviewLog
+from gsmc_core.training.config import RECOMMENDED_SCHEDULER, TrainConfig, TrainingError
+from gsmc_core.training.data.noise import given_labels
+from gsmc_core.training.data.preload import MemoryLoader, preload_split
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import DataError, Split
+from gsmc_core.training.evaluate import evaluate_checkpoint, predict_loader
+from gsmc_core.training.events import EpochEvent, LogEvent
+from gsmc_core.training.loop import train
+from gsmc_core.training.run_folder import RunFolder
+from gsmc_core.training.run_lock import RunFolderBusy
 
 LAST_EPOCHS = 5
 # The regime: the Training tab's default recipe (each method's published optimiser, a cosine

@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from gsmc_core.run_folder import RunFolder  # noqa: E402
+from gsmc_core.training.run_folder import RunFolder  # noqa: E402
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:

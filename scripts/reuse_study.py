@@ -19,13 +19,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gsmc_core.bench import run_realtime
-from gsmc_core.faces import FaceDetector
-from gsmc_core.pipeline import FramePipeline
-from gsmc_core.predictor import Predictor
+from gsmc_core.frames.bench import run_realtime
+from gsmc_core.frames.detection import FaceDetector
+from gsmc_core.frames.pipeline import FramePipeline
+from gsmc_core.frames.predictor import Predictor
+from gsmc_core.frames.still_faces import StillFaces
+from gsmc_core.frames.workloads import clip_frames, read_clip
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
-from gsmc_core.still_faces import StillFaces
-from gsmc_core.workloads import clip_frames, read_clip
 
 REPO = Path(__file__).resolve().parents[1]
 

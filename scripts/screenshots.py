@@ -26,11 +26,11 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from gsmc_core.checkpoint import Checkpoint, ModelMeta, save_checkpoint  # noqa: E402
+from gsmc_core.frames.workloads import clip_frames, read_clip  # noqa: E402
 from gsmc_core.labels import CANONICAL_CLASSES  # noqa: E402
 from gsmc_core.model import GSMCNet  # noqa: E402
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path  # noqa: E402
-from gsmc_core.train_config import TrainConfig  # noqa: E402
-from gsmc_core.workloads import clip_frames, read_clip  # noqa: E402
+from gsmc_core.training.config import TrainConfig  # noqa: E402
 from gsmc_desktop.app import create_application  # noqa: E402
 from gsmc_desktop.main_window import MainWindow  # noqa: E402
 

@@ -15,7 +15,7 @@ source "$(dirname "$0")/xvfb_session.sh"
 "$BIN/python" - "$TMP/clip.mp4" <<'EOF'
 import sys, cv2
 from gsmc_core.resources import asset_path
-from gsmc_core.workloads import clip_frames, read_clip
+from gsmc_core.frames.workloads import clip_frames, read_clip
 writer = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 360))
 for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, 500):
     writer.write(frame)

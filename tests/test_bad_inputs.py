@@ -16,10 +16,10 @@ import torch
 
 from gsmc_core.checkpoint import CheckpointError, load_checkpoint
 from gsmc_core.cli import main
-from gsmc_core.data.readers import read_split
 from gsmc_core.resources import DEFAULT_CHECKPOINT
-from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.training.config import TrainConfig, TrainingError
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.loop import train
 
 FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid"}
 

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from gsmc_core.calibrate import (
+from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
+from gsmc_core.cli import main
+from gsmc_core.training.calibrate import (
     Features,
     adjusted_checkpoint,
     choose_tau,
@@ -13,9 +15,7 @@ from gsmc_core.calibrate import (
     refit_classifier,
     refitted_checkpoint,
 )
-from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
-from gsmc_core.cli import main
-from gsmc_core.evaluate import classification_metrics
+from gsmc_core.training.evaluate import classification_metrics
 
 CLASSES = ("neutral", "happiness", "fear")
 
@@ -37,7 +37,7 @@ def test_a_rare_class_swallowed_by_a_frequent_one_is_recovered():
 
 
 def test_adjustment_lives_in_the_bias_and_keeps_the_cams(random_checkpoint, tmp_path, astronaut_rgb):
-    from gsmc_core.predictor import Predictor
+    from gsmc_core.frames.predictor import Predictor
 
     ckpt = load_checkpoint(random_checkpoint)
     choice = choose_tau(np.zeros((4, 8), np.float32), np.array([0, 1, 2, 3]),
@@ -102,7 +102,7 @@ def test_refit_with_class_weights_recovers_a_rare_class():
 
 @pytest.mark.slow
 def test_refitted_checkpoint_on_real_faces(random_checkpoint, ferplus_root):
-    from gsmc_core.data.readers import read_split
+    from gsmc_core.training.data.readers import read_split
 
     ckpt = load_checkpoint(random_checkpoint)
     train = read_split("ferplus", ferplus_root, "train").subset(48, seed=0)

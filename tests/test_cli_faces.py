@@ -6,9 +6,9 @@ import cv2
 import pytest
 from conftest import shared_path
 
-from gsmc_core.bench import synthetic_frames
 from gsmc_core.cli import faces as cli_faces
 from gsmc_core.cli import main
+from gsmc_core.frames.bench import synthetic_frames
 from gsmc_core.labels import CANONICAL_CLASSES
 
 
@@ -159,7 +159,7 @@ class _FakePipeline:
 
 
 def test_realtime_drops_late_frames_and_counts_cpu_not_sleep():
-    from gsmc_core.bench import run_realtime
+    from gsmc_core.frames.bench import run_realtime
 
     frames = list(range(36))  # 1.2 s at 30 fps after a warm-up of 6
     slow = _FakePipeline(0.05, busy=True)  # slower than the camera: frames are dropped

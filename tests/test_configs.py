@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gsmc_core.train_config import TrainConfig
+from gsmc_core.training.config import TrainConfig
 
 CONFIG_DIR = Path(__file__).parent.parent / "configs"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))

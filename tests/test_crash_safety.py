@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gsmc_core.results import FrameResult
+from gsmc_core.frames.results import FrameResult
 from gsmc_desktop.live.recording import Recorder
 
 CLASSES = ("neutral", "happiness")
@@ -41,7 +41,7 @@ def test_video_is_matroska_and_playable_after_kill(tmp_path):
     script = textwrap.dedent(f"""
         import os, numpy as np
         from pathlib import Path
-        from gsmc_core.results import FrameResult
+        from gsmc_core.frames.results import FrameResult
         from gsmc_desktop.live.recording import Recorder
         video = Path({str(tmp_path / "faces.mp4")!r})  # asked as .mp4: written as .mkv
         r = Recorder(Path({str(csv_path)!r}), ("neutral", "happiness"), video, 30)

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.data.noise import inject_symmetric_noise, read_noise_file
-from gsmc_core.data.readers import ferplus_majority, read_split
-from gsmc_core.data.samples import DataError, ExpressionDataset, collate_skipping
-from gsmc_core.data.transforms import eval_transform, train_transform
 from gsmc_core.labels import CANONICAL_CLASSES, SEVEN_CLASSES
+from gsmc_core.training.data.noise import inject_symmetric_noise, read_noise_file
+from gsmc_core.training.data.readers import ferplus_majority, read_split
+from gsmc_core.training.data.samples import DataError, ExpressionDataset, collate_skipping
+from gsmc_core.training.data.transforms import eval_transform, train_transform
 
 
 def _png(path: Path, value: int = 128, size: int = 48) -> Path:

@@ -17,9 +17,9 @@ from desktop_support import write_clip
 
 from gsmc_core.atomic import write_atomic, write_text_atomic
 from gsmc_core.cli import main
-from gsmc_core.run_lock import RunLock
-from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.training.config import TrainConfig, TrainingError
+from gsmc_core.training.loop import train
+from gsmc_core.training.run_lock import RunLock
 
 
 def digest(path: Path) -> str:
@@ -125,7 +125,7 @@ def test_an_interrupted_atomic_write_keeps_the_old_file_and_leaves_no_temporary(
 
 
 def _holder(folder: Path) -> subprocess.Popen:
-    code = ("import sys, time; from gsmc_core.run_lock import RunLock\n"
+    code = ("import sys, time; from gsmc_core.training.run_lock import RunLock\n"
             f"with RunLock({str(folder)!r}):\n    print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"

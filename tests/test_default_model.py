@@ -4,9 +4,9 @@ import numpy as np
 import torch
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.data.readers import read_split
-from gsmc_core.evaluate import evaluate_checkpoint
 from gsmc_core.resources import DEFAULT_CHECKPOINT
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.evaluate import evaluate_checkpoint
 
 
 def test_default_model_is_a_float32_ferplus_model():

@@ -17,7 +17,7 @@ from gsmc_core.resources import asset_path
 from gsmc_desktop.__main__ import parse_args
 from gsmc_desktop.app import ErrorReporter, install_exception_hook
 from gsmc_desktop.main_window import MainWindow
-from gsmc_desktop.model import model_card
+from gsmc_desktop.model_handle import model_card
 from gsmc_desktop.self_test import run_self_test
 
 

@@ -11,7 +11,7 @@ from PySide6.QtGui import QDropEvent
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.images.worker import TILE_SIZE
-from gsmc_desktop.model import load_model
+from gsmc_desktop.model_handle import load_model
 
 
 @pytest.fixture(autouse=True)

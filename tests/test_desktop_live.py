@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from desktop_support import desktop_test, write_clip
 
+from gsmc_core.frames.sources import VideoFileSource
 from gsmc_core.labels import CANONICAL_CLASSES
-from gsmc_core.sources import VideoFileSource
 from gsmc_desktop.live.tab import NO_CAMERA_HINT, LiveTab
-from gsmc_desktop.model import load_model
+from gsmc_desktop.model_handle import load_model
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from desktop_support import desktop_test, write_clip
 from PySide6.QtCore import Qt
 
 from gsmc_desktop.live.tab import LiveTab
-from gsmc_desktop.model import load_model
+from gsmc_desktop.model_handle import load_model
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import pytest
 from desktop_support import desktop_test
 from PySide6.QtCore import Qt
 
-from gsmc_core.data.readers import read_split
-from gsmc_core.review_log import ReviewLog
+from gsmc_core.review.review_log import ReviewLog
+from gsmc_core.training.data.readers import read_split
 from gsmc_desktop.review.tab import ReviewTab, review_log_path
 
 
@@ -98,8 +98,8 @@ def test_review_with_keys_undo_reopen_and_export(qtbot, tabs, small_ferplus, ran
 
 
 def test_cross_validated_scoring_from_the_tab(qtbot, tabs, ferplus_root, tmp_path):
-    from gsmc_core.train import train
-    from gsmc_core.train_config import TrainConfig
+    from gsmc_core.training.config import TrainConfig
+    from gsmc_core.training.loop import train
 
     run = tmp_path / "run"
     train(TrainConfig(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=33,

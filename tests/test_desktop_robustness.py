@@ -14,11 +14,11 @@ from PySide6.QtWidgets import QLabel
 
 import gsmc_desktop.app as app_module
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
-from gsmc_core.sources import SourceError, _open_camera
+from gsmc_core.frames.sources import SourceError, _open_camera
 from gsmc_desktop.__main__ import parse_args
 from gsmc_desktop.app import install_exception_hook
 from gsmc_desktop.main_window import OPENING_KEY, MainWindow
-from gsmc_desktop.model import load_model, model_card
+from gsmc_desktop.model_handle import load_model, model_card
 
 HTML_CLASS = "<img src='missing.png'>anger"
 
@@ -147,7 +147,7 @@ def test_missing_x11_libraries_are_named_with_the_apt_line(monkeypatch):
 def test_worker_errors_are_logged_with_their_traceback_and_shown_plainly(qtbot, caplog):
     import logging
 
-    from gsmc_core.data.samples import DataError
+    from gsmc_core.training.data.samples import DataError
     from gsmc_desktop.threads import Worker, describe
 
     worker = Worker()

@@ -5,8 +5,8 @@ from desktop_support import desktop_test
 from PySide6.QtWidgets import QMessageBox
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.train_config import METHOD_DEFAULTS, TrainConfig
+from gsmc_core.training.config import METHOD_DEFAULTS, TrainConfig
+from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.main_window import MainWindow
 from gsmc_desktop.threads import running_threads
 from gsmc_desktop.training.tab import TrainingTab
@@ -55,7 +55,7 @@ def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tm
     assert used.args == [tmp_path / "run" / "best.pt"]
     # the model was made fast for the CPU first: its int8 graph is where predictors look
     from gsmc_core.checkpoint import load_checkpoint
-    from gsmc_core.quantize import graph_precision, int8_graph
+    from gsmc_core.frames.quantize import graph_precision, int8_graph
 
     graph = int8_graph(load_checkpoint(tmp_path / "run" / "best.pt"))
     assert graph is not None and graph_precision(graph) == "int8"
@@ -195,7 +195,7 @@ def test_output_folder_problems_are_found_with_the_other_fields(tab, ferplus_roo
 
 
 def test_curves_axes_history_and_a_new_run_clears_the_last_runs_figures(qtbot, tab, ferplus_root, tmp_path):
-    from gsmc_core.train_events import EpochEvent
+    from gsmc_core.training.events import EpochEvent
 
     curves = tab.curves
     assert not curves.loss_plot.getAxis("bottom").autoSIPrefix  # no "epoch (x0.001)"

@@ -6,7 +6,7 @@ import pytest
 from conftest import shared_path
 
 from gsmc_core.checkpoint import FaceCrop
-from gsmc_core.faces import Face, FaceDetector, crop_face, crop_transform, heatmap_in_box
+from gsmc_core.frames.detection import Face, FaceDetector, crop_face, crop_transform, heatmap_in_box
 
 # where MediaPipe puts the astronaut's face in the 512x512 portrait (both models agree within ~15 px)
 ASTRONAUT_FACE_CENTRE = (225, 125)
@@ -220,8 +220,8 @@ def test_heatmap_maps_back_onto_the_box():
 
 def _carphone_zoomed(zoom: float) -> list[np.ndarray]:
     """Frames of the real Carphone clip at 640x360 with the face ~200*zoom px wide."""
+    from gsmc_core.frames.workloads import read_clip
     from gsmc_core.resources import asset_path
-    from gsmc_core.workloads import read_clip
 
     frames = []
     for f in read_clip(str(asset_path("videos", "carphone_qcif.mp4")))[::12]:
@@ -233,7 +233,7 @@ def _carphone_zoomed(zoom: float) -> list[np.ndarray]:
 
 
 def test_auto_detector_runs_the_far_model_when_it_adds_a_face(astronaut_rgb):
-    from gsmc_core.faces import make_live_detector
+    from gsmc_core.frames.detection import make_live_detector
 
     close = _carphone_zoomed(1.0)  # one face at webcam distance: the short-range model finds it
     with make_live_detector("auto") as auto, make_live_detector("short") as short:

@@ -100,7 +100,7 @@ def test_command_arguments_that_used_to_give_tracebacks_or_bad_files(tmp_path, c
 def test_non_finite_outputs_are_an_error_never_nan_percent(random_checkpoint, astronaut_rgb):
     import numpy as np
 
-    from gsmc_core.predictor import Predictor
+    from gsmc_core.frames.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(random_checkpoint, device="cpu", backend="torch")
     real_run = predictor.runtime.run

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gsmc_core.label_issues import (
+from gsmc_core.review.label_issues import (
     confident_joint,
     estimated_joint,
     per_class_thresholds,
@@ -67,9 +67,9 @@ def test_the_estimated_joint_recovers_the_noise_rate(simulated):
 def test_cross_validated_probabilities_come_from_runs_that_never_saw_the_face(ferplus_root, tmp_path):
     import csv
 
-    from gsmc_core.cross_val import cross_validated_scores
-    from gsmc_core.train import fold_of
-    from gsmc_core.train_config import TrainConfig
+    from gsmc_core.review.cross_val import cross_validated_scores
+    from gsmc_core.training.config import TrainConfig
+    from gsmc_core.training.loop import fold_of
 
     base = TrainConfig(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=33,
                        output_stride=16, epochs=1, batch_size=16, limit_train=60, limit_eval=16,

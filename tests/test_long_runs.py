@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from gsmc_core.audit import audit
-from gsmc_core.data.noise import annotator_labels, given_labels
-from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import DataError, Sample, Split
-from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig, TrainingError
+from gsmc_core.review.audit import audit
+from gsmc_core.training.config import TrainConfig, TrainingError
+from gsmc_core.training.data.noise import annotator_labels, given_labels
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import DataError, Sample, Split
+from gsmc_core.training.loop import train
 
 
 def _config(ferplus_root, out, **kw) -> TrainConfig:
@@ -141,7 +141,7 @@ def test_config_files_refuse_alias_bombs_and_keep_messages_short(tmp_path):
 
 
 def test_a_damaged_run_config_is_a_message_not_a_traceback(tmp_path):
-    from gsmc_core.train_config import config_for_resume
+    from gsmc_core.training.config import config_for_resume
 
     for content in ("[1, 2]\n", "epochs: [\n", ""):
         (tmp_path / "config.yaml").write_text(content)

@@ -2,9 +2,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gsmc_core.losses import distillation_kl, ema_alpha, flip_cam, flip_consistency_loss
-from gsmc_core.methods import make_method, make_teacher
-from gsmc_core.train_config import TrainConfig
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.losses import distillation_kl, ema_alpha, flip_cam, flip_consistency_loss
+from gsmc_core.training.methods import make_method, make_teacher
 
 
 def test_flip_consistency_zero_for_consistent_pair_positive_otherwise():

@@ -13,21 +13,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.data.batch_augment import (
+from gsmc_core.labels import class_list
+from gsmc_core.model import GSMCNet, mirror_exact
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.data.batch_augment import (
     PUBLISHED_P,
     eac_augment,
     normalize,
     published_augment,
     to_float,
 )
-from gsmc_core.data.preload import MemoryLoader, Preloaded
-from gsmc_core.distributed import Distributed
-from gsmc_core.labels import class_list
-from gsmc_core.losses import ema_alpha, flip_consistency_loss
-from gsmc_core.methods import make_method
-from gsmc_core.model import GSMCNet, mirror_exact
-from gsmc_core.train import train_one_epoch
-from gsmc_core.train_config import TrainConfig
+from gsmc_core.training.data.preload import MemoryLoader, Preloaded
+from gsmc_core.training.distributed import Distributed
+from gsmc_core.training.loop import train_one_epoch
+from gsmc_core.training.losses import ema_alpha, flip_consistency_loss
+from gsmc_core.training.methods import make_method
 
 STUDY_SIZE = 49  # scripts/noise_study.py
 
@@ -69,7 +69,7 @@ def test_a_mirror_symmetric_network_has_zero_consistency_loss_at_the_sizes_we_tr
 
 
 def test_the_trainer_warns_at_a_misaligned_size(tmp_path, ferplus_root):
-    from gsmc_core.train import train
+    from gsmc_core.training.loop import train
 
     logs = []
     config = TrainConfig(method="gsmc", dataset="ferplus", data_root=str(ferplus_root), input_size=32,
@@ -203,7 +203,7 @@ def test_eac_mirror_view_is_the_raw_image_without_the_first_views_noise():
 
 
 def test_cosine_schedule_resumed_with_more_epochs_decays_over_the_new_length(ferplus_root, tmp_path):
-    from gsmc_core.train import train
+    from gsmc_core.training.loop import train
 
     base = dict(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=33,
                 output_stride=16, batch_size=16, limit_train=32, limit_eval=16, workers=0,

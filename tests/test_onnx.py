@@ -8,11 +8,11 @@ import onnx
 import pytest
 
 from gsmc_core.checkpoint import CheckpointError, load_checkpoint
-from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import load_image
-from gsmc_core.onnx_export import META_KEY, cached_onnx, export_onnx, read_onnx_meta
-from gsmc_core.predictor import Predictor
+from gsmc_core.frames.onnx_export import META_KEY, cached_onnx, export_onnx, read_onnx_meta
+from gsmc_core.frames.predictor import Predictor
 from gsmc_core.resources import DEFAULT_CHECKPOINT
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import load_image
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +134,7 @@ def test_an_altered_cache_entry_that_still_loads_is_not_trusted(shipped, tmp_pat
 def test_an_argument_error_keeps_the_cache_and_the_cache_is_bounded(shipped, tmp_path, monkeypatch):
     import dataclasses
 
-    import gsmc_core.onnx_export as onnx_export
+    import gsmc_core.frames.onnx_export as onnx_export
 
     monkeypatch.setenv("GSMC_CACHE_DIR", str(tmp_path / "cache"))
     path = cached_onnx(shipped)

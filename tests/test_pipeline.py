@@ -2,13 +2,13 @@ import cv2
 import numpy as np
 import pytest
 
-from gsmc_core.bench import synthetic_frames
 from gsmc_core.errors import UsageError
-from gsmc_core.faces import FaceDetector, crop_face
+from gsmc_core.frames.bench import synthetic_frames
+from gsmc_core.frames.detection import FaceDetector, crop_face
+from gsmc_core.frames.pipeline import FramePipeline, overlapped
+from gsmc_core.frames.predictor import Predictor
+from gsmc_core.frames.render import RenderOptions, draw_frame, face_caption
 from gsmc_core.labels import CANONICAL_CLASSES
-from gsmc_core.pipeline import FramePipeline, overlapped
-from gsmc_core.predictor import Predictor
-from gsmc_core.render import RenderOptions, draw_frame, face_caption
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from gsmc_core.checkpoint import Checkpoint, ModelMeta, save_checkpoint
+from gsmc_core.frames.predictor import Predictor
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_core.model import GSMCNet
-from gsmc_core.predictor import Predictor
 
 
 @pytest.fixture(scope="module")

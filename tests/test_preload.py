@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.data.batch_augment import eac_augment, normalize, published_augment, to_float
-from gsmc_core.data.preload import MemoryLoader, preload_split
-from gsmc_core.data.readers import ferplus_soft, read_split
-from gsmc_core.data.samples import DataError, Sample, Split
 from gsmc_core.labels import class_list
-from gsmc_core.losses import ema_alpha
-from gsmc_core.methods import classification_loss, make_method
 from gsmc_core.model import GSMCNet
-from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.data.batch_augment import eac_augment, normalize, published_augment, to_float
+from gsmc_core.training.data.preload import MemoryLoader, preload_split
+from gsmc_core.training.data.readers import ferplus_soft, read_split
+from gsmc_core.training.data.samples import DataError, Sample, Split
+from gsmc_core.training.loop import train
+from gsmc_core.training.losses import ema_alpha
+from gsmc_core.training.methods import classification_loss, make_method
 
 META = ModelMeta(arch="resnet18", classes=class_list(8), input_size=32, output_stride=16,
                  color="gray")

@@ -6,20 +6,19 @@ import pytest
 
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.cli import main
-from gsmc_core.data.preload import MemoryLoader, preload_split
-from gsmc_core.data.readers import read_split
 from gsmc_core.errors import UsageError
-from gsmc_core.onnx_export import checkpoint_digest, read_onnx_meta
-from gsmc_core.predictor import OnnxRuntime, Predictor
-from gsmc_core.quantize import (
+from gsmc_core.frames.onnx_export import checkpoint_digest, read_onnx_meta
+from gsmc_core.frames.predictor import OnnxRuntime, Predictor
+from gsmc_core.frames.quantize import (
     SHIPPED_INT8,
-    calibration_faces,
     graph_precision,
     int8_graph,
     quantize_int8,
     source_digest,
 )
 from gsmc_core.resources import DEFAULT_CHECKPOINT
+from gsmc_core.training.data.preload import MemoryLoader, calibration_faces, preload_split
+from gsmc_core.training.data.readers import read_split
 
 
 @pytest.fixture
@@ -97,7 +96,7 @@ def test_inference_does_not_import_the_quantiser():
     import subprocess
     import sys
 
-    code = ("import sys, gsmc_core.predictor, gsmc_desktop.main_window; "
+    code = ("import sys, gsmc_core.frames.predictor, gsmc_desktop.main_window; "
             "print('onnxruntime.quantization' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gsmc_core.render import overlay_heatmap
+from gsmc_core.frames.render import overlay_heatmap
 
 
 def test_overlay_alpha_extremes_and_purity():
@@ -37,7 +37,7 @@ def test_overlay_rejects_bad_input():
 def _face(box, cam_class=0, index=0, heat=True):
     import numpy as np
 
-    from gsmc_core.results import FaceResult
+    from gsmc_core.frames.results import FaceResult
     p = np.full(8, 0.1, np.float32)
     return FaceResult(id=1, box=box, score=0.9, keypoints=(), probabilities=p, smoothed=p,
                       index=index, label="neutral", cam_class=cam_class,
@@ -47,9 +47,9 @@ def _face(box, cam_class=0, index=0, heat=True):
 def test_labels_name_the_heatmap_class_stay_inside_and_do_not_overlap():
     import numpy as np
 
+    from gsmc_core.frames.render import draw_frame, face_caption
+    from gsmc_core.frames.results import FrameResult
     from gsmc_core.labels import CANONICAL_CLASSES
-    from gsmc_core.render import draw_frame, face_caption
-    from gsmc_core.results import FrameResult
     fear = CANONICAL_CLASSES.index("fear")
     face = _face((5, 0, 40, 40), cam_class=fear)
     assert face_caption(face, classes=CANONICAL_CLASSES, heatmap=True).endswith("| map: fear")

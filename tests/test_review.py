@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from gsmc_core.cli import main
-from gsmc_core.data.readers import read_split
 from gsmc_core.outputs import OutputError
-from gsmc_core.relabel import relabel
-from gsmc_core.review_log import ReviewLog
+from gsmc_core.review.relabel import relabel
+from gsmc_core.review.review_log import ReviewLog
+from gsmc_core.training.data.readers import read_split
 
 
 def test_decisions_replay_with_undo(tmp_path):
@@ -36,7 +36,7 @@ def test_decisions_replay_with_undo(tmp_path):
 
 def test_every_decision_survives_kill_9(tmp_path):
     path = tmp_path / "decisions.csv"
-    code = ("import sys, time; from gsmc_core.review_log import ReviewLog\n"
+    code = ("import sys, time; from gsmc_core.review.review_log import ReviewLog\n"
             f"log = ReviewLog({str(path)!r})\n"
             "for i in range(20):\n    log.set_label(f'f{i}.png', 'anger')\n"
             "log.undo()\nprint('decided', flush=True); time.sleep(60)")

@@ -3,7 +3,7 @@
 
 import os
 
-from gsmc_core.run_folder import METRIC_COLUMNS, RunFolder
+from gsmc_core.training.run_folder import METRIC_COLUMNS, RunFolder
 
 
 def test_a_new_run_is_refused_among_another_runs_files(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from gsmc_core.cli import build_parser
 from gsmc_core.errors import UsageError
-from gsmc_core.train_config import RANGES, TrainConfig, setting_info
+from gsmc_core.training.config import RANGES, TrainConfig, setting_info
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
@@ -46,7 +46,7 @@ def test_every_number_has_a_range_and_the_validation_uses_it():
                if any(t in (int, float) for t in (f.type, *getattr(f.type, "__args__", ())))}
     assert set(RANGES) <= numbers
     assert numbers - set(RANGES) == {"noise_seed", "seed", "output_stride"}  # any int, or choices
-    for name, (low, high, inclusive) in RANGES.items():
+    for name, (_low, high, _inclusive) in RANGES.items():
         if math.isfinite(high):
             config = TrainConfig(data_root="x", **{name: high + (1 if isinstance(high, int) else 0.5)})
             with pytest.raises(UsageError, match=f"setting {name}"):

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import Sample, Split, load_image
-from gsmc_core.shifts import SHIFTS, contrast, crop, gamma, grey_rows, roll, without_twins
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import Sample, Split, load_image
+from gsmc_core.training.shifts import SHIFTS, contrast, crop, gamma, grey_rows, roll, without_twins
 
 
 @pytest.fixture(scope="module")

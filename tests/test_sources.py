@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gsmc_core.sources import (
+from gsmc_core.frames.sources import (
     CameraSource,
     ImageFolderSource,
     SourceError,
@@ -124,7 +124,7 @@ def test_camera_keeps_only_the_newest_frame_and_reopens(monkeypatch):
         opened.append(cap)
         return cap
 
-    monkeypatch.setattr("gsmc_core.sources._open_camera", fake_open)
+    monkeypatch.setattr("gsmc_core.frames.sources._open_camera", fake_open)
     events = []
     source = CameraSource(3, on_event=events.append, retry_delays=(0.01,))
     try:
@@ -216,7 +216,7 @@ def test_the_pixel_limit_can_be_raised_and_a_bad_setting_is_ignored(tmp_path):
 
     big = tmp_path / "big.png"
     PIL.Image.new("L", (12000, 10000)).save(big)  # 120 MP, compressed to a few kB
-    code = ("import sys; from gsmc_core.sources import read_image\n"
+    code = ("import sys; from gsmc_core.frames.sources import read_image\n"
             "try:\n    print(read_image(sys.argv[1]).shape)\nexcept Exception as e:\n    print(e)")
     run = lambda env: subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, text=True,  # noqa: E731
                                      env={**__import__("os").environ, **env}).stdout

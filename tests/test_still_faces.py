@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from gsmc_core.faces import Face, FaceDetector
-from gsmc_core.pipeline import FramePipeline
-from gsmc_core.predictor import Predictor
-from gsmc_core.still_faces import StillFaces
+from gsmc_core.frames.detection import Face, FaceDetector
+from gsmc_core.frames.pipeline import FramePipeline
+from gsmc_core.frames.predictor import Predictor
+from gsmc_core.frames.still_faces import StillFaces
 
 
 @pytest.fixture(scope="module")

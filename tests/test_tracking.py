@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from gsmc_core.tracking import FaceTracker, ProbabilitySmoother, iou
+from gsmc_core.frames.tracking import FaceTracker, ProbabilitySmoother, iou
 
 
 def test_iou():

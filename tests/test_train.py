@@ -10,14 +10,14 @@ import pytest
 import torch
 import yaml
 
-import gsmc_core.methods as methods_module
-from gsmc_core.audit import audit
+import gsmc_core.training.methods as methods_module
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.cli import main
-from gsmc_core.predictor import Predictor
-from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig, TrainingError
-from gsmc_core.train_events import BatchEvent, EpochEvent
+from gsmc_core.frames.predictor import Predictor
+from gsmc_core.review.audit import audit
+from gsmc_core.training.config import TrainConfig, TrainingError
+from gsmc_core.training.events import BatchEvent, EpochEvent
+from gsmc_core.training.loop import train
 
 
 def _config(ferplus_root, out, **kw) -> TrainConfig:
@@ -140,9 +140,9 @@ def test_cli_train_eval_json_and_audit(ferplus_root, tmp_path, capsys):
     assert report.precision == pytest.approx(
         sum(f.injected_flip for f in report.flagged) / max(len(report.flagged), 1))
     # --tta: each face's logits averaged with its mirror image's, row for row
-    from gsmc_core.audit import score_training_set
-    from gsmc_core.data.samples import ExpressionDataset
-    from gsmc_core.data.transforms import eval_transform
+    from gsmc_core.review.audit import score_training_set
+    from gsmc_core.training.data.samples import ExpressionDataset
+    from gsmc_core.training.data.transforms import eval_transform
 
     mirrored = score_training_set(out / "best.pt", "ferplus", str(ferplus_root), "cpu", tta=True)
     ckpt = load_checkpoint(out / "best.pt")

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gsmc_core.losses import ema_alpha
-from gsmc_core.methods import make_method
 from gsmc_core.model import GSMCNet
-from gsmc_core.train_config import TrainConfig
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.losses import ema_alpha
+from gsmc_core.training.methods import make_method
 
 LAMBDA_KL, LAMBDA_AC = 0.9, 0.2
 
@@ -106,8 +106,8 @@ def test_teacher_averages_batchnorm_buffers():
 
 
 def test_predict_loader_restores_train_mode_when_a_batch_fails():
-    from gsmc_core.data.samples import Batch
-    from gsmc_core.evaluate import predict_loader
+    from gsmc_core.training.data.samples import Batch
+    from gsmc_core.training.evaluate import predict_loader
 
     def batches():
         yield Batch(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]), torch.tensor([0, 1]), 0)
@@ -126,8 +126,8 @@ def test_eval_scores_the_faces_the_run_held_out(tmp_path):
 
     from gsmc_core.checkpoint import Checkpoint, ModelMeta
     from gsmc_core.cli.training import eval_split
-    from gsmc_core.data.readers import read_split
     from gsmc_core.labels import CANONICAL_CLASSES
+    from gsmc_core.training.data.readers import read_split
 
     for cls in ("happy", "neutral"):
         for i in range(20):
@@ -184,8 +184,8 @@ def test_resume_continues_the_runs_own_settings(ferplus_root, tmp_path, capsys):
 
 def test_eac_views_are_the_image_and_its_mirror_erased_independently(astronaut_rgb):
     from gsmc_core.checkpoint import ModelMeta
-    from gsmc_core.data.transforms import EacPairTransform, eval_transform
     from gsmc_core.labels import CANONICAL_CLASSES
+    from gsmc_core.training.data.transforms import EacPairTransform, eval_transform
 
     meta = ModelMeta(arch="resnet18", classes=CANONICAL_CLASSES, input_size=64, output_stride=16)
     transform = EacPairTransform(meta)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gsmc_core.frames.workloads import busy_core, clip_frames, read_clip
 from gsmc_core.resources import asset_path
-from gsmc_core.workloads import busy_core, clip_frames, read_clip
 
 
 def _spinners() -> int:

@@ -5,7 +5,7 @@ import os
 import sys
 
 from gsmc_core import __version__
-from gsmc_core.cli.faces import add_face_commands
+from gsmc_core.cli.frames import add_face_commands
 from gsmc_core.cli.models import add_model_commands
 from gsmc_core.cli.training import add_training_commands
 from gsmc_core.errors import GsmcError

@@ -4,13 +4,14 @@ import argparse
 import json
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.data.readers import DATASETS
 from gsmc_core.errors import UsageError
+from gsmc_core.frames.onnx_export import OPSET, export_onnx
+from gsmc_core.frames.quantize import quantize_int8
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
-from gsmc_core.onnx_export import OPSET, export_onnx
 from gsmc_core.outputs import refuse_overwriting_inputs
-from gsmc_core.quantize import CALIBRATION_FACES, calibration_faces, quantize_int8
+from gsmc_core.training.data.preload import CALIBRATION_FACES, calibration_faces
+from gsmc_core.training.data.readers import DATASETS
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:

@@ -9,28 +9,28 @@ import sys
 import threading
 import typing
 
-from gsmc_core.audit import audit, report_from_scores, write_audit_csv
-from gsmc_core.calibrate import calibrate, refitted_checkpoint
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from gsmc_core.cross_val import cross_validated_scores
-from gsmc_core.data.readers import DATASETS, SPLITS, read_split
-from gsmc_core.data.samples import Split
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.errors import UsageError
-from gsmc_core.evaluate import evaluate_checkpoint, robustness
-from gsmc_core.label_issues import SCORES
 from gsmc_core.outputs import refuse_overwriting_inputs
-from gsmc_core.relabel import RELABEL_DATASETS, relabel
-from gsmc_core.review_log import ReviewLog
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.shifts import without_twins
-from gsmc_core.train import train
-from gsmc_core.train_config import (
+from gsmc_core.review.audit import audit, report_from_scores, write_audit_csv
+from gsmc_core.review.cross_val import cross_validated_scores
+from gsmc_core.review.label_issues import SCORES
+from gsmc_core.review.relabel import RELABEL_DATASETS, relabel
+from gsmc_core.review.review_log import ReviewLog
+from gsmc_core.training.calibrate import calibrate, refitted_checkpoint
+from gsmc_core.training.config import (
     METHOD_DEFAULTS,
     TrainConfig,
     config_for_resume,
 )
-from gsmc_core.train_events import BatchEvent, EpochEvent, LogEvent
+from gsmc_core.training.data.readers import DATASETS, SPLITS, read_split
+from gsmc_core.training.data.samples import Split
+from gsmc_core.training.evaluate import evaluate_checkpoint, robustness
+from gsmc_core.training.events import BatchEvent, EpochEvent, LogEvent
+from gsmc_core.training.loop import train
+from gsmc_core.training.run_folder import RunFolder
+from gsmc_core.training.shifts import without_twins
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:

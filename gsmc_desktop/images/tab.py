@@ -27,12 +27,12 @@ from PySide6.QtWidgets import (
 )
 
 from gsmc_core.atomic import write_atomic, write_text_atomic
+from gsmc_core.frames.render import RenderOptions, draw_frame
+from gsmc_core.frames.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
 from gsmc_core.outputs import refuse_overwriting_inputs, write_image
-from gsmc_core.render import RenderOptions, draw_frame
-from gsmc_core.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
 from gsmc_desktop.images.cam_grid import CamGrid
 from gsmc_desktop.images.worker import TILE_SIZE, ImageJob, ImageResult, ImagesWorker
-from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo

@@ -10,13 +10,13 @@ import numpy.typing as npt
 from PySide6.QtCore import Signal, Slot
 
 from gsmc_core.errors import UsageError
-from gsmc_core.faces import Face, FaceDetector, crop_face
-from gsmc_core.pipeline import FramePipeline
-from gsmc_core.predictor import Predictor
-from gsmc_core.render import overlay_heatmap, scale_cam
-from gsmc_core.results import FrameResult
-from gsmc_core.sources import SourceError, read_image
-from gsmc_desktop.model import ModelHandle
+from gsmc_core.frames.detection import Face, FaceDetector, crop_face
+from gsmc_core.frames.pipeline import FramePipeline
+from gsmc_core.frames.predictor import Predictor
+from gsmc_core.frames.render import overlay_heatmap, scale_cam
+from gsmc_core.frames.results import FrameResult
+from gsmc_core.frames.sources import SourceError, read_image
+from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.threads import Worker
 
 TILE_SIZE = 128

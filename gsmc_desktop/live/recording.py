@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.face_csv import csv_header, csv_rows
-from gsmc_core.results import FrameResult
+from gsmc_core.frames.face_csv import csv_header, csv_rows
+from gsmc_core.frames.results import FrameResult
 
 VIDEO_SUFFIX = ".mkv"
 FLUSH_SECONDS = 1.0

@@ -22,13 +22,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gsmc_core.faces import DEFAULT_LIVE_DETECTOR
+from gsmc_core.frames.detection import DEFAULT_LIVE_DETECTOR
+from gsmc_core.frames.results import FaceResult
+from gsmc_core.frames.sources import list_cameras
 from gsmc_core.outputs import refuse_overwriting_inputs, write_image
-from gsmc_core.results import FaceResult
-from gsmc_core.sources import list_cameras
 from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
-from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.threads import describe, expected, start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo

@@ -19,14 +19,19 @@ import numpy.typing as npt
 from PySide6.QtCore import Signal, Slot
 
 from gsmc_core.errors import UsageError
-from gsmc_core.faces import DEFAULT_LIVE_DETECTOR, CombinedDetector, FaceDetector, make_live_detector
-from gsmc_core.pipeline import FramePipeline
-from gsmc_core.predictor import ready_without_export
-from gsmc_core.render import RenderOptions
-from gsmc_core.results import FrameResult
-from gsmc_core.sources import CameraEvent, CameraSource, Frame, FrameSource, VideoFileSource
+from gsmc_core.frames.detection import (
+    DEFAULT_LIVE_DETECTOR,
+    CombinedDetector,
+    FaceDetector,
+    make_live_detector,
+)
+from gsmc_core.frames.pipeline import FramePipeline
+from gsmc_core.frames.predictor import ready_without_export
+from gsmc_core.frames.render import RenderOptions
+from gsmc_core.frames.results import FrameResult
+from gsmc_core.frames.sources import CameraEvent, CameraSource, Frame, FrameSource, VideoFileSource
 from gsmc_desktop.live.recording import Recorder
-from gsmc_desktop.model import ModelHandle
+from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.threads import Worker
 
 T = TypeVar("T")

@@ -4,7 +4,7 @@ the CAMs of its given and its predicted class, and fix the labels with the keybo
 Keys (whatever control has focus inside the tab): 1-8 give the face that class, 0 or Delete mark
 it unusable, Space keeps its label, ←/→ move, Ctrl+Z undoes. Every decision is written at once
 to ``review/decisions.csv`` beside the checkpoint (append-only; reopening resumes); Export writes
-a cleaned copy of the dataset (``gsmc_core.relabel``) and never touches the original files.
+a cleaned copy of the dataset (``gsmc_core.review.relabel``) and never touches the original files.
 """
 
 from pathlib import Path
@@ -27,10 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gsmc_core.data.readers import DATASETS
-from gsmc_core.label_issues import SCORES
-from gsmc_core.relabel import RELABEL_DATASETS, relabel
-from gsmc_core.review_log import ReviewLog
+from gsmc_core.review.label_issues import SCORES
+from gsmc_core.review.relabel import RELABEL_DATASETS, relabel
+from gsmc_core.review.review_log import ReviewLog
+from gsmc_core.training.data.readers import DATASETS
 from gsmc_desktop.review.worker import RenderedFace, ReviewWorker, ScoredRun, ScoreRequest
 from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.training.form import PathField

@@ -11,14 +11,14 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import Signal, Slot
 
-from gsmc_core.audit import TrainingScores, score_training_set
-from gsmc_core.cross_val import cross_validated_scores
-from gsmc_core.data.samples import load_image
-from gsmc_core.label_issues import Suspects, rank_suspects
-from gsmc_core.predictor import Predictor
-from gsmc_core.render import overlay_heatmap
-from gsmc_core.train_config import TrainConfig, config_for_resume
-from gsmc_core.train_events import BatchEvent
+from gsmc_core.frames.predictor import Predictor
+from gsmc_core.frames.render import overlay_heatmap
+from gsmc_core.review.audit import TrainingScores, score_training_set
+from gsmc_core.review.cross_val import cross_validated_scores
+from gsmc_core.review.label_issues import Suspects, rank_suspects
+from gsmc_core.training.config import TrainConfig, config_for_resume
+from gsmc_core.training.data.samples import load_image
+from gsmc_core.training.events import BatchEvent
 from gsmc_desktop.threads import Worker
 
 FACE_SIZE = 192  # pixels of each face and CAM on screen: FERPlus's 48 px faces, 4x

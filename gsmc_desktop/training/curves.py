@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QBoxLayout, QWidget
 
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.train_events import BatchEvent, EpochEvent
+from gsmc_core.training.events import BatchEvent, EpochEvent
+from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.widgets.palette import class_color
 from gsmc_desktop.widgets.plain_text import escaped
 

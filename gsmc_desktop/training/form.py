@@ -18,13 +18,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gsmc_core.data.readers import DATASETS, read_split
-from gsmc_core.data.samples import DataError
 from gsmc_core.devices import available_devices
 from gsmc_core.errors import GsmcError
 from gsmc_core.model import OUTPUT_STRIDES
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.train_config import (
+from gsmc_core.training.config import (
     METHOD_DEFAULTS,
     METHODS,
     RECOMMENDED_SCHEDULER,
@@ -32,6 +29,9 @@ from gsmc_core.train_config import (
     config_for_resume,
     setting_info,
 )
+from gsmc_core.training.data.readers import DATASETS, read_split
+from gsmc_core.training.data.samples import DataError
+from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.widgets.plain_text import PlainLabel, breakable
 
 SCHEDULER_LABELS = {

@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.train_config import TrainConfig
-from gsmc_core.train_events import BatchEvent, EpochEvent, TrainResult
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.events import BatchEvent, EpochEvent, TrainResult
+from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.training.by_class import ByClassTable

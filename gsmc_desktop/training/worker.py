@@ -5,20 +5,21 @@ import time
 from PySide6.QtCore import Signal, Slot
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.data.readers import read_split
 from gsmc_core.devices import resolve_device
-from gsmc_core.evaluate import evaluate_checkpoint
-from gsmc_core.quantize import calibration_faces, int8_graph, quantize_int8
-from gsmc_core.train import train
-from gsmc_core.train_config import TrainConfig
-from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent
+from gsmc_core.frames.quantize import int8_graph, quantize_int8
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.data.preload import calibration_faces
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.evaluate import evaluate_checkpoint
+from gsmc_core.training.events import BatchEvent, EpochEvent, Event, LogEvent
+from gsmc_core.training.loop import train
 from gsmc_desktop.threads import Worker
 
 BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch updates a second reach the GUI
 
 
 class TrainingWorker(Worker):
-    """Runs ``gsmc_core.train.train`` with ``on_event``/``should_stop`` wired to signals.
+    """Runs ``gsmc_core.training.loop.train`` with ``on_event``/``should_stop`` wired to signals.
 
     Signals: ``batch`` (BatchEvent), ``epoch`` (EpochEvent), ``log`` (text), ``finished``
     (TrainResult, also after a stop request), ``evaluated``; ``errored`` (the exception, and

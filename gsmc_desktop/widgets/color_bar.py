@@ -5,7 +5,7 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QComboBox, QWidget
 
-from gsmc_core.render import colorize_heatmap
+from gsmc_core.frames.render import colorize_heatmap
 from gsmc_desktop.widgets.plain_text import plain_tooltip
 
 SCALE_CHOICES = (

@@ -3,7 +3,7 @@
 
 from collections.abc import Iterator
 
-from gsmc_core.results import FrameResult
+from gsmc_core.frames.results import FrameResult
 
 BASE_COLUMNS = ("frame", "time_s", "face_id", "x", "y", "w", "h", "score", "expression")
 

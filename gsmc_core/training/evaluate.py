@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from gsmc_core.checkpoint import Checkpoint
-from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
-from gsmc_core.data.transforms import eval_transform
 from gsmc_core.errors import UsageError
-from gsmc_core.shifts import SHIFTS, Image
+from gsmc_core.training.data.samples import ExpressionDataset, Split, collate_skipping
+from gsmc_core.training.data.transforms import eval_transform
+from gsmc_core.training.shifts import SHIFTS, Image
 
 
 @dataclass

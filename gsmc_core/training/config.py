@@ -10,12 +10,12 @@ from typing import Any
 
 import yaml
 
-from gsmc_core.data.noise import NOISE_KINDS
-from gsmc_core.data.readers import DATASETS
 from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.errors import GsmcError, UsageError
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
-from gsmc_core.run_folder import RunFolder
+from gsmc_core.training.data.noise import NOISE_KINDS
+from gsmc_core.training.data.readers import DATASETS
+from gsmc_core.training.run_folder import RunFolder
 
 METHODS = ("gsmc", "eac", "ce")
 GRAY_DATASETS = ("ferplus", "fer2013")

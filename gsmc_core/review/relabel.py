@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gsmc_core.atomic import write_atomic
-from gsmc_core.data.readers import ferplus_majority
-from gsmc_core.data.samples import DataError
 from gsmc_core.labels import AFFECTNET_LABELS, FER2013_LABELS, FERPLUS_VOTE_COLUMNS, RAFDB_LABELS
 from gsmc_core.outputs import OutputError, same_file
-from gsmc_core.review_log import UNUSABLE, Decision
+from gsmc_core.review.review_log import UNUSABLE, Decision
+from gsmc_core.training.data.readers import ferplus_majority
+from gsmc_core.training.data.samples import DataError
 
 RELABEL_DATASETS = ("ferplus", "rafdb", "fer2013", "affectnet", "folder")
 

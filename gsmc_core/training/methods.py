@@ -26,10 +26,10 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.data.batch_augment import BATCH_AUGMENTS, eac_augment
-from gsmc_core.data.transforms import EacPairTransform, train_transform
-from gsmc_core.losses import distillation_kl, ema_alpha, flip_consistency_loss
-from gsmc_core.train_config import TrainConfig
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.data.batch_augment import BATCH_AUGMENTS, eac_augment
+from gsmc_core.training.data.transforms import EacPairTransform, train_transform
+from gsmc_core.training.losses import distillation_kl, ema_alpha, flip_consistency_loss
 
 Losses = tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]
 """The total loss, its named terms, and the student's logits for the batch's first view."""

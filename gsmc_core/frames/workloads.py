@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.sources import SourceError
+from gsmc_core.frames.sources import SourceError
 
 
 def read_clip(path: str) -> list[npt.NDArray[np.uint8]]:

@@ -23,11 +23,11 @@ import torch
 from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta, load_checkpoint
 from gsmc_core.devices import resolve_device
 from gsmc_core.errors import UsageError
+from gsmc_core.frames.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, onnx_cached, read_onnx_meta
+from gsmc_core.frames.quantize import PRECISIONS, graph_precision, int8_graph
+from gsmc_core.frames.render import scale_cam
 from gsmc_core.model import GSMCNet
-from gsmc_core.onnx_export import INPUT_NAME, OUTPUT_NAMES, cached_onnx, onnx_cached, read_onnx_meta
 from gsmc_core.preprocess import prepare_image
-from gsmc_core.quantize import PRECISIONS, graph_precision, int8_graph
-from gsmc_core.render import scale_cam
 from gsmc_core.resources import DEFAULT_CHECKPOINT
 
 log = logging.getLogger(__name__)

@@ -5,16 +5,20 @@ batches with tensor operations (``batch_augment``) leaves the CPU to the model, 
 workers decoding PNGs every epoch would compete with it on a small machine.
 """
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
-from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.data.batch_augment import normalize, to_float
-from gsmc_core.data.samples import Batch, DataError, Split, Unreadable, load_image
+from gsmc_core.checkpoint import Checkpoint, ModelMeta
+from gsmc_core.errors import UsageError
 from gsmc_core.preprocess import prepare_image
+from gsmc_core.training.data.batch_augment import normalize, to_float
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import Batch, DataError, Split, Unreadable, load_image
 
 BatchAugment = Callable[[torch.Tensor, ModelMeta, torch.Generator], torch.Tensor]
 
@@ -118,3 +122,18 @@ class MemoryLoader:
                 x = normalize(to_float(images), self.meta)
             failed = tuple(self.data.unreadable) if b == 0 else ()
             yield Batch(x, self.data.labels[rows], self.data.indices[rows], len(failed), failed)
+
+
+CALIBRATION_FACES = 320  # validation faces whose activations set the int8 ranges (frames.quantize)
+
+
+def calibration_faces(ckpt: Checkpoint, dataset: str, data_root: str | os.PathLike,
+                      faces: int = CALIBRATION_FACES) -> list[npt.NDArray[np.float32]]:
+    """Batches of ``faces`` validation faces of ``dataset``, preprocessed as the model sees them
+    (the same random subset for the same dataset)."""
+    split = read_split(dataset, data_root, "val", len(ckpt.meta.classes)).subset(faces, 0)
+    loader = MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 32)
+    batches = [batch.images.numpy() for batch in loader]
+    if not batches:
+        raise UsageError(f"{data_root}: no readable {dataset} validation faces to calibrate on")
+    return batches

@@ -10,9 +10,9 @@ import torch
 
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint
 from gsmc_core.devices import resolve_device
-from gsmc_core.predictor import Predictor
+from gsmc_core.frames.predictor import Predictor
 from gsmc_core.resources import DEFAULT_CHECKPOINT
-from gsmc_core.run_folder import CHECKPOINTS
+from gsmc_core.training.run_folder import CHECKPOINTS
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.data.samples import DataError, Split, load_image
+from gsmc_core.training.data.samples import DataError, Split, load_image
 
 Image = npt.NDArray[np.uint8]
 

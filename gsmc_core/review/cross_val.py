@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gsmc_core.audit import TrainingScores
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.data.preload import MemoryLoader, preload_split
-from gsmc_core.data.samples import Split
 from gsmc_core.devices import resolve_device
-from gsmc_core.evaluate import predict_loader
-from gsmc_core.run_folder import RunFolder
-from gsmc_core.train import fold_of, train, training_split
-from gsmc_core.train_config import TrainConfig
-from gsmc_core.train_events import Event
+from gsmc_core.review.audit import TrainingScores
+from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.data.preload import MemoryLoader, preload_split
+from gsmc_core.training.data.samples import Split
+from gsmc_core.training.evaluate import predict_loader
+from gsmc_core.training.events import Event
+from gsmc_core.training.loop import fold_of, train, training_split
+from gsmc_core.training.run_folder import RunFolder
 
 HELDOUT = "heldout.npz"
 

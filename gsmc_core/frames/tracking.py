@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.results import Box
+from gsmc_core.frames.results import Box
 
 
 def iou(a: Box, b: Box) -> float:

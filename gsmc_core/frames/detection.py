@@ -17,8 +17,8 @@ from mediapipe.tasks.python import BaseOptions, vision
 
 from gsmc_core.checkpoint import FaceCrop
 from gsmc_core.errors import UsageError
+from gsmc_core.frames.results import Box
 from gsmc_core.resources import asset_path
-from gsmc_core.results import Box
 
 DETECTOR_MODELS = {
     "short": "face_detection_short_range.tflite",  # faces within ~2 m: webcams (live default)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.results import FaceResult, FrameResult
+from gsmc_core.frames.results import FaceResult, FrameResult
 
 CAM_SCALES = ("map", "face")
 """How a heatmap's colours are scaled. "map": each class map stretched to its own range (the

@@ -14,9 +14,9 @@ import numpy.typing as npt
 import torch
 
 from gsmc_core.errors import UsageError
+from gsmc_core.frames.pipeline import FramePipeline, overlapped
+from gsmc_core.frames.render import RenderOptions
 from gsmc_core.model import flops_per_image
-from gsmc_core.pipeline import FramePipeline, overlapped
-from gsmc_core.render import RenderOptions
 
 STAGES = ("detect", "classify", "cam", "track", "render", "total")
 # the head of astronaut.png (its face box is about half this width): four copies in a 640x480

@@ -15,11 +15,10 @@ from pathlib import Path
 import cv2
 import torch
 
-from gsmc_core.bench import run_bench, run_realtime
 from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.errors import UsageError
-from gsmc_core.face_csv import csv_header, csv_rows
-from gsmc_core.faces import (
+from gsmc_core.frames.bench import run_bench, run_realtime
+from gsmc_core.frames.detection import (
     DEFAULT_LIVE_DETECTOR,
     DETECTOR_MODELS,
     LIVE_DETECTORS,
@@ -27,22 +26,13 @@ from gsmc_core.faces import (
     WholeImage,
     make_live_detector,
 )
-from gsmc_core.outputs import (
-    OutputError,
-    commit,
-    free_space_problem,
-    partial_path,
-    refuse_folder_of_inputs,
-    refuse_overwriting_inputs,
-    same_file,
-)
-from gsmc_core.pipeline import FramePipeline
-from gsmc_core.predictor import BACKENDS, DEFAULT_THREADS, Predictor
-from gsmc_core.quantize import PRECISIONS
-from gsmc_core.render import RenderOptions
-from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
-from gsmc_core.results import FrameResult
-from gsmc_core.sources import (
+from gsmc_core.frames.face_csv import csv_header, csv_rows
+from gsmc_core.frames.pipeline import FramePipeline
+from gsmc_core.frames.predictor import BACKENDS, DEFAULT_THREADS, Predictor
+from gsmc_core.frames.quantize import PRECISIONS
+from gsmc_core.frames.render import RenderOptions
+from gsmc_core.frames.results import FrameResult
+from gsmc_core.frames.sources import (
     CameraSource,
     FrameSource,
     ImageFolderSource,
@@ -53,7 +43,17 @@ from gsmc_core.sources import (
     open_source,
     read_image,
 )
-from gsmc_core.workloads import busy_core, clip_frames, read_clip
+from gsmc_core.frames.workloads import busy_core, clip_frames, read_clip
+from gsmc_core.outputs import (
+    OutputError,
+    commit,
+    free_space_problem,
+    partial_path,
+    refuse_folder_of_inputs,
+    refuse_overwriting_inputs,
+    same_file,
+)
+from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
 
 BENCH_WARMUP = 5
 

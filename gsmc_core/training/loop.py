@@ -30,10 +30,13 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
-from gsmc_core.data.noise import given_labels, write_label_table
-from gsmc_core.data.preload import MemoryLoader, preload_split
-from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import (
+from gsmc_core.devices import resolve_device, use_bf16
+from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
+from gsmc_core.training.config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
+from gsmc_core.training.data.noise import given_labels, write_label_table
+from gsmc_core.training.data.preload import MemoryLoader, preload_split
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import (
     Batch,
     DataError,
     EpochSampler,
@@ -43,16 +46,13 @@ from gsmc_core.data.samples import (
     collate_skipping,
     load_image,
 )
-from gsmc_core.data.transforms import eval_transform
-from gsmc_core.devices import resolve_device, use_bf16
-from gsmc_core.distributed import Distributed, rng_state, set_rng_state, weights_digest
-from gsmc_core.evaluate import classification_metrics, predict_loader
-from gsmc_core.methods import CrossEntropy, make_method
-from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
-from gsmc_core.run_folder import METRIC_COLUMNS, RunFolder
-from gsmc_core.run_lock import RunFolderBusy, RunLock
-from gsmc_core.train_config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
-from gsmc_core.train_events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
+from gsmc_core.training.data.transforms import eval_transform
+from gsmc_core.training.distributed import Distributed, rng_state, set_rng_state, weights_digest
+from gsmc_core.training.evaluate import classification_metrics, predict_loader
+from gsmc_core.training.events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
+from gsmc_core.training.methods import CrossEntropy, make_method
+from gsmc_core.training.run_folder import METRIC_COLUMNS, RunFolder
+from gsmc_core.training.run_lock import RunFolderBusy, RunLock
 
 
 def train_one_epoch(

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gsmc_core.data.samples import DataError, Sample, Split
 from gsmc_core.labels import (
     AFFECTNET_LABELS,
     FER2013_LABELS,
@@ -20,6 +19,7 @@ from gsmc_core.labels import (
     RAFDB_LABELS,
     class_list,
 )
+from gsmc_core.training.data.samples import DataError, Sample, Split
 
 DATASETS = ("ferplus", "rafdb", "fer2013", "affectnet", "folder")
 SPLITS = ("train", "val", "test")

@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from gsmc_core.faces import Face
-from gsmc_core.predictor import Prediction
-from gsmc_core.tracking import iou
+from gsmc_core.frames.detection import Face
+from gsmc_core.frames.predictor import Prediction
+from gsmc_core.frames.tracking import iou
 
 THUMBNAIL = 16
 

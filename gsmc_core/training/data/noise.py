@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from gsmc_core.atomic import write_atomic
-from gsmc_core.data.readers import read_rafdb_labels
-from gsmc_core.data.samples import DataError, Split
 from gsmc_core.errors import UsageError
 from gsmc_core.labels import RAFDB_LABELS
+from gsmc_core.training.data.readers import read_rafdb_labels
+from gsmc_core.training.data.samples import DataError, Split
 
 
 def inject_symmetric_noise(labels: list[int], num_classes: int, rate: float,

@@ -21,14 +21,14 @@ from torch.utils.data import DataLoader
 
 from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint
-from gsmc_core.data.noise import given_labels
-from gsmc_core.data.readers import read_split
-from gsmc_core.data.samples import ExpressionDataset, Split, collate_skipping
-from gsmc_core.data.transforms import eval_transform
 from gsmc_core.devices import resolve_device
 from gsmc_core.errors import UsageError
-from gsmc_core.evaluate import predict_loader
-from gsmc_core.label_issues import precision_recall, rank_suspects
+from gsmc_core.review.label_issues import precision_recall, rank_suspects
+from gsmc_core.training.data.noise import given_labels
+from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import ExpressionDataset, Split, collate_skipping
+from gsmc_core.training.data.transforms import eval_transform
+from gsmc_core.training.evaluate import predict_loader
 
 
 @dataclass

@@ -20,10 +20,7 @@ import numpy.typing as npt
 import onnx
 
 from gsmc_core.checkpoint import Checkpoint
-from gsmc_core.data.preload import MemoryLoader, preload_split
-from gsmc_core.data.readers import read_split
-from gsmc_core.errors import UsageError
-from gsmc_core.onnx_export import (
+from gsmc_core.frames.onnx_export import (
     INPUT_NAME,
     META_KEY,
     SOURCE_KEY,
@@ -35,7 +32,6 @@ from gsmc_core.resources import asset_path
 
 PRECISIONS = ("auto", "fp32", "int8")
 PRECISION_KEY = "gsmc_precision"
-CALIBRATION_FACES = 320  # validation faces whose activations set the int8 ranges
 SHIPPED_INT8 = asset_path("models", "gsmc_default.int8.onnx")
 
 
@@ -69,22 +65,11 @@ def int8_graph(ckpt: Checkpoint) -> Path | None:
     return None
 
 
-def calibration_faces(ckpt: Checkpoint, dataset: str, data_root: str | os.PathLike,
-                      faces: int = CALIBRATION_FACES) -> list[npt.NDArray[np.float32]]:
-    """Batches of ``faces`` validation faces of ``dataset``, preprocessed as the model sees them
-    (the same random subset for the same dataset)."""
-    split = read_split(dataset, data_root, "val", len(ckpt.meta.classes)).subset(faces, 0)
-    loader = MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 32)
-    batches = [batch.images.numpy() for batch in loader]
-    if not batches:
-        raise UsageError(f"{data_root}: no readable {dataset} validation faces to calibrate on")
-    return batches
-
-
 def quantize_int8(ckpt: Checkpoint, calibration: list[npt.NDArray[np.float32]],
                   out: str | os.PathLike | None = None) -> Path:
     """Write ``ckpt``'s int8 graph to ``out`` (default: the cache, where predictors find it),
-    calibrated on ``calibration`` batches; the file appears complete or not at all."""
+    calibrated on ``calibration`` batches (``training.data.preload.calibration_faces`` gives a
+    dataset's); the file appears complete or not at all."""
     # imported here, not with the module: inference never needs it, and in a PyInstaller bundle
     # it cannot be imported (onnxruntime.transformers puts its own folder on sys.path)
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static

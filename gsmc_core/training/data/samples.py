@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from gsmc_core.errors import GsmcError
-from gsmc_core.sources import SourceError, read_image
+from gsmc_core.frames.sources import SourceError, read_image
 
 
 class DataError(GsmcError, ValueError):

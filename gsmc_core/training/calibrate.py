@@ -25,11 +25,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from gsmc_core.checkpoint import Checkpoint
-from gsmc_core.data.batch_augment import normalize, to_float
-from gsmc_core.data.preload import preload_split
-from gsmc_core.data.samples import DataError, ExpressionDataset, Split, collate_skipping
-from gsmc_core.data.transforms import eval_transform
-from gsmc_core.evaluate import classification_metrics, predict_loader
+from gsmc_core.training.data.batch_augment import normalize, to_float
+from gsmc_core.training.data.preload import preload_split
+from gsmc_core.training.data.samples import DataError, ExpressionDataset, Split, collate_skipping
+from gsmc_core.training.data.transforms import eval_transform
+from gsmc_core.training.evaluate import classification_metrics, predict_loader
 
 TAUS = tuple(round(float(t), 2) for t in np.arange(0.0, 2.01, 0.05))
 

@@ -14,12 +14,19 @@ import numpy as np
 import numpy.typing as npt
 
 from gsmc_core.checkpoint import FaceCrop
-from gsmc_core.faces import CombinedDetector, Face, FaceDetector, WholeImage, crop_face, heatmap_in_box
-from gsmc_core.predictor import Prediction, Predictor
-from gsmc_core.render import RenderOptions, draw_frame, scale_cam
-from gsmc_core.results import FaceResult, FrameResult
-from gsmc_core.still_faces import StillFaces
-from gsmc_core.tracking import FaceTracker, ProbabilitySmoother
+from gsmc_core.frames.detection import (
+    CombinedDetector,
+    Face,
+    FaceDetector,
+    WholeImage,
+    crop_face,
+    heatmap_in_box,
+)
+from gsmc_core.frames.predictor import Prediction, Predictor
+from gsmc_core.frames.render import RenderOptions, draw_frame, scale_cam
+from gsmc_core.frames.results import FaceResult, FrameResult
+from gsmc_core.frames.still_faces import StillFaces
+from gsmc_core.frames.tracking import FaceTracker, ProbabilitySmoother
 
 
 @dataclass(frozen=True)
