@@ -6,7 +6,7 @@ import cv2
 import pytest
 from conftest import shared_path
 
-from gsmc_core.cli import faces as cli_faces
+from gsmc_core.cli import frames as cli_frames
 from gsmc_core.cli import main
 from gsmc_core.frames.bench import synthetic_frames
 from gsmc_core.labels import CANONICAL_CLASSES
@@ -64,7 +64,7 @@ def test_predict_text_output(capsys, random_checkpoint):
 
 
 def test_missing_default_model_is_explained(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli_faces, "DEFAULT_CHECKPOINT", tmp_path / "gsmc_default.pt")
+    monkeypatch.setattr(cli_frames, "DEFAULT_CHECKPOINT", tmp_path / "gsmc_default.pt")
     code = main(["predict", str(shared_path("images", "astronaut.png"))])
     err = capsys.readouterr().err
     assert code == 2
