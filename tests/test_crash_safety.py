@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from gsmc_core.frames.recording import Recorder
 from gsmc_core.frames.results import FrameResult
-from gsmc_desktop.live.recording import Recorder
 
 CLASSES = ("neutral", "happiness")
 
@@ -24,7 +24,8 @@ def _result() -> FrameResult:
 
 def test_recorder_flushes_the_csv_every_second(tmp_path, monkeypatch):
     # one row per frame (a frame without faces has none): what matters is when rows reach the disk
-    monkeypatch.setattr("gsmc_desktop.live.recording.csv_rows", lambda i, t, result: iter([[i, f"{t:.3f}"]]))
+    monkeypatch.setattr("gsmc_core.frames.recording.stream_rows",
+                        lambda i, t, result: iter([[i, f"{t:.3f}"]]))
     recorder = Recorder(tmp_path / "faces.csv", CLASSES)
     try:
         recorder.write(0, 0.0, _result(), None)
@@ -42,7 +43,7 @@ def test_video_is_matroska_and_playable_after_kill(tmp_path):
         import os, numpy as np
         from pathlib import Path
         from gsmc_core.frames.results import FrameResult
-        from gsmc_desktop.live.recording import Recorder
+        from gsmc_core.frames.recording import Recorder
         video = Path({str(tmp_path / "faces.mp4")!r})  # asked as .mp4: written as .mkv
         r = Recorder(Path({str(csv_path)!r}), ("neutral", "happiness"), video, 30)
         print(r.video_path, flush=True)

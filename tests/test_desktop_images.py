@@ -144,7 +144,8 @@ def test_export_results_and_save_cams(qtbot, tab, tmp_path):
     assert float(rows[0]["p_happiness"]) == pytest.approx(face.probabilities[1], abs=1e-5)
     assert "cannot be decoded" in rows[1]["error"]
     assert tab.export_results(tmp_path / "r.json") == 1
-    assert json.loads((tmp_path / "r.json").read_text())[0]["face"] == 1
+    entry = json.loads((tmp_path / "r.json").read_text())[0]  # the entries of `gsmc predict --json`
+    assert entry["faces"][0]["id"] == 1 and entry["model"] == "random.pt"
     tab.image_list.setCurrentRow(0)
     photo = shared_path("images", "astronaut.png")
     for save in (tab.export_results, tab.save_annotated):  # never over a file the tab reads

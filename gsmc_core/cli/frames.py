@@ -1,7 +1,6 @@
 """`gsmc predict | video | bench`: the frame pipeline from the command line."""
 
 import argparse
-import csv
 import errno
 import json
 import os
@@ -26,10 +25,11 @@ from gsmc_core.frames.detection import (
     WholeImage,
     make_live_detector,
 )
-from gsmc_core.frames.face_csv import csv_header, csv_rows
+from gsmc_core.frames.face_table import ImageFaces, image_entry, write_image_table
 from gsmc_core.frames.pipeline import FramePipeline
 from gsmc_core.frames.predictor import BACKENDS, DEFAULT_THREADS, Predictor
 from gsmc_core.frames.quantize import PRECISIONS
+from gsmc_core.frames.recording import Recorder
 from gsmc_core.frames.render import RenderOptions
 from gsmc_core.frames.results import FrameResult
 from gsmc_core.frames.sources import (
@@ -99,27 +99,12 @@ def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[st
                         "soon as another program keeps a core busy, see docs/performance.md)")
 
 
-def _faces_json(result: FrameResult) -> list[dict]:
-    return [
-        {
-            "box": list(f.box),
-            "score": round(f.score, 4),
-            "expression": f.label,
-            "probabilities": {c: round(float(p), 5) for c, p in zip(result.classes, f.smoothed, strict=True)},
-        }
-        for f in result.faces
-    ]
-
-
 def _expand_paths(paths: list[str]) -> Iterator[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             yield from image_files(p)
         else:
             yield p  # a missing or bad file becomes an error entry
-
-
-PREDICT_CSV_COLUMNS = ("image", "face", "x", "y", "w", "h", "score", "expression")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -140,24 +125,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _require_writable_folder(cam_dir, "--cam-dir")
     render = RenderOptions() if cam_dir is not None else None
     tiles = args.tiles if args.tiles == "auto" else int(args.tiles)
-    entries = []
+    items: list[ImageFaces] = []
     written: set[str] = set()
+    model = Path(args.checkpoint).name if args.checkpoint else DEFAULT_CHECKPOINT.name
     detector = WholeImage() if args.no_detect else FaceDetector(args.detector, args.min_score, tiles=tiles)
     with detector:
         pipeline = FramePipeline(predictor, detector, cam_class=args.cam_class)
         for path in images:
-            entry: dict = {"image": str(path), "faces": [], "error": None}
-            entries.append(entry)
             try:
                 image = read_image(path)
             except (OSError, SourceError) as exc:
-                entry["error"] = str(exc)
+                items.append(ImageFaces(str(path), None, model, str(exc)))
                 if not args.json:
                     print(f"{path}: error: {exc}", file=sys.stderr)
                 continue
             pipeline.reset(restart_ids=True)  # stills are unrelated: faces numbered from 1
             result = pipeline.process(image, render=render)
-            entry["faces"] = _faces_json(result)
+            items.append(ImageFaces(str(path), result, model))
             if cam_dir is not None and result.annotated is not None:
                 name = _unique_name(path.stem, written)
                 target = cam_dir / f"{name}.png"
@@ -170,38 +154,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if not args.json:
                 _print_faces(path, result)
     if args.json:
-        print(json.dumps(entries, indent=2))
+        print(json.dumps([image_entry(item) for item in items], indent=2))
     if args.csv:
-        _write_predict_csv(Path(args.csv), entries, predictor.classes)
+        _write_predict_csv(Path(args.csv), items)
         print(f"wrote {args.csv}", file=sys.stderr)
-    return 1 if any(e["error"] for e in entries) else 0
+    return 1 if any(item.error for item in items) else 0
 
 
-def _write_predict_csv(path: Path, entries: list[dict], classes: tuple[str, ...]) -> None:
-    """One row per face (an image without faces: one row with an empty face; an unreadable image
-    is left out, its error went to the terminal), written beside ``path`` and renamed."""
-    partial = partial_path(path)
+def _write_predict_csv(path: Path, items: list[ImageFaces]) -> None:
+    """The image table (``face_table``), written whole or not at all."""
     try:
-        _write_predict_rows(partial, entries, classes)
+        write_image_table(path, items)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise OutputError(exc.errno, f"{path}: could not be written ({exc.strerror or exc}); "
-                          "nothing was replaced") from exc
-    commit(partial, path)
-
-
-def _write_predict_rows(partial: Path, entries: list[dict], classes: tuple[str, ...]) -> None:
-    with open(partial, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow([*PREDICT_CSV_COLUMNS, *(f"p_{c}" for c in classes)])
-        for entry in entries:
-            if entry["error"]:
-                continue
-            if not entry["faces"]:
-                writer.writerow([entry["image"], *[""] * (len(PREDICT_CSV_COLUMNS) - 1 + len(classes))])
-            for k, face in enumerate(entry["faces"], start=1):
-                writer.writerow([entry["image"], k, *face["box"], face["score"], face["expression"],
-                                 *(face["probabilities"][c] for c in classes)])
+        raise OutputError(exc.errno, f"{path}: could not be written ({exc.strerror or exc}"
+                          f"{free_space_problem(path)}); nothing was replaced") from exc
 
 
 def _require_writable_folder(folder: Path, option: str) -> None:
@@ -294,13 +260,13 @@ def cmd_video(args: argparse.Namespace) -> int:
     thin = args.every if isinstance(source, CameraSource) else 1
     render = RenderOptions() if args.out else None
     # both outputs are written under temporary names beside their targets and renamed only when
-    # whole, so a failed run (a full disk, a crash) leaves existing files as they were
+    # whole, so a failed run (a full disk, a crash) leaves existing files as they were; the table
+    # is flushed every second, so a killed run leaves its rows so far in the .partial file (and,
+    # with --out NAME.mkv, a playable video), as the app's recordings do
     video_tmp = partial_path(args.out) if args.out else None
     csv_tmp = partial_path(args.csv) if args.csv else None
-    writer: cv2.VideoWriter | None = None
-    written = 0
-    csv_file = open(csv_tmp, "w", newline="", encoding="utf-8") if csv_tmp else None
-    rows = csv.writer(csv_file) if csv_file else None
+    recorder = Recorder(csv_tmp, predictor.classes, video_tmp, (source.fps or 30.0) / args.every,
+                        matroska=False)
     finished = False
     total = -(-source.frame_count // args.every) if source.frame_count else None
     progress = _Progress(total)
@@ -309,8 +275,6 @@ def cmd_video(args: argparse.Namespace) -> int:
     stop = threading.Event()
     previous_handlers = _finish_on_termination(stop)
     try:
-        if rows is not None:
-            rows.writerow(csv_header(predictor.classes))
         with make_live_detector(args.detector, args.min_score) as detector:
             pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds",
                                      reuse=args.reuse)
@@ -320,17 +284,7 @@ def cmd_video(args: argparse.Namespace) -> int:
                 if k % thin:
                     continue
                 result = pipeline.process(frame.image, frame.timestamp, render=render)
-                if video_tmp is not None and result.annotated is not None:
-                    if writer is None:
-                        size = result.size
-                        writer = _open_writer(video_tmp, args.out, source, args.every, size)
-                    image = result.annotated
-                    if result.size != size:  # a frame of another size (image folders): fitted
-                        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-                    writer.write(image)
-                    written += 1
-                if rows is not None:
-                    rows.writerows(csv_rows(frame.index, frame.timestamp, result))
+                recorder.write(frame.index, frame.timestamp, result, result.annotated)
                 done += 1
                 faces += len(result.faces)
                 progress.update(done)
@@ -338,6 +292,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         interrupted = finished = True  # Ctrl-C: stop reading, but finish the files below
     except OSError as exc:
+        if video_tmp is not None and exc.filename == str(video_tmp):
+            raise UsageError(f"{args.out}: {exc.strerror}") from exc
         if exc.errno == errno.ENOSPC:  # the CSV is the file written here as frames come
             raise OutputError(errno.ENOSPC, f"{args.csv}: the disk is full; nothing was "
                               "replaced") from exc
@@ -346,13 +302,10 @@ def cmd_video(args: argparse.Namespace) -> int:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
         source.close()
-        if writer is not None:
-            writer.release()
-        if csv_file is not None:
-            try:
-                csv_file.close()
-            except OSError:
-                finished = False
+        try:
+            recorder.close()
+        except OSError:
+            finished = False
         if not finished or done == 0:
             for tmp in (video_tmp, csv_tmp):
                 if tmp is not None:
@@ -364,7 +317,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     if csv_tmp is not None:
         commit(csv_tmp, args.csv)
     if video_tmp is not None:
-        _check_video(video_tmp, args.out, written)
+        _check_video(video_tmp, args.out, recorder.video_frames)
         commit(video_tmp, args.out)
     outputs = ", ".join(f"wrote {p}" for p in (args.out, args.csv) if p)
     stopped = "stopped (Ctrl-C or a termination signal); kept the first " if interrupted else ""
@@ -390,15 +343,6 @@ def _finish_on_termination(stop: threading.Event) -> dict:
     names = ("SIGINT", "SIGTERM", "SIGHUP")
     return {s: signal.signal(s, finish) for s in (getattr(signal, n, None) for n in names)
             if s is not None}
-
-
-def _open_writer(path: Path, target: str, source: FrameSource, every: int,
-                 size: tuple[int, int]) -> cv2.VideoWriter:
-    fps = (source.fps or 30.0) / every
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    if not writer.isOpened():
-        raise UsageError(f"{target}: cannot write a video here (folder missing or format unsupported)")
-    return writer
 
 
 def _check_video(path: Path, target: str, frames: int) -> None:
@@ -516,7 +460,8 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "video and/or a CSV with one row per face per frame. Ctrl-C stops cleanly.",
     )
     p.add_argument("input", help="video file, image folder, or camera index (0, 1, ...)")
-    p.add_argument("--out", help="annotated video to write (.mp4)")
+    p.add_argument("--out", help="annotated video to write (.mp4; .mkv survives a crash: a killed run "
+                   "leaves a playable .NAME.partial.mkv)")
     p.add_argument("--csv", help="CSV to write: frame,time_s,face_id,x,y,w,h,score,expression,p_<class>...")
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
     p.add_argument("--half-life", type=float, default=None, metavar="SECONDS",

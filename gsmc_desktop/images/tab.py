@@ -1,7 +1,5 @@
 """The Images tab: open or drop images, see their faces, probabilities and a CAM per class."""
 
-import csv
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gsmc_core.atomic import write_atomic, write_text_atomic
+from gsmc_core.frames.face_table import ImageFaces, write_image_table
 from gsmc_core.frames.render import RenderOptions, draw_frame
 from gsmc_core.frames.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
 from gsmc_core.outputs import refuse_overwriting_inputs, write_image
@@ -445,39 +443,16 @@ class ImagesTab(QWidget):
         self.status_message.emit(f"Saved {path}")
 
     def export_results(self, path: Path) -> int:
-        """Write every analysed image's faces to ``path`` (.json, else CSV); returns the number
-        of faces written. Images that could not be read are listed with their error."""
-        rows = []
-        for entry in sorted(self.results):
-            image = self.results[entry]
-            if image.result is None:
-                rows.append({"image": str(image.path), "error": image.error})
-                continue
-            if not image.result.faces:  # an image without a face is a result too
-                rows.append({"image": str(image.path), "model": image.model.name if image.model else "",
-                             "face": ""})
-            for face in image.result.faces:
-                rows.append({
-                    "image": str(image.path), "model": image.model.name if image.model else "",
-                    "face": face.id, "x": face.box[0], "y": face.box[1], "w": face.box[2],
-                    "h": face.box[3], "score": round(face.score, 4), "expression": face.label,
-                    **{f"p_{c}": round(float(p), 5)
-                       for c, p in zip(image.result.classes, face.probabilities, strict=True)},
-                })
-        faces = sum(1 for r in rows if "face" in r)
+        """Write every analysed image's faces to ``path`` (.json, else CSV; the columns of
+        ``face_table``, as `gsmc predict` writes); returns the number of faces written. Images
+        that could not be read are listed with their error."""
+        items = [
+            ImageFaces(str(image.path), image.result, image.model.name if image.model else "", image.error)
+            for image in (self.results[entry] for entry in sorted(self.results))
+        ]
         refuse_overwriting_inputs({"The export": path}, self._inputs())
-        if path.suffix.lower() == ".json":
-            write_text_atomic(path, json.dumps(rows, indent=1))
-            return faces
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-
-        def write(f) -> None:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-
-        write_atomic(path, write)
-        return faces
+        write_image_table(path, items)
+        return sum(item.faces for item in items)
 
     def save_cams(self, folder: Path) -> list[Path]:
         """The selected face's CAM tiles (one per class) as PNGs in ``folder``."""

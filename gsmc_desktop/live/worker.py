@@ -27,10 +27,10 @@ from gsmc_core.frames.detection import (
 )
 from gsmc_core.frames.pipeline import FramePipeline
 from gsmc_core.frames.predictor import ready_without_export
+from gsmc_core.frames.recording import Recorder
 from gsmc_core.frames.render import RenderOptions
 from gsmc_core.frames.results import FrameResult
 from gsmc_core.frames.sources import CameraEvent, CameraSource, Frame, FrameSource, VideoFileSource
-from gsmc_desktop.live.recording import Recorder
 from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.threads import Worker
 
@@ -436,7 +436,8 @@ class LiveWorker(Worker):
             try:
                 state.recorder.write(frame.index, frame.timestamp, result, result.annotated)
             except OSError as exc:
-                self.recording.emit(f"Recording stopped: {state.recorder.video_path}: {exc}")
+                where = exc.filename or state.recorder.csv_path
+                self.recording.emit(f"Recording stopped: {where}: {exc.strerror or exc}")
                 state.recorder.close()
                 state.recorder = None
         rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
