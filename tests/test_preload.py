@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gsmc_core.checkpoint import ModelMeta
+from gsmc_core.errors import UsageError
 from gsmc_core.labels import class_list
 from gsmc_core.model import GSMCNet
 from gsmc_core.training.config import TrainConfig
@@ -142,3 +143,42 @@ def test_preloaded_soft_label_bf16_run_learns_and_resumes_identically(ferplus_ro
     assert resumed.history[-1]["val_acc"] == full.history[-1]["val_acc"]
     with pytest.raises(ValueError, match="soft labels .* label noise"):
         TrainConfig(**common, noise_rate=0.3, out=str(tmp_path / "x")).resolved()
+
+
+def test_robust_augmentation_brings_each_shift(ferplus_40, monkeypatch):
+    """Each part of the robust recipe, forced on alone, does what it says; the whole is
+    reproducible from its generator and needs preload."""
+    import gsmc_core.training.data.batch_augment as aug
+
+    data = preload_split(ferplus_40, META)
+    x = aug.robust_augment(data.images, META, torch.Generator().manual_seed(3))
+    assert x.shape == (40, 3, 32, 32) and torch.isfinite(x).all()
+    assert torch.equal(x, aug.robust_augment(data.images, META, torch.Generator().manual_seed(3)))
+    with pytest.raises(UsageError, match="robust augmentation works on preloaded batches"):
+        TrainConfig(data_root="x", augment="robust").resolved()
+
+    # JPEG alone (p 1): the images change, by what quality 20-70 does to 32 px faces
+    monkeypatch.setattr(aug, "ROBUST_JPEG_P", 1.0)
+    jpeg = aug._jpeg(data.images, torch.Generator().manual_seed(0))
+    change = (jpeg.float() - data.images.float()).abs().mean()
+    assert 1.0 < change < 12.0
+    # blur alone (p 1, each image by its own amount): less fine detail in every image
+    monkeypatch.setattr(aug, "ROBUST_BLUR_P", 1.0)
+    raw = to_float(data.images)
+    blurred = aug._blur(raw, torch.Generator().manual_seed(0))
+    ratio = ((blurred[..., 1:] - blurred[..., :-1]).abs().mean((1, 2, 3))
+             / (raw[..., 1:] - raw[..., :-1]).abs().mean((1, 2, 3)))
+    assert (ratio < 1).all() and ratio.min() < 0.7 and ratio.mean() < 0.9
+    full = aug._gaussian_matrix(32, 0.8) @ raw[0, 0] @ aug._gaussian_matrix(32, 0.8).T  # as OpenCV blurs
+    reference = cv2.GaussianBlur(raw[0, 0].numpy(), (0, 0), 0.8, borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_allclose(full.numpy(), reference, atol=2e-3)
+    # half the face hidden (p 1, no JPEG/gamma/blur/erasing): 13 of 32 rows grey, top or bottom
+    for name in ("ROBUST_JPEG_P", "ROBUST_GAMMA_P", "ROBUST_BLUR_P"):
+        monkeypatch.setattr(aug, name, 0.0)
+    monkeypatch.setattr(aug, "ROBUST_HIDE_P", 1.0)
+    monkeypatch.setattr(aug, "random_erase", lambda t, gen: t)
+    hidden = aug.robust_augment(data.images, META, torch.Generator().manual_seed(0))
+    grey = normalize(torch.full((1, 3, 1, 1), 0.5), META)
+    top = torch.isclose(hidden[:, :, :13], grey.expand(40, 3, 13, 32), atol=1e-5).flatten(1).all(1)
+    bottom = torch.isclose(hidden[:, :, -13:], grey.expand(40, 3, 13, 32), atol=1e-5).flatten(1).all(1)
+    assert (top ^ bottom).all() and 5 < int(top.sum()) < 35

@@ -33,9 +33,10 @@ SCHEDULERS = ("step", "exp", "cosine")
 # The Training tab's schedule for each method: a cosine over the run for GSMC and CE (the
 # published StepLR(10) leaves a run longer than 30 epochs at 1e-6 and under), EAC's own.
 RECOMMENDED_SCHEDULER = {"gsmc": "cosine", "ce": "cosine", "eac": "exp"}
-# GSMC/CE training augmentation: the published one, or the webcam one of the shipped model's
-# stages 2-3 (batched only, so it needs preload). EAC always uses its own published one.
-AUGMENTS = ("published", "webcam")
+# GSMC/CE training augmentation: the published one, the webcam one of the shipped model's
+# stages 2-3, or that widened to the robustness shifts (both batched only, so they need
+# preload). EAC always uses its own published one.
+AUGMENTS = ("published", "webcam", "robust")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 class TrainingError(GsmcError, RuntimeError):
@@ -171,8 +172,9 @@ class TrainConfig:
                             "there (fast on small CPUs; FERPlus at 64 px takes 350 MB)")
     soft_labels: bool = setting(False, "train on the annotators' vote shares (FERPlus) instead of "
                                 "one label")
-    augment: str = setting("published", "published, or webcam (always-on rotation/zoom/shift/light; "
-                           "needs preload)", choices=AUGMENTS)
+    augment: str = setting("published", "published; webcam (always-on rotation/zoom/shift/light); or "
+                           "robust (webcam + JPEG, gamma, blur, wider zoom, half the face hidden); "
+                           "webcam and robust need preload", choices=AUGMENTS)
     out: str = setting("runs/run", "run folder (config, metrics, last.pt, best.pt)")
     resume: bool = setting(False, "continue the run in the run folder")
     limit_train: int | None = setting(None, "train on this many images only", (1, INF, True),
@@ -215,8 +217,8 @@ class TrainConfig:
                              "other: the votes would contradict the noisy labels")
         if cfg.augment not in AUGMENTS:
             raise UsageError(f"unknown augmentation {cfg.augment!r}; choose one of {', '.join(AUGMENTS)}")
-        if cfg.augment == "webcam" and not cfg.preload:
-            raise UsageError("the webcam augmentation works on preloaded batches: add preload "
+        if cfg.augment != "published" and not cfg.preload:
+            raise UsageError(f"the {cfg.augment} augmentation works on preloaded batches: add preload "
                              "(--preload), or use the published augmentation")
         if cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds:
             raise UsageError(f"fold must be 0 to {cfg.folds - 1}, got {cfg.fold}")

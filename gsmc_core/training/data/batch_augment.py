@@ -8,6 +8,7 @@ a ``torch.Generator`` the trainer seeds per batch (so a resumed run sees the sam
 
 import math
 
+import cv2
 import torch
 import torch.nn.functional as F
 
@@ -29,6 +30,17 @@ ERASE_P = 0.5
 ERASE_AREA = (0.02, 0.25)
 ERASE_RATIO = (0.3, 3.3)
 EAC_NOISE_STD = 30.0 ** 0.5 / 255  # EAC's Gaussian pixel noise (variance 30 on 0-255 pixels)
+# The robust recipe (issue 28): the webcam one widened to the shifts `gsmc eval --shifts`
+# measures — looser and tighter crops, gamma, blur, JPEG, the lower or upper face hidden.
+ROBUST_SCALE = 0.15  # zoom 0.85-1.15: crops 15 % tighter or looser
+ROBUST_GAMMA = (0.6, 1.6)
+ROBUST_GAMMA_P = 0.5
+ROBUST_BLUR_P = 0.3
+ROBUST_BLUR_SIGMA_AT_48 = 1.2  # the strongest blur, in pixels of a 48 px face
+ROBUST_JPEG_P = 0.3
+ROBUST_JPEG_QUALITY = (20, 70)
+ROBUST_HIDE_P = 0.15  # the lower or the upper 40 % of the face set to mid grey
+ROBUST_HIDE = 0.4
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
@@ -94,14 +106,18 @@ def webcam_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) 
     """The webcam training view of the shipped model's stages 2-3 (not the published recipe):
     brightness and contrast, a random mirror, always-on rotation (±15°), zoom and shift (zero
     padding), normalisation and random erasing. Returns N x 3 x S x S."""
-    x = to_float(images)
+    return random_erase(normalize(_webcam_view(to_float(images), gen, SCALE), meta), gen)
+
+
+def _webcam_view(x: torch.Tensor, gen: torch.Generator, zoom: float) -> torch.Tensor:
+    """Brightness and contrast, a mirror, rotation, zoom (1 ± ``zoom``) and shift, on 0-1 pixels."""
     n = len(x)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     contrast = _uniform(n, 1 - CONTRAST, 1 + CONTRAST, gen).view(n, 1, 1, 1)
     brightness = _uniform(n, -BRIGHTNESS, BRIGHTNESS, gen).view(n, 1, 1, 1)
     x = ((x - mean) * contrast + mean + brightness).clamp_(0, 1)
     angle = _uniform(n, -ROTATION_DEG, ROTATION_DEG, gen) * math.pi / 180
-    scale = _uniform(n, 1 - SCALE, 1 + SCALE, gen)
+    scale = _uniform(n, 1 - zoom, 1 + zoom, gen)
     mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([
@@ -109,7 +125,65 @@ def webcam_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) 
         torch.stack([sin * mirror, cos, _uniform(n, -2 * SHIFT, 2 * SHIFT, gen)], dim=1),
     ], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _jpeg(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random ``ROBUST_JPEG_P`` of the uint8 images encoded and decoded as JPEG at a quality
+    drawn from ``ROBUST_JPEG_QUALITY`` (a webcam's MJPEG stream)."""
+    n = len(images)
+    chosen = torch.rand(n, generator=gen) < ROBUST_JPEG_P
+    quality = torch.randint(ROBUST_JPEG_QUALITY[0], ROBUST_JPEG_QUALITY[1] + 1, (n,), generator=gen)
+    if not chosen.any():
+        return images
+    out = images.clone()
+    for i in torch.nonzero(chosen).flatten().tolist():
+        ok, data = cv2.imencode(".jpg", images[i].numpy(), [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        if ok:
+            out[i] = torch.from_numpy(cv2.imdecode(data, cv2.IMREAD_COLOR).reshape(images[i].shape))
+    return out
+
+
+def _gaussian_matrix(size: int, sigma: float) -> torch.Tensor:
+    """A size x size matrix that blurs a vector with a Gaussian of ``sigma`` (edges replicated):
+    two matrix products blur a batch much faster than a depthwise convolution on a CPU."""
+    radius = max(1, math.ceil(3 * sigma))
+    offsets = torch.arange(-radius, radius + 1)
+    taps = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    taps = taps / taps.sum()
+    matrix = torch.zeros(size, size)
+    rows = torch.arange(size).view(size, 1)
+    matrix.index_put_((rows.expand(size, len(offsets)), (rows + offsets).clamp(0, size - 1)),
+                      taps.expand(size, len(offsets)), accumulate=True)
+    return matrix
+
+
+def _blur(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random ``ROBUST_BLUR_P`` of the images blurred, each by its own amount: a mix of the
+    image and its Gaussian blur at the strongest sigma (scaled from a 48 px face)."""
+    n, _, h, w = x.shape
+    sigma = ROBUST_BLUR_SIGMA_AT_48 * h / 48
+    blurred = _gaussian_matrix(h, sigma) @ x @ _gaussian_matrix(w, sigma).T
+    amount = (_uniform(n, 0, 1, gen) * (torch.rand(n, generator=gen) < ROBUST_BLUR_P)).view(n, 1, 1, 1)
+    return x + amount * (blurred - x)
+
+
+def robust_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
+    """The webcam view widened to the shifts `gsmc eval --shifts` measures (issue 28): JPEG at
+    quality 20-70 (p 0.3), gamma 0.6-1.6 (p 0.5), the webcam view with zoom 0.85-1.15, blur of up
+    to sigma 1.2 px on a 48 px face (p 0.3), the lower or the upper 40 % of the face set to grey
+    (p 0.15), normalisation and random erasing. Not the published recipe. Returns N x 3 x S x S."""
+    x = to_float(_jpeg(images, gen))
+    n, _, h, _ = x.shape
+    gamma = torch.where(torch.rand(n, generator=gen) < ROBUST_GAMMA_P,
+                        _uniform(n, *ROBUST_GAMMA, gen), torch.ones(n)).view(n, 1, 1, 1)
+    x = x.clamp(0, 1) ** gamma
+    x = _blur(_webcam_view(x, gen, ROBUST_SCALE), gen)
+    hide = torch.rand(n, generator=gen) < ROBUST_HIDE_P
+    lower = torch.rand(n, generator=gen) < 0.5
+    rows = torch.arange(h).view(1, h)
+    band = torch.where(lower.view(n, 1), rows >= round(h * (1 - ROBUST_HIDE)), rows < round(h * ROBUST_HIDE))
+    x = x.masked_fill((band & hide.view(n, 1)).view(n, 1, h, 1), 0.5)
     return random_erase(normalize(x, meta), gen)
 
 
@@ -127,4 +201,4 @@ def eac_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> 
     return torch.stack(views, dim=1)
 
 
-BATCH_AUGMENTS = {"published": published_augment, "webcam": webcam_augment}
+BATCH_AUGMENTS = {"published": published_augment, "webcam": webcam_augment, "robust": robust_augment}
