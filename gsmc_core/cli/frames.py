@@ -43,6 +43,7 @@ from gsmc_core.frames.sources import (
     open_source,
     read_image,
 )
+from gsmc_core.frames.stream import play
 from gsmc_core.frames.workloads import busy_core, clip_frames, read_clip
 from gsmc_core.outputs import (
     OutputError,
@@ -278,11 +279,12 @@ def cmd_video(args: argparse.Namespace) -> int:
         with make_live_detector(args.detector, args.min_score) as detector:
             pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds",
                                      reuse=args.reuse)
-            for k, frame in enumerate(source):
+            for k, cue in enumerate(play(source)):  # the Live tab's loop, without its controls
                 if stop.is_set():  # between two frames: the files hold whole frames only
                     raise KeyboardInterrupt
                 if k % thin:
                     continue
+                frame = cue.frame
                 result = pipeline.process(frame.image, frame.timestamp, render=render)
                 recorder.write(frame.index, frame.timestamp, result, result.annotated)
                 done += 1

@@ -7,7 +7,8 @@ and the probabilities it follows (the smoothed ones; for still images they are t
 own). Image tables add ``model`` (which checkpoint) and ``error`` (why an image has no result).
 An image without a face is one row with the face columns empty. JSON holds one entry per image:
 ``{"image", "model", "faces": [{"id", "box", "score", "expression", "probabilities"}], "error"}``.
-Scores are rounded to 4 decimals, probabilities to 5, times to milliseconds.
+CSV writes scores with 4 decimals, probabilities with 5 and times in milliseconds (``0.100``);
+JSON the same values rounded.
 """
 
 import csv
@@ -30,7 +31,8 @@ def probability_columns(classes: Sequence[str]) -> list[str]:
 
 
 def _face_values(face: FaceResult) -> list:
-    return [*face.box, round(face.score, 4), face.label, *(round(float(p), 5) for p in face.smoothed)]
+    """The face columns as CSV writes them: fixed decimals (4 for the score, 5 for probabilities)."""
+    return [*face.box, f"{face.score:.4f}", face.label, *(f"{p:.5f}" for p in face.smoothed)]
 
 
 def stream_header(classes: Sequence[str]) -> list[str]:
@@ -40,7 +42,7 @@ def stream_header(classes: Sequence[str]) -> list[str]:
 def stream_rows(frame_index: int, timestamp: float, result: FrameResult) -> Iterator[list]:
     """One row per face of a frame (a frame without faces has none)."""
     for face in result.faces:
-        yield [frame_index, round(timestamp, 3), face.id, *_face_values(face)]
+        yield [frame_index, f"{timestamp:.3f}", face.id, *_face_values(face)]
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (
 )
 
 from gsmc_core.frames.detection import DEFAULT_LIVE_DETECTOR
+from gsmc_core.frames.recording import VIDEO_SUFFIX
 from gsmc_core.frames.results import FaceResult
 from gsmc_core.frames.sources import list_cameras
 from gsmc_core.outputs import refuse_overwriting_inputs, write_image
-from gsmc_desktop.live.recording import VIDEO_SUFFIX
 from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
 from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.settings import existing_file, read_setting

@@ -8,7 +8,7 @@ slot: the GUI takes the newest one, older ones are dropped, never queued.
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -31,6 +31,7 @@ from gsmc_core.frames.recording import Recorder
 from gsmc_core.frames.render import RenderOptions
 from gsmc_core.frames.results import FrameResult
 from gsmc_core.frames.sources import CameraEvent, CameraSource, Frame, FrameSource, VideoFileSource
+from gsmc_core.frames.stream import Playback, PlaybackControl, play
 from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.threads import Worker
 
@@ -84,18 +85,6 @@ class LiveOptions:
 
 
 @dataclass(frozen=True)
-class Playback:
-    """How a video file plays: paused, frames to step while paused, a frame to seek to,
-    speed (1 = real time, 0 = as fast as possible), and the last frame shown."""
-
-    paused: bool = False
-    steps: int = 0
-    seek: int | None = None
-    speed: float = 1.0
-    shown: int = 0
-
-
-@dataclass(frozen=True)
 class RecordRequest:
     csv_path: Path
     video_path: Path | None = None
@@ -120,9 +109,8 @@ class LiveFrame:
 
 @dataclass
 class _StreamState:
-    """What one run of ``_stream`` has built from the GUI's settings, and where its playback is."""
+    """What one run of ``_stream`` has built from the GUI's settings."""
 
-    seen_changes: int = -1
     pipeline: FramePipeline | None = None
     model: ModelHandle | None = None
     detector: FaceDetector | CombinedDetector | None = None
@@ -132,9 +120,6 @@ class _StreamState:
     render: RenderOptions = field(default_factory=RenderOptions)
     fps: float = 0.0  # the processing rate, smoothed
     last: float | None = None  # when the previous frame was processed
-    clock: float = field(default_factory=time.monotonic)  # when frame time 0 was (at the speed)
-    pace: tuple[float, int] = (1.0, 0)  # (speed, frame index) ``clock`` was set for
-    shown: Frame | None = None  # the raw frame on screen, made again after a change
 
 
 class LiveWorker(Worker):
@@ -162,54 +147,45 @@ class LiveWorker(Worker):
         self._options = LiveOptions()
         self._model: ModelHandle | None = None
         self._record: RecordRequest | None = None
-        self._changes = 0  # bumped by every setter; the loop re-reads settings when it moves
-        self._playback = Playback()
+        # pause, steps, seek, speed and "settings changed", obeyed by the core's play loop
+        self.control = PlaybackControl(self._stop)
 
     # --- called from the GUI thread -------------------------------------------------------------
 
     def set_options(self, options: LiveOptions) -> None:
         with self._lock:
             self._options = options
-            self._changes += 1
+        self.control.settings_changed()
 
     def set_model(self, model: ModelHandle | None) -> None:
         with self._lock:
             self._model = model
-            self._changes += 1
+        self.control.settings_changed()
 
     def set_recording(self, request: RecordRequest | None) -> None:
         """Start (at the next frame, or when the next run starts) or stop recording."""
         with self._lock:
             self._record = request
-            self._changes += 1
+        self.control.settings_changed()
 
-    # video files only: pause, frame steps, seeking and speed
+    # video files only: pause, frame steps, seeking and speed (``stream.PlaybackControl``)
     def set_paused(self, paused: bool) -> None:
-        with self._lock:
-            self._playback = replace(self._playback, paused=paused, steps=0)
+        self.control.set_paused(paused)
 
     def step(self, frames: int = 1) -> None:
         """While paused: show the next frame (``frames`` > 0) or an earlier one (< 0)."""
-        with self._lock:
-            if frames > 0:
-                self._playback = replace(self._playback, steps=self._playback.steps + frames)
-            else:
-                target = max(0, self._playback.shown + frames)
-                self._playback = replace(self._playback, seek=target, steps=1)
+        self.control.step(frames)
 
     def seek(self, index: int) -> None:
         """Continue at frame ``index`` (shown at once, also while paused)."""
-        with self._lock:
-            self._playback = replace(self._playback, seek=max(0, index), steps=1)
+        self.control.seek(index)
 
     def set_speed(self, speed: float) -> None:
         """Playback speed: 1 = the file's frame rate, 0 = as fast as frames are processed."""
-        with self._lock:
-            self._playback = replace(self._playback, speed=speed)
+        self.control.set_speed(speed)
 
-    def playback(self) -> "Playback":
-        with self._lock:
-            return self._playback
+    def playback(self) -> Playback:
+        return self.control.playback()
 
     # --- slots, run in the worker thread -------------------------------------------------------
 
@@ -217,34 +193,9 @@ class LiveWorker(Worker):
     def scan_cameras(self) -> None:
         self.cameras_found.emit(self._camera_lister())
 
-    def _wait_to_show(self, source: FrameSource, applied_changes: int) -> str:
-        """For a video file: block while paused; "show" when this frame may be shown, "seek"
-        when the file was moved to another frame (this one is dropped), "redraw" when the
-        model or an overlay option changed while paused (the frame on screen is made again),
-        "stop" on a stop."""
-        while True:
-            with self._lock:
-                play = self._playback
-                changed = self._changes != applied_changes
-                if play.seek is not None:
-                    self._playback = replace(play, seek=None)
-                elif play.paused and play.steps > 0:
-                    self._playback = replace(play, steps=play.steps - 1)
-            if play.seek is not None:
-                source.seek(play.seek)
-                return "seek"
-            if not play.paused or play.steps > 0:
-                return "show"
-            if changed:
-                return "redraw"
-            if self._stop.wait(0.03):
-                return "stop"
-
     @Slot(object)
     def run(self, spec: SourceSpec) -> None:
-        self._stop.clear()
-        with self._lock:
-            self._playback = replace(self._playback, steps=0, seek=None, shown=0)
+        self.control.new_run()
         try:
             source = self._open(spec)
         except Exception as exc:  # a camera or file that cannot be opened names itself
@@ -270,30 +221,33 @@ class LiveWorker(Worker):
         # called on the camera's capture thread; the signal is queued to the GUI
         self.status.emit("" if event.kind == "reopened" else f"{event.message}…")
 
-    def _frames(self, source: FrameSource) -> Iterator[Frame]:
-        if isinstance(source, CameraSource):
-            # short waits so a stop request is seen within 50 ms even with no frames coming
-            while not self._stop.is_set():
-                frame = source.read_latest(timeout=0.05)
-                if frame is not None:
-                    yield frame
-        else:
-            yield from source
-
     def _stream(self, source: FrameSource, spec: SourceSpec) -> str:
+        """Process the cues of the core's play loop until a stop ("stopped") or a run without a
+        model ("no model"); the worker only applies the GUI's settings, processes and emits."""
         state = _StreamState()
         try:
-            while True:
-                verdict = self._play(state, source, spec)
-                if verdict is not None:
-                    return verdict
-                if self._stop.is_set() or spec.video is None:
-                    return "stopped"
-                verdict = self._pause_at_end(state, source, spec)
-                if verdict != "again":
-                    return verdict
-                if state.pipeline is not None:  # sought or played over: a cut, IDs from 1
+            for cue in play(source, self.control):
+                if cue.kind == "end":
+                    self._at_end(state, spec)
+                    continue
+                if cue.cut and state.pipeline is not None:  # a seek or a restart: IDs from 1
                     state.pipeline.reset(restart_ids=True)
+                redraw = cue.kind == "redraw"
+                model_before = state.model
+                if not self._apply_settings(state, source, state.fps, cue.frame):
+                    return "no model"
+                if state.model is not model_before and not redraw:
+                    # building it may take seconds (the first ONNX export): a file resumes
+                    # its pace from the next frame instead of rushing to catch up
+                    self.control.restart_clock()
+                if not redraw:
+                    now = time.monotonic()
+                    if state.last is not None:
+                        rate = 1.0 / max(now - state.last, 1e-6)
+                        state.fps = rate if state.fps == 0.0 else 0.9 * state.fps + 0.1 * rate
+                    state.last = now
+                self._process(state, source, cue.frame, state.fps, redraw=redraw)
+            return "stopped"
         finally:
             if state.detector is not None:
                 state.detector.close()
@@ -302,100 +256,24 @@ class LiveWorker(Worker):
             with self._lock:
                 self._record = None  # a recording ends with its run
 
-    def _play(self, state: "_StreamState", source: FrameSource, spec: SourceSpec) -> str | None:
-        """Show frames until the source runs out (None) or the run ends ("stopped", "no model")."""
-        for frame in self._frames(source):
-            if self._stop.is_set():
-                return "stopped"
-            if spec.video is not None:
-                waited = time.monotonic()
-                verdict = self._wait_to_show(source, state.seen_changes)
-                while verdict == "redraw":  # paused: the frame on screen with the new settings
-                    if not self._redraw(state, source):
-                        return "no model"
-                    verdict = self._wait_to_show(source, state.seen_changes)
-                if verdict == "stop":
-                    return "stopped"
-                if verdict == "seek":
-                    if state.pipeline is not None:  # a seek is a cut: new tracks, IDs from 1
-                        state.pipeline.reset(restart_ids=True)
-                    continue
-                speed = self.playback().speed
-                if (speed, frame.index - 1) != state.pace or time.monotonic() - waited > 0.05:
-                    # paused, stepped, sought or the speed changed: restart the clock here
-                    state.clock = time.monotonic() - frame.timestamp / max(speed, 1e-9)
-                state.pace = (speed, frame.index)
-                if source.fps and speed > 0:
-                    # play a file no faster than its frame rate x speed (every frame is processed)
-                    delay = state.clock + frame.timestamp / speed - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        return "stopped"
-            model_before = state.model
-            if not self._apply_settings(state, source, state.fps, frame):
-                return "no model"
-            if state.model is not model_before:
-                # building it may take seconds (the first ONNX export): a file resumes
-                # its pace from this frame instead of rushing to catch up
-                state.clock = time.monotonic() - frame.timestamp
-                state.pace = (-1.0, -1)  # re-anchored at the next frame, at the set speed
-            now = time.monotonic()
-            if state.last is not None:
-                rate = 1.0 / max(now - state.last, 1e-6)
-                state.fps = rate if state.fps == 0.0 else 0.9 * state.fps + 0.1 * rate
-            state.last = now
-            self._process(state, source, frame, state.fps)
-            state.shown = frame
-        return None
-
-    def _redraw(self, state: "_StreamState", source: FrameSource) -> bool:
-        """Paused and a setting changed: the frame on screen made again; False without a model."""
-        if state.shown is not None:
-            if not self._apply_settings(state, source, state.fps, state.shown):
-                return False
-            self._process(state, source, state.shown, state.fps, redraw=True)
-        state.seen_changes = self._current_changes()
-        return True
-
-    def _pause_at_end(self, state: "_StreamState", source: FrameSource, spec: SourceSpec) -> str:
-        """A video file's last frame is on screen: close the recording (every frame is in it) and
-        wait, paused, for a seek or a step back ("again": the file continues there), Play
-        ("again" from the first frame), a changed setting (the last frame made again) or a stop
-        ("stopped")."""
+    def _at_end(self, state: "_StreamState", spec: SourceSpec) -> None:
+        """A video file's last frame is on screen (paused there): close the recording (every
+        frame is in it) and say so."""
         if state.recorder is not None:
             self.recording.emit(f"Recorded {state.recorder.close()}")
             state.recorder = None
         with self._lock:
             self._record = state.record = None
-            self._playback = replace(self._playback, paused=True, steps=0)
         self.reached_end.emit(f"end of {spec.label()}")
-        while True:
-            verdict = self._wait_to_show(source, state.seen_changes)
-            if verdict == "redraw":
-                if not self._redraw(state, source):
-                    return "no model"
-            elif verdict == "stop":
-                return "stopped"
-            elif verdict == "seek":
-                return "again"
-            elif not self.playback().paused:  # Play: from the start
-                source.seek(0)
-                return "again"
-            # else a step forward: there is no next frame, stay here
-
-    def _current_changes(self) -> int:
-        with self._lock:
-            return self._changes
 
     def _apply_settings(self, state: "_StreamState", source: FrameSource, fps: float,
                         frame: Frame) -> bool:
         """Bring the detector, pipeline, overlays and recorder up to the settings the GUI set;
         False when there is no model to run."""
-        with self._lock:
-            changed = self._changes != state.seen_changes
-            state.seen_changes = self._changes
-            options, wanted_model, wanted_record = self._options, self._model, self._record
-        if not changed:
+        if not self.control.take_changes():
             return True
+        with self._lock:
+            options, wanted_model, wanted_record = self._options, self._model, self._record
         if wanted_model is None:
             self.fail(UsageError("No model loaded: use File ▸ Open checkpoint… first"), "live")
             return False
@@ -441,8 +319,6 @@ class LiveWorker(Worker):
                 state.recorder.close()
                 state.recorder = None
         rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
-        with self._lock:
-            self._playback = replace(self._playback, shown=frame.index)
         predictor = state.pipeline.predictor
         if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps,
                                      source.frame_count, state.model.name, redraw,
