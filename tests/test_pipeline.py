@@ -67,6 +67,29 @@ def test_same_result_as_the_predictor_on_the_crop(predictor, detector, astronaut
     np.testing.assert_allclose(result.faces[0].probabilities, direct.probabilities, atol=1e-5)
 
 
+def test_all_cams_come_with_the_result_from_the_same_pass(predictor, detector, four_face_frames,
+                                                         monkeypatch):
+    """The Images tab's grid of every class's CAM needs no second network pass."""
+    calls = []
+    real_predict = predictor.predict
+
+    def counting_predict(crops, **kwargs):
+        calls.append(len(crops))
+        return real_predict(crops, **kwargs)
+
+    monkeypatch.setattr(predictor, "predict", counting_predict)
+    frame = four_face_frames[0]
+    result = FramePipeline(predictor, detector, all_cams=True).process(frame)
+    assert calls == [4]
+    faces = detector.detect(frame, color="bgr")
+    direct = real_predict([crop_face(frame, f, predictor.meta.face_crop) for f in faces], bgr=True)
+    by_box = {f.box: p for f, p in zip(faces, direct, strict=True)}
+    for face in result.faces:
+        assert face.cams.shape == by_box[face.box].cams.shape and face.cams.shape[0] == 8
+        np.testing.assert_allclose(face.cams, by_box[face.box].cams, atol=1e-4)
+    assert all(f.cams is None for f in FramePipeline(predictor, detector).process(frame).faces)
+
+
 def test_chosen_cam_class_and_smoothing(predictor, detector, four_face_frames):
     pipeline = FramePipeline(predictor, detector, half_life=2, cam_class="fear")
     results = [pipeline.process(f, timestamp=i / 30) for i, f in enumerate(four_face_frames)]

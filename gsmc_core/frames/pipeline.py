@@ -48,7 +48,8 @@ class FramePipeline:
     ``ProbabilitySmoother`` (None = raw). ``heatmaps=False`` skips mapping heatmaps onto boxes;
     ``cam_scale`` is how heatmaps are scaled (``render.CAM_SCALES``). ``reuse``: a tracked face
     that has not moved or changed keeps its last network output (``still_faces.StillFaces``; for
-    video, where consecutive frames repeat each other).
+    video, where consecutive frames repeat each other). ``all_cams``: each face's result also
+    carries every class's CAM (for a grid of them; one network pass either way).
     Face crops follow the framing stored in the predictor's checkpoint metadata; with the
     ``WholeImage`` detector each image is one face crop, taken as it is.
     """
@@ -64,6 +65,7 @@ class FramePipeline:
         heatmaps: bool = True,
         cam_scale: str = "map",
         reuse: bool = False,
+        all_cams: bool = False,
     ) -> None:
         self.predictor = predictor
         self.detector = detector
@@ -73,6 +75,7 @@ class FramePipeline:
         self.heatmaps = heatmaps
         self.cam_scale = cam_scale  # render.CAM_SCALES
         self.still = StillFaces() if reuse else None
+        self.all_cams = all_cams
         self._frames = 0
 
     @property
@@ -166,6 +169,7 @@ class FramePipeline:
                     cam_class=cam_class,
                     heatmap=heatmap,
                     reused=kept,
+                    cams=pred.cams if self.all_cams else None,
                 )
             )
         t_cam = time.perf_counter()

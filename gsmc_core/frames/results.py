@@ -19,6 +19,8 @@ class FaceResult:
     follow ``smoothed``. ``heatmap`` is the CAM of class ``cam_class`` resampled onto the face
     box (box height x box width, [0, 1]); None when heatmaps are off. ``reused``: the face had
     not changed since an earlier frame, whose network output it kept (``still_faces``).
+    ``cams``: every class's raw CAM (C x h x w, the network's resolution) when the pipeline was
+    asked for them (``all_cams``, the Images tab's grid), else None.
     """
 
     id: int
@@ -32,6 +34,7 @@ class FaceResult:
     cam_class: int
     heatmap: npt.NDArray[np.float32] | None
     reused: bool = False
+    cams: npt.NDArray[np.float32] | None = None
 
     @property
     def confidence(self) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import Signal, Slot
 
+from gsmc_core.checkpoint import FaceCrop
 from gsmc_core.errors import UsageError
 from gsmc_core.frames.detection import Face, FaceDetector, crop_face
 from gsmc_core.frames.pipeline import FramePipeline
@@ -47,22 +48,18 @@ class ImageResult:
     error: str | None = None
 
 
-def cam_tiles(predictor: Predictor, image_bgr: npt.NDArray[np.uint8], result: FrameResult,
+def cam_tiles(image_bgr: npt.NDArray[np.uint8], result: FrameResult, framing: FaceCrop,
               scale: str = "map") -> tuple[tuple[npt.NDArray[np.uint8], ...], ...]:
-    """For each face of ``result``: its crop with each class's CAM over it, ``TILE_SIZE`` px.
-
-    The pipeline keeps only the shown class's heatmap, so the crops go through the predictor
-    once more (one batch) for every class's CAM.
-    """
-    framing = predictor.meta.face_crop
-    crops = [crop_face(image_bgr, Face(f.box, f.score, f.keypoints), framing) for f in result.faces]
+    """For each face of ``result`` (from a pipeline with ``all_cams``): its crop with each
+    class's CAM over it, ``TILE_SIZE`` px. No second network pass: the CAMs came with the result."""
     tiles = []
-    for crop, prediction in zip(crops, predictor.predict(crops, bgr=True), strict=True):
+    for face in result.faces:
+        crop = crop_face(image_bgr, Face(face.box, face.score, face.keypoints), framing)
         rgb = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), (TILE_SIZE, TILE_SIZE),
                          interpolation=cv2.INTER_AREA)
         tiles.append(tuple(
-            overlay_heatmap(rgb, scale_cam(prediction.cams, c, (TILE_SIZE, TILE_SIZE), scale), CAM_ALPHA)
-            for c in range(len(prediction.cams))
+            overlay_heatmap(rgb, scale_cam(face.cams, c, (TILE_SIZE, TILE_SIZE), scale), CAM_ALPHA)
+            for c in range(len(face.cams))
         ))
     return tuple(tiles)
 
@@ -111,7 +108,8 @@ class ImagesWorker(Worker):
                 self.fail(UsageError("No model loaded: use File ▸ Open checkpoint… first"), "images")
                 return
             model, predictor = loaded
-            pipeline = FramePipeline(predictor, self._get_detector(job.detector), cam_scale=job.cam_scale)
+            pipeline = FramePipeline(predictor, self._get_detector(job.detector), cam_scale=job.cam_scale,
+                                     all_cams=True)
             for entry, path in job.entries:
                 if self._cancel.is_set():
                     return
@@ -132,7 +130,7 @@ class ImagesWorker(Worker):
         faces = sorted(result.faces, key=lambda f: (f.box[0], f.box[1]))
         result = replace(result, faces=tuple(replace(f, id=k) for k, f in enumerate(faces, start=1)))
         return ImageResult(entry, path, result=result,
-                           cam_tiles=cam_tiles(predictor, image, result, cam_scale))
+                           cam_tiles=cam_tiles(image, result, predictor.meta.face_crop, cam_scale))
 
     @Slot()
     def close(self) -> None:
