@@ -38,16 +38,17 @@ def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
     # the final model (and GSMC's teacher and student in it), and the one chosen on validation
     # each also averaged with the mirror image ("+mirror"): GSMC trains its maps to agree
     # under the flip, so the two views are one signal it offers
-    models = [("last.pt", "exported"), ("best.pt", "exported")]
+    folder = RunFolder(run)
+    models = [(folder.last, "exported"), (folder.best, "exported")]
     if cfg.get("method") == "gsmc":
-        models += [("last.pt", "teacher"), ("last.pt", "student")]
+        models += [(folder.last, "teacher"), (folder.last, "student")]
     out = {}
     for (file, model), tta in itertools.product(models, (False, True)):
-        scored = score_training_set(run / file, cfg["dataset"], data_root, "cpu", model=model, tta=tta)
+        scored = score_training_set(file, cfg["dataset"], data_root, "cpu", model=model, tta=tta)
         wrong = np.array([int(i) in scored.flips for i in scored.indices])
         for score in SCORES:
             suspects = rank_suspects(scored.probs, scored.given, score)
-            which = "final" if file == "last.pt" else "best-val"
+            which = "final" if file == folder.last else "best-val"
             name = f"{score}/{cfg['method']}-{which}-{model}{'+mirror' if tta else ''}/in-sample"
             out[name] = {k: (round(v, 4) if isinstance(v, float) else v)
                          for k, v in precision_recall(suspects, wrong).items()}

@@ -31,6 +31,7 @@ from gsmc_core.labels import CANONICAL_CLASSES  # noqa: E402
 from gsmc_core.model import GSMCNet  # noqa: E402
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path  # noqa: E402
 from gsmc_core.training.config import TrainConfig  # noqa: E402
+from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.app import create_application  # noqa: E402
 from gsmc_desktop.main_window import MainWindow  # noqa: E402
 
@@ -60,11 +61,12 @@ def review_shot(app: QApplication, window: MainWindow, args: argparse.Namespace,
     """The Review tab on the run's training faces, a few suspects decided with the keyboard."""
     run = tmp_dir / "review-run"
     run.mkdir()
-    shutil.copy2(args.review_run / "last.pt", run / "last.pt")  # decisions go beside the copy
+    checkpoint = RunFolder(run).last
+    shutil.copy2(RunFolder(args.review_run).last, checkpoint)  # decisions go beside the copy
     tab = window.review
     window.tabs.setCurrentWidget(tab)
     tab.data_root.edit.setText(str(args.data_root))
-    tab.checkpoint.edit.setText(str(run / "last.pt"))
+    tab.checkpoint.edit.setText(str(checkpoint))
     tab.score.setCurrentIndex(tab.score.findData("normalized_margin"))
     started = time.monotonic()
     tab.start_scoring()
