@@ -53,6 +53,23 @@ def onnx_cache(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def predictor(random_checkpoint):
+    """The random model's Predictor on the CPU (a test module may define its own)."""
+    from gsmc_core.frames.predictor import Predictor
+
+    return Predictor.from_checkpoint(random_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    """MediaPipe's short-range face detector, one per test module."""
+    from gsmc_core.frames.detection import FaceDetector
+
+    with FaceDetector("short") as d:
+        yield d
+
+
 @pytest.fixture
 def small_ferplus(tmp_path, ferplus_root) -> Path:
     """A FERPlus root of its own: the first 40 training rows with copies of their faces (a test

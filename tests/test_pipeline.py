@@ -4,22 +4,10 @@ import pytest
 
 from gsmc_core.errors import UsageError
 from gsmc_core.frames.bench import synthetic_frames
-from gsmc_core.frames.detection import FaceDetector, crop_face
+from gsmc_core.frames.detection import crop_face
 from gsmc_core.frames.pipeline import FramePipeline, overlapped
-from gsmc_core.frames.predictor import Predictor
 from gsmc_core.frames.render import RenderOptions, draw_frame, face_caption
 from gsmc_core.labels import CANONICAL_CLASSES
-
-
-@pytest.fixture(scope="module")
-def predictor(random_checkpoint):
-    return Predictor.from_checkpoint(random_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    with FaceDetector("short") as d:
-        yield d
 
 
 @pytest.fixture(scope="module")

@@ -5,21 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from gsmc_core.frames.detection import Face, FaceDetector
+from gsmc_core.frames.detection import Face
 from gsmc_core.frames.pipeline import FramePipeline
-from gsmc_core.frames.predictor import Predictor
 from gsmc_core.frames.still_faces import StillFaces
-
-
-@pytest.fixture(scope="module")
-def predictor(random_checkpoint):
-    return Predictor.from_checkpoint(random_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def detector():
-    with FaceDetector("short") as d:
-        yield d
 
 
 @pytest.fixture
