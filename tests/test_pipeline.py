@@ -169,3 +169,15 @@ def test_two_stages_in_flight_give_the_same_results_in_order(predictor, detector
             assert fa.box == fb.box and fa.label == fb.label
             np.testing.assert_allclose(fa.smoothed, fb.smoothed, atol=1e-5)
     assert all(name.startswith("gsmc-detect") for name in threads)  # detection ran beside
+
+
+def test_opencv_runs_on_the_calling_thread(predictor, detector, four_face_frames):
+    """OpenCV's pool spins its idle workers (0.04-0.05 CPU-s/s at 30 fps for nothing): a
+    pipeline keeps OpenCV on the thread that processes the frame."""
+    cv2.setNumThreads(2)
+    try:
+        pipeline = FramePipeline(predictor, detector)
+        pipeline.process(four_face_frames[0], render=RenderOptions())
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(1)

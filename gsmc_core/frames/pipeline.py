@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -77,6 +78,11 @@ class FramePipeline:
         self.still = StillFaces() if reuse else None
         self.all_cams = all_cams
         self._frames = 0
+        # A frame's OpenCV work (crops, heatmaps, drawing) runs on the calling thread: OpenCV's
+        # own pool spreads its small resizes over the cores and its idle workers spin, which
+        # cost 0.04-0.05 CPU-seconds per second of 30 fps video and gained no fps
+        # (docs/performance.md). Process-wide, like ONNX Runtime's thread count.
+        cv2.setNumThreads(1)
 
     @property
     def cam_class(self) -> int | str | None:
