@@ -337,6 +337,10 @@ def summary(args: argparse.Namespace) -> int:
     summary = {
         "train_faces": args.limit_train, "cam_size": (STUDY["input_size"] - 1) // 16 + 1,
         "epochs": args.epochs, "seeds": sorted({r["seed"] for r in results if r["noise"] == "sym30"}),
+        # each method's figures are the mean over its finished seeds, listed here
+        "noise30_seeds": {m: sorted(r["seed"] for r in results
+                                    if (r["method"], r["noise"], r["variant"]) == (m, "sym30", ""))
+                          for m in ("ce", "eac", "gsmc")},
         "noise30": by_method("sym30", "test_clean_val_choice"),
         "noise30_noisyval": by_method("sym30", "test_noisy_val_choice"),
         "noise30_last5": by_method("sym30", "test_last5"),
@@ -352,8 +356,9 @@ def summary(args: argparse.Namespace) -> int:
         "retrain30": retrain_figures(out, results),
         "unfinished": unfinished,
         "note": "null: the run has not finished yet (scripts/noise_study.py resumes it); 'unfinished' "
-                f"lists them. {args.limit_train:,} FERPlus faces, {STUDY['input_size']} px, {args.epochs} "
-                "epochs, the Training tab's recipe; docs/results.md section 1.",
+                "lists them; the noise30 figures are means over the seeds in noise30_seeds. "
+                f"{args.limit_train:,} FERPlus faces, {STUDY['input_size']} px, {args.epochs} epochs, "
+                "the Training tab's recipe; docs/results.md section 1.",
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "study.json").write_text(json.dumps({"study": STUDY, "results": results,
