@@ -31,10 +31,15 @@ from gsmc_core.training.config import config_for_resume
 from gsmc_core.training.run_folder import RunFolder
 
 
+def noise_of(run: Path) -> str:
+    """The summary key of the run's label noise: "annotator" or "noise30" (30 % symmetric)."""
+    cfg = load_checkpoint(RunFolder(run).last).train_config
+    return "annotator" if cfg.get("noise_kind") == "annotator" else f"noise{round(100 * cfg['noise_rate'])}"
+
+
 def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
-    ckpt = load_checkpoint(RunFolder(run).last)
-    cfg = ckpt.train_config
-    kind = "annotator" if cfg.get("noise_kind") == "annotator" else f"noise{round(100 * cfg['noise_rate'])}"
+    cfg = load_checkpoint(RunFolder(run).last).train_config
+    kind = noise_of(run)
     # the final model (and GSMC's teacher and student in it), and the one chosen on validation
     # each also averaged with the mirror image ("+mirror"): GSMC trains its maps to agree
     # under the flip, so the two views are one signal it offers
@@ -83,13 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crossval", type=Path, help="folder of `gsmc crossval` fold runs, one "
                    "subfolder per run (DIR/<run name>/fold0, ...): adds cross-validated figures")
     p.add_argument("--folds", type=int, default=3, help="folds of those runs (default 3)")
+    p.add_argument("--crossval-only", action="store_true",
+                   help="only the cross-validated figures (the in-sample ones are already in --out)")
     args = p.parse_args(argv)
+    if args.crossval_only and args.crossval is None:
+        p.error("--crossval-only needs --crossval")
     summary = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     for run in args.runs:
-        kind, faces, figures = figures_for_run(run, args.data_root)
+        if args.crossval_only:
+            kind, figures = noise_of(run), {}
+        else:
+            kind, summary["train_faces"], figures = figures_for_run(run, args.data_root)
         if args.crossval is not None and (args.crossval / run.name).is_dir():
             figures.update(crossval_figures(run, args.crossval / run.name, args.folds))
-        summary["train_faces"] = faces
         summary.setdefault(kind, {}).update(figures)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
