@@ -31,15 +31,15 @@ from gsmc_core.training.config import config_for_resume
 from gsmc_core.training.run_folder import RunFolder
 
 
-def noise_of(run: Path) -> str:
-    """The summary key of the run's label noise: "annotator" or "noise30" (30 % symmetric)."""
-    cfg = load_checkpoint(RunFolder(run).last).train_config
+def noise_of(cfg: dict) -> str:
+    """The summary key of a run's label noise (its training config): "annotator" or "noise30"
+    (30 % symmetric)."""
     return "annotator" if cfg.get("noise_kind") == "annotator" else f"noise{round(100 * cfg['noise_rate'])}"
 
 
 def figures_for_run(run: Path, data_root: str) -> tuple[str, int, dict]:
     cfg = load_checkpoint(RunFolder(run).last).train_config
-    kind = noise_of(run)
+    kind = noise_of(cfg)
     # the final model (and GSMC's teacher and student in it), and the one chosen on validation
     # each also averaged with the mirror image ("+mirror"): GSMC trains its maps to agree
     # under the flip, so the two views are one signal it offers
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
     for run in args.runs:
         if args.crossval_only:
-            kind, figures = noise_of(run), {}
+            kind, figures = noise_of(load_checkpoint(RunFolder(run).last).train_config), {}
         else:
             kind, summary["train_faces"], figures = figures_for_run(run, args.data_root)
         if args.crossval is not None and (args.crossval / run.name).is_dir():
