@@ -83,6 +83,11 @@ def test_ferplus_relabel_writes_votes_the_trainer_reads_and_leaves_the_original(
         relabel("ferplus", small_ferplus, {}, small_ferplus / "cleaned")
     with pytest.raises(OutputError, match="is not empty"):
         relabel("ferplus", small_ferplus, {}, out)
+    # a mistyped decisions file is an error, not an empty review copied whole
+    missing = tmp_path / "decisons.csv"
+    assert main(["relabel", "--apply", str(missing), "--dataset", "ferplus",
+                 "--data-root", str(small_ferplus), "--out", str(tmp_path / "cleaned2")]) == 2
+    assert not (tmp_path / "cleaned2").exists() and not missing.exists()
 
 
 def test_folder_and_fer2013_relabel(tmp_path, astronaut_rgb):

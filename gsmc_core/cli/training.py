@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
@@ -239,6 +240,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
+    if not os.path.isfile(args.apply):  # a review log opened by the app may not exist yet; here it must
+        raise UsageError(f"{args.apply}: no such decisions file; give the review's decisions.csv "
+                         "(review/decisions.csv beside the model the Review tab used)")
     decisions = ReviewLog(args.apply).decisions()
     result = relabel(args.dataset, args.data_root, decisions, args.out)
     print(f"wrote {result.root}: {result.changed} faces relabelled, {result.removed} left out as "
