@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gsmc_core.cli import main
+from gsmc_core.cli import build_parser, main
 from gsmc_core.outputs import OutputError
 from gsmc_core.review.relabel import relabel
 from gsmc_core.review.review_log import ReviewLog
@@ -114,3 +114,14 @@ def test_folder_and_fer2013_relabel(tmp_path, astronaut_rgb):
     relabel("fer2013", fer, log.decisions(), tmp_path / "fer_clean")
     lines = (tmp_path / "fer_clean" / "fer2013.csv").read_text().splitlines()
     assert lines[1].startswith("6,") and len(lines) == 2  # neutral is FER2013's 6; row 3 left out
+
+
+def test_the_issue_spelling_of_audit_options():
+    """`gsmc audit … --method confident-learning --out suspects.csv` (issue 26's own command)."""
+    base = ["audit", "--checkpoint", "m.pt", "--dataset", "ferplus", "--data-root", "d"]
+    parse = build_parser().parse_args
+    args = parse([*base, "--method", "confident-learning", "--out", "suspects.csv"])
+    assert (args.score, args.csv) == ("self-confidence", "suspects.csv")
+    assert parse([*base, "--method", "audit"]).score == "audit"
+    assert parse(base).score == "audit" and parse(base).csv is None
+    assert parse([*base, "--score", "normalized-margin"]).score == "normalized-margin"

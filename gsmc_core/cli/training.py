@@ -280,13 +280,25 @@ def _print_report(report, args: argparse.Namespace, source: str) -> int:
     return 0
 
 
-def _add_ranking_options(p: argparse.ArgumentParser, default_score: str) -> None:
+class _MethodAction(argparse.Action):
+    """``--method confident-learning`` is ``--score self-confidence``; ``--method audit`` is
+    ``--score audit``."""
+
+    def __call__(self, parser, namespace, value, option_string=None) -> None:
+        namespace.score = "audit" if value == "audit" else "self-confidence"
+
+
+def _add_ranking_options(p: argparse.ArgumentParser, default_score: str,
+                          csv_flags: tuple[str, ...] = ("--csv",)) -> None:
     """What `audit` and `crossval` share: the score, how many to print, the CSV, the device."""
     p.add_argument("--score", default=default_score, choices=[s.replace("_", "-") for s in SCORES],
                    help=f"{default_score} (default): audit, or confident learning ranked by "
                    "self-confidence or normalized margin, cut by the estimated number of wrong labels")
+    p.add_argument("--method", choices=("audit", "confident-learning"), action=_MethodAction,
+                   dest="score", default=argparse.SUPPRESS,
+                   help="audit, or confident-learning (= --score self-confidence)")
     p.add_argument("--top", type=int, default=20, help="suspects to print (default 20)")
-    p.add_argument("--csv", help="every flagged sample, ranked, to this CSV file")
+    p.add_argument(*csv_flags, dest="csv", help="every flagged sample, ranked, to this CSV file")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
 
 
@@ -374,7 +386,7 @@ def add_training_commands(sub) -> None:
                    help="which network scores: auto = the EMA teacher when the run has one")
     p.add_argument("--tta", action="store_true",
                    help="average each face with its mirror image (two views: steadier scores)")
-    _add_ranking_options(p, default_score="audit")
+    _add_ranking_options(p, default_score="audit", csv_flags=("--csv", "--out"))
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("crossval", help="out-of-sample label-issue scores by k-fold cross-validation",
