@@ -124,7 +124,7 @@ class MemoryLoader:
             yield Batch(x, self.data.labels[rows], self.data.indices[rows], len(failed), failed)
 
 
-CALIBRATION_FACES = 320  # validation faces whose activations set the int8 ranges (frames.quantize)
+CALIBRATION_FACES = 1000  # validation faces whose activations set the int8 ranges (frames.quantize)
 
 
 def calibration_faces(ckpt: Checkpoint, dataset: str, data_root: str | os.PathLike,
