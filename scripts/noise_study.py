@@ -161,18 +161,27 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     scores_file = run_dir / "scores.json"
     scores: dict = json.loads(scores_file.read_text()) if scores_file.exists() else {}
 
+    def score_last() -> dict:
+        ckpt = load_checkpoint(RunFolder(run_dir).last)
+        if not loaders:
+            loaders.update({k: MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 256)
+                            for k, split in splits.items()})
+        epoch_scores = {name: {k: accuracy(c, loader, device) for k, loader in loaders.items()}
+                        for name, c in candidates(ckpt).items()}
+        scores[str(ckpt.training_state["epoch"])] = epoch_scores
+        scores_file.write_text(json.dumps(scores, indent=1))
+        return epoch_scores
+
+    # a run stopped after saving an epoch but before scoring it: last.pt is still that epoch
+    if RunFolder(run_dir).last.is_file() and str(load_checkpoint(
+            RunFolder(run_dir).last).training_state["epoch"]) not in scores:
+        score_last()
+
     def on_event(event) -> None:
         if isinstance(event, LogEvent):
             print(f"  {event.message}", flush=True)
         elif isinstance(event, EpochEvent):
-            ckpt = load_checkpoint(RunFolder(run_dir).last)
-            if not loaders:
-                loaders.update({k: MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 256)
-                                for k, split in splits.items()})
-            epoch_scores = {name: {k: accuracy(c, loader, device) for k, loader in loaders.items()}
-                            for name, c in candidates(ckpt).items()}
-            scores[str(event.epoch)] = epoch_scores
-            scores_file.write_text(json.dumps(scores, indent=1))
+            epoch_scores = score_last()
             m = event.metrics
             print(f"{run.name} epoch {event.epoch}/{event.epochs}: train (given labels) "
                   f"{m['train_acc']:.4f}, val (noisy) {m['val_acc']:.4f}, "
@@ -221,13 +230,22 @@ def summarise_run(run: Run, run_dir: Path, args: argparse.Namespace) -> dict:
         column = "val_acc" if name == "student" else f"val_acc_{name}"
         return float(metrics[epoch][column])
 
-    offered = [(e, name) for e in epochs for name in scores[e]]
+    # an epoch whose checkpoint was replaced before it was scored (a run stopped in between, before
+    # run_one scored such a last.pt on resuming) cannot be chosen: said in the result
+    unscored = [e for e in epochs if e not in scores]
+    offered = [(e, name) for e in epochs if e in scores for name in scores[e]]
     clean_choice = max(offered, key=lambda en: (scores[en[0]][en[1]]["val_clean"], en[1] == "student"))
     noisy_choice = max(offered, key=lambda en: (noisy_val(*en), en[1] == "student"))
+    at_unscored = [noisy_val(e, name) for e in unscored for name in ("student", "teacher")
+                   if metrics[e].get("val_acc" if name == "student" else f"val_acc_{name}")]
+    if any(v > noisy_val(*noisy_choice) for v in at_unscored):
+        raise SystemExit(f"{run.name}: the noisy-validation choice is among epochs {unscored}, never scored")
     exported = [(e, metrics[e]["selected"]) for e in epochs[-LAST_EPOCHS:]]
+    if any(e in unscored for e, _ in exported):
+        raise SystemExit(f"{run.name}: epochs {unscored} were never scored, some of the last {LAST_EPOCHS}")
     return {
         "run": run.name, "method": run.method, "variant": run.variant, "noise": run.noise,
-        "seed": run.seed, "settings": run.settings, "epochs": len(epochs),
+        "seed": run.seed, "settings": run.settings, "epochs": len(epochs), "unscored_epochs": unscored,
         "test_clean_val_choice": scores[clean_choice[0]][clean_choice[1]]["test"],
         "clean_val_choice": {"epoch": clean_choice[0], "model": clean_choice[1]},
         "test_noisy_val_choice": scores[noisy_choice[0]][noisy_choice[1]]["test"],

@@ -17,7 +17,7 @@ import noise_study  # noqa: E402
 
 
 @pytest.mark.slow
-def test_tiny_study_runs_resumes_and_summarises(ferplus_root, tmp_path):
+def test_tiny_study_runs_resumes_and_summarises(ferplus_root, tmp_path, monkeypatch):
     out = tmp_path / "study"
     common = ["--data-root", str(ferplus_root), "--out", str(out), "--limit-train", "64",
               "--limit-eval", "48"]
@@ -59,6 +59,29 @@ def test_tiny_study_runs_resumes_and_summarises(ferplus_root, tmp_path):
     assert 10 < summary["annotator"]["noise_rate"] < 45 and summary["cam_size"] == 4
     assert "ce_sym30_s0" in summary["unfinished"]
     assert summary["noise30_seeds"] == {"ce": [], "eac": [], "gsmc": [0]}
+    # stopped after saving epoch 2 but before scoring it: resuming scores last.pt (still epoch 2) first
+    scores_file = out / "ce_annotator_s0" / "scores.json"
+    scores_file.write_text(json.dumps({"1": json.loads(scores_file.read_text())["1"]}))
+    (out / "ce_annotator_s0" / "result.json").unlink()  # not finished: it runs on to 3 epochs
+    assert noise_study.main(["run", "ce_annotator_s0", "--epochs", "3", *common]) == 0
+    assert sorted(json.loads(scores_file.read_text())) == ["1", "2", "3"]
+    # an epoch never scored (its checkpoint replaced) is not chosen, and is said; among the last
+    # five it makes the result an error, not a mean over fewer epochs
+    scored = json.loads(scores_file.read_text())
+    scores_file.write_text(json.dumps({k: v for k, v in scored.items() if k != "1"}))
+    args = noise_study.parse_args(["run", "ce_annotator_s0", "--epochs", "3", *common])
+    with pytest.raises(SystemExit, match="never scored"):
+        noise_study.summarise_run(noise_study.RUNS["ce_annotator_s0"], out / "ce_annotator_s0", args)
+    monkeypatch.setattr(noise_study, "LAST_EPOCHS", 2)
+    with open(out / "ce_annotator_s0" / "metrics.csv", newline="") as f:
+        val = {int(r["epoch"]): float(r["val_acc"]) for r in csv.DictReader(f)}
+    if val[1] > max(val[2], val[3]):
+        with pytest.raises(SystemExit, match="noisy-validation choice"):
+            noise_study.summarise_run(noise_study.RUNS["ce_annotator_s0"], out / "ce_annotator_s0", args)
+    else:
+        result = noise_study.summarise_run(noise_study.RUNS["ce_annotator_s0"], out / "ce_annotator_s0", args)
+        assert result["unscored_epochs"] == [1]
+        assert result["clean_val_choice"]["epoch"] != 1 and result["noisy_val_choice"]["epoch"] != 1
 
 
 @pytest.mark.slow
