@@ -62,6 +62,10 @@ class Run:
         return f"{self.method}{self.variant}_{self.noise}_s{self.seed}"
 
 
+# one colour a method (and ablation); the line style says the noise and seed (``curves``)
+RUN_COLOURS = {"ce": "tab:blue", "gsmc": "tab:red", "eac": "tab:green", "gsmc_ac": "tab:orange",
+               "gsmc_kl": "tab:purple", "ce_reviewed": "tab:cyan"}
+
 RUNS = {r.name: r for r in [
     Run("ce", "sym30"), Run("gsmc", "sym30"), Run("eac", "sym30"),
     Run("gsmc", "sym30", settings={"lambda_kl": 0.0}, variant="_ac"),  # CE + consistency only
@@ -311,15 +315,18 @@ def plot_curves(out: Path, path: Path) -> list[str]:
         if not epochs:
             continue
         exported = [scores[e][metrics[e]["selected"]]["test"] * 100 for e in epochs]
-        line, = left.plot(epochs, exported, label=name)
+        run = RUNS[name]
+        style = "--" if run.noise == "annotator" else "-." if run.seed else "-"
+        line, = left.plot(epochs, exported, style, label=name, color=RUN_COLOURS[run.method + run.variant])
         if all("teacher" in scores[e] for e in epochs):
             other = [scores[e]["student" if metrics[e]["selected"] == "teacher" else "teacher"]["test"] * 100
                      for e in epochs]
             left.plot(epochs, other, ":", color=line.get_color())
-        right.plot(epochs, [float(metrics[e]["train_acc"]) * 100 for e in epochs], color=line.get_color(),
-                   label=name)
+        right.plot(epochs, [float(metrics[e]["train_acc"]) * 100 for e in epochs], style,
+                   color=line.get_color(), label=name)
         drawn.append(name)
-    left.set(title="Test accuracy of the exported model (dotted: GSMC's other network)",
+    left.set(title="Test accuracy of the exported model (dotted: GSMC's other network)\n"
+                   "solid: 30 % symmetric, seed 0; dash-dot: seed 1; dashed: one annotator",
              xlabel="epoch", ylabel="%")
     right.set(title="Accuracy on the given (noisy) training labels, while training", xlabel="epoch",
               ylabel="%")
