@@ -39,7 +39,7 @@ from gsmc_core.training.evaluate import evaluate_checkpoint, predict_loader
 from gsmc_core.training.events import EpochEvent, LogEvent
 from gsmc_core.training.loop import train
 from gsmc_core.training.run_folder import RunFolder
-from gsmc_core.training.run_lock import RunFolderBusy
+from gsmc_core.training.run_lock import RunFolderBusy, RunLock
 
 LAST_EPOCHS = 5
 # The regime: the Training tab's default recipe (each method's published optimiser, a cosine
@@ -163,7 +163,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
               "test": read_split("ferplus", args.data_root, "test").subset(args.limit_eval)}
     loaders: dict[str, MemoryLoader] = {}  # decoded once, at the first epoch's end
     scores_file = run_dir / "scores.json"
-    scores: dict = json.loads(scores_file.read_text()) if scores_file.exists() else {}
+    scores: dict = {}  # read under the lock below
 
     def score_last() -> dict:
         ckpt = load_checkpoint(RunFolder(run_dir).last)
@@ -177,9 +177,12 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         return epoch_scores
 
     # a run stopped after saving an epoch but before scoring it: last.pt is still that epoch
-    if RunFolder(run_dir).last.is_file() and str(load_checkpoint(
-            RunFolder(run_dir).last).training_state["epoch"]) not in scores:
-        score_last()
+    # (under the folder's lock: another queue training this run raises RunFolderBusy here)
+    with RunLock(run_dir):
+        scores.update(json.loads(scores_file.read_text()) if scores_file.exists() else {})
+        if RunFolder(run_dir).last.is_file() and str(load_checkpoint(
+                RunFolder(run_dir).last).training_state["epoch"]) not in scores:
+            score_last()
 
     def on_event(event) -> None:
         if isinstance(event, LogEvent):

@@ -15,6 +15,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import noise_study  # noqa: E402
 
+from gsmc_core.training.run_lock import RunLock  # noqa: E402
+
 
 @pytest.mark.slow
 def test_tiny_study_runs_resumes_and_summarises(ferplus_root, tmp_path, monkeypatch):
@@ -63,6 +65,10 @@ def test_tiny_study_runs_resumes_and_summarises(ferplus_root, tmp_path, monkeypa
     scores_file = out / "ce_annotator_s0" / "scores.json"
     scores_file.write_text(json.dumps({"1": json.loads(scores_file.read_text())["1"]}))
     (out / "ce_annotator_s0" / "result.json").unlink()  # not finished: it runs on to 3 epochs
+    before = scores_file.read_bytes()
+    with RunLock(out / "ce_annotator_s0"):  # another queue is training it: skipped, nothing written
+        assert noise_study.main(["run", "ce_annotator_s0", "--epochs", "3", *common]) == 0
+    assert scores_file.read_bytes() == before
     assert noise_study.main(["run", "ce_annotator_s0", "--epochs", "3", *common]) == 0
     assert sorted(json.loads(scores_file.read_text())) == ["1", "2", "3"]
     # an epoch never scored (its checkpoint replaced) is not chosen, and is said; among the last
