@@ -12,14 +12,16 @@ from gsmc_core.errors import UsageError
 from gsmc_core.frames.onnx_export import INPUT_NAME, checkpoint_digest, read_onnx_meta
 from gsmc_core.frames.predictor import OnnxRuntime, Predictor
 from gsmc_core.frames.quantize import (
+    RANGES,
     SHIPPED_INT8,
+    graph_calibration,
     graph_precision,
     int8_graph,
     quantize_int8,
     source_digest,
 )
 from gsmc_core.resources import DEFAULT_CHECKPOINT
-from gsmc_core.training.data.preload import MemoryLoader, calibration_faces, preload_split
+from gsmc_core.training.data.preload import CALIBRATION_FACES, MemoryLoader, calibration_faces, preload_split
 from gsmc_core.training.data.readers import read_split
 
 
@@ -34,6 +36,8 @@ def test_shipped_int8_graph_matches_fp32_on_real_test_faces(cache, ferplus_root)
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
     assert source_digest(SHIPPED_INT8) == checkpoint_digest(ckpt)  # made from the shipped weights
     assert int8_graph(ckpt) == SHIPPED_INT8 and graph_precision(SHIPPED_INT8) == "int8"
+    # built as `gsmc quantize` builds today, on as many faces (docs/performance.md: the parity)
+    assert graph_calibration(SHIPPED_INT8) == {"ranges": RANGES, "faces": CALIBRATION_FACES}
     int8 = Predictor.for_checkpoint(ckpt, device="cpu")  # auto: the int8 graph
     fp32 = Predictor.for_checkpoint(ckpt, device="cpu", precision="fp32")
     assert (int8.precision, fp32.precision) == ("int8", "fp32")
@@ -70,6 +74,7 @@ def test_a_quantised_model_goes_to_the_cache_and_is_used_by_default(cache, ferpl
     path = quantize_int8(ckpt, calibration)
     assert path.parent == cache and int8_graph(ckpt) == path
     assert read_onnx_meta(path) == ckpt.meta and graph_precision(path) == "int8"
+    assert graph_calibration(path) == {"ranges": RANGES, "faces": 40}
     assert not list(cache.glob(".quantize.*"))  # no leftovers
     predictor = Predictor.for_checkpoint(ckpt, device="cpu")
     assert predictor.precision == "int8" and isinstance(predictor.runtime, OnnxRuntime)

@@ -34,6 +34,8 @@ from gsmc_core.resources import asset_path
 
 PRECISIONS = ("auto", "fp32", "int8")
 PRECISION_KEY = "gsmc_precision"
+CALIBRATION_KEY = "gsmc_calibration"  # how the activation ranges were set, and on how many faces
+RANGES = "mean of per-batch min/max"  # ONNX Runtime's CalibMovingAverage
 SHIPPED_INT8 = asset_path("models", "gsmc_default.int8.onnx")
 
 
@@ -54,6 +56,12 @@ def source_digest(path: str | os.PathLike) -> str | None:
 def graph_precision(path: str | os.PathLike) -> str:
     """"int8" for a graph ``quantize_int8`` wrote, "fp32" for any other export."""
     return _props(path).get(PRECISION_KEY, "fp32")
+
+
+def graph_calibration(path: str | os.PathLike) -> dict | None:
+    """How an int8 graph's activation ranges were calibrated (None for graphs that do not say)."""
+    value = _props(path).get(CALIBRATION_KEY)
+    return json.loads(value) if value else None
 
 
 def int8_graph(ckpt: Checkpoint) -> Path | None:
@@ -98,6 +106,8 @@ def quantize_int8(ckpt: Checkpoint, calibration: list[npt.NDArray[np.float32]],
         onnx.helper.set_model_props(graph, {META_KEY: json.dumps(ckpt.meta.to_dict()),
                                             SOURCE_KEY: checkpoint_digest(ckpt),
                                             PRECISION_KEY: "int8",
+                                            CALIBRATION_KEY: json.dumps({
+                                                "ranges": RANGES, "faces": sum(len(b) for b in calibration)}),
                                             "gsmc_source_file": str(ckpt.path or "")})
         staged = Path(tmp, "final.onnx")
         onnx.save_model(graph, str(staged))
