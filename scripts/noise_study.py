@@ -165,8 +165,8 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
     scores_file = run_dir / "scores.json"
     scores: dict = {}  # read under the lock below
 
-    def score_last() -> dict:
-        ckpt = load_checkpoint(RunFolder(run_dir).last)
+    def score(ckpt) -> dict:
+        """Every model ``ckpt`` offers, on clean validation and test, kept in scores.json."""
         if not loaders:
             loaders.update({k: MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 256)
                             for k, split in splits.items()})
@@ -178,17 +178,17 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
 
     # a run stopped after saving an epoch but before scoring it: last.pt is still that epoch
     # (under the folder's lock: another queue training this run raises RunFolderBusy here)
+    last = RunFolder(run_dir).last
     with RunLock(run_dir):
         scores.update(json.loads(scores_file.read_text()) if scores_file.exists() else {})
-        if RunFolder(run_dir).last.is_file() and str(load_checkpoint(
-                RunFolder(run_dir).last).training_state["epoch"]) not in scores:
-            score_last()
+        if last.is_file() and str((ckpt := load_checkpoint(last)).training_state["epoch"]) not in scores:
+            score(ckpt)
 
     def on_event(event) -> None:
         if isinstance(event, LogEvent):
             print(f"  {event.message}", flush=True)
         elif isinstance(event, EpochEvent):
-            epoch_scores = score_last()
+            epoch_scores = score(load_checkpoint(last))
             m = event.metrics
             print(f"{run.name} epoch {event.epoch}/{event.epochs}: train (given labels) "
                   f"{m['train_acc']:.4f}, val (noisy) {m['val_acc']:.4f}, "
