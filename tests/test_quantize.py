@@ -112,6 +112,9 @@ def test_cli_quantize_writes_the_file_and_keeps_the_checkpoint(tmp_path, cache, 
     assert main(["quantize", "--checkpoint", str(random_checkpoint), "--dataset", "ferplus", "--data-root",
                  str(ferplus_root), "--out", str(random_checkpoint)]) == 2
     assert "would destroy it" in capsys.readouterr().err and random_checkpoint.read_bytes() == before
+    assert main(["quantize", "--checkpoint", str(random_checkpoint), "--dataset", "ferplus", "--data-root",
+                 str(ferplus_root), "--faces", "0", "--out", str(out)]) == 2
+    assert "--faces must be at least 1" in capsys.readouterr().err
 
 
 def test_inference_does_not_import_the_quantiser():

@@ -44,6 +44,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_quantize(args: argparse.Namespace) -> int:
     if args.out is not None:
         refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
+    if args.faces < 1:
+        raise UsageError(f"--faces must be at least 1 validation face, got {args.faces}")
     ckpt = load_checkpoint(args.checkpoint)
     calibration = calibration_faces(ckpt, args.dataset, args.data_root, args.faces)
     faces = sum(len(b) for b in calibration)
