@@ -173,7 +173,7 @@ def run_one(run: Run, args: argparse.Namespace) -> None:
         epoch_scores = {name: {k: accuracy(c, loader, device) for k, loader in loaders.items()}
                         for name, c in candidates(ckpt).items()}
         scores[str(ckpt.training_state["epoch"])] = epoch_scores
-        scores_file.write_text(json.dumps(scores, indent=1))
+        write_atomic(scores_file, lambda f: json.dump(scores, f, indent=1))  # a kill keeps the old one
         return epoch_scores
 
     # a run stopped after saving an epoch but before scoring it: last.pt is still that epoch
