@@ -57,7 +57,7 @@ def test_tiny_study_runs_resumes_and_summarises(ferplus_root, tmp_path, monkeypa
     assert summary["noise30_last5"] == {"ce": None, "eac": None, "gsmc": round(100 * gsmc["test_last5"], 2)}
     assert summary["annotator"]["noisyval"] == {"ce": round(100 * annotator["test_noisy_val_choice"], 2),
                                                 "eac": None, "gsmc": None}
-    assert summary["ablation30_last5"] == {"ce_ac": None, "ce_kl": None}
+    assert summary["ablation30_last5"] == {"ce_ac": None, "ce_kl": None, "ce_ema": None}
     assert 10 < summary["annotator"]["noise_rate"] < 45 and summary["cam_size"] == 4
     assert "ce_sym30_s0" in summary["unfinished"]
     assert summary["noise30_seeds"] == {"ce": [], "eac": [], "gsmc": [0]}
