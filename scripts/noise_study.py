@@ -416,7 +416,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["run", "summary", "list"])
     p.add_argument("runs", nargs="*", help=f"run names for `run`: {', '.join(RUNS)}")
-    p.add_argument("--data-root", required=True, help="FERPlus root (Microsoft layout)")
+    p.add_argument("--data-root", help="FERPlus root (Microsoft layout); needed by run and summary")
     p.add_argument("--out", default="runs/noise_study", help="study folder (outside git)")
     p.add_argument("--epochs", type=int, default=STUDY["epochs"])
     p.add_argument("--limit-train", type=int, default=STUDY["limit_train"],
@@ -430,14 +430,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         print("\n".join(RUNS))
         return 0
-    if args.command == "summary":
-        return summary(args)
+    if not args.data_root:
+        print(f"noise_study: {args.command} needs --data-root (the FERPlus folder)", file=sys.stderr)
+        return 2
     unknown = [r for r in args.runs if r not in RUNS]
-    if unknown or not args.runs:
+    if args.command == "run" and (unknown or not args.runs):
         print(f"noise_study: name runs from: {', '.join(RUNS)} (unknown: {unknown})", file=sys.stderr)
         return 2
-    Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
+        if args.command == "summary":
+            return summary(args)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
         for name in args.runs:
             if (Path(args.out) / name / "result.json").exists():
                 print(f"{name}: finished before, skipped", flush=True)

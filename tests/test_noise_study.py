@@ -127,3 +127,16 @@ def test_review_loop_fixes_the_reviewed_flips_and_retrains(ferplus_root, tmp_pat
     result = json.loads((out / "ce_reviewed_sym30_s0" / "result.json").read_text())
     assert retrain["after"]["last5"] == round(100 * result["test_last5"], 2)
     assert retrain["review"] == review and set(retrain["before"]) == {"clean_val_choice", "noisyval", "last5"}
+
+
+def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys):
+    assert noise_study.main(["list"]) == 0  # needs no data
+    assert "gsmc_ema_sym30_s0" in capsys.readouterr().out.split()
+    assert noise_study.main(["summary", "--out", str(tmp_path)]) == 2
+    assert "needs --data-root" in capsys.readouterr().err
+    missing = tmp_path / "no-ferplus"
+    assert noise_study.main(["summary", "--data-root", str(missing), "--out", str(tmp_path)]) == 2
+    assert f"{missing}: data root not found" in capsys.readouterr().err
+    assert noise_study.main(["run", "nope_s0", "--data-root", str(missing), "--out", str(tmp_path)]) == 2
+    assert "unknown: ['nope_s0']" in capsys.readouterr().err
+    assert not (tmp_path / "nope_s0").exists()
