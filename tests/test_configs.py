@@ -12,7 +12,8 @@ CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
 
 def test_the_default_model_stages_are_all_there():
     names = {p.name for p in CONFIGS}
-    assert {"ferplus_stage1.yaml", "ferplus_default.yaml", "ferplus_stage3.yaml"} <= names
+    assert {"ferplus_stage1.yaml", "ferplus_default.yaml", "ferplus_stage3.yaml",
+            "ferplus_stage4_robust.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -32,22 +33,43 @@ def test_stage3_continues_stage2_as_shipped():
         ("ce", True, stage2.input_size, stage2.output_stride)
 
 
-def test_stage3_is_the_recipe_of_the_shipped_model():
+SHIPPED_STAGE = "ferplus_stage4_robust.yaml"  # the last stage of the shipped default model (0.5)
+
+
+def test_stage4_continues_0_4_as_shipped():
+    stage3 = TrainConfig.from_yaml(CONFIG_DIR / "ferplus_stage3.yaml")
+    stage4 = TrainConfig.from_yaml(CONFIG_DIR / SHIPPED_STAGE)
+    # initialised from the 0.4 model file as it shipped, taken from git by the config's comment
+    assert stage4.init == "runs/default_0.4.pt"
+    assert "git show 3f03518:assets/models/gsmc_default.pt > runs/default_0.4.pt" in \
+        (CONFIG_DIR / SHIPPED_STAGE).read_text()
+    assert (stage4.soft_labels, stage4.output_stride, stage4.color) == \
+        (stage3.soft_labels, stage3.output_stride, stage3.color)
+    assert stage4.input_size == 65  # 16k + 1: the exact mirror (the EMA teacher sees it too)
+
+
+def test_the_shipped_stage_is_the_recipe_of_the_shipped_model():
     from gsmc_core.checkpoint import load_checkpoint
     from gsmc_core.resources import DEFAULT_CHECKPOINT
 
-    shipped = load_checkpoint(DEFAULT_CHECKPOINT).train_config
-    stage3 = TrainConfig.from_yaml(CONFIG_DIR / "ferplus_stage3.yaml")
+    shipped = load_checkpoint(DEFAULT_CHECKPOINT)
+    stage = TrainConfig.from_yaml(CONFIG_DIR / SHIPPED_STAGE)
     for key in ("method", "epochs", "lr", "batch_size", "scheduler", "input_size", "output_stride",
-                "soft_labels", "preload", "seed", "color"):
-        assert getattr(stage3, key) == shipped[key], key
-    assert stage3.augment == "webcam"  # the batched augmentation that run used (not published)
-    text = (CONFIG_DIR / "ferplus_stage3.yaml").read_text()
-    calibrate = next(line for line in text.splitlines() if "gsmc calibrate" in line)
-    assert "--refit-head" not in calibrate  # 0.4 is a logit adjustment alone (tau 0.15)
+                "soft_labels", "preload", "seed", "color", "augment", "lambda_kl", "lambda_ac",
+                "ema_alpha", "init"):
+        assert getattr(stage, key) == shipped.train_config[key], key
+    assert shipped.meta.input_size == stage.input_size
+    # the config's calibrate command is the calibration the shipped file records
+    text = (CONFIG_DIR / SHIPPED_STAGE).read_text()
+    calibrate = [line for line in text.splitlines() if "gsmc calibrate" in line]
+    metrics = shipped.metrics
+    assert bool(calibrate) == ("logit_adjustment_tau" in metrics)
+    if calibrate:
+        assert ("--refit-head" in calibrate[0]) == ("classifier_refit" in metrics)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_only_stage3_names_the_command_that_overwrites_the_shipped_model(path):
-    exports = "export_default_model.py" in path.read_text()
-    assert exports == (path.name == "ferplus_stage3.yaml")
+def test_only_the_shipped_stage_names_the_command_that_overwrites_the_shipped_model(path):
+    overwrites = any("export_default_model.py" in line and "--out" not in line
+                     for line in path.read_text().splitlines())
+    assert overwrites == (path.name == SHIPPED_STAGE)
