@@ -34,7 +34,7 @@ def test_onnx_matches_torch_on_real_faces(shipped, real_faces):
     batch = torch_p.preprocess(real_faces)
     logits_t, cams_t = torch_p.runtime.run(batch)
     logits_o, cams_o = onnx_p.runtime.run(batch)
-    assert cams_o.shape == cams_t.shape == (len(real_faces), 8, 4, 4)
+    assert cams_o.shape == cams_t.shape == (len(real_faces), 8, 5, 5)  # 65 px at stride 16
     np.testing.assert_allclose(logits_o, logits_t, atol=1e-4, rtol=0)
     np.testing.assert_allclose(cams_o, cams_t, atol=1e-4, rtol=0)
     preds_t, preds_o = torch_p.predict(real_faces), onnx_p.predict(real_faces)
@@ -154,7 +154,7 @@ def test_onnx_metadata_that_does_not_fit_its_graph_is_refused(shipped, tmp_path)
 
     out = export_onnx(shipped, tmp_path / "model.onnx")
     meta = shipped.meta.to_dict()
-    for change, says in (({"input_size": 112}, "says 112 px input, but the graph takes [64, 64]"),
+    for change, says in (({"input_size": 112}, "says 112 px input, but the graph takes [65, 65]"),
                          ({"classes": list(meta["classes"])[:3]}, "names 3 classes, but the graph has [8]"),
                          ({"classes": [f"c{i}" for i in range(20)]}, "names 20 classes")):
         graph = onnx.load_model(str(out))
