@@ -32,7 +32,11 @@ def named_json(text: str) -> tuple[str, dict]:
     name, _, path = text.partition("=")
     if not path:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=eval.json")
-    return name, summary(json.loads(Path(path).read_text()))
+    try:
+        return name, summary(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, KeyError) as exc:  # missing, not JSON, not `gsmc eval --shifts --json`
+        raise argparse.ArgumentTypeError(f"{path}: {exc!r}; give the output of "
+                                         "`gsmc eval --split val --shifts --json`") from exc
 
 
 def choose(shipped: dict, candidates: dict[str, dict], max_drop: float) -> str | None:
