@@ -14,7 +14,7 @@ PHOTO=${PHOTO:-../shared/images/astronaut.png}
 convert -size 640x480 gradient:skyblue-white "$TMP/no_face.png"  # a photo without a face
 "$BIN/gsmc-desktop" "$PHOTO" "$TMP/no_face.png" "$PHOTO" >"$TMP/app.log" 2>&1 &
 APP=$!
-WIN=$(xdotool search --sync --name "GSMC —" | head -1)
+app_window
 xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
 sleep 15  # the model loads, both photos are analysed
 import -window root "$OUT/xvfb_images.png"

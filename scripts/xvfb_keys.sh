@@ -23,7 +23,7 @@ writer.release()
 EOF
 "$BIN/gsmc-desktop" --video "$TMP/clip.mp4" >"$TMP/app.log" 2>&1 &
 APP=$!
-WIN=$(xdotool search --sync --name "GSMC —" | head -1)
+app_window
 xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
 sleep 12  # the first start prepares the model, then plays
 import -window root "$OUT/xvfb_playing.png"

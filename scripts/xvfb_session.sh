@@ -10,3 +10,20 @@ trap 'kill $APP $XVFB 2>/dev/null || true; rm -rf "$TMP"' EXIT
 Xvfb ":$XVFB_DISPLAY" -screen 0 1400x900x24 -nolisten tcp >/dev/null 2>&1 &
 XVFB=$!
 export DISPLAY=":$XVFB_DISPLAY" QT_QPA_PLATFORM=xcb XDG_CONFIG_HOME="$TMP/config" XDG_STATE_HOME="$TMP/state"
+
+# WIN: the app's window, once it shows (run after starting APP with its log in $TMP/app.log);
+# if the app exits first or no window shows within 120 s, say so with the log's end and stop
+app_window() {
+    for _ in $(seq 240); do
+        if ! kill -0 "$APP" 2>/dev/null; then
+            echo "gsmc-desktop exited before its window showed; the end of its log:" >&2
+            tail -20 "$TMP/app.log" >&2
+            exit 1
+        fi
+        WIN=$(xdotool search --name "GSMC —" 2>/dev/null | head -1) && [ -n "$WIN" ] && return 0
+        sleep 0.5
+    done
+    echo "no gsmc-desktop window after 120 s; the end of its log:" >&2
+    tail -20 "$TMP/app.log" >&2
+    exit 1
+}

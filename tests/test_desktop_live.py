@@ -162,6 +162,11 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     tab.back_button.click()
     qtbot.waitUntil(lambda: tab.last_frame.index == 58, timeout=10_000)
     assert rates[-1] == "paused (video 10 fps)"
+    # the timeline keeps what came before frame 58 (a step back once emptied it: one sample,
+    # which draws no line) and drops frame 59's sample
+    times, _ = tab.timeline.series()
+    assert times[-1] == pytest.approx(5.8) and len(times) > 10
+    assert np.all(np.diff(times) > 0)
     with qtbot.waitSignal(tab.reached_end, timeout=10_000):
         tab.step(1)  # the last frame again: the end again
     assert tab.last_frame.index == 59
@@ -172,6 +177,8 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     tab.worker.seek(20)
     qtbot.waitUntil(lambda: tab.last_frame.index == 20, timeout=10_000)
     assert [f.id for f in tab.last_frame.result.faces] == [1]  # a cut: IDs from 1
+    times, _ = tab.timeline.series()  # the first seconds as they were read, then frame 20
+    assert times[-1] == pytest.approx(2.0) and 1 < len(times) <= 21 and np.all(np.diff(times) > 0)
     tab.step(1)
     qtbot.waitUntil(lambda: tab.last_frame.index == 21, timeout=10_000)
     with qtbot.waitSignal(tab.reached_end, timeout=30_000):

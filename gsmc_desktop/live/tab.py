@@ -507,7 +507,7 @@ class LiveTab(QWidget):
         if frame is None or not self._running:
             return
         if self.last_frame is not None and frame.timestamp < self.last_frame.timestamp:
-            self.timeline.clear_data()  # the video was moved back: a new stretch of time
+            self.timeline.keep_before(frame.timestamp)  # moved back: later samples go
         if self.last_frame is None or frame.runtime != self.last_frame.runtime:
             self.runtime_changed.emit(frame.runtime)
         self.last_frame = frame

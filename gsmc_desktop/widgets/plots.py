@@ -107,6 +107,13 @@ class ProbabilityTimeline(pg.PlotWidget):
         for curve in self._curves:
             curve.setData([], [])
 
+    def keep_before(self, t: float) -> None:
+        """Drop the samples at ``t`` seconds and later (the video was moved back to ``t``: what
+        came before is still what those frames read; what came after is no longer the past)."""
+        self.count = int(np.searchsorted(self._t[: self.count], t, side="left"))
+        if self.count == 0:
+            self.clear_data()
+
     def append(self, t: float, probabilities: npt.NDArray[np.floating], redraw: bool = True) -> None:
         """Add one sample at time ``t`` (seconds); redraw now unless ``redraw`` is False (a
         live view redraws a few times a second, not at every frame: see ``redraw``)."""
