@@ -161,6 +161,11 @@ class TrainConfig:
                          (0, 20, True), flag=False)
     fold: int = setting(0, "the held-out fold", (0, 19, True), flag=False)
     init: str | None = setting(None, "initialisation checkpoint (see import-weights)")
+    teachers: str | None = setting(None, "distil from these trained checkpoints (paths separated by "
+                                   "commas): the student also learns their averaged predictions on "
+                                   "each training batch, so an ensemble becomes one network")
+    lambda_teachers: float = setting(1.0, "weight of the teachers' averaged predictions",
+                                     (0, INF, True))
     device: str = setting("auto", "where to train", choices=DEVICE_CHOICES)
     precision: str = setting("auto", "auto: bf16 autocast on CUDA and on CPUs with native bf16, "
                              "else fp32", choices=PRECISIONS)
@@ -220,6 +225,8 @@ class TrainConfig:
         if cfg.augment != "published" and not cfg.preload:
             raise UsageError(f"the {cfg.augment} augmentation works on preloaded batches: add preload "
                              "(--preload), or use the published augmentation")
+        if cfg.teachers is not None and not teacher_paths(cfg.teachers):
+            raise UsageError("teachers: give the paths of one or more checkpoints, separated by commas")
         if cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds:
             raise UsageError(f"fold must be 0 to {cfg.folds - 1}, got {cfg.fold}")
         if cfg.color not in ("rgb", "gray"):
@@ -249,6 +256,11 @@ class TrainConfig:
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
         """Settings from a YAML file (keys as the dataclass fields), then ``overrides``."""
         return cls(**{**cls.settings_from_yaml(path), **overrides})
+
+
+def teacher_paths(teachers: str | None) -> list[str]:
+    """The checkpoint paths a ``teachers`` setting names (commas between them)."""
+    return [p.strip() for p in (teachers or "").split(",") if p.strip()]
 
 
 def setting_info(name: str) -> dict[str, Any]:

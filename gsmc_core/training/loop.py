@@ -32,7 +32,7 @@ from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.devices import resolve_device, use_bf16
 from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
-from gsmc_core.training.config import DATASET_FACE_MARGIN, TrainConfig, TrainingError
+from gsmc_core.training.config import DATASET_FACE_MARGIN, TrainConfig, TrainingError, teacher_paths
 from gsmc_core.training.data.noise import given_labels, write_label_table
 from gsmc_core.training.data.preload import MemoryLoader, preload_split
 from gsmc_core.training.data.readers import read_split
@@ -515,7 +515,9 @@ class Trainer:
                       f"so the flip consistency compares misaligned maps; {below} or {above} "
                       "make it exact")
         self.model = self._build_model().to(self.device)
-        self.method = make_method(cfg, self.model)
+        self.method = make_method(cfg, self.model, self.meta)
+        for path in teacher_paths(cfg.teachers):
+            self._log(f"distilling from {path} (weight {cfg.lambda_teachers:g})")
         self.ddp_model = (DistributedDataParallel(self.model) if self.dist.enabled else self.model)
         self.optimizer, self.scheduler = self._optimizer(self.model)
         self.global_step = 0

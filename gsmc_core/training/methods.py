@@ -14,6 +14,9 @@ a batch, what it updates after an optimiser step, and the models it offers for e
   them for the teacher's own weights on the last ~1,000 images it saw
   (``torch.optim.swa_utils.update_bn``); the trainer records the teacher's validation accuracy
   with the averaged statistics beside it (``val_acc_teacher_avg_bn``).
+
+With ``teachers`` (trained checkpoints) any of them is wrapped in ``Distilled``: + λ·KL(mean
+of the teachers' predictions ‖ student), an ensemble distilled into one network.
 """
 
 from collections import deque
@@ -25,8 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, update_bn
 
-from gsmc_core.checkpoint import ModelMeta
-from gsmc_core.training.config import TrainConfig
+from gsmc_core.checkpoint import ModelMeta, load_checkpoint
+from gsmc_core.training.config import TrainConfig, TrainingError, teacher_paths
 from gsmc_core.training.data.batch_augment import BATCH_AUGMENTS, eac_augment
 from gsmc_core.training.data.transforms import EacPairTransform, train_transform
 from gsmc_core.training.losses import distillation_kl, ema_alpha, flip_consistency_loss
@@ -195,10 +198,83 @@ class GSMC(CrossEntropy):
         self.teacher.load_state_dict(state)
 
 
-def make_method(config: TrainConfig, model: nn.Module) -> CrossEntropy:
-    """The method ``config.method`` names, with its settings (``model`` seeds GSMC's teacher)."""
+def load_teachers(teachers: str | None, meta: ModelMeta, device: torch.device) -> list[nn.Module]:
+    """The trained networks ``teachers`` names, frozen and in eval mode on ``device``. Each must
+    take the student's input as it is (size, colour, normalisation) and name its classes."""
+    models = []
+    for path in teacher_paths(teachers):
+        ckpt = load_checkpoint(path, expect_classes=len(meta.classes))
+        for name in ("classes", "input_size", "color", "mean", "std"):
+            theirs, ours = getattr(ckpt.meta, name), getattr(meta, name)
+            if theirs != ours:
+                raise TrainingError(f"{path}: a teacher's {name} must be the student's ({ours}), "
+                                    f"not {theirs}: it sees the student's training images as they are")
+        model = ckpt.build_model().to(device).eval()
+        models.append(model.requires_grad_(False))
+    return models
+
+
+class Distilled(CrossEntropy):
+    """A method plus λ·KL(p ‖ student), p the mean of the teachers' softmax on the student's
+    (augmented) batch: an ensemble of trained networks taught to one (Hinton et al., "Distilling
+    the knowledge in a neural network", 2015). The teachers stay fixed and in eval mode;
+    everything else (augmentation, the method's own teacher, what is exported) is the method's."""
+
+    def __init__(self, method: CrossEntropy, teachers: list[nn.Module], lam: float) -> None:
+        super().__init__(method.augment)
+        self.method = method
+        self.name = method.name
+        self.teachers = teachers
+        self.lam = lam
+
+    def train_transform(self, meta: ModelMeta) -> Callable:
+        return self.method.train_transform(meta)
+
+    @property
+    def batch_augment(self) -> Callable:
+        return self.method.batch_augment
+
+    @torch.no_grad()
+    def teachers_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.softmax(t(images)[0].float(), 1) for t in self.teachers]).mean(0)
+
+    def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+               soft: torch.Tensor | None = None) -> Losses:
+        total, terms, logits = self.method.losses(model, images, labels, soft)
+        seen = images[:, 0] if images.dim() == 5 else images  # EAC's pairs: the first view
+        target = self.teachers_probabilities(seen)
+        kd = F.kl_div(F.log_softmax(logits.float(), 1), target, reduction="batchmean")
+        return total + self.lam * kd, {**terms, "kd": kd}, logits
+
+    def after_step(self, model: nn.Module) -> None:
+        self.method.after_step(model)
+
+    def end_epoch(self) -> None:
+        self.method.end_epoch()
+
+    def candidates(self, model: nn.Module) -> dict[str, nn.Module]:
+        return self.method.candidates(model)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.method.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        self.method.load_state_dict(state)
+
+
+def make_method(config: TrainConfig, model: nn.Module, meta: ModelMeta | None = None) -> CrossEntropy:
+    """The method ``config.method`` names, with its settings (``model`` seeds GSMC's teacher);
+    with ``config.teachers``, wrapped in ``Distilled`` (``meta``: the student's, which the
+    teachers must match)."""
     if config.method == "gsmc":
-        return GSMC(model, config.lambda_kl, config.lambda_ac, config.ema_alpha, config.augment)
-    if config.method == "eac":
-        return EAC(config.eac_lambda)
-    return CrossEntropy(config.augment)
+        method = GSMC(model, config.lambda_kl, config.lambda_ac, config.ema_alpha, config.augment)
+    elif config.method == "eac":
+        method = EAC(config.eac_lambda)
+    else:
+        method = CrossEntropy(config.augment)
+    if not config.teachers:
+        return method
+    if meta is None:
+        raise ValueError("distilling needs the student's ModelMeta")
+    device = next(model.parameters()).device
+    return Distilled(method, load_teachers(config.teachers, meta, device), config.lambda_teachers)

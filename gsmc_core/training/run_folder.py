@@ -22,7 +22,7 @@ from gsmc_core.atomic import write_atomic, write_text_atomic
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what makes a folder another run's
 CHECKPOINTS = ("last.pt", "best.pt")
-METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_loss",
+METRIC_COLUMNS = ("epoch", "loss", "ce", "kl", "ac", "kd", "train_acc", "val_acc", "val_loss",
                   "val_acc_teacher", "val_loss_teacher", "val_acc_teacher_avg_bn", "selected", "lr",
                   "seconds", "images_per_s", "skipped")
 
