@@ -80,7 +80,8 @@ class MainWindow(QMainWindow):
         self.device_label = PlainLabel()
         self.fps_label = PlainLabel("– fps")
         self.live.rate_changed.connect(self.fps_label.setText)
-        self.live.runtime_changed.connect(lambda runtime: self.device_label.setText(f"Device: {runtime}"))
+        for tab in (self.live, self.images):
+            tab.runtime_changed.connect(lambda runtime: self.device_label.setText(f"Device: {runtime}"))
         for label in (self.model_label, self.device_label, self.fps_label):
             self.statusBar().addPermanentWidget(label)
         self._build_menus()

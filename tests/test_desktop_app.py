@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import shared_path
 from desktop_support import desktop_test
 from PySide6.QtCore import QSettings
 
@@ -47,6 +48,10 @@ def test_model_device_and_settings_persist(qtbot, random_checkpoint, tmp_path):
     assert [a.data() for a in window.device_actions.actions()][:2] == ["auto", "cpu"]
     window.set_device("cpu")
     assert window.device_label.text() == "Device: cpu" and window.live.worker._model.device.type == "cpu"
+    # the photos name the runtime they ran on as the Live tab does (it said "cpu" until Live ran)
+    with qtbot.waitSignal(window.images.all_done, timeout=60_000):
+        window.images.add_paths([shared_path("images", "astronaut.png")])
+    assert window.device_label.text() == "Device: cpu · fp32"  # this random model has no int8 graph
     card = model_card(window.model)
     assert "resnet18" in card and "happiness" in card and "112×112" in card
     assert not window.open_checkpoint(tmp_path / "missing.pt")  # explained, old model kept

@@ -33,8 +33,11 @@ def test_astronaut_face_probabilities_and_cam_grid(qtbot, tab, tmp_path):
     astronaut = shared_path("images", "astronaut.png")
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
+    runtimes = []
+    tab.runtime_changed.connect(runtimes.append)
     with qtbot.waitSignal(tab.all_done, timeout=60_000):
         assert tab.add_paths([astronaut, broken]) == 2
+    assert runtimes == ["cpu · fp32"]  # said once; this random model has no int8 graph
     assert tab.pending == 0 and tab.image_list.count() == 2
     assert tab.image_list.item(0).text() == "astronaut.png\n1 face"
     assert "cannot be decoded as an image" in tab.image_list.item(1).text()

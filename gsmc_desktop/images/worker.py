@@ -46,6 +46,7 @@ class ImageResult:
     result: FrameResult | None = None
     cam_tiles: tuple[tuple[npt.NDArray[np.uint8], ...], ...] = ()
     error: str | None = None
+    runtime: str = ""  # where and how the model ran, e.g. "cpu · int8"
 
 
 def cam_tiles(image_bgr: npt.NDArray[np.uint8], result: FrameResult, framing: FaceCrop,
@@ -130,7 +131,8 @@ class ImagesWorker(Worker):
         faces = sorted(result.faces, key=lambda f: (f.box[0], f.box[1]))
         result = replace(result, faces=tuple(replace(f, id=k) for k, f in enumerate(faces, start=1)))
         return ImageResult(entry, path, result=result,
-                           cam_tiles=cam_tiles(image, result, predictor.meta.face_crop, cam_scale))
+                           cam_tiles=cam_tiles(image, result, predictor.meta.face_crop, cam_scale),
+                           runtime=f"{predictor.device.type} · {predictor.precision}")
 
     @Slot()
     def close(self) -> None:
