@@ -19,6 +19,7 @@ With ``teachers`` (trained checkpoints) any of them is wrapped in ``Distilled``:
 of the teachers' predictions ‖ student), an ensemble distilled into one network.
 """
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -235,15 +236,17 @@ class Distilled(CrossEntropy):
         return self.method.batch_augment
 
     @torch.no_grad()
-    def teachers_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.stack([torch.softmax(t(images)[0].float(), 1) for t in self.teachers]).mean(0)
+    def teachers_log_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """log of the mean of the teachers' softmax, computed in log space."""
+        logs = torch.stack([F.log_softmax(t(images)[0].float(), 1) for t in self.teachers])
+        return torch.logsumexp(logs, 0) - math.log(len(self.teachers))
 
     def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                soft: torch.Tensor | None = None) -> Losses:
         total, terms, logits = self.method.losses(model, images, labels, soft)
         seen = images[:, 0] if images.dim() == 5 else images  # EAC's pairs: the first view
-        target = self.teachers_probabilities(seen)
-        kd = F.kl_div(F.log_softmax(logits.float(), 1), target, reduction="batchmean")
+        # a log-probability vector is its own log_softmax: the KL GSMC's teacher term uses
+        kd = distillation_kl(logits.float(), self.teachers_log_probabilities(seen))
         return total + self.lam * kd, {**terms, "kd": kd}, logits
 
     def after_step(self, model: nn.Module) -> None:
