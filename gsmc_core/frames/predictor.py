@@ -229,6 +229,11 @@ class Predictor:
         """"int8" for a quantised graph in ONNX Runtime, else "fp32"."""
         return getattr(self.runtime, "precision", "fp32")
 
+    @property
+    def summary(self) -> str:
+        """Where and how the model runs, as the app's status bar says it: "cpu · int8"."""
+        return f"{self.device.type} · {self.precision}"
+
     @classmethod
     def for_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "auto", backend: str = "auto",
                        threads: int = DEFAULT_THREADS, precision: str = "auto") -> "Predictor":

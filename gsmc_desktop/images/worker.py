@@ -132,7 +132,7 @@ class ImagesWorker(Worker):
         result = replace(result, faces=tuple(replace(f, id=k) for k, f in enumerate(faces, start=1)))
         return ImageResult(entry, path, result=result,
                            cam_tiles=cam_tiles(image, result, predictor.meta.face_crop, cam_scale),
-                           runtime=f"{predictor.device.type} · {predictor.precision}")
+                           runtime=predictor.summary)
 
     @Slot()
     def close(self) -> None:

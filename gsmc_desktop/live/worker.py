@@ -319,10 +319,9 @@ class LiveWorker(Worker):
                 state.recorder.close()
                 state.recorder = None
         rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
-        predictor = state.pipeline.predictor
         if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps,
                                      source.frame_count, state.model.name, redraw,
-                                     source.fps or 0.0, f"{predictor.device.type} · {predictor.precision}")):
+                                     source.fps or 0.0, state.pipeline.predictor.summary)):
             self.frame_ready.emit()
 
     def _open_recorder(self, record: RecordRequest, model: ModelHandle, source: FrameSource,
