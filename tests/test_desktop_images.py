@@ -37,7 +37,7 @@ def test_astronaut_face_probabilities_and_cam_grid(qtbot, tab, tmp_path):
     tab.runtime_changed.connect(runtimes.append)
     with qtbot.waitSignal(tab.all_done, timeout=60_000):
         assert tab.add_paths([astronaut, broken]) == 2
-    assert runtimes == ["cpu · fp32"]  # said once; this random model has no int8 graph
+    assert runtimes == ["cpu · fp32"]  # the photo, not the broken file; no int8 graph here
     assert tab.pending == 0 and tab.image_list.count() == 2
     assert tab.image_list.item(0).text() == "astronaut.png\n1 face"
     assert "cannot be decoded as an image" in tab.image_list.item(1).text()
@@ -100,6 +100,8 @@ def test_a_model_switch_recomputes_every_open_image(qtbot, tab, tmp_path):
     astronaut = shared_path("images", "astronaut.png")
     copy = tmp_path / "copy.png"
     copy.write_bytes(astronaut.read_bytes())
+    runtimes = []
+    tab.runtime_changed.connect(runtimes.append)
     with qtbot.waitSignal(tab.all_done, timeout=60_000):
         tab.add_paths([astronaut])
     first_model = tab.current_result().model
@@ -111,6 +113,9 @@ def test_a_model_switch_recomputes_every_open_image(qtbot, tab, tmp_path):
     with qtbot.waitSignal(tab.all_done, timeout=60_000):
         tab.set_model(default)
     assert tab.pending == 0 and len(tab.results) == 2
+    # said for each photo analysed: twice with the random model, twice with the default one,
+    # whose int8 graph ships
+    assert runtimes == ["cpu · fp32", "cpu · fp32", "cpu · int8", "cpu · int8"]
     for result in tab.results.values():
         assert result.model is default and result.model is not first_model
         assert not np.allclose(result.result.faces[0].probabilities, before)

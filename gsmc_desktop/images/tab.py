@@ -67,7 +67,6 @@ class ImagesTab(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._model: ModelHandle | None = None
-        self._runtime = ""  # the last runtime said (``runtime_changed``) for this model
         self.results: dict[int, ImageResult] = {}
         self._items: dict[int, QListWidgetItem] = {}
         self._next_entry = 0
@@ -198,8 +197,6 @@ class ImagesTab(QWidget):
         screen comes from another model."""
         changed = model is not self._model
         self._model = model
-        if changed:
-            self._runtime = ""
         self.worker.set_model(model)
         self.chart.set_classes(model.classes if model is not None else ())
         if changed and model is not None:
@@ -316,8 +313,7 @@ class ImagesTab(QWidget):
         if image.model is not self._model:  # from before a model change: its redo is queued
             return
         self.results[image.entry] = image
-        if image.runtime and image.runtime != self._runtime:
-            self._runtime = image.runtime
+        if image.runtime:  # said for every photo: the status bar then names what ran last
             self.runtime_changed.emit(image.runtime)
         item = self._items.get(image.entry)
         if item is not None:
