@@ -78,7 +78,7 @@ def test_a_paused_frame_is_made_again_for_each_change(qtbot, tab, astronaut_rgb,
     other = tmp_path / "other.pt"
     other.write_bytes(random_checkpoint.read_bytes())
     tab.set_model(load_model(other, "cpu"))  # "Use this model" while paused
-    qtbot.waitUntil(lambda: tab.last_frame.model_name == "other.pt", timeout=30_000)
+    qtbot.waitUntil(lambda: tab.last_frame.model.name == "other.pt", timeout=30_000)
     assert tab.last_frame.index == index and "other.pt" in tab.chart.getPlotItem().titleLabel.text
     assert tab.chart.getPlotItem().titleLabel.text != "No face"
 
@@ -181,3 +181,49 @@ def test_recording_over_the_playing_video_is_refused(qtbot, tab, astronaut_rgb, 
     tab.stop()
     qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
     assert clip.read_bytes() == before
+
+
+@pytest.fixture
+def seven_class_model(tmp_path):
+    """A random-weights RAF-DB-style model: seven classes where the default model has eight."""
+    import torch
+
+    from gsmc_core.checkpoint import Checkpoint, ModelMeta, save_checkpoint
+    from gsmc_core.labels import SEVEN_CLASSES
+    from gsmc_core.model import GSMCNet
+
+    torch.manual_seed(1)
+    meta = ModelMeta(arch="resnet18", classes=SEVEN_CLASSES, input_size=112, output_stride=16)
+    path = tmp_path / "seven.pt"
+    save_checkpoint(Checkpoint(meta=meta, state_dict=GSMCNet(7).state_dict()), path)
+    return load_model(path, "cpu")
+
+
+def test_switching_to_a_model_with_other_classes_during_playback(qtbot, tab, astronaut_rgb, tmp_path,
+                                                                 random_checkpoint, seven_class_model):
+    # the worker is busy with a frame when the model changes: that frame, the old model's, must
+    # not reach charts already rebuilt for the new classes (an 8-vector in a 7-class timeline)
+    eight = load_model(random_checkpoint, "cpu")
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=300, fps=10.0))
+    tab.speed_combo.setCurrentIndex(tab.speed_combo.findData(0.0))  # frames as fast as made
+    for model in (seven_class_model, eight, seven_class_model, eight, seven_class_model):
+        tab.set_model(model)
+        qtbot.waitUntil(lambda model=model: tab.last_frame.model is model and tab.timeline.count >= 2,
+                        timeout=30_000)
+        assert len(tab.last_frame.result.faces[0].smoothed) == len(model.classes)
+        assert tab.chart.classes == model.classes and tab.timeline._p.shape[1] == len(model.classes)
+
+
+def test_a_click_on_the_previous_models_frame_changes_nothing(qtbot, tab, astronaut_rgb, tmp_path,
+                                                              seven_class_model):
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=40, fps=10.0))
+    tab.stop()
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
+    face = tab.last_frame.result.faces[0]
+    tab.set_model(seven_class_model)  # stopped: the frame stays, marked as the old model's
+    assert tab.view.message().startswith("Results of random.pt")
+    bx, by, bw, bh = face.box
+    tab._selected_id = None  # as if another face had been chosen: a click would choose this one
+    tab._on_view_clicked(bx + bw / 2, by + bh / 2)
+    assert tab._selected_id is None and tab.chart.classes == seven_class_model.classes
+    assert tab.view.message().startswith("Results of random.pt")

@@ -504,7 +504,8 @@ class LiveTab(QWidget):
     @Slot()
     def _on_frame_ready(self) -> None:
         frame = self.worker.frames.take()
-        if frame is None or not self._running:
+        # a frame the previous model made after a switch (its classes may differ) is not shown
+        if frame is None or not self._running or frame.model is not self._model:
             return
         if self.last_frame is not None and frame.timestamp < self.last_frame.timestamp:
             self.timeline.keep_before(frame.timestamp)  # moved back: later samples go
@@ -545,7 +546,8 @@ class LiveTab(QWidget):
     def _draw_plots(self, selected: FaceResult | None) -> None:
         self.chart.set_probabilities(None if selected is None else selected.smoothed)
         self.timeline.redraw()
-        model = f" · {self.last_frame.model_name}" if self.last_frame is not None else ""
+        made_by = self.last_frame.model if self.last_frame is not None else None
+        model = f" · {made_by.name}" if made_by is not None else ""
         if selected is not None:
             self.chart.setTitle(escaped(f"Face #{selected.id}: {selected.label} "
                                         f"{selected.confidence:.0%}{model}"))
@@ -557,8 +559,8 @@ class LiveTab(QWidget):
 
     @Slot(float, float)
     def _on_view_clicked(self, x: float, y: float) -> None:
-        if self.last_frame is None:
-            return
+        if self.last_frame is None or self.last_frame.model is not self._model:
+            return  # the frame on screen is another model's (marked so): its faces are not chosen
         for face in self.last_frame.result.faces:
             bx, by, bw, bh = face.box
             if bx <= x <= bx + bw and by <= y <= by + bh:

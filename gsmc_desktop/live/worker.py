@@ -101,7 +101,7 @@ class LiveFrame:
     timestamp: float
     fps: float
     frame_count: int | None = None  # frames in a video file; None for a camera
-    model_name: str = ""  # the model that made ``result``
+    model: ModelHandle | None = None  # the model that made ``result``
     redraw: bool = False  # the paused frame again, after a change of model or overlay options
     source_fps: float = 0.0  # the video file's own rate (0 for a camera)
     runtime: str = ""  # where and how the model ran, e.g. "cpu · int8"
@@ -320,7 +320,7 @@ class LiveWorker(Worker):
                 state.recorder = None
         rgb = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2RGB)
         if self.frames.put(LiveFrame(rgb, result, frame.index, frame.timestamp, fps,
-                                     source.frame_count, state.model.name, redraw,
+                                     source.frame_count, state.model, redraw,
                                      source.fps or 0.0, state.pipeline.predictor.summary)):
             self.frame_ready.emit()
 
