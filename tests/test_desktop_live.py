@@ -207,3 +207,20 @@ def test_a_frame_of_the_previous_model_is_marked_after_a_switch(qtbot, tab, clip
     assert runtime.args == ["cpu · int8"]
     with qtbot.waitSignal(tab.finished, timeout=10_000):
         tab.stop()
+
+
+def test_a_recording_asked_for_before_a_start_that_fails_is_dropped(qtbot, tab, clip, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    csv_path = tmp_path / "faces.csv"
+    tab.start_recording(csv_path)  # Record pressed before Start
+    tab.set_video(broken)
+    tab.start()
+    qtbot.waitUntil(lambda: not tab.is_running() and "broken.mp4" in tab.view.message(), timeout=30_000)
+    assert not tab.record_button.isChecked()
+    tab.set_video(clip)  # the next start, with Record off, records nothing
+    tab.start()
+    qtbot.waitUntil(lambda: tab.frames_shown >= 3, timeout=60_000)
+    tab.stop()
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
+    assert not csv_path.exists()

@@ -200,6 +200,8 @@ class LiveWorker(Worker):
             source = self._open(spec)
         except Exception as exc:  # a camera or file that cannot be opened names itself
             self.fail(exc, spec.label())
+            with self._lock:
+                self._record = None  # a recording ends with its run, also one that never started
             self.finished.emit("failed")
             return
         reason = "stopped"
