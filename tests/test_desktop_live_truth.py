@@ -227,3 +227,20 @@ def test_a_click_on_the_previous_models_frame_changes_nothing(qtbot, tab, astron
     tab._on_view_clicked(bx + bw / 2, by + bh / 2)
     assert tab._selected_id is None and tab.chart.classes == seven_class_model.classes
     assert tab.view.message().startswith("Results of random.pt")
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_recording_asks_before_replacing_the_video_beside_the_csv(qtbot, tab, tmp_path, monkeypatch,
+                                                                  replace):
+    asked = []
+    monkeypatch.setattr("gsmc_desktop.live.tab.ask",
+                        lambda _parent, _title, text: asked.append(text) or replace)
+    earlier = tmp_path / "faces.mkv"  # an earlier recording's video
+    earlier.write_bytes(b"earlier recording")
+    tab.mp4_check.setChecked(True)
+    monkeypatch.setattr("gsmc_desktop.live.tab.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "faces.csv"), ""))
+    tab.record_button.click()
+    assert len(asked) == 1 and str(earlier) in asked[0]
+    assert tab.record_button.isChecked() == replace
+    assert earlier.read_bytes() == b"earlier recording"  # nothing written before a frame comes

@@ -33,7 +33,7 @@ from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.threads import describe, expected, start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
-from gsmc_desktop.widgets.messages import report_failure
+from gsmc_desktop.widgets.messages import ask, report_failure
 from gsmc_desktop.widgets.palette import class_color
 from gsmc_desktop.widgets.plain_text import PlainLabel, escaped
 from gsmc_desktop.widgets.plots import ProbabilityChart, ProbabilityTimeline
@@ -651,6 +651,12 @@ class LiveTab(QWidget):
         except OSError as exc:
             self.record_button.setChecked(False)
             report_failure(self, "Cannot record there", exc)
+            return
+        # the save dialog asked about the CSV only; the video beside it is asked about here
+        if video is not None and video.exists() and not ask(
+                self, "Replace the video?", f"{video} already exists. The recording's annotated video "
+                "would replace it. Replace it?"):
+            self.record_button.setChecked(False)
             return
         self.start_recording(csv_path, video)
 
