@@ -218,7 +218,7 @@ def _mapping(value: Any) -> dict:
     return value if isinstance(value, dict) and all(isinstance(k, str) for k in value) else {}
 
 
-def _refuse_decompression_bomb(path: Path) -> None:
+def refuse_decompression_bomb(path: Path) -> None:
     """torch.save writes its records uncompressed; a zip whose records would expand far beyond
     the file (a 22 MB file holding 4 GB) is refused before anything is read."""
     try:
@@ -233,7 +233,7 @@ def _refuse_decompression_bomb(path: Path) -> None:
                                     "hostile file)")
 
 
-def _check_tensors(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> None:
+def check_tensors(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -> None:
     """Before any tensor is used (or materialised): floating-point weights of the architecture's
     own shapes (an expanded view declaring 10^12 elements is refused here, not allocated), and
     BatchNorm variances that are not negative."""
@@ -274,7 +274,7 @@ def load_checkpoint(
     if head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
         raise CheckpointError(path, "is a web page, not a model: the download saved the page "
                                     "instead of the file. Download the file itself again")
-    _refuse_decompression_bomb(path)
+    refuse_decompression_bomb(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
@@ -311,7 +311,7 @@ def load_checkpoint(
         )
     if meta.output_stride not in OUTPUT_STRIDES:
         raise CheckpointError(path, f"unsupported output stride {meta.output_stride}")
-    _check_tensors(path, meta, state)
+    check_tensors(path, meta, state)
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(path, f"weights hold NaN or infinite values ({len(broken)} tensors, "

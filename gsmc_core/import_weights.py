@@ -14,7 +14,15 @@ from pathlib import Path
 
 import torch
 
-from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta, load_checkpoint, save_checkpoint
+from gsmc_core.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    ModelMeta,
+    check_tensors,
+    load_checkpoint,
+    refuse_decompression_bomb,
+    save_checkpoint,
+)
 from gsmc_core.errors import UsageError
 from gsmc_core.labels import CANONICAL_CLASSES
 from gsmc_core.model import DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, GSMCNet
@@ -25,6 +33,7 @@ FORMATS = ("torchvision", "eac-msceleb", "gsmc-dmue")
 def _read(path: Path) -> object:
     if not path.is_file():
         raise CheckpointError(path, "file not found")
+    refuse_decompression_bomb(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -75,13 +84,16 @@ def import_weights(
         )
     if not 16 <= input_size <= 1024:
         raise UsageError(f"input size must be 16 to 1024 pixels, got {input_size}")
+    meta = ModelMeta(
+        arch=arch, classes=(), input_size=input_size, output_stride=output_stride
+    )
+    # the checks a checkpoint gets when it is loaded, on the source, before anything is written:
+    # dtypes, shapes (before any tensor is materialised), BatchNorm variances, finite values
+    check_tensors(src, meta, state)
     broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
         raise CheckpointError(src, f"weights hold NaN or infinite values ({len(broken)} tensors, "
                                    f"e.g. {broken[0]}); nothing was written")
-    meta = ModelMeta(
-        arch=arch, classes=(), input_size=input_size, output_stride=output_stride
-    )
     ckpt = Checkpoint(
         meta=meta,
         state_dict=state,

@@ -74,3 +74,30 @@ def test_cli_reports_missing_source(tmp_path, capsys):
                "--out", str(tmp_path / "o.pt")])
     assert rc == 2
     assert "none.pth: file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["negative variance", "integer weights", "declared 10^12 values",
+                                    "NaN"])
+def test_a_bad_source_is_refused_by_name_and_the_existing_output_is_kept(tmp_path, torchvision_state,
+                                                                         damage):
+    good = tmp_path / "good.pth"
+    torch.save(torchvision_state, good)
+    out = import_weights(good, "torchvision", tmp_path / "init.pt")
+    before = out.read_bytes()
+    state = dict(torchvision_state)
+    if damage == "negative variance":
+        state["bn1.running_var"] = state["bn1.running_var"].clone()
+        state["bn1.running_var"][0] = -1.0
+    elif damage == "integer weights":
+        state["conv1.weight"] = state["conv1.weight"].to(torch.int32)
+    elif damage == "declared 10^12 values":
+        state["conv1.weight"] = torch.zeros(1).expand(1_000_000, 1_000_000)
+    else:
+        state["layer1.0.conv1.weight"] = state["layer1.0.conv1.weight"].clone()
+        state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    bad = tmp_path / "bad.pth"
+    torch.save(state, bad)
+    with pytest.raises(CheckpointError, match="bad.pth"):
+        import_weights(bad, "torchvision", out)
+    assert out.read_bytes() == before  # the earlier init checkpoint is untouched
+    load_checkpoint(out, kind="init")
