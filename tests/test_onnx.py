@@ -1,6 +1,7 @@
 """CPU inference in ONNX Runtime: the exported graph agrees with torch on real faces, carries
 its metadata, is cached, and bad files get clear errors."""
 
+import os
 import re
 
 import numpy as np
@@ -141,12 +142,16 @@ def test_an_argument_error_keeps_the_cache_and_the_cache_is_bounded(shipped, tmp
     with pytest.raises(ValueError, match="threads must be >= 1"):
         Predictor.for_checkpoint(shipped, "cpu", threads=0)
     assert path.is_file()
+    int8 = path.with_name(path.name.replace(".onnx", ".int8.onnx"))  # as `gsmc quantize` names it
+    int8.write_bytes(b"an int8 graph")
+    os.utime(int8, (1, 1))  # older than every export
     monkeypatch.setattr(onnx_export, "CACHE_KEEP", 2)
     for k in range(3):  # three other models: the oldest entries go
         other = dataclasses.replace(shipped, state_dict={**shipped.state_dict,
                                                          "fc.bias": shipped.state_dict["fc.bias"] + k + 1})
         cached_onnx(other)
-    assert len(list(path.parent.glob("*.onnx"))) == 2 and not path.exists()
+    assert len(list(path.parent.glob("*.onnx"))) == 3 and not path.exists()
+    assert int8.read_bytes() == b"an int8 graph"  # a quantisation is never pruned
 
 
 def test_onnx_metadata_that_does_not_fit_its_graph_is_refused(shipped, tmp_path):

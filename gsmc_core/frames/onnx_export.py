@@ -116,7 +116,10 @@ def cached_onnx(ckpt: Checkpoint) -> Path:
 
 
 def _prune(folder: Path) -> None:
-    entries = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    """Remove all but the ``CACHE_KEEP`` most recent exports; int8 graphs (``gsmc quantize``,
+    calibrated on a dataset, not rebuilt on the fly) are never removed."""
+    exports = [p for p in folder.glob("*.onnx") if not p.name.endswith(".int8.onnx")]
+    entries = sorted(exports, key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[CACHE_KEEP:]:
         old.unlink(missing_ok=True)
 
