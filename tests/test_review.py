@@ -47,6 +47,21 @@ def test_every_decision_survives_kill_9(tmp_path):
     assert sorted(ReviewLog(path).decisions()) == sorted(f"f{i}.png" for i in range(19))
 
 
+@pytest.mark.parametrize("cut", [2, 9])  # the line end only; the line end and part of the line
+def test_a_decision_after_a_line_cut_by_a_kill_is_kept_with_the_ones_before(tmp_path, cut):
+    path = tmp_path / "decisions.csv"
+    log = ReviewLog(path)
+    log.set_label("a.png", "anger")
+    log.set_label("b.png", "fear", 0.25)
+    path.write_bytes(path.read_bytes()[:-cut])  # killed while writing b's line
+    reopened = ReviewLog(path)
+    reopened.set_label("c.png", "disgust")
+    standing = ReviewLog(path).decisions()
+    assert {k: d.label for k, d in standing.items()} == {
+        "a.png": "anger", "c.png": "disgust", **({"b.png": "fear"} if cut == 2 else {})}
+    assert standing == reopened.decisions()  # what the session shows is what the file holds
+
+
 def digest(folder: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(folder.rglob("*")):

@@ -65,10 +65,13 @@ class ReviewLog:
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        cut = not new and _ends_mid_line(self.path)
         with open(self.path, "a", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             if new:
                 writer.writerow(COLUMNS)
+            elif cut:  # a line cut by a kill: ended here, so this decision is not merged into it
+                f.write("\r\n")
             writer.writerow([time, self.who, action, key, label,
                              f"{score:.6g}" if isinstance(score, float) else score])
             f.flush()
@@ -98,6 +101,12 @@ class ReviewLog:
     def decisions(self) -> dict[str, Decision]:
         """The standing decision for each reviewed key (the latest one wins)."""
         return {d.key: d for d in self._history}
+
+
+def _ends_mid_line(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
 
 
 def _user() -> str:
