@@ -103,3 +103,22 @@ def test_gsmc_crossval_command_reports_against_the_runs_noise(ferplus_root, tmp_
                  "--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "out-of-sample predictions, cross-validated" in out and "against the 10 noisy labels" in out
+
+
+def test_a_folds_scores_cut_short_by_a_full_disk_leave_no_file_marking_it_done(tmp_path, monkeypatch):
+    from gsmc_core.review import cross_val
+
+    def disk_full(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    path = tmp_path / "fold0" / cross_val.HELDOUT
+    path.parent.mkdir()
+    monkeypatch.setattr(cross_val.np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        cross_val.write_heldout(path, np.arange(3), np.ones((3, 8), np.float32))
+    assert list(path.parent.iterdir()) == []  # the fold is trained again on the next run
+    monkeypatch.undo()
+    cross_val.write_heldout(path, np.arange(3), np.ones((3, 8), np.float32))
+    with np.load(path) as held:
+        assert held["indices"].tolist() == [0, 1, 2] and held["probs"].shape == (3, 8)

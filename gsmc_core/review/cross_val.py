@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.devices import resolve_device
 from gsmc_core.review.audit import TrainingScores
@@ -45,7 +46,12 @@ def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray) ->
     device = resolve_device(config.device)
     preds = predict_loader(ckpt.build_model().to(device), loader, device)
     probs = torch.softmax(torch.from_numpy(preds.logits), 1).numpy()
-    np.savez(run / HELDOUT, indices=held[preds.indices], probs=probs)
+    write_heldout(run / HELDOUT, held[preds.indices], probs)
+
+
+def write_heldout(path: Path, indices: np.ndarray, probs: np.ndarray) -> None:
+    """A fold's held-out scores, complete or not at all: an existing file marks the fold done."""
+    write_atomic(path, lambda f: np.savez(f, indices=indices, probs=probs), binary=True)
 
 
 def cross_validated_scores(base: TrainConfig, folds: int, out: str | Path,
