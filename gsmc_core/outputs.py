@@ -48,9 +48,9 @@ def refuse_overwriting_inputs(outputs: dict[str, str | Path | None], inputs: Ite
 
 def refuse_folder_of_inputs(option: str, folder: str | Path, inputs: Iterable[str | Path]) -> None:
     """Raise OutputError when ``folder`` holds any of the inputs (written files could replace
-    them): annotated copies of photos go to a folder of their own."""
+    them), also through a link: annotated copies of photos go to a folder of their own."""
     for source in inputs:
-        if same_file(Path(source).parent, folder):
+        if any(same_file(parent, folder) for parent in (Path(source).parent, Path(source).resolve().parent)):
             raise OutputError(errno.EEXIST, f"{option} {folder} holds the input {source}; files "
                               "written there could replace the originals. Choose another folder")
 

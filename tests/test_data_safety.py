@@ -214,3 +214,35 @@ def test_video_of_a_folder_unreadable_or_of_mixed_sizes(tmp_path, capsys, random
     capture = cv2.VideoCapture(str(out))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 5  # every image a frame, none dropped
     capture.release()
+
+
+def test_predict_refuses_a_cam_folder_a_photo_links_into(tmp_path, capsys, random_checkpoint):
+    cam, photos = tmp_path / "cam", tmp_path / "photos"
+    cam.mkdir()
+    photos.mkdir()
+    original = cam / "astronaut.png"  # the photo itself; photos/ holds a link to it
+    original.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    os.symlink(original, photos / "astronaut.png")
+    before = digest(original)
+    assert main(["predict", str(photos), "--cam-dir", str(cam), "--checkpoint", str(random_checkpoint)]) == 2
+    assert "--cam-dir" in capsys.readouterr().err and digest(original) == before
+
+
+def test_label_review_outputs_refuse_the_dataset_label_file_and_the_runs_files(small_ferplus, tmp_path,
+                                                                             capsys, random_checkpoint):
+    labels = small_ferplus / "FER2013Train" / "label.csv"
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / "best.pt"
+    model.write_bytes(random_checkpoint.read_bytes())
+    (run / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
+    kept = {p: digest(p) for p in (labels, run / "metrics.csv")}
+    audit = ["audit", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root", str(small_ferplus)]
+    for argv in ([*audit, "--csv", str(labels)], [*audit, "--csv", str(run / "metrics.csv")],
+                 ["calibrate", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root",
+                  str(small_ferplus), "--out", str(labels)]):
+        assert main(argv) == 2, argv
+        assert "is an input" in capsys.readouterr().err
+        assert {p: digest(p) for p in kept} == kept
+    assert main([*audit, "--csv", str(tmp_path / "audit.csv")]) == 0  # elsewhere: written
+    assert (tmp_path / "audit.csv").read_text().startswith("rank,index,key")

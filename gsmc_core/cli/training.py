@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import typing
+from pathlib import Path
 
 from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
@@ -200,6 +201,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fraction, seed = cfg.get("val_fraction", 0.1), cfg.get("seed", 0)
     train_split = read_split(dataset, args.data_root, "train", n, fraction, seed)
     val = read_split(dataset, args.data_root, "val", n, fraction, seed)
+    refuse_overwriting_inputs({"--out": args.out}, [s.source for s in (train_split, val) if s.source])
     if "fc.weight" not in ckpt.state_dict or "fc.bias" not in ckpt.state_dict:
         raise UsageError(f"{args.checkpoint} has no linear classifier (fc.weight, fc.bias) to adjust")
     device = resolve_device(args.device)
@@ -224,7 +226,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    refuse_overwriting_inputs({"--csv": args.csv}, [RunFolder(args.run).last])
+    run = RunFolder(args.run)
+    refuse_overwriting_inputs({"--csv": args.csv}, [run.path / name for name in run.run_files()])
     base = config_for_resume(args.run, {"epochs": args.epochs} if args.epochs else {})
     base = dataclasses.replace(base, resume=False, device=args.device)
     print(f"{args.folds}-fold cross-validation of {args.run}'s recipe in {args.out} (each fold a "
@@ -251,7 +254,9 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint])
+    run = RunFolder(Path(args.checkpoint).parent)  # the checkpoint's run: its files are inputs too
+    refuse_overwriting_inputs({"--csv": args.csv},
+                              [args.checkpoint, *(run.path / name for name in run.run_files())])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
                    device=args.device, score=args.score.replace("-", "_"), model=args.model,
                    tta=args.tta)
@@ -275,6 +280,7 @@ def _print_report(report, args: argparse.Namespace, source: str) -> int:
         print(f"{rank:4d}. {s.key}: labelled {s.given} ({s.p_given:.2f}), "
               f"model says {s.predicted} ({s.p_predicted:.2f}){mark}")
     if args.csv:
+        refuse_overwriting_inputs({"--csv": args.csv}, [report.labels_file] if report.labels_file else [])
         write_audit_csv(report, args.csv)
         print(f"wrote {args.csv}")
     return 0

@@ -51,6 +51,7 @@ class AuditReport:
     recall: float | None = None
     precision_at_k: dict[int, float] = field(default_factory=dict)
     note: str | None = None  # why the run's noisy labels could not be rebuilt
+    labels_file: Path | None = None  # the dataset's label file the scores are for (an input)
 
 
 def same_folder(a: str | Path, b: str | Path) -> bool:
@@ -146,7 +147,7 @@ def report_from_scores(s: TrainingScores, score: str = "audit", threshold: float
         )
         for r in suspects.order[: suspects.cut]
     ]
-    report = AuditReport(n=len(s.probs), flagged=flagged, note=s.note)
+    report = AuditReport(n=len(s.probs), flagged=flagged, note=s.note, labels_file=s.split.source)
     if s.flips is not None:
         wrong = np.array([int(i) in s.flips for i in s.indices])
         figures = precision_recall(suspects, wrong, ks=tuple(k for k in (100, 500, 1000)

@@ -40,7 +40,7 @@ def _finish(dataset: str, split: str, classes: tuple[str, ...], samples: list[Sa
             source: Path, notes: tuple[str, ...] = ()) -> Split:
     if not samples:
         raise DataError(f"{source}: the {split} split of {dataset} has no usable samples")
-    return Split(dataset, split, classes, samples, notes)
+    return Split(dataset, split, classes, samples, notes, source)
 
 
 def _holdout(samples: list[Sample], split: str, fraction: float, seed: int) -> list[Sample]:

@@ -1,7 +1,7 @@
 """Samples, splits and the torch Dataset every reader feeds."""
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -48,6 +48,7 @@ class Split:
     classes: tuple[str, ...]
     samples: list[Sample]
     notes: tuple[str, ...] = ()  # what the reader left out, and why (said when training)
+    source: Path | None = None  # the label file (or image folder) the reader read
 
     def labels(self) -> list[int]:
         return [s.label for s in self.samples]
@@ -66,15 +67,14 @@ class Split:
                    s.votes)
             for s, y in zip(self.samples, labels, strict=True)
         ]
-        return Split(self.dataset, self.name, self.classes, samples, self.notes)
+        return replace(self, samples=samples)
 
     def subset(self, n: int | None, seed: int = 0) -> "Split":
         """A fixed random ``n`` samples, in dataset order (all when n is None): ``--limit-*``."""
         if n is None or n >= len(self.samples):
             return self
         keep = sorted(np.random.default_rng(seed).choice(len(self.samples), n, replace=False))
-        return Split(self.dataset, self.name, self.classes, [self.samples[i] for i in keep],
-                     self.notes)
+        return replace(self, samples=[self.samples[i] for i in keep])
 
 
 def load_image(sample: Sample) -> npt.NDArray[np.uint8]:
