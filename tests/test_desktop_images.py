@@ -212,3 +212,65 @@ def test_faces_are_numbered_left_to_right(qtbot, tab, tmp_path, astronaut_rgb):
     faces = tab.results[0].result.faces
     assert len(faces) == 2
     assert [f.id for f in sorted(faces, key=lambda f: f.box[0])] == [1, 2]
+
+
+def test_images_removed_while_analysed_stay_removed(qtbot, tab, tmp_path):
+    photos = [tmp_path / f"p{k}.png" for k in range(4)]
+    for p in photos:
+        p.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths(photos)
+        tab.remove_selected(everything=True)  # Shift+Remove while they are being analysed
+    assert tab.image_list.count() == 0 and tab.results == {} and not tab.export_button.isEnabled()
+
+
+def test_a_job_that_breaks_marks_its_images_and_the_next_one_is_analysed(qtbot, tab, tmp_path,
+                                                                         monkeypatch):
+    import gsmc_desktop.images.worker as worker
+
+    real = worker.FramePipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the pipeline broke")
+
+    monkeypatch.setattr(worker, "FramePipeline", broken)
+    photos = [tmp_path / f"p{k}.png" for k in range(2)]
+    for p in photos:
+        p.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths(photos)
+    assert tab.pending == 0
+    texts = [tab.image_list.item(k).text() for k in range(2)]
+    assert all("not analysed" in t and "the pipeline broke" in t for t in texts), texts
+    monkeypatch.setattr(worker, "FramePipeline", real)
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([shared_path("images", "astronaut.png")])
+    assert tab.pending == 0 and tab.image_list.item(2).text() == "astronaut.png\n1 face"
+
+
+def test_open_images_adds_them_to_recent_files(qtbot, tab, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    astronaut = shared_path("images", "astronaut.png")
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(astronaut)], ""))
+    opened = []
+    tab.opened.connect(opened.append)
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab._on_open_files()
+    assert opened == [[astronaut]]
+
+
+def test_a_folder_that_cannot_be_listed_is_said_in_the_status_bar(qtbot, tab, tmp_path, monkeypatch):
+    import gsmc_desktop.images.tab as images_tab
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(images_tab, "image_files", denied)
+    said = []
+    tab.status_message.connect(said.append)
+    assert tab.add_paths([folder]) == 0
+    assert said == [f"Cannot open {folder}: Permission denied"]

@@ -226,7 +226,12 @@ class ImagesTab(QWidget):
 
     def add_paths(self, paths: Iterable[Path]) -> int:
         """Queue files and folders' images for analysis; returns how many images were added."""
-        files = expand_paths(paths)
+        paths = list(paths)
+        try:
+            files = expand_paths(paths)
+        except OSError as exc:  # a folder that cannot be listed (permissions, a lost drive)
+            self.status_message.emit(f"Cannot open {exc.filename}: {exc.strerror or exc}")
+            return 0
         if not files:
             names = ", ".join(str(p) for p in paths)
             self.status_message.emit(f"No images in {names} ({', '.join(IMAGE_EXTENSIONS)})")
@@ -310,8 +315,13 @@ class ImagesTab(QWidget):
     @Slot(object)
     def _on_image_done(self, image: ImageResult) -> None:
         self.pending -= 1
-        if image.model is not self._model:  # from before a model change: its redo is queued
-            return
+        # a result from before a model change (its redo is queued) or of a removed image is dropped
+        if image.model is self._model and image.entry in self._items:
+            self._show_result(image)
+        if self.pending == 0:
+            self.all_done.emit()
+
+    def _show_result(self, image: ImageResult) -> None:
         self.results[image.entry] = image
         if image.runtime:  # said for every photo: the status bar then names what ran last
             self.runtime_changed.emit(image.runtime)
@@ -326,16 +336,13 @@ class ImagesTab(QWidget):
                 item.setText(f"{image.path.name}\n{n} face{'s' if n != 1 else ''}")
         if self._current_entry() == image.entry:
             self._on_image_selected()
-        if self.pending == 0:
-            self.all_done.emit()
 
     @Slot(str)
     def _on_errored(self, exc: BaseException, _task: str) -> None:
+        # the job's images not analysed come back each as an error (``ImagesWorker.run``)
         message = describe(exc)
-        self.pending = 0
         self.status_message.emit(message)
         self.view.set_message(message)
-        self.all_done.emit()
 
     def _current_entry(self) -> int | None:
         item = self.image_list.currentItem()

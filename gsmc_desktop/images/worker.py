@@ -18,7 +18,7 @@ from gsmc_core.frames.render import overlay_heatmap, scale_cam
 from gsmc_core.frames.results import FrameResult
 from gsmc_core.frames.sources import SourceError, read_image
 from gsmc_desktop.model_handle import ModelHandle
-from gsmc_desktop.threads import Worker
+from gsmc_desktop.threads import Worker, describe
 
 TILE_SIZE = 128
 CAM_ALPHA = 0.5
@@ -86,14 +86,10 @@ class ImagesWorker(Worker):
         """Abandon the jobs queued or running (shutting down)."""
         self._cancel.set()
 
-    def _get_predictor(self) -> tuple[ModelHandle, Predictor] | None:
-        with self._lock:
-            model = self._model
-        if model is None:
-            return None
+    def _predictor_for(self, model: ModelHandle) -> Predictor:
         if self._predictor is None or self._predictor[0] is not model:
             self._predictor = (model, model.new_predictor())
-        return self._predictor
+        return self._predictor[1]
 
     def _get_detector(self, name: str) -> FaceDetector:
         if name not in self._detectors:
@@ -103,12 +99,15 @@ class ImagesWorker(Worker):
 
     @Slot(object)
     def run(self, job: ImageJob) -> None:
+        """Analyse the job's images; each entry comes back once, as a result or an error (also
+        when the job breaks half-way), so the tab never waits for an image forever."""
+        with self._lock:
+            model = self._model
+        done = 0
         try:
-            loaded = self._get_predictor()
-            if loaded is None:
-                self.fail(UsageError("No model loaded: use File ▸ Open checkpoint… first"), "images")
-                return
-            model, predictor = loaded
+            if model is None:
+                raise UsageError("No model loaded: use File ▸ Open checkpoint… first")
+            predictor = self._predictor_for(model)
             pipeline = FramePipeline(predictor, self._get_detector(job.detector), cam_scale=job.cam_scale,
                                      all_cams=True)
             for entry, path in job.entries:
@@ -116,8 +115,12 @@ class ImagesWorker(Worker):
                     return
                 result = self._analyse(pipeline, predictor, entry, path, job.cam_scale)
                 self.image_done.emit(replace(result, model=model))
+                done += 1
         except Exception as exc:  # keep the app alive; the tab says what broke
             self.fail(exc, "images")
+            for entry, path in job.entries[done:]:
+                self.image_done.emit(ImageResult(entry, path, model, error=f"{path}: not analysed: "
+                                                 f"{describe(exc)}"))
 
     def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path,
                  cam_scale: str) -> ImageResult:
