@@ -93,6 +93,14 @@ def test_invalid_input_is_shown_beside_the_field(tab, ferplus_root, tmp_path):
     tab.form.dataset.setCurrentText("rafdb")  # FERPlus files are not a RAF-DB layout
     assert not tab.start() and "Not a rafdb dataset" in tab.form.data_root.error.text()
     tab.form.dataset.setCurrentText("ferplus")
+    binary = tmp_path / "binary" / "FER2013Train"  # a label file that is not text
+    binary.mkdir(parents=True)
+    (binary / "label.csv").write_bytes(b"\xff\xfe\x00binary\x81\n")
+    tab.form.data_root.edit.setText(str(binary.parent))
+    assert not tab.start()
+    said = tab.form.data_root.error.text().replace("\u200b", "")  # break points in long paths
+    assert f"Cannot read the ferplus training labels in {binary.parent}: 'utf-8' codec" in said
+    tab.form.data_root.edit.setText(str(ferplus_root))
     tab.form.out.edit.setText(str(tmp_path / "new"))
     assert not tab.resume() and "Nothing to resume" in tab.form.out.error.text()
     assert not tab.is_running()

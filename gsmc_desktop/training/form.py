@@ -322,10 +322,14 @@ class TrainingForm(QWidget):
             self.data_root.set_error(f"{root}: folder not found.")
             ok = False
         else:
+            dataset = self.dataset.currentText()
             try:
-                read_split(self.dataset.currentText(), root, "train")
-            except DataError as exc:
-                self.data_root.set_error(f"Not a {self.dataset.currentText()} dataset: {exc}")
+                read_split(dataset, root, "train")
+            except DataError as exc:  # names the file and what is wrong in it
+                self.data_root.set_error(f"Not a {dataset} dataset: {exc}")
+                ok = False
+            except (OSError, ValueError) as exc:  # unreadable, or not text (UnicodeDecodeError)
+                self.data_root.set_error(f"Cannot read the {dataset} training labels in {root}: {exc}")
                 ok = False
         problem = RunFolder(out).problem_for_new_run() if out else "Choose a folder for the run."
         if problem:
