@@ -52,7 +52,11 @@ def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tm
     with qtbot.waitSignal(tab.use_model, timeout=120_000) as used:
         tab.use_button.click()
         assert not tab.use_button.isEnabled() and "int8" in tab.progress_label.text()
+        # the worker thread is busy: a run would wait behind it (and a Stop would be lost)
+        assert not tab.start_button.isEnabled() and not tab.resume_button.isEnabled()
+        assert not tab.start() and not tab.is_running()
     assert used.args == [tmp_path / "run" / "best.pt"]
+    assert tab.start_button.isEnabled() and tab.resume_button.isEnabled()
     # the model was made fast for the CPU first: its int8 graph is where predictors look
     from gsmc_core.checkpoint import load_checkpoint
     from gsmc_core.frames.quantize import graph_precision, int8_graph
@@ -183,6 +187,7 @@ def test_resume_shows_the_runs_history_and_by_class_figures(qtbot, tab, ferplus_
     # test-split figures of the best model, in the worker thread
     with qtbot.waitSignal(tab.test_done, timeout=300_000):
         assert tab.evaluate_on_test()
+        assert not tab.start_button.isEnabled() and not tab.start()
     assert tab.by_class.title.text().startswith("Test (best.pt, 3137 images)")
     assert tab.compare_run(tmp_path / "run") and not tab.compare_run(tmp_path)
     assert len(tab.curves.comparisons) == 1

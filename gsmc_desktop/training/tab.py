@@ -161,8 +161,13 @@ class TrainingTab(QWidget):
 
     def start(self, config: TrainConfig | None = None) -> bool:
         """Start a new run with ``config`` (default: the form's, validated); False if the input
-        is invalid (the form shows why) or a run is going."""
+        is invalid (the form shows why), a run is going, or the worker thread is evaluating or
+        preparing a model (a run would wait behind it, and a Stop meanwhile would be lost)."""
         if self._running:
+            return False
+        if self._evaluating or self._preparing:
+            self.status_message.emit("Training not started: wait for the evaluation or the model "
+                                     "preparation to finish")
             return False
         config = config or self.form.config()
         if config is None:
@@ -213,8 +218,9 @@ class TrainingTab(QWidget):
 
     def _update_buttons(self) -> None:
         self.form.setEnabled(not self._running)
-        self.start_button.setEnabled(not self._running)
-        self.resume_button.setEnabled(not self._running)
+        idle = not (self._running or self._evaluating or self._preparing)  # one worker thread
+        self.start_button.setEnabled(idle)
+        self.resume_button.setEnabled(idle)
         self.stop_button.setEnabled(self._running)
         self.use_button.setEnabled(not self._running and not self._preparing
                                    and self.model_path() is not None)
