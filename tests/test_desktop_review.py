@@ -116,3 +116,21 @@ def test_cross_validated_scoring_from_the_tab(qtbot, tabs, ferplus_root, tmp_pat
     assert "Out-of-sample predictions (2-fold cross-validation)" in tab.progress_label.text()
     assert "10 labels known to be noisy" in tab.progress_label.text()
     assert (run / "crossval" / "fold1" / "heldout.npz").is_file() and len(tab.rows) > 0
+
+
+def test_a_face_that_cannot_be_drawn_is_said_in_its_place(qtbot, tabs, small_ferplus, random_checkpoint,
+                                                          tmp_path):
+    checkpoint = tmp_path / "run" / "last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
+    qtbot.waitUntil(lambda: not tab.face_views[0].pixmap().isNull(), timeout=30_000)  # the first face
+    following = tab.run.scores.split.samples[tab.run.scores.indices[tab.rows[1]]]
+    following.path.unlink()  # the next suspect's image is gone (a moved or deleted file)
+    tab.move(1)
+    assert all(view.pixmap().isNull() for view in tab.face_views)  # not the previous suspect's face
+    qtbot.waitUntil(lambda: tab.face_views[0].text().startswith("Cannot show this face"), timeout=30_000)
+    assert following.path.name in tab.face_views[0].text()
+    assert tab.score_button.isEnabled() and "failed" not in tab.progress_label.text()
+    tab.move(1)  # the one after is drawn as usual
+    qtbot.waitUntil(lambda: not tab.face_views[0].pixmap().isNull(), timeout=30_000)

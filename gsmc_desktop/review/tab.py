@@ -153,6 +153,7 @@ class ReviewTab(QWidget):
         self.thread: QThread = start_worker(self.worker, "review-worker")
         self._score_requested.connect(self.worker.score)
         self._render_requested.connect(self.worker.render)
+        self.worker.render_failed.connect(self._on_render_failed)
         self.worker.progress.connect(self._on_progress)
         self.worker.scored.connect(self._on_scored)
         self.worker.rendered.connect(self._on_rendered)
@@ -315,7 +316,16 @@ class ReviewTab(QWidget):
         decision = self.log.decisions().get(self._key(row))
         self.decision_label.setText("Not reviewed yet." if decision is None else
                                     f"Decided: {decision.action} {decision.label}".strip())
+        for view in self.face_views:  # the previous suspect's pictures never stand under these captions
+            view.setText("drawing…")
         self._render_requested.emit(row)
+
+    @Slot(int, str)
+    def _on_render_failed(self, row: int, message: str) -> None:
+        if self.rows and row == self.rows[self.position]:
+            self.face_views[0].setText(f"Cannot show this face: {message}")
+            for view in self.face_views[1:]:
+                view.setText("")
 
     @Slot(object)
     def _on_rendered(self, face: RenderedFace) -> None:

@@ -2,6 +2,7 @@
 with the CAMs of its given and its predicted class. Qt-free work from the core; only signals
 cross to the GUI thread, which never runs the model."""
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +20,7 @@ from gsmc_core.review.label_issues import Suspects, rank_suspects
 from gsmc_core.training.config import TrainConfig, config_for_resume
 from gsmc_core.training.data.samples import load_image
 from gsmc_core.training.events import BatchEvent
-from gsmc_desktop.threads import Worker
+from gsmc_desktop.threads import Worker, describe
 
 FACE_SIZE = 192  # pixels of each face and CAM on screen: FERPlus's 48 px faces, 4x
 
@@ -62,6 +63,7 @@ class ReviewWorker(Worker):
     progress = Signal(int, int, float)  # batches done, total, seconds so far
     scored = Signal(object)  # ScoredRun
     rendered = Signal(object)  # RenderedFace
+    render_failed = Signal(int, str)  # row, why its face cannot be shown
     cancelled = Signal(str)
 
     def __init__(self) -> None:
@@ -129,8 +131,9 @@ class ReviewWorker(Worker):
             shown = np.ascontiguousarray(_resize(face))
             maps = [self._predictor.predict([face], cam_class=c)[0].heatmap for c in (given, predicted)]
             cams = [overlay_heatmap(shown, m, 0.5) for m in maps]
-        except Exception as exc:
-            self.fail(exc, "showing the face")
+        except Exception as exc:  # said in the face's place (scoring is not affected)
+            logging.getLogger("gsmc_desktop").warning("cannot show suspect row %d", row, exc_info=exc)
+            self.render_failed.emit(row, describe(exc))
             return
         self.rendered.emit(RenderedFace(row, shown, *cams))
 
