@@ -244,3 +244,16 @@ def test_recording_asks_before_replacing_the_video_beside_the_csv(qtbot, tab, tm
     assert len(asked) == 1 and str(earlier) in asked[0]
     assert tab.record_button.isChecked() == replace
     assert earlier.read_bytes() == b"earlier recording"  # nothing written before a frame comes
+
+
+def test_a_video_chosen_in_the_source_list_during_playback_plays(qtbot, tab, astronaut_rgb, tmp_path,
+                                                                  monkeypatch):
+    first = write_clip(astronaut_rgb, tmp_path / "first.mp4", frames=300, fps=10.0)
+    second = write_clip(astronaut_rgb[:, ::-1].copy(), tmp_path / "second.mp4", frames=40, fps=10.0)
+    playing(qtbot, tab, first)
+    monkeypatch.setattr("gsmc_desktop.live.tab.QFileDialog.getOpenFileName",
+                        lambda *a, **k: (str(second), ""))
+    tab._on_source_activated(tab.source_combo.findData("choose"))  # "Video file…" in the list
+    qtbot.waitUntil(lambda: tab.last_frame.frame_count == 40 and tab.is_running(), timeout=60_000)
+    assert tab.video_bar.isVisible() and tab.play_button.isEnabled() and tab.seek_slider.maximum() == 39
+    assert not tab.start_button.isEnabled()

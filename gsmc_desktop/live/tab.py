@@ -310,6 +310,8 @@ class LiveTab(QWidget):
                 self.video_chosen.emit(Path(path))
             else:
                 self.source_combo.setCurrentIndex(0)
+        if self._running:  # a source chosen during a run replaces the one playing
+            self.start()
         self._update_buttons()
 
     def set_video(self, path: Path) -> None:
@@ -426,7 +428,7 @@ class LiveTab(QWidget):
         self.start_button.setEnabled(not self._running and self.current_source() is not None)
         self.stop_button.setEnabled(self._running)
         self.snapshot_button.setEnabled(self.last_frame is not None)
-        source = self.current_source()
+        source = self._spec if self._running else self.current_source()  # while running: what plays
         self.video_bar.setVisible(source is not None and source.video is not None)
         playing_file = self._running and source is not None and source.video is not None
         for widget in (self.play_button, self.seek_slider, self.speed_combo):
@@ -662,9 +664,9 @@ class LiveTab(QWidget):
 
     def _inputs(self) -> list[Path]:
         """The files this tab reads, which nothing it saves may replace: the video, the model."""
-        spec = self.current_source()
+        specs = (self.current_source(), self._spec if self._running else None)  # selected, playing
         model = self._model.checkpoint.path if self._model is not None else None
-        return [p for p in (spec.video if spec else None, model) if p]
+        return [p for p in (*(s.video for s in specs if s is not None), model) if p]
 
     def save_snapshot(self, path: Path) -> None:
         """Write the frame on screen, with its overlays, as an image file."""
