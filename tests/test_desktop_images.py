@@ -274,3 +274,20 @@ def test_a_folder_that_cannot_be_listed_is_said_in_the_status_bar(qtbot, tab, tm
     tab.status_message.connect(said.append)
     assert tab.add_paths([folder]) == 0
     assert said == [f"Cannot open {folder}: Permission denied"]
+
+
+def test_a_scale_change_mid_batch_never_shows_the_old_scales_heatmaps(qtbot, tab, tmp_path):
+    photos = [tmp_path / f"p{k}.png" for k in range(4)]
+    for p in photos:
+        p.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    stale = []
+
+    def check(_image):  # after the tab's own slot: what it keeps is of the scale on screen
+        stale.extend(r.entry for r in tab.results.values() if r.cam_scale != tab.scale_combo.currentData())
+
+    tab.worker.image_done.connect(check)
+    with qtbot.waitSignal(tab.all_done, timeout=120_000):
+        tab.add_paths(photos)
+        tab.scale_combo.setCurrentIndex(tab.scale_combo.findData("face"))  # while the first is analysed
+    assert stale == [] and len(tab.results) == 4
+    assert {r.cam_scale for r in tab.results.values()} == {"face"}

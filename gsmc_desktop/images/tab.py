@@ -315,8 +315,10 @@ class ImagesTab(QWidget):
     @Slot(object)
     def _on_image_done(self, image: ImageResult) -> None:
         self.pending -= 1
-        # a result from before a model change (its redo is queued) or of a removed image is dropped
-        if image.model is self._model and image.entry in self._items:
+        # a result from before a model or scale change (its redo is queued), or of an image
+        # removed meanwhile, is dropped
+        current = image.model is self._model and image.cam_scale == self.scale_combo.currentData()
+        if current and image.entry in self._items:
             self._show_result(image)
         if self.pending == 0:
             self.all_done.emit()

@@ -47,6 +47,7 @@ class ImageResult:
     cam_tiles: tuple[tuple[npt.NDArray[np.uint8], ...], ...] = ()
     error: str | None = None
     runtime: str = ""  # where and how the model ran, e.g. "cpu · int8"
+    cam_scale: str = "map"  # how the job scaled the heatmaps (``ImageJob.cam_scale``)
 
 
 def cam_tiles(image_bgr: npt.NDArray[np.uint8], result: FrameResult, framing: FaceCrop,
@@ -114,13 +115,13 @@ class ImagesWorker(Worker):
                 if self._cancel.is_set():
                     return
                 result = self._analyse(pipeline, predictor, entry, path, job.cam_scale)
-                self.image_done.emit(replace(result, model=model))
+                self.image_done.emit(replace(result, model=model, cam_scale=job.cam_scale))
                 done += 1
         except Exception as exc:  # keep the app alive; the tab says what broke
             self.fail(exc, "images")
             for entry, path in job.entries[done:]:
                 self.image_done.emit(ImageResult(entry, path, model, error=f"{path}: not analysed: "
-                                                 f"{describe(exc)}"))
+                                                 f"{describe(exc)}", cam_scale=job.cam_scale))
 
     def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path,
                  cam_scale: str) -> ImageResult:
