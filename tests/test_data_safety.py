@@ -99,14 +99,38 @@ def test_a_video_that_cannot_be_written_whole_keeps_the_previous_file(clip, tmp_
         def release(self):
             pass
 
+    csv_out = tmp_path / "x.csv"
+    csv_out.write_text("the previous rows\n")
     monkeypatch.setattr(cv2, "VideoWriter", FullDisk)
     monkeypatch.setattr(os, "statvfs", lambda p: os.statvfs_result((4096, 4096, 1, 0, 0, 1, 0, 0, 0, 255)))
-    assert main(["video", str(clip), "--out", str(out), "--checkpoint", str(random_checkpoint)]) == 2
+    assert main(["video", str(clip), "--out", str(out), "--csv", str(csv_out),
+                 "--checkpoint", str(random_checkpoint)]) == 2
     err = capsys.readouterr().err
     assert f"{out}: the video could not be written whole (0 of 6 frames readable)" in err
     assert "the disk is full" in err and "wrote" not in err
     assert out.read_bytes() == b"the previous video"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "x.mp4"]  # no partial left
+    assert csv_out.read_text() == "the previous rows\n"  # "nothing was replaced": the CSV neither
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "x.csv", "x.mp4"]  # no partial left
+
+
+def test_a_csv_whose_last_flush_fails_keeps_the_previous_file(clip, tmp_path, capsys, random_checkpoint,
+                                                              monkeypatch):
+    from gsmc_core.frames.recording import Recorder
+
+    out = tmp_path / "x.csv"
+    out.write_text("the previous rows\n")
+    real_close = Recorder.close
+
+    def full_disk(self):
+        real_close(self)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Recorder, "close", full_disk)
+    assert main(["video", str(clip), "--csv", str(out), "--checkpoint", str(random_checkpoint)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: could not be finished (No space left on device); nothing was replaced" in err
+    assert out.read_text() == "the previous rows\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "x.csv"]
 
 
 def test_an_interrupted_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

@@ -304,22 +304,33 @@ def cmd_video(args: argparse.Namespace) -> int:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
         source.close()
+        close_error = None
         try:
             recorder.close()
-        except OSError:
+        except OSError as exc:  # the last flush failed (a full disk): the files are incomplete
+            close_error = exc
             finished = False
         if not finished or done == 0:
             for tmp in (video_tmp, csv_tmp):
                 if tmp is not None:
                     tmp.unlink(missing_ok=True)
+    if close_error is not None:  # the CSV's (the video writer reports no errors)
+        raise OutputError(close_error.errno or errno.EIO, f"{args.csv or args.out}: could not be finished "
+                          f"({close_error.strerror or close_error}); nothing was replaced")
     progress.finish(done)
     if done == 0:
         print(f"no frame of {args.input} could be read; nothing was written", file=sys.stderr)
         return 1
+    if video_tmp is not None:  # checked before either file replaces its target
+        try:
+            _check_video(video_tmp, args.out, recorder.video_frames)
+        except OutputError:
+            if csv_tmp is not None:
+                csv_tmp.unlink(missing_ok=True)
+            raise
     if csv_tmp is not None:
         commit(csv_tmp, args.csv)
     if video_tmp is not None:
-        _check_video(video_tmp, args.out, recorder.video_frames)
         commit(video_tmp, args.out)
     outputs = ", ".join(f"wrote {p}" for p in (args.out, args.csv) if p)
     stopped = "stopped (Ctrl-C or a termination signal); kept the first " if interrupted else ""

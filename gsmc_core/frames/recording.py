@@ -81,10 +81,12 @@ class Recorder:
 
     def close(self) -> str:
         """Close the files; returns a one-line summary of what was written."""
-        if self._file is not None:
-            self._file.close()
-        if self._video is not None:
-            self._video.release()
+        try:
+            if self._file is not None:
+                self._file.close()
+        finally:  # the video is released also when the CSV's last flush fails
+            if self._video is not None:
+                self._video.release()
         written = [f"{self.rows} rows in {self.csv_path.name}"] if self.csv_path is not None else []
         if self._video is not None:
             written.append(f"{self.frames} frames in {self.video_path.name}")
