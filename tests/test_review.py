@@ -131,6 +131,26 @@ def test_folder_and_fer2013_relabel(tmp_path, astronaut_rgb):
     assert lines[1].startswith("6,") and len(lines) == 2  # neutral is FER2013's 6; row 3 left out
 
 
+def test_relabel_names_a_decision_or_a_label_line_it_cannot_apply(small_ferplus, tmp_path, capsys):
+    decisions = tmp_path / "decisions.csv"
+    log = ReviewLog(decisions)
+    first = read_split("ferplus", small_ferplus, "train").samples[0].key
+    log.set_label(first, "Happy")  # not a class name (a hand-edited log)
+    argv = ["relabel", "--apply", str(decisions), "--dataset", "ferplus", "--data-root", str(small_ferplus)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert f"{decisions}: the decision for {first} gives the class 'Happy'" in err and "happiness" in err
+    assert not (tmp_path / "a").exists()  # nothing written: the same command works once fixed
+    log.set_label(first, "happiness")
+    labels = small_ferplus / "FER2013Train" / "label.csv"
+    rows = labels.read_text().splitlines()
+    line = next(k for k, row in enumerate(rows) if row.startswith(first + ","))
+    rows[line] = rows[line].rsplit(",", 3)[0] + ",x,y,z"  # the decided face's line, damaged
+    labels.write_text("\n".join(rows) + "\n")
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 2
+    assert f"{labels}:{line + 1}: expected a file name, a box and 10 vote counts" in capsys.readouterr().err
+
+
 def test_the_issue_spelling_of_audit_options():
     """`gsmc audit … --method confident-learning --out suspects.csv` (issue 26's own command)."""
     base = ["audit", "--checkpoint", "m.pt", "--dataset", "ferplus", "--data-root", "d"]

@@ -247,7 +247,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.apply}: no such decisions file; give the review's decisions.csv "
                          "(review/decisions.csv beside the model the Review tab used)")
     decisions = ReviewLog(args.apply).decisions()
-    result = relabel(args.dataset, args.data_root, decisions, args.out)
+    result = relabel(args.dataset, args.data_root, decisions, args.out, decided_in=args.apply)
     print(f"wrote {result.root}: {result.changed} faces relabelled, {result.removed} left out as "
           f"unusable, {result.kept} confirmed; changes in {result.root / 'changes.csv'}")
     return 0

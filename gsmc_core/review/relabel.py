@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gsmc_core.atomic import write_atomic
-from gsmc_core.labels import AFFECTNET_LABELS, FER2013_LABELS, FERPLUS_VOTE_COLUMNS, RAFDB_LABELS
+from gsmc_core.labels import (
+    AFFECTNET_LABELS,
+    CANONICAL_CLASSES,
+    FER2013_LABELS,
+    FERPLUS_VOTE_COLUMNS,
+    RAFDB_LABELS,
+)
 from gsmc_core.outputs import OutputError, same_file
 from gsmc_core.review.review_log import UNUSABLE, Decision
 from gsmc_core.training.data.readers import ferplus_majority
@@ -71,12 +77,18 @@ def _ferplus(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tupl
     train = root / "FER2013Train"
     rows = []
     with open(train / "label.csv", newline="") as f:
-        for row in csv.reader(f):
+        for line_no, row in enumerate(csv.reader(f), start=1):
             if not row:
                 continue
             new = _new_label(decisions.get(row[0]))
             if new is not None:
-                votes = [float(v) for v in row[2:]]
+                try:
+                    votes = [float(v) for v in row[2:]]
+                except ValueError:
+                    votes = []
+                if len(votes) != len(FERPLUS_VOTE_COLUMNS):
+                    raise DataError(f"{train / 'label.csv'}:{line_no}: expected a file name, a box and "
+                                    f"{len(FERPLUS_VOTE_COLUMNS)} vote counts")
                 total = sum(votes) or 10.0
                 column = FERPLUS_VOTE_COLUMNS.index("not-a-face" if new == UNUSABLE else new)
                 majority = ferplus_majority(votes)
@@ -173,12 +185,25 @@ def _folder(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple
     return changes
 
 
+def _check_classes(dataset: str, decisions: dict[str, Decision], decided_in: str | Path) -> None:
+    """Every class the decisions give is one the dataset's format can hold."""
+    tables = {"rafdb": RAFDB_LABELS, "fer2013": FER2013_LABELS, "affectnet": AFFECTNET_LABELS}
+    classes = list(tables[dataset].values()) if dataset in tables else list(CANONICAL_CLASSES)
+    for key, decision in decisions.items():
+        if decision.action == "set" and decision.label not in classes:
+            raise DataError(f"{decided_in}: the decision for {key} gives the class "
+                            f"{decision.label[:40]!r}, which is not one of this {dataset} dataset's: "
+                            f"{', '.join(classes)}; nothing was written")
+
+
 WRITERS = {"ferplus": _ferplus, "rafdb": _rafdb, "fer2013": _fer2013, "affectnet": _affectnet,
            "folder": _folder}
 
 
-def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out: str | Path) -> RelabelResult:
-    """Write the cleaned copy of ``root``'s training labels to the new folder ``out``."""
+def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out: str | Path,
+            decided_in: str | Path = "the review log") -> RelabelResult:
+    """Write the cleaned copy of ``root``'s training labels to the new folder ``out``
+    (``decided_in``: where the decisions come from, named when one cannot be applied)."""
     if dataset not in WRITERS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(RELABEL_DATASETS)}")
     root, out = Path(root), Path(out)
@@ -188,6 +213,7 @@ def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out:
         if same_file(parent, root):
             raise OutputError(17, f"{out} is inside the dataset {root}; choose a folder outside it "
                               "(the original files are never modified)")
+    _check_classes(dataset, decisions, decided_in)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     changes = WRITERS[dataset](root, out, decisions)
     rows = [["file", "old", "new", "score", "who", "when"]]

@@ -396,7 +396,8 @@ class ReviewTab(QWidget):
         if self.run is None or self.log is None:
             raise ValueError("nothing reviewed yet")
         request = self.run.request
-        return relabel(request.dataset, request.data_root, self.log.decisions(), out).root
+        return relabel(request.dataset, request.data_root, self.log.decisions(), out,
+                       decided_in=self.log.path).root
 
     @Slot()
     def _on_export_clicked(self) -> None:
