@@ -34,6 +34,21 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def require_writable_file(path: str | Path, option: str, folders_made: bool = False) -> None:
+    """Before any work: ``path`` can be created or replaced (an existing file is not touched);
+    ``folders_made``: the writer creates missing folders above it."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(errno.EISDIR, f"{option} {path}: is a folder; give a file name")
+    folder = path.parent
+    while folders_made and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(errno.ENOENT, f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise OutputError(errno.EACCES, f"{option} {path}: not writable; choose another place")
+
+
 def refuse_overwriting_inputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path]) -> None:
     """Raise OutputError naming the option when an output file is one of the inputs."""
     inputs = [Path(p) for p in inputs]

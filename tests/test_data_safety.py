@@ -270,3 +270,21 @@ def test_label_review_outputs_refuse_the_dataset_label_file_and_the_runs_files(s
         assert {p: digest(p) for p in kept} == kept
     assert main([*audit, "--csv", str(tmp_path / "audit.csv")]) == 0  # elsewhere: written
     assert (tmp_path / "audit.csv").read_text().startswith("rank,index,key")
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys, random_checkpoint,
+                                                               small_ferplus):
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    model, root = str(random_checkpoint), str(small_ferplus)
+    for argv in (["import-weights", model, "--format", "torchvision", "--out", str(folder)],
+                 ["export", "--checkpoint", model, "--out", str(folder)],
+                 ["quantize", "--checkpoint", model, "--dataset", "ferplus", "--data-root", root,
+                  "--out", str(folder)],
+                 ["calibrate", "--checkpoint", model, "--data-root", root, "--out", str(folder)],
+                 ["audit", "--checkpoint", model, "--dataset", "ferplus", "--data-root", root,
+                  "--csv", str(folder)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"--{argv[-2].lstrip('-')} {folder}: is a folder; give a file name" in err, (argv, err)
+        assert list(folder.iterdir()) == []  # and nothing written into it

@@ -52,6 +52,7 @@ from gsmc_core.outputs import (
     partial_path,
     refuse_folder_of_inputs,
     refuse_overwriting_inputs,
+    require_writable_file,
     same_file,
 )
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
@@ -112,7 +113,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if any(not p for p in args.paths):
         raise UsageError("an empty path was given; name image files or folders")
     if args.csv:
-        _require_writable_file(Path(args.csv), "--csv")
+        require_writable_file(args.csv, "--csv")
     images = list(_expand_paths(args.paths))
     refuse_overwriting_inputs({"--csv": args.csv},
                               [*images, *([args.checkpoint] if args.checkpoint else [])])
@@ -178,16 +179,6 @@ def _require_writable_folder(folder: Path, option: str) -> None:
         raise OSError(f"{option} {folder}: folder is not writable; choose another")
 
 
-def _require_writable_file(path: Path, option: str) -> None:
-    """Before any work: ``path`` can be created or replaced (an existing file is not touched)."""
-    if path.is_dir():
-        raise OSError(f"{option} {path}: is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise OSError(f"{option} {path}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OSError(f"{option} {path}: not writable; choose another place")
-
-
 def _unique_name(stem: str, used: set[str]) -> str:
     name, k = stem, 2
     while name in used:
@@ -246,7 +237,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise UsageError("no input given: name a video file, an image folder or a camera index")
     for option, value in (("--out", args.out), ("--csv", args.csv)):
         if value:
-            _require_writable_file(Path(value), option)
+            require_writable_file(value, option)
     inputs = [args.input] if not args.input.isdigit() else []
     refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv},
                               [*inputs, *([args.checkpoint] if args.checkpoint else [])])

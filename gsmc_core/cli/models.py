@@ -9,12 +9,13 @@ from gsmc_core.frames.onnx_export import OPSET, export_onnx
 from gsmc_core.frames.quantize import quantize_int8
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
-from gsmc_core.outputs import refuse_overwriting_inputs
+from gsmc_core.outputs import refuse_overwriting_inputs, require_writable_file
 from gsmc_core.training.data.preload import CALIBRATION_FACES, calibration_faces
 from gsmc_core.training.data.readers import DATASETS
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:
+    require_writable_file(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.src])
     out = import_weights(
         args.src,
@@ -29,6 +30,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    require_writable_file(args.out, "--out")
     refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     try:
@@ -43,6 +45,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     if args.out is not None:
+        require_writable_file(args.out, "--out", folders_made=True)
         refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     if args.faces < 1:
         raise UsageError(f"--faces must be at least 1 validation face, got {args.faces}")
