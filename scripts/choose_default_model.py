@@ -11,7 +11,11 @@ and the rule is RULE below (issue 28).
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from gsmc_core.atomic import write_text_atomic
+from gsmc_core.outputs import OutputError, refuse_overwriting_inputs
 
 RULE = ("a candidate qualifies when its validation accuracy is at most --max-drop below the shipped "
         "model's and its worst shift costs fewer points than the shipped model's worst; among those "
@@ -59,6 +63,12 @@ def main() -> None:
     parser.add_argument("--what", default="", help="a line saying which runs these are")
     parser.add_argument("--out", help="write every summary and the choice here as JSON")
     args = parser.parse_args()
+    inputs = [text.partition("=")[2] for flag, text in zip(sys.argv, sys.argv[1:], strict=False)
+              if flag in ("--shipped", "--candidate")]
+    try:
+        refuse_overwriting_inputs({"--out": args.out}, inputs)  # an eval JSON is kept
+    except OutputError as exc:
+        parser.error(str(exc))
     shipped_name, shipped = args.shipped
     candidates = dict(args.candidate)
     chosen = choose(shipped, candidates, args.max_drop)
@@ -72,7 +82,7 @@ def main() -> None:
                   "rule": RULE,
                   "max_drop": args.max_drop, "chosen": chosen,
                   "models": {f"shipped {shipped_name}": shipped, **candidates}}
-        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        write_text_atomic(args.out, json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from gsmc_core.atomic import write_text_atomic
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.errors import GsmcError
+from gsmc_core.outputs import same_file
 from gsmc_core.training.data.readers import read_split
 from gsmc_core.training.data.samples import ExpressionDataset, collate_skipping
 from gsmc_core.training.data.transforms import eval_transform
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.checkpoints) < 2:
         p.error("give at least two checkpoints")
     names = [str(c) for c in args.checkpoints]
+    if args.json and any(same_file(args.json, c) for c in args.checkpoints):
+        p.error(f"--json {args.json} is one of the checkpoints; writing it would destroy it")
     if len(set(names)) != len(names):
         p.error("a checkpoint is named twice")
     try:
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['accuracy']:6.2f} {row['mean_class']:6.2f}  {' + '.join(row['members'])}")
     if args.json:
         report = {"split": args.split, "faces": int(len(labels)), "rows": rows}
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
     return 0
 
 

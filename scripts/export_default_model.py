@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
+from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.resources import DEFAULT_CHECKPOINT
 from gsmc_core.training.config import DATASET_FACE_MARGIN
 
@@ -16,6 +17,7 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--out", default=str(DEFAULT_CHECKPOINT))
     args = parser.parse_args()
+    refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])  # a run's file keeps its fp32 state
     ckpt = load_checkpoint(args.checkpoint)
     dataset = ckpt.train_config.get("dataset")
     if dataset in DATASET_FACE_MARGIN:  # runs started before the framing was measured

@@ -4,6 +4,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
@@ -55,3 +57,15 @@ def test_cli_reads_eval_json_and_records_rule_and_choice(tmp_path, monkeypatch, 
     assert record["chosen"] == "new" and record["rule"] == choose_default_model.RULE
     assert record["models"]["new"]["shift_cost_points"] == {"blur": 2.0, "grey": 15.0}
     assert "chosen: new" in capsys.readouterr().out
+
+
+def test_cli_refuses_to_write_over_an_eval_json(tmp_path, monkeypatch, capsys):
+    candidate = tmp_path / "new.json"
+    text = json.dumps({"accuracy": 0.86, "mean_class_accuracy": 0.7, "per_class": {},
+                       "robustness": {"shifts": {}, "worst": {"shift": "grey", "drop": 0.1}}})
+    candidate.write_text(text)
+    monkeypatch.setattr(sys, "argv", ["choose_default_model.py", "--shipped", f"old={candidate}",
+                                      "--candidate", f"new={candidate}", "--out", str(candidate)])
+    with pytest.raises(SystemExit):
+        choose_default_model.main()
+    assert f"--out {candidate} is an input" in capsys.readouterr().err and candidate.read_text() == text
