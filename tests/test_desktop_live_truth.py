@@ -257,3 +257,26 @@ def test_a_video_chosen_in_the_source_list_during_playback_plays(qtbot, tab, ast
     qtbot.waitUntil(lambda: tab.last_frame.frame_count == 40 and tab.is_running(), timeout=60_000)
     assert tab.video_bar.isVisible() and tab.play_button.isEnabled() and tab.seek_slider.maximum() == 39
     assert not tab.start_button.isEnabled()
+
+
+def test_a_stop_right_after_a_switch_to_other_classes(qtbot, tab, astronaut_rgb, tmp_path,
+                                                      seven_class_model):
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=300, fps=10.0))
+    tab.set_model(seven_class_model)
+    with qtbot.waitSignal(tab.finished, timeout=30_000):
+        tab.stop()  # before the new model's first frame: the frame on screen is the old model's
+    assert tab.chart.classes == seven_class_model.classes  # (its 8 values raised in the chart)
+    if tab.last_frame.model is not seven_class_model:
+        assert tab.view.message() == "Results of random.pt; press Start to see seven.pt"
+
+
+def test_cancelling_the_video_dialog_during_playback_keeps_playing(qtbot, tab, astronaut_rgb, tmp_path,
+                                                                   monkeypatch):
+    clip = write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=300, fps=10.0)
+    tab._on_cameras([0])  # a camera is listed first
+    playing(qtbot, tab, clip)
+    monkeypatch.setattr("gsmc_desktop.live.tab.QFileDialog.getOpenFileName", lambda *a, **k: ("", ""))
+    tab._on_source_activated(tab.source_combo.findData("choose"))
+    shown = tab.frames_shown
+    qtbot.waitUntil(lambda: tab.frames_shown > shown + 3, timeout=30_000)
+    assert tab.is_running() and tab.current_source().video == clip and tab.last_frame.frame_count == 300

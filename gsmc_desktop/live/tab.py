@@ -262,10 +262,8 @@ class LiveTab(QWidget):
         from the previous model is marked as such until the next start."""
         previous = self._model
         self._model = model
-        if (previous is not None and model is not previous and not self._running
-                and self.last_frame is not None):
-            self.view.set_message(f"Results of {previous.name}; press Start to see "
-                                  f"{model.name if model is not None else 'a new model'}")
+        if model is not previous and not self._running:
+            self._mark_other_models_frame()
         classes = model.classes if model is not None else ()
         wanted = self.cam_combo.currentText()
         self.cam_combo.blockSignals(True)
@@ -282,6 +280,13 @@ class LiveTab(QWidget):
         self.worker.set_model(model)
         self._push_options()
         self._update_buttons()
+
+    def _mark_other_models_frame(self) -> None:
+        """Say so over a frame on screen that another model made (the stream has stopped)."""
+        made_by = self.last_frame.model if self.last_frame is not None else None
+        if made_by is not None and made_by is not self._model:
+            self.view.set_message(f"Results of {made_by.name}; press Start to see "
+                                  f"{self._model.name if self._model is not None else 'a new model'}")
 
     @Slot(list)
     def _on_cameras(self, cameras: list[int]) -> None:
@@ -308,8 +313,10 @@ class LiveTab(QWidget):
             if path:
                 self.set_video(Path(path))
                 self.video_chosen.emit(Path(path))
-            else:
-                self.source_combo.setCurrentIndex(0)
+            else:  # cancelled: back to the source playing (or the first one)
+                playing = self._spec if self._running else None
+                data = None if playing is None else (str(playing.video) if playing.video else playing.camera)
+                self.source_combo.setCurrentIndex(max(0, self.source_combo.findData(data)))
         if self._running:  # a source chosen during a run replaces the one playing
             self.start()
         self._update_buttons()
@@ -374,15 +381,18 @@ class LiveTab(QWidget):
     @Slot(str)
     def _on_finished(self, reason: str) -> None:
         self._running = False
-        if self.last_frame is not None:  # the last frames may have come between two redraws
+        # the last frames may have come between two redraws (not when the run ended before the
+        # new model's first frame: the charts have that model's classes)
+        if self.last_frame is not None and self.last_frame.model is self._model:
             faces = self.last_frame.result.faces
             self._draw_plots(next((f for f in faces if f.id == self._selected_id), None))
         self._plots_drawn = -math.inf
         self.record_button.setChecked(False)
         self._shown_at.clear()
         self.rate_changed.emit("– fps")
-        if reason == "stopped":
+        if reason == "stopped":  # (a failure's message stays)
             self.view.set_message("")
+            self._mark_other_models_frame()  # stopped before the new model's first frame
         self._update_buttons()
         self.finished.emit(reason)
         pending, self._pending = self._pending, None
