@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -21,7 +21,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[Any]], None], binary: boo
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):  # POSIX: mkstemp makes 0600; give the usual file mode
-            os.fchmod(fd, 0o666 & ~_umask())
+            os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
             write(f)
             f.flush()

@@ -11,7 +11,6 @@ and the rule is RULE below (issue 28).
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from gsmc_core.atomic import write_text_atomic
@@ -32,12 +31,12 @@ def summary(metrics: dict) -> dict:
             "worst_shift_cost_points": round(100 * metrics["robustness"]["worst"]["drop"], 2)}
 
 
-def named_json(text: str) -> tuple[str, dict]:
+def named_json(text: str) -> tuple[str, dict, Path]:
     name, _, path = text.partition("=")
     if not path:
         raise argparse.ArgumentTypeError(f"{text!r}: give NAME=eval.json")
     try:
-        return name, summary(json.loads(Path(path).read_text()))
+        return name, summary(json.loads(Path(path).read_text())), Path(path)
     except (OSError, ValueError, KeyError) as exc:  # missing, not JSON, not `gsmc eval --shifts --json`
         raise argparse.ArgumentTypeError(f"{path}: {exc!r}; give the output of "
                                          "`gsmc eval --split val --shifts --json`") from exc
@@ -63,14 +62,12 @@ def main() -> None:
     parser.add_argument("--what", default="", help="a line saying which runs these are")
     parser.add_argument("--out", help="write every summary and the choice here as JSON")
     args = parser.parse_args()
-    inputs = [text.partition("=")[2] for flag, text in zip(sys.argv, sys.argv[1:], strict=False)
-              if flag in ("--shipped", "--candidate")]
-    try:
-        refuse_overwriting_inputs({"--out": args.out}, inputs)  # an eval JSON is kept
+    try:  # an eval JSON is kept
+        refuse_overwriting_inputs({"--out": args.out}, [a[2] for a in (args.shipped, *args.candidate)])
     except OutputError as exc:
         parser.error(str(exc))
-    shipped_name, shipped = args.shipped
-    candidates = dict(args.candidate)
+    shipped_name, shipped, _ = args.shipped
+    candidates = {name: row for name, row, _ in args.candidate}
     chosen = choose(shipped, candidates, args.max_drop)
     for name, row in [(f"shipped {shipped_name}", shipped), *candidates.items()]:
         print(f"{name:40s} accuracy {100 * row['accuracy']:.2f}  mean class "

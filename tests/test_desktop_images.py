@@ -286,6 +286,7 @@ def test_a_scale_change_mid_batch_never_shows_the_old_scales_heatmaps(qtbot, tab
         stale.extend(r.entry for r in tab.results.values() if r.cam_scale != tab.scale_combo.currentData())
 
     tab.worker.image_done.connect(check)
+    assert tab.scale_combo.currentData() == "map"  # (settings are fresh: the change below is one)
     with qtbot.waitSignal(tab.all_done, timeout=120_000):
         tab.add_paths(photos)
         tab.scale_combo.setCurrentIndex(tab.scale_combo.findData("face"))  # while the first is analysed

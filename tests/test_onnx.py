@@ -145,13 +145,17 @@ def test_an_argument_error_keeps_the_cache_and_the_cache_is_bounded(shipped, tmp
     int8 = path.with_name(path.name.replace(".onnx", ".int8.onnx"))  # as `gsmc quantize` names it
     int8.write_bytes(b"an int8 graph")
     os.utime(int8, (1, 1))  # older than every export
+    older = path.with_name("0" * 32 + ".int8.onnx")
+    older.write_bytes(b"an older int8 graph")
+    os.utime(older, (0, 0))
     monkeypatch.setattr(onnx_export, "CACHE_KEEP", 2)
+    monkeypatch.setattr(onnx_export, "INT8_KEEP", 1)
     for k in range(3):  # three other models: the oldest entries go
         other = dataclasses.replace(shipped, state_dict={**shipped.state_dict,
                                                          "fc.bias": shipped.state_dict["fc.bias"] + k + 1})
         cached_onnx(other)
     assert len(list(path.parent.glob("*.onnx"))) == 3 and not path.exists()
-    assert int8.read_bytes() == b"an int8 graph"  # a quantisation is never pruned
+    assert int8.read_bytes() == b"an int8 graph" and not older.exists()  # int8 graphs: a limit of their own
 
 
 def test_onnx_metadata_that_does_not_fit_its_graph_is_refused(shipped, tmp_path):

@@ -149,6 +149,7 @@ def test_relabel_names_a_decision_or_a_label_line_it_cannot_apply(small_ferplus,
     labels.write_text("\n".join(rows) + "\n")
     assert main([*argv, "--out", str(tmp_path / "b")]) == 2
     assert f"{labels}:{line + 1}: expected a file name, a box and 10 vote counts" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.*"))  # nothing half-made left
 
 
 def test_the_issue_spelling_of_audit_options():

@@ -30,7 +30,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    require_writable_file(args.out, "--out")
+    require_writable_file(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     try:

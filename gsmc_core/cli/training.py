@@ -229,8 +229,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_crossval(args: argparse.Namespace) -> int:
     if args.csv:
         require_writable_file(args.csv, "--csv")
-    run = RunFolder(args.run)
-    refuse_overwriting_inputs({"--csv": args.csv}, [run.path / name for name in run.run_files()])
+    refuse_overwriting_inputs({"--csv": args.csv}, RunFolder(args.run).written_files())
     base = config_for_resume(args.run, {"epochs": args.epochs} if args.epochs else {})
     base = dataclasses.replace(base, resume=False, device=args.device)
     print(f"{args.folds}-fold cross-validation of {args.run}'s recipe in {args.out} (each fold a "
@@ -260,8 +259,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.csv:
         require_writable_file(args.csv, "--csv")
     run = RunFolder(Path(args.checkpoint).parent)  # the checkpoint's run: its files are inputs too
-    refuse_overwriting_inputs({"--csv": args.csv},
-                              [args.checkpoint, *(run.path / name for name in run.run_files())])
+    refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint, *run.written_files()])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,
                    device=args.device, score=args.score.replace("-", "_"), model=args.model,
                    tta=args.tta)

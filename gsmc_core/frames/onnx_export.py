@@ -89,6 +89,7 @@ _export_lock = threading.Lock()
 
 
 CACHE_KEEP = 6  # exported models kept (about 45 MB each for ResNet-18); older ones are removed
+INT8_KEEP = 20  # int8 graphs kept (about 11 MB each): calibrated on a dataset, not remade on the fly
 
 
 def _cache_path(ckpt: Checkpoint) -> Path:
@@ -116,11 +117,12 @@ def cached_onnx(ckpt: Checkpoint) -> Path:
 
 
 def _prune(folder: Path) -> None:
-    """Remove all but the ``CACHE_KEEP`` most recent exports; int8 graphs (``gsmc quantize``,
-    calibrated on a dataset, not rebuilt on the fly) are never removed."""
-    exports = [p for p in folder.glob("*.onnx") if not p.name.endswith(".int8.onnx")]
-    entries = sorted(exports, key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[CACHE_KEEP:]:
+    """Remove all but the ``CACHE_KEEP`` most recently used exports and, apart from them, the
+    ``INT8_KEEP`` most recently used int8 graphs (``gsmc quantize``, "Use this model")."""
+    graphs = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    int8 = [p for p in graphs if p.name.endswith(".int8.onnx")]
+    exports = [p for p in graphs if not p.name.endswith(".int8.onnx")]
+    for old in (*exports[CACHE_KEEP:], *int8[INT8_KEEP:]):
         old.unlink(missing_ok=True)
 
 

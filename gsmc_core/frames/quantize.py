@@ -12,6 +12,7 @@ predictors use it when it exists (``precision="auto"``) and fp32 otherwise. Accu
 with fp32 and CAM correlation are in docs/performance.md.
 """
 
+import contextlib
 import json
 import os
 import tempfile
@@ -69,6 +70,8 @@ def int8_graph(ckpt: Checkpoint) -> Path | None:
     is none (``gsmc quantize`` makes one)."""
     cached = int8_cache_path(ckpt)
     if cached.is_file():
+        with contextlib.suppress(OSError):  # a read-only cache is still used
+            cached.touch()  # recently used: kept by the cache's pruning
         return cached
     if SHIPPED_INT8.is_file() and source_digest(SHIPPED_INT8) == checkpoint_digest(ckpt):
         return SHIPPED_INT8

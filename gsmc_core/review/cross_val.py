@@ -40,8 +40,7 @@ def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray) ->
     run = Path(config.out)
     ckpt = load_checkpoint(RunFolder(run).best)
     held = np.flatnonzero(fold == config.fold)
-    part = Split(train_split.dataset, train_split.name, train_split.classes,
-                 [train_split.samples[i] for i in held])
+    part = dataclasses.replace(train_split, samples=[train_split.samples[i] for i in held])
     loader = MemoryLoader(preload_split(part, ckpt.meta), ckpt.meta, 256)
     device = resolve_device(config.device)
     preds = predict_loader(ckpt.build_model().to(device), loader, device)

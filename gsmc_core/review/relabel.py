@@ -16,10 +16,11 @@ old, new, score, who, when). The new root trains like the original (`gsmc train 
 import csv
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gsmc_core.atomic import write_atomic
+from gsmc_core.atomic import current_umask, write_atomic
 from gsmc_core.labels import (
     AFFECTNET_LABELS,
     CANONICAL_CLASSES,
@@ -214,12 +215,21 @@ def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out:
             raise OutputError(17, f"{out} is inside the dataset {root}; choose a folder outside it "
                               "(the original files are never modified)")
     _check_classes(dataset, decisions, decided_in)  # before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    changes = WRITERS[dataset](root, out, decisions)
-    rows = [["file", "old", "new", "score", "who", "when"]]
-    rows += [[key, old, new, decisions[key].score, decisions[key].who, decisions[key].time]
-             for key, old, new in changes]
-    _write_csv(out / "changes.csv", rows)
+    # built beside ``out`` and renamed into place: a line that cannot be applied, a kill or a
+    # full disk leaves no half-made dataset
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        changes = WRITERS[dataset](root, partial, decisions)
+        rows = [["file", "old", "new", "score", "who", "when"]]
+        rows += [[key, old, new, decisions[key].score, decisions[key].who, decisions[key].time]
+                 for key, old, new in changes]
+        _write_csv(partial / "changes.csv", rows)
+        os.chmod(partial, 0o777 & ~current_umask())  # mkdtemp makes it private
+        os.replace(partial, out)  # (an empty ``out`` is replaced)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # links inside are removed, never followed
+        raise
     removed = sum(1 for _, _, new in changes if new == UNUSABLE)
     kept = sum(1 for d in decisions.values() if d.action == "keep")
     return RelabelResult(out, len(changes) - removed, removed, kept)

@@ -244,8 +244,8 @@ class Trainer:
         train, clean = training_split(cfg)
         if cfg.folds > 1:  # cross-validation: this run leaves one fold out (it scores it after)
             keep = fold_of(len(train.samples), cfg.folds, cfg.seed) != cfg.fold
-            train = Split(train.dataset, train.name, train.classes,
-                          [s for s, k in zip(train.samples, keep, strict=True) if k], train.notes)
+            in_folds = [s for s, k in zip(train.samples, keep, strict=True) if k]
+            train = dataclasses.replace(train, samples=in_folds)
             clean = [c for c, k in zip(clean, keep, strict=True) if k]
         val = read_split(cfg.dataset, cfg.data_root, "val", cfg.num_classes,
                          cfg.val_fraction, cfg.seed).subset(cfg.limit_eval, cfg.seed)

@@ -62,6 +62,11 @@ class RunFolder:
         """The files of a run already in the folder (a new run must not write among them)."""
         return [name for name in RUN_FILES if (self.path / name).exists()]
 
+    def written_files(self) -> list[Path]:
+        """The files a run has written here (what no other command's output may replace)."""
+        return [p for p in (self.last, self.best, self.metrics_file, self.config_file,
+                            self.train_labels, self.unreadable) if p.exists()]
+
     def can_resume(self) -> bool:
         return self.last.is_file() and self.config_file.is_file()
 

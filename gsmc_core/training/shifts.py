@@ -7,6 +7,7 @@ photo get the same change. Where a shift needs pixels the crop does not hold (a 
 rolled face's corners) the border is replicated: the datasets hold no wider context to take them from.
 """
 
+import dataclasses
 import hashlib
 from collections.abc import Callable
 
@@ -129,4 +130,4 @@ def without_twins(test: Split, train: Split) -> tuple[Split, list[str]]:
             twins.append(sample.key)
         else:
             kept.append(sample)
-    return Split(test.dataset, test.name, test.classes, kept, test.notes), twins
+    return dataclasses.replace(test, samples=kept), twins
