@@ -252,3 +252,21 @@ def test_the_plots_never_overlap_at_the_smallest_window(qtbot):
             assert drawn.height() <= plot.viewport().height() + 1, (size, drawn, plot.viewport().size())
         assert (loss.bottom() < accuracy.top()) == stacked
     window.shutdown()
+
+
+def test_closing_during_an_evaluation_ends_it_without_a_result(qtbot, tab, ferplus_root, tmp_path):
+    from PySide6.QtCore import Qt
+
+    tiny(tab, ferplus_root, tmp_path / "run")
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000):
+        assert tab.start()
+    finished = []  # in the worker thread, as soon as the evaluation returns
+    tab.worker.evaluated.connect(lambda *args: finished.append(args), Qt.ConnectionType.DirectConnection)
+    started = []
+    tab.worker._unless_closing = (lambda real: lambda d, t: (started.append(d), real(d, t)))(
+        tab.worker._unless_closing)
+    assert tab.evaluate_on_test()  # the 3,137 test faces: many batches
+    qtbot.waitUntil(lambda: len(started) >= 1, timeout=60_000)
+    tab.shutdown()  # the window closes
+    assert not tab.thread.isRunning() and finished == []  # stopped between batches, no figures
+    assert len(started) < 25  # (the whole split is 25 batches of 128)

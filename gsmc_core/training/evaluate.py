@@ -86,11 +86,13 @@ def classification_metrics(logits: npt.NDArray[np.float32], labels: npt.NDArray[
 
 def evaluate_checkpoint(ckpt: Checkpoint, split: Split, device: torch.device, batch_size: int = 128,
                         workers: int = 0, tta: bool = False,
-                        shift: Callable[[Image], Image] | None = None) -> dict:
+                        shift: Callable[[Image], Image] | None = None,
+                        on_batch: Callable[[int, int], None] | None = None) -> dict:
     """``classification_metrics`` of a checkpoint's model on a split (with the checkpoint's own
     preprocessing), plus ``skipped`` (undecodable images). The split's classes must match.
     ``tta``: average each face's logits with its mirror image's. ``shift``: applied to each
-    face crop before the preprocessing (``shifts.SHIFTS``)."""
+    face crop before the preprocessing (``shifts.SHIFTS``). ``on_batch``: as ``predict_loader``'s
+    (it may raise to stop)."""
     if split.classes != ckpt.meta.classes:
         where = ckpt.path if ckpt.path is not None else "checkpoint"
         raise UsageError(f"{where}: classes {ckpt.meta.classes} differ from the dataset's {split.classes}")
@@ -99,7 +101,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, split: Split, device: torch.device, ba
         transform = v2.Compose([shift, *transform.transforms])
     loader = DataLoader(ExpressionDataset(split, transform), batch_size=batch_size,
                         num_workers=workers, collate_fn=collate_skipping)
-    preds = predict_loader(ckpt.build_model().to(device), loader, device, tta)
+    preds = predict_loader(ckpt.build_model().to(device), loader, device, tta, on_batch)
     metrics = classification_metrics(preds.logits, preds.labels, split.classes)
     metrics["skipped"] = preds.skipped
     return metrics

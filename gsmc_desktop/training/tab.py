@@ -212,8 +212,8 @@ class TrainingTab(QWidget):
             self.progress_label.setText("Stopping after this batch…")
 
     def shutdown(self) -> None:
-        """Stop a run cleanly (it saves last.pt) and end the worker thread."""
-        self.worker.request_stop()
+        """Stop a run cleanly (it saves last.pt) or an evaluation, and end the worker thread."""
+        self.worker.close_soon()
         stop_thread(self.thread, timeout_ms=600_000)
 
     def _update_buttons(self) -> None:

@@ -1,5 +1,6 @@
 """The Training tab's worker: the core trainer in its own thread, reporting through signals."""
 
+import threading
 import time
 
 from PySide6.QtCore import Signal, Slot
@@ -16,6 +17,10 @@ from gsmc_core.training.loop import train
 from gsmc_desktop.threads import Worker
 
 BATCH_EVENT_INTERVAL_S = 0.1  # at most ~10 batch updates a second reach the GUI
+
+
+class _Closing(Exception):
+    """Raised between batches of an evaluation when the window closes."""
 
 
 class TrainingWorker(Worker):
@@ -36,6 +41,17 @@ class TrainingWorker(Worker):
     def __init__(self) -> None:
         super().__init__()  # request_stop: after the batch in progress; then last.pt is saved
         self._last_batch = 0.0
+        self._closing = threading.Event()
+
+    def close_soon(self) -> None:
+        """The window is closing (from any thread): a run stops after its batch, an evaluation
+        after its batch, without a result."""
+        self._closing.set()
+        self.request_stop()
+
+    def _unless_closing(self, _done: int, _total: int) -> None:
+        if self._closing.is_set():
+            raise _Closing
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, BatchEvent):
@@ -67,7 +83,9 @@ class TrainingWorker(Worker):
         try:
             ckpt = load_checkpoint(checkpoint)
             split = read_split(dataset, data_root, "test", len(ckpt.meta.classes))
-            metrics = evaluate_checkpoint(ckpt, split, resolve_device("auto"))
+            metrics = evaluate_checkpoint(ckpt, split, resolve_device("auto"), on_batch=self._unless_closing)
+        except _Closing:
+            return
         except Exception as exc:  # keep the app alive; the tab says what broke
             self.fail(exc, "evaluation")
         else:
