@@ -12,10 +12,7 @@ XVFB_DISPLAY=98
 source "$(dirname "$0")/xvfb_session.sh"
 PHOTO=${PHOTO:-../shared/images/astronaut.png}
 convert -size 640x480 gradient:skyblue-white "$TMP/no_face.png"  # a photo without a face
-"$BIN/gsmc-desktop" "$PHOTO" "$TMP/no_face.png" "$PHOTO" >"$TMP/app.log" 2>&1 &
-APP=$!
-app_window
-xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
+start_app "$PHOTO" "$TMP/no_face.png" "$PHOTO"
 sleep 15  # the model loads, both photos are analysed
 import -window root "$OUT/xvfb_images.png"
 xdotool key --window "$WIN" Delete

@@ -12,19 +12,8 @@
 set -euo pipefail
 XVFB_DISPLAY=97
 source "$(dirname "$0")/xvfb_session.sh"
-"$BIN/python" - "$TMP/clip.mp4" <<'EOF'
-import sys, cv2
-from gsmc_core.resources import asset_path
-from gsmc_core.frames.workloads import clip_frames, read_clip
-writer = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 360))
-for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, 500):
-    writer.write(frame)
-writer.release()
-EOF
-"$BIN/gsmc-desktop" --video "$TMP/clip.mp4" >"$TMP/app.log" 2>&1 &
-APP=$!
-app_window
-xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
+write_clip 500
+start_app --video "$TMP/clip.mp4"
 sleep 12  # the first start prepares the model, then plays
 import -window root "$OUT/xvfb_playing.png"
 # Tab moves the focus through the controls; Space must pause whatever has it

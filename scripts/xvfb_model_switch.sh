@@ -11,25 +11,17 @@
 set -euo pipefail
 XVFB_DISPLAY=96
 source "$(dirname "$0")/xvfb_session.sh"
-"$BIN/python" - "$TMP/clip.mp4" "$TMP/seven.pt" <<'EOF'
-import sys, cv2, torch
+write_clip 1500
+"$BIN/python" - "$TMP/seven.pt" <<'EOF'
+import sys, torch
 from gsmc_core.checkpoint import Checkpoint, ModelMeta, save_checkpoint
 from gsmc_core.labels import SEVEN_CLASSES
 from gsmc_core.model import GSMCNet
-from gsmc_core.resources import asset_path
-from gsmc_core.frames.workloads import clip_frames, read_clip
-writer = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 360))
-for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, 1500):
-    writer.write(frame)
-writer.release()
 torch.manual_seed(0)  # random weights: a stand-in for a RAF-DB model (7 classes)
 meta = ModelMeta(arch="resnet18", classes=SEVEN_CLASSES, input_size=65, output_stride=16)
-save_checkpoint(Checkpoint(meta=meta, state_dict=GSMCNet(7).state_dict()), sys.argv[2])
+save_checkpoint(Checkpoint(meta=meta, state_dict=GSMCNet(7).state_dict()), sys.argv[1])
 EOF
-"$BIN/gsmc-desktop" --video "$TMP/clip.mp4" >"$TMP/app.log" 2>&1 &
-APP=$!
-app_window
-xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
+start_app --video "$TMP/clip.mp4"
 sleep 12  # the first start prepares the model, then plays
 import -window root "$OUT/xvfb_switch_before.png"
 xdotool key --window "$WIN" ctrl+o

@@ -27,3 +27,25 @@ app_window() {
     tail -20 "$TMP/app.log" >&2
     exit 1
 }
+
+# start_app ARGS...: gsmc-desktop with ARGS (its log in $TMP/app.log), its window found (WIN),
+# sized 1400x880 and focused, as every drive begins
+start_app() {
+    "$BIN/gsmc-desktop" "$@" >"$TMP/app.log" 2>&1 &
+    APP=$!
+    app_window
+    xdotool windowsize "$WIN" 1400 880 windowfocus --sync "$WIN"
+}
+
+# write_clip FRAMES: $TMP/clip.mp4, the shipped carphone clip looped to FRAMES frames at 25 fps
+write_clip() {
+    "$BIN/python" - "$TMP/clip.mp4" "$1" <<'PYEOF'
+import sys, cv2
+from gsmc_core.resources import asset_path
+from gsmc_core.frames.workloads import clip_frames, read_clip
+writer = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*"mp4v"), 25, (640, 360))
+for frame in clip_frames(read_clip(str(asset_path("videos", "carphone_qcif.mp4"))), 1, int(sys.argv[2])):
+    writer.write(frame)
+writer.release()
+PYEOF
+}
