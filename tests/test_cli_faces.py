@@ -209,3 +209,160 @@ def test_unwritable_outputs_are_refused_before_work_and_keep_existing_files(caps
     for option in ("--out", "--csv"):
         code = main(["video", str(video), "--checkpoint", str(random_checkpoint), option, str(tmp_path)])
         assert code == 2 and "is a folder" in capsys.readouterr().err
+
+
+def _variable_rate_mp4(path, image) -> None:
+    """20 frames: ten at 10 fps, then ten at 2 fps (a phone's variable frame rate), made by
+    rewriting the time-to-sample table of a constant-rate mp4."""
+    import struct
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (image.shape[1], image.shape[0]))
+    for _ in range(20):
+        writer.write(image)
+    writer.release()
+    data = bytearray(path.read_bytes())
+
+    def find(start, end, names):  # the offsets and sizes of the nested boxes names[0]/names[1]/...
+        i = start
+        while i < end:
+            size, kind = struct.unpack(">I4s", data[i:i + 8])
+            if kind.decode() == names[0]:
+                return [(i, size)] + (find(i + 8, i + size, names[1:]) if names[1:] else [])
+            i += size
+        raise AssertionError(f"no {names[0]} box")
+
+    chain = find(0, len(data), ["moov", "trak", "mdia", "minf", "stbl", "stts"])
+    offset, size = chain[-1]
+    flags, count, frames, delta = struct.unpack(">IIII", data[offset + 8:offset + 24])
+    assert (count, frames) == (1, 20)
+    body = struct.pack(">IIIIII", flags, 2, 10, delta, 10, 5 * delta)
+    box = struct.pack(">I4s", 8 + len(body), b"stts") + body
+    for o, s in chain[:-1]:  # the boxes around it grow; the media data comes before them
+        data[o:o + 4] = struct.pack(">I", s + len(box) - size)
+    data[offset:offset + size] = box
+    # the durations (version 0 boxes) say the new length, or the reader stops at the old one
+    media = find(0, len(data), ["moov", "trak", "mdia", "mdhd"])[-1][0]
+    movie = find(0, len(data), ["moov", "mvhd"])[-1][0]
+    media_scale, movie_scale = (struct.unpack(">I", data[o + 20:o + 24])[0] for o in (media, movie))
+    length = 60 * delta  # 10 + 10 x 5 frame durations
+    data[media + 24:media + 28] = struct.pack(">I", length)
+    in_movie = struct.pack(">I", length * movie_scale // media_scale)
+    data[movie + 24:movie + 28] = in_movie
+    track = find(0, len(data), ["moov", "trak", "tkhd"])[-1][0]
+    data[track + 28:track + 32] = in_movie
+    try:
+        edit = find(0, len(data), ["moov", "trak", "edts", "elst"])[-1][0] + 16
+        data[edit:edit + 4] = in_movie
+    except AssertionError:  # no edit list
+        pass
+    path.write_bytes(bytes(data))
+
+
+def test_video_times_are_the_frames_own_in_a_variable_rate_file(capsys, tmp_path, random_checkpoint):
+    clip = tmp_path / "phone.mp4"
+    _variable_rate_mp4(clip, cv2.imread(str(shared_path("images", "astronaut.png"))))
+    table = tmp_path / "faces.csv"
+    args = ["--checkpoint", str(random_checkpoint), "--device", "cpu"]
+    assert main(["video", str(clip), "--csv", str(table), *args]) == 0
+    with open(table, newline="") as f:
+        times = [float(r["time_s"]) for r in csv.DictReader(f)]
+    assert times == pytest.approx([i / 10 for i in range(10)] + [1 + i / 2 for i in range(10)], abs=1e-3)
+
+
+def test_video_of_a_folder_takes_every_nth_image_and_names_those_it_cannot_read(capsys, tmp_path,
+                                                                               random_checkpoint):
+    folder = tmp_path / "stills"
+    folder.mkdir()
+    astronaut = cv2.imread(str(shared_path("images", "astronaut.png")))
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i}.png"), astronaut)
+    (folder / "6.png").write_bytes(b"not an image")
+    table = tmp_path / "faces.csv"
+    args = ["--checkpoint", str(random_checkpoint), "--device", "cpu"]
+    assert main(["video", str(folder), "--every", "3", "--csv", str(table), *args]) == 0
+    with open(table, newline="") as f:
+        assert sorted({int(r["frame"]) for r in csv.DictReader(f)}) == [0, 3]
+    err = capsys.readouterr().err
+    assert "6.png: cannot be decoded" in err and "1 images of" in err and "(first: 6.png)" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", str(empty), "--csv", str(tmp_path / "p.csv"), *args]) == 2
+    assert "empty: contains no images" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
+
+
+def test_bad_option_values_and_camera_numbers_are_named(capsys, tmp_path, random_checkpoint):
+    image = str(shared_path("images", "astronaut.png"))
+    for argv, said in ((["predict", "--tiles", "abc", image], "--tiles: expected auto or a whole number"),
+                       (["predict", "--tiles", "0", image], "--tiles: expected auto or a whole number"),
+                       (["video", "--half-life", "-1", image], "--half-life: expected seconds >= 0"),
+                       (["video", "--half-life", "nan", image], "--half-life: expected seconds >= 0")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and said in capsys.readouterr().err, argv
+    args = ["--checkpoint", str(random_checkpoint), "--device", "cpu"]
+    assert main(["video", *args, "--", "-1"]) == 2
+    assert "camera -1: camera numbers are 0 to 99" in capsys.readouterr().err
+    assert main(["video", "100", *args]) == 2
+    assert capsys.readouterr().err.count("cameras found") == 1
+
+
+def test_a_video_cut_short_is_said_to_end_early_not_to_be_damaged(capsys, tmp_path, astronaut_rgb,
+                                                                  random_checkpoint):
+    clip = tmp_path / "whole.mkv"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    for i in range(80):
+        writer.write(cv2.resize(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR), (160, 120)) // (1 + i % 2))
+    writer.release()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # a recording cut by a crash
+    args = ["--checkpoint", str(random_checkpoint), "--device", "cpu"]
+    assert main(["video", str(cut), "--csv", str(tmp_path / "c.csv"), *args]) == 0
+    err = capsys.readouterr().err
+    assert "frames it announces (cut short?)" in err and "damaged" not in err, err
+
+
+def test_an_onnx_file_keeps_its_precision_and_info_describes_it(capsys, tmp_path):
+    from gsmc_core.frames.quantize import SHIPPED_INT8
+
+    int8 = str(SHIPPED_INT8)
+    image = str(shared_path("images", "astronaut.png"))
+    assert main(["predict", image, "--checkpoint", int8, "--precision", "fp32"]) == 2
+    assert "holds the int8 model, not fp32" in capsys.readouterr().err
+    assert main(["info", int8]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "onnx" and info["precision"] == "int8" and info["input_size"] == 65
+
+
+def test_ctrl_c_ends_a_camera_run_that_never_gets_a_frame(capsys, monkeypatch, random_checkpoint):
+    import os
+    import signal
+    import threading
+
+    class Silent:  # opens, then never delivers a frame (a camera another program holds)
+        def read(self):
+            time.sleep(0.05)
+            return False, None
+
+        def set(self, *_):
+            return True
+
+        def release(self):
+            pass
+
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+
+    def open_camera(index):  # Ctrl-C a second after the camera opened
+        if not timer.is_alive():
+            timer.start()
+        return Silent()
+
+    monkeypatch.setattr("gsmc_core.frames.sources._open_camera", open_camera)
+    start = time.monotonic()
+    try:
+        code = main(["video", "0", "--checkpoint", str(random_checkpoint), "--device", "cpu"])
+    finally:
+        timer.cancel()
+    assert time.monotonic() - start < 15  # one Ctrl-C ends it (it waited for a frame forever)
+    err = capsys.readouterr().err
+    assert code == 1 and "no frame of 0 could be read; nothing was written" in err
+    assert "camera 0" in err  # its lost / retry events are said as they come

@@ -192,3 +192,67 @@ def test_transforms_shapes_and_grayscale(astronaut_rgb):
     torch.manual_seed(0)
     y = train_transform(meta)(astronaut_rgb)
     assert y.shape == (3, 64, 64) and not torch.equal(x, y)
+
+
+# --- label files as people save them; splits that hold still ------------------------------------
+
+def _rafdb(root: Path, n: int = 60) -> Path:
+    lines = []
+    for i in range(1, n + 1):
+        lines.append(f"train_{i:05d}.jpg {i % 7 + 1}")
+        _png(root / "Image" / "aligned" / f"train_{i:05d}_aligned.jpg", size=8)
+    (root / "EmoLabel").mkdir(parents=True)
+    label_file = root / "EmoLabel" / "list_patition_label.txt"
+    label_file.write_text("\n".join(lines) + "\n")
+    return label_file
+
+
+def test_label_files_with_a_byte_order_mark_read_whole_and_other_encodings_are_named(tmp_path):
+    label_file = _rafdb(tmp_path)
+    plain = {s.key for s in read_split("rafdb", tmp_path, "train", val_fraction=0.0).samples}
+    label_file.write_bytes(b"\xef\xbb\xbf" + label_file.read_bytes())  # as Excel / Notepad save it
+    assert {s.key for s in read_split("rafdb", tmp_path, "train", val_fraction=0.0).samples} == plain
+    pixels = " ".join(["7"] * 16)
+    fer = tmp_path / "fer2013.csv"
+    fer.write_bytes(b"\xef\xbb\xbfemotion,pixels,Usage\r\n3," + pixels.encode() + b",Training\r\n")
+    assert read_split("fer2013", fer, "train").labels() == [SEVEN_CLASSES.index("happiness")]
+    label_file.write_bytes("caf\u00e9.jpg 1\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"list_patition_label.txt: not UTF-8 text .*save it as UTF-8"):
+        read_split("rafdb", tmp_path, "train")
+
+
+def test_a_noise_file_that_names_none_of_the_faces_is_refused(tmp_path):
+    _rafdb(tmp_path, 20)
+    train = read_split("rafdb", tmp_path, "train", val_fraction=0.0)
+    noise = tmp_path / "noise.txt"
+    noise.write_text("".join(f"train_{i:05d}_aligned.jpg 7\n" for i in range(1, 21)))  # the images' names
+    with pytest.raises(DataError, match=r"noise.txt: names none of the 20 train faces .*"
+                                        r"'train_00001_aligned.jpg'.*'train_00001.jpg'"):
+        read_noise_file(noise, train)
+
+
+def test_relabelling_one_face_moves_no_other_face_between_train_and_val(tmp_path):
+    label_file = _rafdb(tmp_path, 300)
+    before = {s.key for s in read_split("rafdb", tmp_path, "val", val_fraction=0.1).samples}
+    lines = label_file.read_text().splitlines()
+    lines[3] = "train_00004.jpg 7"  # one face to another class (it was 5)
+    label_file.write_text("\n".join(lines) + "\n")
+    after = {s.key for s in read_split("rafdb", tmp_path, "val", val_fraction=0.1).samples}
+    assert len(before) == len(after) == 28  # 4 of each class's 42 or 43
+    assert len(before ^ after) <= 4  # at most the relabelled face and one per class count change
+    other = {s.key for s in read_split("rafdb", tmp_path, "val", val_fraction=0.1, seed=1).samples}
+    assert len(before & other) < 15  # the seed still chooses the held-out faces
+
+
+def test_an_image_folder_without_contempt_has_seven_classes(tmp_path):
+    for name in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"):
+        for split in ("train", "val", "test"):
+            _png(tmp_path / split / name / "1.png", size=8)
+    assert read_split("folder", tmp_path, "train").classes == SEVEN_CLASSES
+    assert read_split("folder", tmp_path, "val").classes == SEVEN_CLASSES
+    asked = read_split("folder", tmp_path, "train", 8)
+    assert asked.classes == CANONICAL_CLASSES
+    assert any("no training faces of contempt" in note for note in asked.notes)
+    _png(tmp_path / "train" / "contempt" / "1.png", size=8)
+    eight = read_split("folder", tmp_path, "train")
+    assert eight.classes == CANONICAL_CLASSES and not any("no training" in n for n in eight.notes)

@@ -103,7 +103,7 @@ def test_invalid_input_is_shown_beside_the_field(tab, ferplus_root, tmp_path):
     tab.form.data_root.edit.setText(str(binary.parent))
     assert not tab.start()
     said = tab.form.data_root.error.text().replace("\u200b", "")  # break points in long paths
-    assert f"Cannot read the ferplus training labels in {binary.parent}: 'utf-8' codec" in said
+    assert f"{binary / 'label.csv'}: not UTF-8 text" in said and "save it as UTF-8" in said
     tab.form.data_root.edit.setText(str(ferplus_root))
     tab.form.out.edit.setText(str(tmp_path / "new"))
     assert not tab.resume() and "Nothing to resume" in tab.form.out.error.text()

@@ -256,3 +256,14 @@ def test_auto_detector_runs_the_far_model_when_it_adds_a_face(astronaut_rgb):
         assert auto.full_runs == len(far)
     with pytest.raises(ValueError, match="unknown detector 'medium'"):
         make_live_detector("medium")
+
+
+def test_a_panorama_is_tiled_by_each_side_and_a_thin_strip_is_no_crash():
+    astro = cv2.imread(str(shared_path("images", "astronaut.png")))
+    small = cv2.resize(astro, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)  # ~51 px face
+    panorama = np.full((512, 4096, 3), 90, np.uint8)
+    panorama[128:384, 1800:2056] = small
+    with FaceDetector("full", tiles="auto") as detector:
+        faces = detector.detect(panorama)  # an n x n grid cut it into tiles lower than the face
+        assert _found(faces, [(1800 + 88, 128 + 41, 48, 48)]) == [True] and len(faces) == 1
+        assert detector.detect(np.full((8, 100_000, 3), 90, np.uint8)) == []  # shrunk to 0 px before

@@ -177,3 +177,139 @@ def test_a_last_pt_without_training_state_is_a_message(ferplus_root, tmp_path):
     torch.save(payload, run / "last.pt")
     with pytest.raises(TrainingError, match="no complete training state"):
         train(_config(ferplus_root, run, epochs=2, resume=True))
+
+
+# --- stop and resume exactly; a resumed run keeps its recipe however it is asked for ------------
+
+def _same_state(a_path, b_path) -> None:
+    import torch
+
+    from gsmc_core.checkpoint import load_checkpoint
+
+    a, b = load_checkpoint(a_path).training_state, load_checkpoint(b_path).training_state
+    assert a["epoch"] == b["epoch"] and a["global_step"] == b["global_step"]
+    for key in ("student", "teacher"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key} {name}"
+    assert a["optimizer"]["state"][0]["step"] == b["optimizer"]["state"][0]["step"]
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])  # a batch into the epoch; its last batch
+def test_a_stop_mid_epoch_resumes_at_the_next_batch_as_if_never_stopped(ferplus_root, tmp_path, stop_after):
+    from gsmc_core.training.events import BatchEvent
+
+    kw = dict(method="gsmc", preload=True, augment="robust", limit_train=32, batch_size=16)
+    train(_config(ferplus_root, tmp_path / "whole", **kw))
+    events = []
+    stopped = train(_config(ferplus_root, tmp_path / "cut", **kw), on_event=events.append,
+                    should_stop=lambda: sum(isinstance(e, BatchEvent) for e in events) == 2 + stop_after)
+    assert stopped.stopped and stopped.epochs_completed == 1  # in epoch 2 (2 batches per epoch)
+    resumed_batches = []
+    train(_config(ferplus_root, tmp_path / "cut", resume=True, **kw),
+          on_event=lambda e: resumed_batches.append(e.batch) if isinstance(e, BatchEvent) else None)
+    assert resumed_batches == [2][: 2 - stop_after]  # none trained twice
+    _same_state(tmp_path / "whole" / "last.pt", tmp_path / "cut" / "last.pt")
+    whole, cut = _rows(tmp_path / "whole"), _rows(tmp_path / "cut")
+    for column in ("loss", "ce", "kl", "ac", "train_acc", "val_acc", "val_acc_teacher", "skipped"):
+        assert [r[column] for r in whole] == [r[column] for r in cut], column
+
+
+def test_a_stop_while_an_epoch_is_validated_ends_the_run_before_another_batch(ferplus_root, tmp_path,
+                                                                              monkeypatch):
+    from gsmc_core.training import loop
+    from gsmc_core.training.events import BatchEvent, EpochEvent
+
+    stop = []
+    validate = loop.Trainer._validate
+
+    def validate_then_stop(self):
+        result = validate(self)
+        stop.append(True)  # Stop pressed while the first epoch was validated
+        return result
+
+    monkeypatch.setattr(loop.Trainer, "_validate", validate_then_stop)
+    events, saved = [], {}
+
+    def on_event(event):
+        events.append(event)
+        if isinstance(event, EpochEvent):
+            saved["last"] = (tmp_path / "run" / "last.pt").read_bytes()
+
+    result = train(_config(ferplus_root, tmp_path / "run", method="gsmc"), on_event=on_event,
+                   should_stop=lambda: bool(stop))
+    assert result.stopped and result.epochs_completed == 1
+    assert [e.epoch for e in events if isinstance(e, BatchEvent)] == [1, 1]  # none of epoch 2
+    assert (tmp_path / "run" / "last.pt").read_bytes() == saved["last"]  # the finished epoch's
+
+
+def test_a_config_that_says_resume_keeps_the_runs_own_recipe(ferplus_root, tmp_path, capsys):
+    from gsmc_core.cli import main
+
+    run = tmp_path / "run"
+    train(_config(ferplus_root, run, epochs=1))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert "resume" not in saved  # the recipe, not what was done with it
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump({**saved, "resume": True, "method": "gsmc", "epochs": 2}))
+    assert main(["train", "--config", str(edited)]) == 2
+    assert "method 'ce' -> 'gsmc'" in capsys.readouterr().err
+    assert len(_rows(run)) == 1 and yaml.safe_load((run / "config.yaml").read_text()) == saved
+    with pytest.raises(TrainingError, match=r"method 'ce' -> 'gsmc'"):  # the same through the API
+        train(_config(ferplus_root, run, method="gsmc", resume=True))
+    edited.write_text(yaml.safe_dump({**saved, "resume": True, "out": str(tmp_path / "new")}))
+    assert main(["train", "--config", str(edited)]) == 2
+    assert "says resume: true, but" in capsys.readouterr().err
+    template = tmp_path / "template.yaml"  # a run's config.yaml as the template of a new run
+    template.write_text((run / "config.yaml").read_text())
+    assert main(["train", "--config", str(template), "--out", str(tmp_path / "second")]) == 0
+    assert len(_rows(tmp_path / "second")) == 1
+
+
+def test_a_resumed_run_needs_neither_its_init_file_nor_its_data_where_they_were(ferplus_root, tmp_path):
+    import shutil
+
+    train(_config(ferplus_root, tmp_path / "first", epochs=1))
+    init = tmp_path / "init.pt"
+    shutil.copy(tmp_path / "first" / "best.pt", init)
+    run = tmp_path / "run"
+    events = []
+    train(_config(ferplus_root, run, init=str(init), epochs=3), on_event=events.append,
+          should_stop=lambda: len([e for e in events if type(e).__name__ == "EpochEvent"]) >= 1)
+    init.unlink()  # the imported weights moved away
+    moved = tmp_path / "data"
+    moved.symlink_to(ferplus_root, target_is_directory=True)  # the dataset moved
+    train(_config(ferplus_root, run, init=str(init), epochs=3, resume=True, data_root=str(moved)))
+    assert [r["epoch"] for r in _rows(run)] == ["1", "2", "3"]
+
+
+def test_seeds_out_of_numpys_range_and_settings_files_are_named(tmp_path):
+    from gsmc_core.errors import UsageError
+
+    for name in ("seed", "noise_seed"):
+        with pytest.raises(UsageError, match=rf"setting {name}: -1 is outside \[0, 2147483647\]"):
+            TrainConfig(data_root="x", **{name: -1}).resolved()
+    path = tmp_path / "run.yaml"
+    path.write_text("lr: 1e-4\nepochs: 3\n")  # YAML 1.1 would read 1e-4 as text
+    assert TrainConfig.from_yaml(path).lr == pytest.approx(1e-4)
+    path.write_text("epochs: 0\n")
+    with pytest.raises(UsageError, match=r"run.yaml: setting epochs: 0 is outside"):
+        TrainConfig.from_yaml(path)
+
+
+def test_a_run_saved_where_more_gpus_were_visible_resumes_where_fewer_are(monkeypatch):
+    import torch
+
+    from gsmc_core.training import distributed
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append(device))
+
+    def all_gpus(states):  # torch indexes a generator per saved state: past the count it fails
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", all_gpus)
+    state = {**distributed.rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8)] * 4}
+    distributed.set_rng_state(state)
+    assert restored == [0]

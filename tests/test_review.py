@@ -161,3 +161,54 @@ def test_the_issue_spelling_of_audit_options():
     assert parse([*base, "--method", "audit"]).score == "audit"
     assert parse(base).score == "audit" and parse(base).csv is None
     assert parse([*base, "--score", "normalized-margin"]).score == "normalized-margin"
+
+
+@pytest.mark.parametrize("decide", [("happiness/001.png", "sadness"), ("sadness/001.png", "happiness")])
+def test_a_face_moved_into_a_class_holding_its_name_leaves_the_original_whole(tmp_path, decide):
+    import cv2
+    import numpy as np
+
+    root = tmp_path / "faces"
+    for cls, value in (("happiness", 50), ("sadness", 200)):
+        (root / "train" / cls).mkdir(parents=True)
+        cv2.imwrite(str(root / "train" / cls / "001.png"), np.full((8, 8, 3), value, np.uint8))
+    before = digest(root)
+    log = ReviewLog(tmp_path / "d.csv")
+    log.set_label(*decide)
+    relabel("folder", root, log.decisions(), tmp_path / "clean")
+    assert digest(root) == before  # no copy written through a link into the dataset
+    clean = read_split("folder", tmp_path / "clean", "train", val_fraction=0.0)
+    values = sorted((clean.classes[s.label], int(cv2.imread(str(s.path)).mean())) for s in clean.samples)
+    assert values == [("sadness", 50), ("sadness", 200)] if decide[1] == "sadness" else \
+        values == [("happiness", 50), ("happiness", 200)]
+
+
+def test_fer2013_relabel_after_a_blank_line_changes_the_face_the_reader_named(tmp_path):
+    def row(code: int, value: int) -> str:
+        return f"{code}," + " ".join([str(value)] * 4) + ",Training\n"
+
+    fer = tmp_path / "fer2013.csv"
+    fer.write_text("emotion,pixels,Usage\n" + row(0, 10) + "\n" + row(3, 20) + row(5, 30))
+    faces = {int(s.pixels.mean()): s.key for s in read_split("fer2013", fer, "train").samples}
+    log = ReviewLog(tmp_path / "f.csv")
+    log.set_label(faces[30], "neutral")  # the surprise face
+    log.set_label(faces[20], "anger")  # the happy face
+    relabel("fer2013", fer, log.decisions(), tmp_path / "clean")
+    clean = read_split("fer2013", tmp_path / "clean", "train")
+    assert {int(s.pixels.mean()): clean.classes[s.label] for s in clean.samples} == {
+        10: "anger", 20: "anger", 30: "neutral"}
+
+
+def test_a_key_cut_inside_its_quotes_loses_no_later_decision(tmp_path):
+    path = tmp_path / "decisions.csv"
+    log = ReviewLog(path)
+    log.set_label("happy/a.png", "anger")
+    log.set_label('happy/IMG 2024, "beach".jpg', "fear")
+    data = path.read_bytes()
+    path.write_bytes(data[:data.index(b"beach")])  # killed inside the quoted key
+    reopened = ReviewLog(path)
+    reopened.set_label("happy/c.png", "disgust")
+    reopened.keep("happy/d.png")
+    assert sorted(ReviewLog(path).decisions()) == ["happy/a.png", "happy/c.png", "happy/d.png"]
+    reopened.set_label('happy/IMG 2024, "beach".jpg', "fear")
+    assert ReviewLog(path).decisions() == reopened.decisions()  # quoted keys replay whole

@@ -45,7 +45,7 @@ def test_every_number_has_a_range_and_the_validation_uses_it():
     numbers = {name for name, f in FIELDS.items()
                if any(t in (int, float) for t in (f.type, *getattr(f.type, "__args__", ())))}
     assert set(RANGES) <= numbers
-    assert numbers - set(RANGES) == {"noise_seed", "seed", "output_stride"}  # any int, or choices
+    assert numbers - set(RANGES) == {"output_stride"}  # choices
     for name, (_low, high, _inclusive) in RANGES.items():
         if math.isfinite(high):
             config = TrainConfig(data_root="x", **{name: high + (1 if isinstance(high, int) else 0.5)})

@@ -231,3 +231,35 @@ def test_stale_temporary_checkpoint_is_removed_at_the_next_start(ferplus_root, t
     train(_config(ferplus_root, run), on_event=events.append)
     assert not list(run.glob("*.tmp")) and (run / "last.pt").is_file()
     assert any("left by a save that was cut short" in getattr(e, "message", "") for e in events)
+
+
+@pytest.mark.slow
+def test_torchrun_metrics_count_every_ranks_faces_once(tmp_path):
+    # preloaded: every rank holds the list of undecodable images, one reports it
+    for split, count in (("train", 16), ("val", 2)):
+        for cls in ("happy", "neutral"):
+            for i in range(count):
+                path = tmp_path / "data" / split / cls / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if split == "train" and cls == "happy" and i == 3:
+                    path.write_bytes(b"not an image")
+                else:
+                    cv2.imwrite(str(path), np.full((48, 48, 3), 8 * i + (100 if cls == "happy" else 0),
+                                                   np.uint8))
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "gsmc_core.cli", "train", "--method", "ce", "--dataset", "folder",
+           "--data-root", str(tmp_path / "data"), "--epochs", "2", "--batch-size", "4", "--preload",
+           "--input-size", "32", "--output-stride", "8", "--workers", "0", "--device", "cpu",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["skipped"]) for r in rows] == [1, 1]  # once an epoch, not once per rank
+    printed = re.findall(r"epoch (\d)/2: loss \S+ train acc (\S+)", proc.stdout)
+    by_epoch = {}
+    for epoch, acc in printed:  # each rank prints the epoch: the same figure, of all 30 faces
+        by_epoch.setdefault(epoch, set()).add(acc)
+    assert len(printed) == 4 and all(len(v) == 1 for v in by_epoch.values()), printed
+    assert [f"{float(r['train_acc']):.4f}" for r in rows] == [by_epoch["1"].pop(), by_epoch["2"].pop()]

@@ -231,3 +231,45 @@ def test_eval_of_nothing_is_an_error_not_nan(ferplus_root, tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 2 and captured.out == ""
     assert "--limit must be at least 1 face, got 0" in captured.err  # said before any work
+
+
+def test_noisy_validation_takes_the_noise_file_and_needs_some_noise(tmp_path):
+    """Selection without a clean oracle: the validation faces get the noise file's labels too
+    (they were clean), and asking for it in a run without label noise is an error, not a no-op."""
+    import dataclasses
+
+    import cv2
+    import numpy as np
+
+    from gsmc_core.errors import UsageError
+    from gsmc_core.labels import SEVEN_CLASSES
+    from gsmc_core.training.config import TrainingError
+    from gsmc_core.training.data.readers import read_split
+    from gsmc_core.training.loop import Trainer
+
+    lines = []
+    for i in range(1, 41):
+        lines.append(f"train_{i:05d}.jpg {i % 7 + 1}")
+        path = tmp_path / "Image" / "aligned" / f"train_{i:05d}_aligned.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), np.full((8, 8, 3), 100, np.uint8))
+    (tmp_path / "EmoLabel").mkdir()
+    (tmp_path / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
+    noise = tmp_path / "noise.txt"
+    noise.write_text("".join(f"train_{i:05d}.jpg 7\n" for i in range(1, 41)))  # all neutral
+    cfg = TrainConfig(dataset="rafdb", data_root=str(tmp_path), noise_file=str(noise),
+                      noisy_validation=True, val_fraction=0.25, out=str(tmp_path / "run"))
+    train, val, _ = Trainer(cfg)._read_data()
+    neutral = SEVEN_CLASSES.index("neutral")
+    assert len(val.samples) >= 7 and set(val.labels()) == {neutral}
+    assert len(set(read_split("rafdb", tmp_path, "val", 7, 0.25, 0).labels())) == 7  # clean: all seven
+    train_only = tmp_path / "train_only.txt"  # names none of the held-out faces
+    train_only.write_text("".join(f"{s.key} 7\n" for s in train.samples))
+    with pytest.raises(TrainingError, match=r"noisy validation: .*train_only.txt names none"):
+        Trainer(dataclasses.replace(cfg, noise_file=str(train_only)))._read_data()
+    with_rate = Trainer(dataclasses.replace(cfg, noise_file=str(train_only), noise_rate=0.5))._read_data()[1]
+    clean = read_split("rafdb", tmp_path, "val", 7, 0.25, 0).labels()
+    flipped = sum(a != b for a, b in zip(with_rate.labels(), clean, strict=True))
+    assert flipped == round(0.5 * len(val.samples))  # the noise rate's, as the train file gives none
+    with pytest.raises(UsageError, match=r"noisy validation .* this run has none"):
+        TrainConfig(dataset="rafdb", data_root=str(tmp_path), noisy_validation=True).resolved()

@@ -3,7 +3,9 @@
 import argparse
 import errno
 import json
+import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -33,6 +35,9 @@ from gsmc_core.frames.recording import Recorder
 from gsmc_core.frames.render import RenderOptions
 from gsmc_core.frames.results import FrameResult
 from gsmc_core.frames.sources import (
+    IMAGE_EXTENSIONS,
+    MAX_CAMERA_INDEX,
+    CameraEvent,
     CameraSource,
     FrameSource,
     ImageFolderSource,
@@ -104,9 +109,28 @@ def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[st
 def _expand_paths(paths: list[str]) -> Iterator[Path]:
     for p in map(Path, paths):
         if p.is_dir():
-            yield from image_files(p)
+            files = image_files(p)
+            if not files:
+                raise UsageError(f"{p}: contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+            yield from files
         else:
             yield p  # a missing or bad file becomes an error entry
+
+
+def _tiles_option(text: str) -> int | str:
+    if text == "auto" or (text.isdigit() and int(text) >= 1):
+        return text if text == "auto" else int(text)
+    raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {text!r}")
+
+
+def _half_life_option(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -126,7 +150,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         cam_dir.mkdir(parents=True, exist_ok=True)
         _require_writable_folder(cam_dir, "--cam-dir")
     render = RenderOptions() if cam_dir is not None else None
-    tiles = args.tiles if args.tiles == "auto" else int(args.tiles)
+    tiles = args.tiles
     items: list[ImageFaces] = []
     written: set[str] = set()
     model = Path(args.checkpoint).name if args.checkpoint else DEFAULT_CHECKPOINT.name
@@ -220,14 +244,32 @@ class _Progress:
         print(file=sys.stderr)
 
 
-def _open_video_input(spec: str, every: int) -> FrameSource:
+def _open_video_input(spec: str, every: int, skipped: list[Path]) -> FrameSource:
+    """The source ``spec`` names; a camera's lost/back events and an image folder's unreadable
+    images (added to ``skipped``) are said on stderr as they come."""
+    def camera_event(event: CameraEvent) -> None:
+        print(f"\n{event.message}", file=sys.stderr, flush=True)
+
+    def skip(path: Path, reason: str) -> None:
+        skipped.append(path)
+        print(f"\nwarning: {reason}; skipped", file=sys.stderr, flush=True)
+
+    if re.fullmatch(r"-\d+", spec):
+        raise SourceError(f"camera {spec}: camera numbers are 0 to {MAX_CAMERA_INDEX}")
     try:
-        return open_source(spec, step=every)
+        return open_source(spec, step=every, on_event=camera_event, on_skip=skip)
     except SourceError as exc:
-        if spec.isdigit():
+        if spec.isdigit() and "cameras found" not in str(exc):
             found = list_cameras()
             raise SourceError(f"{exc}; cameras found: {found or 'none'}") from exc
         raise
+
+
+def _close_when_set(stop: threading.Event, source: FrameSource) -> None:
+    """A camera that gives no frames never reaches the loop's check of ``stop``: closing the
+    source ends its wait."""
+    stop.wait()
+    source.close()
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -245,11 +287,12 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise UsageError(f"--out and --csv name the same file ({args.out}); give two files")
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend, args.precision)
     predictor.tta = args.tta
-    source = _open_video_input(args.input, args.every)
+    skipped: list[Path] = []
+    source = _open_video_input(args.input, args.every, skipped)
     if isinstance(source, ImageFolderSource):
         refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv}, source.files)
-    # files skip frames by decoding less (step); a camera's newest-frame stream is thinned here
-    thin = args.every if isinstance(source, CameraSource) else 1
+    # video files skip frames by decoding less (step); cameras and folders are thinned here
+    thin = 1 if isinstance(source, VideoFileSource) else args.every
     render = RenderOptions() if args.out else None
     # both outputs are written under temporary names beside their targets and renamed only when
     # whole, so a failed run (a full disk, a crash) leaves existing files as they were; the table
@@ -266,6 +309,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     interrupted = False
     stop = threading.Event()
     previous_handlers = _finish_on_termination(stop)
+    if isinstance(source, CameraSource):
+        threading.Thread(target=_close_when_set, args=(stop, source), daemon=True).start()
     try:
         with make_live_detector(args.detector, args.min_score) as detector:
             pipeline = FramePipeline(predictor, detector, half_life=args.half_life, half_life_unit="seconds",
@@ -282,6 +327,7 @@ def cmd_video(args: argparse.Namespace) -> int:
                 faces += len(result.faces)
                 progress.update(done)
         finished = True
+        interrupted = stop.is_set()  # a camera closed by the stop, between two frames
     except KeyboardInterrupt:
         interrupted = finished = True  # Ctrl-C: stop reading, but finish the files below
     except OSError as exc:
@@ -295,6 +341,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)
         source.close()
+        stop.set()  # ends the camera's closer
         close_error = None
         try:
             recorder.close()
@@ -331,6 +378,12 @@ def cmd_video(args: argparse.Namespace) -> int:
     if damaged:
         print(f"warning: {damaged} damaged frames of {source.name} could not be decoded and were "
               "skipped", file=sys.stderr)
+    if getattr(source, "ends_after", None) is not None:
+        print(f"warning: {source.name} ends after {source.ends_after} of the {source.frame_count} "
+              "frames it announces (cut short?)", file=sys.stderr)
+    if skipped:
+        print(f"warning: {len(skipped)} images of {source.name} could not be read and were skipped "
+              f"(first: {skipped[0].name})", file=sys.stderr)
     # Ctrl-C is how a camera run ends normally; for a file it means the run was cut short
     return 130 if interrupted and not isinstance(source, CameraSource) else 0
 
@@ -452,7 +505,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     p.add_argument("--no-detect", action="store_true",
                    help="the images are already face crops (e.g. FERPlus faces): classify each "
                         "whole image as one face, without face detection")
-    p.add_argument("--tiles", default="auto",
+    p.add_argument("--tiles", default="auto", type=_tiles_option,
                    help="detect on an N x N grid of tiles too (small faces in big photos); "
                         "auto: from the image size; 1: off")
     _add_model_args(p, detector="full", choices=tuple(DETECTOR_MODELS))
@@ -468,7 +521,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                    "leaves a playable .NAME.partial.mkv)")
     p.add_argument("--csv", help="CSV to write: frame,time_s,face_id,x,y,w,h,score,expression,p_<class>...")
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
-    p.add_argument("--half-life", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--half-life", type=_half_life_option, default=None, metavar="SECONDS",
                    help="smooth each face's probabilities over time (default: raw)")
     p.add_argument("--reuse", action="store_true", help=REUSE_HELP)
     _add_model_args(p, detector=DEFAULT_LIVE_DETECTOR, choices=LIVE_DETECTORS)

@@ -2,11 +2,12 @@
 
 import argparse
 import json
+from pathlib import Path
 
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.errors import UsageError
-from gsmc_core.frames.onnx_export import OPSET, export_onnx
-from gsmc_core.frames.quantize import quantize_int8
+from gsmc_core.frames.onnx_export import OPSET, export_onnx, read_onnx_meta
+from gsmc_core.frames.quantize import graph_calibration, graph_precision, quantize_int8
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
 from gsmc_core.outputs import refuse_overwriting_inputs, require_writable_file
@@ -60,6 +61,13 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if Path(args.checkpoint).suffix.lower() == ".onnx":  # a `gsmc export` or `quantize` file
+        info = {"path": str(args.checkpoint), "kind": "onnx",
+                **read_onnx_meta(args.checkpoint).to_dict(),
+                "precision": graph_precision(args.checkpoint),
+                "calibration": graph_calibration(args.checkpoint)}
+        print(json.dumps(info, indent=2, default=str))
+        return 0
     ckpt = load_checkpoint(args.checkpoint, kind=None)
     info = {
         "path": str(ckpt.path),
@@ -123,6 +131,6 @@ def add_model_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--out", help="file to write (.onnx); default: the cache")
     p.set_defaults(func=cmd_quantize)
 
-    p = sub.add_parser("info", help="show a checkpoint's metadata and metrics")
+    p = sub.add_parser("info", help="show a checkpoint's (or exported ONNX file's) metadata and metrics")
     p.add_argument("checkpoint")
     p.set_defaults(func=cmd_info)

@@ -96,12 +96,15 @@ def _stop_on_signals():
 
 def cmd_train(args: argparse.Namespace) -> int:
     overrides = _train_overrides(args)
-    if args.resume:
-        if not args.out:
+    requested = ({**TrainConfig.settings_from_yaml(args.config), **overrides} if args.config
+                 else overrides)
+    if requested.get("resume"):  # --resume, or `resume: true` in the file: the run's own recipe
+        if not requested.get("out"):
             raise UsageError("--resume needs --out, the run folder to continue")
-        requested = ({**TrainConfig.settings_from_yaml(args.config), **overrides} if args.config
-                     else overrides)
-        config = config_for_resume(args.out, requested)
+        if not args.resume and not RunFolder(requested["out"]).can_resume():
+            raise UsageError(f"{args.config} says resume: true, but {requested['out']} holds no run "
+                             "to continue; remove that line to start a new run there")
+        config = config_for_resume(requested["out"], requested)
     else:
         config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
                   else TrainConfig(**overrides))

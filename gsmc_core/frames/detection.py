@@ -96,7 +96,7 @@ class FaceDetector:
     the whole image at 128 or 192 px, so faces below ~6 % (full) or ~12 % (short) of the
     longer side are missed without it; tiling finds them at about tiles**2 times the cost
     (figures in docs/performance.md). ``tiles="auto"`` picks the grid from the image size
-    (one tile per ``AUTO_TILE_SIDE`` px), meant for still images. Tiles show many more image
+    (one tile per ``AUTO_TILE_SIDE`` px of each side), meant for still images. Tiles show many more image
     regions magnified, so they also see more face-like patterns (a mission patch on a suit, in
     our tests): detections found only in a tile must score at least ``tile_min_confidence``.
     Close it (or use it as a context manager) to free the native graph.
@@ -140,13 +140,14 @@ class FaceDetector:
         rgb = to_rgb(image, color)
         h, w = rgb.shape[:2]
         faces = self._detect_scaled(rgb)
-        tiles = self.tiles
-        if tiles == "auto":
-            tiles = min(MAX_AUTO_TILES, math.ceil(max(h, w) / AUTO_TILE_SIDE))
-        if tiles > 1:
+        if self.tiles == "auto":  # by each side: a panorama gets a row of tall tiles
+            cols, rows = (min(MAX_AUTO_TILES, math.ceil(side / AUTO_TILE_SIDE)) for side in (w, h))
+        else:
+            cols = rows = self.tiles
+        if cols * rows > 1:
             # tiles come from the full-resolution image: shrinking first would lose the small
             # faces tiling is for
-            for x0, y0, tile in _tiles(rgb, tiles):
+            for x0, y0, tile in _tiles(rgb, cols, rows):
                 th, tw = tile.shape[:2]
                 # a face cut by an inner tile edge is whole in a neighbour or the full pass
                 inner_edges = (x0 > 0, y0 > 0, x0 + tw < w, y0 + th < h)
@@ -163,7 +164,8 @@ class FaceDetector:
         h, w = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         if scale < 1.0:
-            small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))  # a 1 x 5000 strip too
+            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
             return [_shift(f, 0, 0, 1.0 / scale) for f in self._detect_rgb(small)]
         return self._detect_rgb(np.ascontiguousarray(rgb))
 
@@ -321,14 +323,14 @@ def _touches(box: Box, width: int, height: int, edges: tuple[bool, bool, bool, b
 
 
 def _tiles(
-    image: npt.NDArray[np.uint8], n: int, overlap: float = 0.25
+    image: npt.NDArray[np.uint8], cols: int, rows: int, overlap: float = 0.25
 ) -> Iterator[tuple[int, int, npt.NDArray[np.uint8]]]:
-    """An n x n grid of views whose neighbours overlap by ``overlap`` of a tile (faces cut by
-    one tile's edge are whole in the next)."""
+    """A cols x rows grid of views whose neighbours overlap by ``overlap`` of a tile (faces cut
+    by one tile's edge are whole in the next)."""
     h, w = image.shape[:2]
-    tw, th = math.ceil(w / (n - (n - 1) * overlap)), math.ceil(h / (n - (n - 1) * overlap))
-    for row in range(n):
-        for col in range(n):
+    tw, th = math.ceil(w / (cols - (cols - 1) * overlap)), math.ceil(h / (rows - (rows - 1) * overlap))
+    for row in range(rows):
+        for col in range(cols):
             x0 = min(round(col * tw * (1 - overlap)), w - tw)
             y0 = min(round(row * th * (1 - overlap)), h - th)
             yield x0, y0, image[y0 : y0 + th, x0 : x0 + tw]

@@ -254,8 +254,12 @@ class Predictor:
                 raise UsageError(f"{path}: an ONNX model runs on the CPU in ONNX Runtime; "
                                  "give the .pt checkpoint for torch or a GPU")
             meta = read_onnx_meta(path)  # names the file when it is missing or not a GSMC export
+            held = graph_precision(path)
+            if precision not in ("auto", held):  # the file's weights are what they are
+                raise UsageError(f"{path}: this ONNX file holds the {held} model, not {precision}; "
+                                 "give --precision auto, or the .pt checkpoint for another precision")
             try:
-                runtime = OnnxRuntime(path, threads, graph_precision(path))
+                runtime = OnnxRuntime(path, threads, held)
             except Exception as exc:  # onnxruntime's own errors carry no hint of what to do
                 raise CheckpointError(path, f"ONNX Runtime cannot load it ({type(exc).__name__}); "
                                       "export it again with `gsmc export`") from exc

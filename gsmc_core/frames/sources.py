@@ -6,6 +6,7 @@ slow consumer sees fresh frames instead of a growing queue.
 """
 
 import io
+import math
 import os
 import threading
 import time
@@ -182,7 +183,8 @@ class VideoFileSource(FrameSource):
     """A video file, decoded in order; ends cleanly at the end of the file.
 
     ``step`` > 1 yields every step-th frame (the others are grabbed but not converted).
-    Timestamps are ``index / fps``, which is exact for constant frame rate files. A frame that
+    Timestamps are the frames' own (their presentation time: right for the variable frame rate
+    of phone videos too), or ``index / fps`` where the file gives none. A frame that
     cannot be decoded before the file's announced end is skipped and counted in ``damaged``;
     ``MAX_DAMAGED_RUN`` failures in a row end the file.
     """
@@ -205,6 +207,7 @@ class VideoFileSource(FrameSource):
         fps = float(self._capture.get(cv2.CAP_PROP_FPS))
         self.fps = fps if fps > 0 else None
         self.damaged = 0
+        self.ends_after: int | None = None  # a file cut short (a crash): the frames it has
         self._index = 0
 
     def seek(self, index: int) -> None:
@@ -231,14 +234,25 @@ class VideoFileSource(FrameSource):
                 failures = 0
                 if image is not None:
                     self._index = index + 1
-                    yield Frame(image, index / fps, index)
+                    yield Frame(image, self._time_of(index, fps), index)
                     continue
             elif self._more_expected(index, failures):
                 failures += 1
                 self.damaged += 1
             else:
+                if failures:  # no frame decoded since: the file ends before its announced end
+                    self.damaged -= failures
+                    self.ends_after = index - failures
                 break
             self._index = index + 1
+
+    def _time_of(self, index: int, fps: float) -> float:
+        """The time of the frame just read: its presentation time, or ``index / fps`` where the
+        file gives none (0 after the first frame)."""
+        ms = self._capture.get(cv2.CAP_PROP_POS_MSEC)
+        if math.isfinite(ms) and ms >= 0 and (ms > 0 or index == 0):
+            return ms / 1000
+        return index / fps
 
     def close(self) -> None:
         self._capture.release()
@@ -380,14 +394,18 @@ class CameraSource(FrameSource):
             self._thread.join(timeout=5.0)
 
 
-def open_source(spec: str | int, step: int = 1) -> FrameSource:
-    """A camera (an int or a string of digits), an image folder, or a video file."""
+def open_source(spec: str | int, step: int = 1,
+                on_event: Callable[[CameraEvent], None] | None = None,
+                on_skip: Callable[[Path, str], None] | None = None) -> FrameSource:
+    """A camera (an int or a string of digits; ``on_event`` hears when it is lost and back), an
+    image folder (``on_skip`` hears of each image that cannot be read), or a video file
+    (``step``: every step-th frame)."""
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         if int(spec) > MAX_CAMERA_INDEX:
             raise SourceError(f"camera index {spec} is out of range (0-{MAX_CAMERA_INDEX}); cameras "
                               f"found: {list_cameras() or 'none'}")
-        return CameraSource(int(spec))
+        return CameraSource(int(spec), on_event=on_event)
     path = Path(spec)
     if path.is_dir():
-        return ImageFolderSource(path)
+        return ImageFolderSource(path, on_skip=on_skip)
     return VideoFileSource(path, step=step)

@@ -31,7 +31,7 @@ from gsmc_core.labels import (
 from gsmc_core.outputs import OutputError, same_file
 from gsmc_core.review.review_log import UNUSABLE, Decision
 from gsmc_core.training.data.readers import ferplus_majority
-from gsmc_core.training.data.samples import DataError
+from gsmc_core.training.data.samples import DataError, open_label_file
 
 RELABEL_DATASETS = ("ferplus", "rafdb", "fer2013", "affectnet", "folder")
 
@@ -48,6 +48,8 @@ def _link(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.symlink(source.resolve(), target, target_is_directory=source.is_dir())
+    except FileExistsError:
+        raise  # never a copy onto an existing link: it would write through it into the original
     except OSError:  # no symlinks here (Windows without the privilege): copy
         if source.is_dir():
             shutil.copytree(source, target)
@@ -77,7 +79,7 @@ def _ferplus(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tupl
     changes = []
     train = root / "FER2013Train"
     rows = []
-    with open(train / "label.csv", newline="") as f:
+    with open_label_file(train / "label.csv") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             if not row:
                 continue
@@ -109,7 +111,9 @@ def _ferplus(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tupl
 
 def _rafdb(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
     changes, lines = [], []
-    for line in (root / "EmoLabel" / "list_patition_label.txt").read_text().splitlines():
+    with open_label_file(root / "EmoLabel" / "list_patition_label.txt") as f:
+        text = f.read()
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) != 2:
             continue
@@ -129,12 +133,19 @@ def _rafdb(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[
 def _fer2013(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
     source = root / "fer2013.csv" if root.is_dir() else root
     changes, rows = [], []
-    with open(source, newline="") as f:
+    with open_label_file(source) as f:
         reader = csv.reader(f)
         header = next(reader)
         rows.append(header)
         column = header.index("emotion")
-        for line_no, row in enumerate(reader, start=2):
+        for row in reader:
+            line_no = reader.line_num  # as the reader counts: blank lines are lines, not faces
+            if not row:
+                rows.append(row)
+                continue
+            if len(row) < len(header):
+                raise DataError(f"{source}:{line_no}: the row is short ({len(row)} of the header's "
+                                f"{len(header)} columns)")
             new = _new_label(decisions.get(f"row{line_no}"))
             if new is not None:
                 changes.append((f"row{line_no}", FER2013_LABELS[int(row[column])], new))
@@ -149,7 +160,7 @@ def _fer2013(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tupl
 
 def _affectnet(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
     changes, rows = [], []
-    with open(root / "training.csv", newline="") as f:
+    with open_label_file(root / "training.csv") as f:
         reader = csv.reader(f)
         header = next(reader)
         rows.append(header)
@@ -168,8 +179,20 @@ def _affectnet(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tu
     return changes
 
 
+def _free_name(folder: Path, image: Path, old_class: str) -> Path:
+    """``folder/<image name>``, or where a face of that name is already there (images numbered
+    within each class), ``folder/<old class>_<image name>`` (then ``_2``, ``_3``...)."""
+    target = folder / image.name
+    number = 1
+    while os.path.lexists(target):
+        number += 1
+        suffix = "" if number == 2 else f"_{number - 1}"
+        target = folder / f"{old_class}_{image.stem}{suffix}{image.suffix}"
+    return target
+
+
 def _folder(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
-    changes = []
+    changes, moved = [], []
     train = root / "train"
     for class_dir in sorted(p for p in train.iterdir() if p.is_dir()):
         for image in sorted(p for p in class_dir.iterdir() if p.is_file()):
@@ -177,9 +200,14 @@ def _folder(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple
             new = _new_label(decisions.get(key))
             if new is not None:
                 changes.append((key, class_dir.name, new))
-                if new == UNUSABLE:
-                    continue
-            _link(image, out / "train" / (new or class_dir.name) / image.name)
+                if new != UNUSABLE:
+                    moved.append((image, class_dir.name, new))
+                continue
+            _link(image, out / "train" / class_dir.name / image.name)
+    # the faces that keep their class keep their names; a moved face whose name is taken in
+    # its new class is renamed
+    for image, old_class, new in moved:
+        _link(image, _free_name(out / "train" / new, image, old_class))
     for other in root.iterdir():
         if other.name != "train":
             _link(other, out / other.name)

@@ -13,6 +13,7 @@ import csv
 import datetime
 import getpass
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,24 +45,28 @@ class ReviewLog:
             self._replay()
 
     def _replay(self) -> None:
-        with open(self.path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is not None and tuple(header) != COLUMNS:
-                raise UsageError(f"{self.path}: not a review log (columns {COLUMNS} expected)")
-            for line_no, row in enumerate(reader, start=2):
-                if len(row) != len(COLUMNS):  # a line cut by a kill mid-write: the last one
-                    continue
-                time, who, action, key, label, score = row
-                if action not in ACTIONS:
-                    raise UsageError(f"{self.path}:{line_no}: unknown action {action[:20]!r}")
-                if action == "undo":
-                    if self._history:
-                        self._history.pop()
-                else:
-                    self._history.append(Decision(key, action, label, score, who, time))
+        # line by line: a line cut by a kill inside a quoted key would otherwise open a quote
+        # that swallows every later line (the cut may also split a character: replaced, dropped)
+        lines = re.split(r"\r?\n", self.path.read_bytes().decode("utf-8", errors="replace"))
+        header = next(csv.reader(lines[:1]), [])
+        if header and tuple(header) != COLUMNS:
+            raise UsageError(f"{self.path}: not a review log (columns {COLUMNS} expected)")
+        for line_no, line in enumerate(lines[1:], start=2):
+            row = next(csv.reader([line]), [])
+            if len(row) != len(COLUMNS):  # a line cut by a kill mid-write
+                continue
+            time, who, action, key, label, score = row
+            if action not in ACTIONS:
+                raise UsageError(f"{self.path}:{line_no}: unknown action {action[:20]!r}")
+            if action == "undo":
+                if self._history:
+                    self._history.pop()
+            else:
+                self._history.append(Decision(key, action, label, score, who, time))
 
     def _append(self, action: str, key: str, label: str = "", score: float | str = "") -> None:
+        if "\n" in key or "\r" in key:  # one decision is one line of the log
+            raise UsageError(f"{key[:60]!r}: a name with a line break cannot be reviewed; rename the file")
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

@@ -3,6 +3,7 @@ what a resumed run may change."""
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class TrainingError(GsmcError, RuntimeError):
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a run's settings are a few hundred bytes
+MAX_SEED = 2**31 - 1  # numpy takes seeds below 2**32; the run derives others (seed + 7919)
 
 
 def shown(value: Any, limit: int = 80) -> str:
@@ -62,6 +64,13 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in "
                                               "settings files", event.start_mark)
         return super().compose_node(parent, index)
+
+
+# YAML 1.2 floats: PyYAML (YAML 1.1) reads ``lr: 1e-4`` (no dot) as the text "1e-4"
+_NoAliasLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 def read_yaml(path: Path) -> Any:
@@ -101,7 +110,11 @@ def check_types_and_ranges(config: "TrainConfig") -> None:
             if not inside or (isinstance(value, float) and not math.isfinite(value)):
                 brackets = "[]" if inclusive else "()"
                 raise UsageError(f"setting {f.name}: {shown(value)} is outside "
-                                 f"{brackets[0]}{low:g}, {high:g}{brackets[1]}")
+                                 f"{brackets[0]}{_bound(low)}, {_bound(high)}{brackets[1]}")
+
+
+def _bound(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def setting(default: Any, help: str = "", range: tuple[float, float, bool] | None = None,
@@ -153,7 +166,7 @@ class TrainConfig:
     noise_kind: str = setting("symmetric", "symmetric (the noise rate) or annotator: each face "
                               "labelled by one of its annotators drawn at random (FERPlus votes; "
                               "real human noise)", choices=NOISE_KINDS)
-    noise_seed: int = setting(0, "seed of the label noise", form=(0, 1_000_000, 1))
+    noise_seed: int = setting(0, "seed of the label noise", (0, MAX_SEED, True), form=(0, 1_000_000, 1))
     noise_file: str | None = setting(None, "RAF-style 'name label' file of noisy labels")
     noisy_validation: bool = setting(False, "give the validation labels the same kind of noise "
                                      "(no clean oracle)")
@@ -188,7 +201,7 @@ class TrainConfig:
                                      form=(0, 10_000_000, 100))
     val_fraction: float = setting(0.1, "share of the training data held out for validation where the "
                                   "dataset has no validation split", (0, 1, False))
-    seed: int = setting(0, "seed of the run (initialisation, order, augmentation)")
+    seed: int = setting(0, "seed of the run (initialisation, order, augmentation)", (0, MAX_SEED, True))
     strict: bool = setting(False, "stop on an undecodable image instead of skipping it")
     face_margin: float | None = setting(None, "margin around a detected face box when cropping "
                                         "(default: how the dataset's own crops are framed)", (0, 2, True))
@@ -217,6 +230,9 @@ class TrainConfig:
         if cfg.noise_kind == "annotator" and (cfg.noise_rate > 0 or cfg.noise_file):
             raise UsageError("annotator noise has its own rate (how often one annotator disagrees "
                              "with the majority): leave the noise rate at 0 and give no noise file")
+        if cfg.noisy_validation and not cfg.label_noise:
+            raise UsageError("noisy validation gives the validation labels the run's label noise, "
+                             "and this run has none: set a noise rate, kind or file, or leave it off")
         if cfg.soft_labels and cfg.label_noise:
             raise UsageError("soft labels (annotator votes) and injected label noise exclude each "
                              "other: the votes would contradict the noisy labels")
@@ -254,8 +270,14 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
-        """Settings from a YAML file (keys as the dataclass fields), then ``overrides``."""
-        return cls(**{**cls.settings_from_yaml(path), **overrides})
+        """Settings from a YAML file (keys as the dataclass fields), then ``overrides``; a
+        setting of the wrong type or out of range is an error naming the file."""
+        settings = cls.settings_from_yaml(path)
+        try:
+            check_types_and_ranges(cls(**settings))
+        except UsageError as exc:
+            raise UsageError(f"{path}: {exc}") from None
+        return cls(**{**settings, **overrides})
 
 
 def teacher_paths(teachers: str | None) -> list[str]:
@@ -273,7 +295,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
 """The allowed range of each numeric setting: (lowest, highest, whether the ends are allowed)."""
 
 
-RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr", "threads")
+RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr", "threads", "data_root")
 """What a resumed run may change; everything else is the run's own (its config.yaml)."""
 
 

@@ -13,6 +13,7 @@ rank 0 writes.
 
 import csv
 import dataclasses
+import itertools
 import math
 import random
 import signal
@@ -32,8 +33,15 @@ from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.devices import resolve_device, use_bf16
 from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
-from gsmc_core.training.config import DATASET_FACE_MARGIN, TrainConfig, TrainingError, teacher_paths
-from gsmc_core.training.data.noise import given_labels, write_label_table
+from gsmc_core.training.config import (
+    DATASET_FACE_MARGIN,
+    RESUMABLE_SETTINGS,
+    TrainConfig,
+    TrainingError,
+    config_for_resume,
+    teacher_paths,
+)
+from gsmc_core.training.data.noise import given_labels, noise_file_names_any, write_label_table
 from gsmc_core.training.data.preload import MemoryLoader, preload_split
 from gsmc_core.training.data.readers import read_split
 from gsmc_core.training.data.samples import (
@@ -55,11 +63,38 @@ from gsmc_core.training.run_folder import METRIC_COLUMNS, RunFolder
 from gsmc_core.training.run_lock import RunFolderBusy, RunLock
 
 
+@dataclasses.dataclass
+class EpochProgress:
+    """How far an epoch has got: the batches done and the running sums of its metrics. A stop
+    saves it in last.pt, so that ``--resume`` goes on at the next batch as if never stopped."""
+
+    batch: int = 0  # batches done (trained, or skipped as empty)
+    steps: int = 0  # optimiser steps taken
+    seen: int = 0
+    correct: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)  # metric x batch size
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # key, reason
+
+    def totals(self, world: Distributed, device: torch.device) -> "EpochProgress":
+        """The counts of every rank together (a collective call under torchrun)."""
+        if not world.enabled:
+            return self
+        names = sorted(self.sums)
+        counts = torch.tensor([self.seen, self.correct, self.skipped, *(self.sums[n] for n in names)],
+                              dtype=torch.float64, device=device)
+        dist.all_reduce(counts)
+        seen, correct, skipped, *sums = counts.tolist()
+        return dataclasses.replace(self, seen=int(seen), correct=int(correct), skipped=int(skipped),
+                                   sums=dict(zip(names, sums, strict=True)))
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     method: CrossEntropy,
     optimizer: torch.optim.Optimizer,
-    loader: DataLoader,
+    loader: DataLoader | MemoryLoader,
     device: torch.device,
     epoch: int,
     epochs: int,
@@ -68,24 +103,27 @@ def train_one_epoch(
     should_stop: Callable[[], bool],
     bf16: bool = False,
     soft_targets: torch.Tensor | None = None,
+    progress: EpochProgress | None = None,
 ) -> dict[str, Any] | None:
     """One pass of ``model`` (the DDP wrapper under torchrun) over ``loader`` with ``method``'s
     loss; the epoch's metrics, or None if ``should_stop`` ended it early. ``epoch`` counts from 0,
     ``epochs`` is the run's total (for the ETA). ``bf16``: under bfloat16 autocast.
     ``soft_targets`` (N x C, by sample index): train on them instead of the labels.
+    ``progress``: updated batch by batch; one a stop saved continues the epoch where it ended.
     Raises TrainingError on a non-finite loss."""
+    p = progress if progress is not None else EpochProgress()
     loader.sampler.set_epoch(epoch)  # the order, and the epoch each sample's augmentation uses
     model.train()
     student = model.module if isinstance(model, DistributedDataParallel) else model
-    sums: dict[str, float] = {}
-    correct = seen = skipped = steps = 0
-    unreadable: list = []
-    start = time.perf_counter()
+    start = time.perf_counter() - p.seconds
     batches = len(loader)
-    for i, batch in enumerate(loader, start=1):
+    rest = (loader.batches_from(p.batch) if isinstance(loader, MemoryLoader)
+            else itertools.islice(loader, p.batch, None))
+    for i, batch in enumerate(rest, start=p.batch + 1):
         batch: Batch
-        skipped += batch.skipped
-        unreadable.extend(batch.failed)
+        p.batch = i
+        p.skipped += batch.skipped
+        p.unreadable.extend((u.key, u.reason) for u in batch.failed)
         # an empty batch (every image failed to decode) is skipped by all ranks together: the
         # others would wait for this one in the gradient all-reduce forever
         if _any_rank(len(batch.labels) == 0, world, device):
@@ -108,41 +146,37 @@ def train_one_epoch(
         loss.backward()
         optimizer.step()
         method.after_step(student)
-        steps += 1
+        p.steps += 1
         for name, v in zip(["loss", *terms], values.tolist(), strict=True):
-            sums[name] = sums.get(name, 0.0) + v * len(labels)
-        correct += int((logits.argmax(1) == labels).sum())
-        seen += len(labels)
+            p.sums[name] = p.sums.get(name, 0.0) + v * len(labels)
+        p.correct += int((logits.argmax(1) == labels).sum())
+        p.seen += len(labels)
         elapsed = time.perf_counter() - start
         on_event(BatchEvent(
             epoch=epoch + 1, epochs=epochs, batch=i, batches=batches,
-            losses={k: v / seen for k, v in sums.items()},
+            losses={k: v / p.seen for k, v in p.sums.items()},
             lr=optimizer.param_groups[0]["lr"],
-            images_per_s=seen * world.world_size / elapsed,
+            images_per_s=p.seen * world.world_size / elapsed,
             eta_s=elapsed / i * (batches - i) + elapsed / i * batches * (epochs - epoch - 1),
         ))
         if _any_rank(should_stop(), world, device):  # all ranks stop at the same batch
+            p.seconds = time.perf_counter() - start
             return None
-    seconds = time.perf_counter() - start
-    if world.enabled:  # rank 0 writes metrics.csv: it reports every rank's undecodable images
-        count = torch.tensor([skipped, steps], device=device)
-        dist.all_reduce(count)
-        skipped, all_steps = (int(v) for v in count.tolist())
-    else:
-        all_steps = steps
-    if all_steps == 0:
-        first = "; ".join(u.reason for u in unreadable[:3]) or "the split is empty"
-        raise TrainingError(f"epoch {epoch + 1}: none of the {skipped} training images could be "
-                            f"read, so nothing was trained or saved (first: {first})")
+    p.seconds = time.perf_counter() - start
+    total = p.totals(world, device)  # rank 0 writes metrics.csv: every rank's images
+    if p.steps == 0:
+        first = "; ".join(reason for _, reason in p.unreadable[:3]) or "the split is empty"
+        raise TrainingError(f"epoch {epoch + 1}: none of the {total.skipped} training images could "
+                            f"be read, so nothing was trained or saved (first: {first})")
     return {
-        **{k: v / max(seen, 1) for k, v in sums.items()},
-        "train_acc": correct / max(seen, 1),
+        **{k: v / max(total.seen, 1) for k, v in total.sums.items()},
+        "train_acc": total.correct / max(total.seen, 1),
         "lr": optimizer.param_groups[0]["lr"],
-        "seconds": seconds,
-        "images_per_s": seen * world.world_size / seconds,
-        "skipped": skipped,
-        "steps": steps,
-        "unreadable": unreadable,
+        "seconds": p.seconds,
+        "images_per_s": total.seen / p.seconds,
+        "skipped": total.skipped,
+        "steps": p.steps,
+        "unreadable": [Unreadable(key, reason) for key, reason in p.unreadable],
     }
 
 
@@ -221,6 +255,7 @@ class Trainer:
         self.global_step = 0
         self.best_val_acc = -1.0
         self.last_row: dict[str, Any] | None = None
+        self.partial: EpochProgress | None = None  # where a stopped epoch ended (resume)
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -250,8 +285,15 @@ class Trainer:
         val = read_split(cfg.dataset, cfg.data_root, "val", cfg.num_classes,
                          cfg.val_fraction, cfg.seed).subset(cfg.limit_eval, cfg.seed)
         if cfg.noisy_validation:  # selection without a clean oracle: the same kind of noise
+            # the noise file's labels where it names validation faces, else the noise rate's
+            named = cfg.noise_file and noise_file_names_any(Path(cfg.noise_file), val)
+            file = cfg.noise_file if named else None
+            if cfg.noise_file and file is None and cfg.noise_rate == 0 and cfg.noise_kind != "annotator":
+                raise TrainingError(f"noisy validation: {cfg.noise_file} names none of the validation "
+                                    "faces and no noise rate is set, so validation would stay clean; "
+                                    "give a noise rate, or a noise file that names validation faces")
             val = val.with_labels(given_labels(val, cfg.noise_kind, cfg.noise_rate,
-                                               cfg.noise_seed + 1))
+                                               cfg.noise_seed + 1, file))
         return train, val, clean
 
     def _loader(self, split: Split, training: bool) -> DataLoader | MemoryLoader:
@@ -325,7 +367,7 @@ class Trainer:
     def _build_model(self) -> GSMCNet:
         cfg = self.config
         model = self.meta.build_model()
-        if cfg.init:
+        if cfg.init and not cfg.resume:  # a resumed run's weights come from last.pt
             init = load_checkpoint(cfg.init, kind=None)
             if init.meta.arch != cfg.arch:
                 raise TrainingError(f"{cfg.init}: initialisation is a {init.meta.arch}, but this "
@@ -385,10 +427,13 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------------
 
-    def _checkpoint(self, weights, metrics: dict, epochs_done: int, with_state: bool) -> Checkpoint:
+    def _checkpoint(self, weights, metrics: dict, epochs_done: int, with_state: bool,
+                    partial: EpochProgress | None = None) -> Checkpoint:
         state = None
         if with_state:
             state = {
+                "partial": None if partial is None else dataclasses.asdict(partial),
+                "partial_inputs": [] if partial is None else self.method.epoch_state(),
                 "epoch": epochs_done,
                 "global_step": self.global_step,
                 "best_val_acc": self.best_val_acc,
@@ -432,11 +477,35 @@ class Trainer:
                 group["lr"] *= factor
             self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
             self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
-        self.global_step = state["global_step"]
+        self.global_step = state["global_step"]  # at the start of a stopped epoch: see partial
         self.best_val_acc = state["best_val_acc"]
+        if state.get("partial"):  # a stop in the middle of an epoch: go on at its next batch
+            partial = EpochProgress(**state["partial"])
+            if self.dist.rank != 0:  # rank 0 saved the counts of every rank
+                partial = EpochProgress(batch=partial.batch, steps=partial.steps, seconds=partial.seconds)
+            self.partial = partial
+            self.method.load_epoch_state([x.to(self.device) for x in state.get("partial_inputs", [])])
         self.last_row = state.get("last_row")
         set_rng_state(state["rng"])
         return state["epoch"]
+
+    def _check_own_recipe(self) -> None:
+        """A resumed run continues its own recipe (its config.yaml), however its config was
+        built (the CLI and the app build it with ``config_for_resume``; a YAML file or a caller
+        of ``train`` may not)."""
+        if not self.folder.config_file.is_file():
+            return
+        own = config_for_resume(self.run_dir, {}).resolved()
+        free = (*RESUMABLE_SETTINGS, "out", "resume")
+        differ = [f"{f.name} {getattr(own, f.name)!r} -> {getattr(self.config, f.name)!r}"
+                  for f in dataclasses.fields(own)
+                  if f.name not in free and getattr(own, f.name) != getattr(self.config, f.name)]
+        if differ:
+            raise TrainingError(
+                f"Resuming continues the run in {self.run_dir} with its own settings, and these "
+                f"differ from it: {', '.join(differ)}. A resumed run may change only "
+                f"{', '.join(RESUMABLE_SETTINGS)}; start a new run (another output folder) for "
+                "other settings")
 
     def _reconcile_metrics(self, epochs_done: int, last_row: dict[str, Any] | None) -> None:
         """On resume, metrics.csv holds exactly one row per epoch in last.pt: a kill between
@@ -463,7 +532,10 @@ class Trainer:
     def _prepare_run_dir(self, train: Split, clean: list[int]) -> None:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.folder.write_config(yaml.safe_dump(self.config_dict, sort_keys=False))
+        # the run's recipe; `resume` is what was done with it, not part of it (a config.yaml used
+        # as a template for a new run must not resume)
+        recipe = {k: v for k, v in self.config_dict.items() if k != "resume"}
+        self.folder.write_config(yaml.safe_dump(recipe, sort_keys=False))
         if cfg.label_noise:
             write_label_table(self.folder.train_labels, train, clean, train.labels())
 
@@ -529,6 +601,7 @@ class Trainer:
             last = self.folder.last
             if not last.exists():
                 raise TrainingError(f"{last} not found; nothing to resume")
+            self._check_own_recipe()
             start_epoch = self._restore(last)
             if start_epoch > cfg.epochs:
                 raise TrainingError(f"{self.run_dir} has trained {start_epoch} epochs, more than "
@@ -540,15 +613,21 @@ class Trainer:
             if cfg.resume:
                 self._reconcile_metrics(start_epoch, self.last_row)
         history: list[dict[str, Any]] = []
-        stopped = False
+        stopped = between_epochs = False
         epoch = start_epoch
+        progress = EpochProgress()
         try:
             for epoch in range(start_epoch, cfg.epochs):
+                # a stop asked for while the last epoch was validated and saved: last.pt holds it
+                if epoch > start_epoch and _any_rank(self.should_stop(), self.dist, self.device):
+                    stopped = between_epochs = True
+                    break
+                progress, self.partial = self.partial or EpochProgress(), None
                 try:
                     train_metrics = train_one_epoch(
                         self.ddp_model, self.method, self.optimizer, self.train_loader, self.device,
                         epoch, cfg.epochs, self.dist, self.on_event, self.should_stop,
-                        bf16, soft_targets)
+                        bf16, soft_targets, progress)
                 except TrainingError as exc:  # a divergence: say what is kept and what to try
                     last = self.folder.last
                     kept = (f"the last good checkpoint is kept in {last}" if last.exists()
@@ -590,12 +669,15 @@ class Trainer:
                 self.on_event(EpochEvent(epoch + 1, cfg.epochs, row, is_best))
             else:
                 epoch = cfg.epochs
-            if stopped and self.dist.is_main:
-                # keep what was learnt; resuming repeats the interrupted epoch from its start
-                weights = self.model.state_dict()
-                save_checkpoint(self._checkpoint(weights, {"stopped_in_epoch": epoch + 1}, epoch, True),
-                                self.folder.last)
-                self._log(f"stopped during epoch {epoch + 1}; saved {self.folder.last}")
+            if stopped and between_epochs:
+                self._log(f"stopped after epoch {epoch}; {self.folder.last} holds it")
+            elif stopped:  # what was learnt, and where in the epoch: resuming goes on from there
+                partial = progress.totals(self.dist, self.device)
+                if self.dist.is_main:
+                    save_checkpoint(self._checkpoint(self.model.state_dict(), {"stopped_in_epoch": epoch + 1},
+                                                     epoch, True, partial), self.folder.last)
+                    self._log(f"stopped in epoch {epoch + 1} after batch {partial.batch} of "
+                              f"{len(self.train_loader)}; saved {self.folder.last}")
             if self.dist.enabled:  # lets a torchrun user check that the ranks agree
                 self._log(f"rank {self.dist.rank}/{self.dist.world_size}: final weights digest "
                           f"{weights_digest(self.model)}")

@@ -113,6 +113,13 @@ class CrossEntropy:
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         """Nothing of its own to restore."""
 
+    def epoch_state(self) -> list[torch.Tensor]:
+        """What the method has gathered in the epoch so far (saved by a stop mid-epoch)."""
+        return []
+
+    def load_epoch_state(self, state: list[torch.Tensor]) -> None:
+        """Nothing gathered to restore."""
+
 
 class EAC(CrossEntropy):
     name = "eac"
@@ -193,6 +200,13 @@ class GSMC(CrossEntropy):
     def state_dict(self) -> dict[str, Any]:
         return self.teacher.state_dict()
 
+    def epoch_state(self) -> list[torch.Tensor]:
+        """The teacher's recent inputs (its BatchNorm statistics at the end of the epoch)."""
+        return list(self.recent)
+
+    def load_epoch_state(self, state: list[torch.Tensor]) -> None:
+        self.recent = deque(state)
+
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         if state is None:
             raise ValueError("the checkpoint was not a gsmc run (it has no teacher)")
@@ -263,6 +277,12 @@ class Distilled(CrossEntropy):
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         self.method.load_state_dict(state)
+
+    def epoch_state(self) -> list[torch.Tensor]:
+        return self.method.epoch_state()
+
+    def load_epoch_state(self, state: list[torch.Tensor]) -> None:
+        self.method.load_epoch_state(state)
 
 
 def make_method(config: TrainConfig, model: nn.Module, meta: ModelMeta | None = None) -> CrossEntropy:

@@ -10,7 +10,7 @@ from gsmc_core.atomic import write_atomic
 from gsmc_core.errors import UsageError
 from gsmc_core.labels import RAFDB_LABELS
 from gsmc_core.training.data.readers import read_rafdb_labels
-from gsmc_core.training.data.samples import DataError, Split
+from gsmc_core.training.data.samples import DataError, Split, open_label_file
 
 
 def inject_symmetric_noise(labels: list[int], num_classes: int, rate: float,
@@ -63,11 +63,23 @@ def given_labels(split: Split, kind: str, rate: float, seed: int,
     return split.labels()
 
 
+def noise_file_names_any(path: Path, split: Split) -> bool:
+    """Whether the noise file gives a label to any face of ``split``."""
+    try:
+        read_noise_file(path, split)
+    except DataError as exc:
+        if "names none of the" in str(exc):
+            return False
+        raise
+    return True
+
+
 def read_noise_file(path: Path, split: Split) -> list[int]:
     """Labels for ``split`` from a RAF-style file of ``name label`` lines.
 
     For RAF-DB the label is RAF's 1-7 code; for other datasets it is a class name or a
-    0-based index into the split's class list. Samples the file does not name keep their label.
+    0-based index into the split's class list. Samples the file does not name keep their label;
+    a file that names none of them is an error (a run would train on clean labels unawares).
     """
     path = Path(path)
     if split.dataset == "rafdb":
@@ -75,7 +87,7 @@ def read_noise_file(path: Path, split: Split) -> list[int]:
         mapping = {k: split.classes.index(RAFDB_LABELS[v]) for k, v in raw.items()}
     else:
         mapping = {}
-        with open(path) as f:
+        with open_label_file(path) as f:
             for line_no, line in enumerate(f, start=1):
                 parts = line.split()
                 if not parts:
@@ -89,6 +101,12 @@ def read_noise_file(path: Path, split: Split) -> list[int]:
                     mapping[name] = split.classes.index(label)
                 else:
                     raise DataError(f"{path}:{line_no}: unknown label {label!r}")
+    if not any(s.key in mapping for s in split.samples):
+        named = next(iter(mapping), None)
+        raise DataError(f"{path}: names none of the {len(split.samples)} {split.name} faces of this "
+                        f"{split.dataset} dataset (the file names {named!r}"
+                        f"{', the dataset ' + repr(split.samples[0].key) if split.samples else ''}); "
+                        "a noise file gives labels by the dataset's own names")
     return [mapping.get(s.key, s.label) for s in split.samples]
 
 

@@ -111,8 +111,13 @@ class MemoryLoader:
         return order[: share * self.world_size][self.rank :: self.world_size]
 
     def __iter__(self) -> Iterator[Batch]:
+        return self.batches_from(0)
+
+    def batches_from(self, first: int) -> Iterator[Batch]:
+        """The epoch's batches from batch ``first`` (counting from 0) on, the same as in a
+        whole pass (a stopped epoch resumed goes on where it ended)."""
         order = self._order()
-        for b in range(len(self)):
+        for b in range(first, len(self)):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
             images = self.data.images[rows]
             if self.augment:
@@ -120,7 +125,8 @@ class MemoryLoader:
                 x = self.augment(images, self.meta, gen)
             else:
                 x = normalize(to_float(images), self.meta)
-            failed = tuple(self.data.unreadable) if b == 0 else ()
+            # every rank holds the whole list: one reports it (the ranks' counts are summed)
+            failed = tuple(self.data.unreadable) if b == 0 and self.rank == 0 else ()
             yield Batch(x, self.data.labels[rows], self.data.indices[rows], len(failed), failed)
 
 

@@ -6,8 +6,9 @@ seeded, stratified fraction of train is held out, so checkpoints are never selec
 """
 
 import csv
-import random
+import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from gsmc_core.labels import (
     RAFDB_LABELS,
     class_list,
 )
-from gsmc_core.training.data.samples import DataError, Sample, Split
+from gsmc_core.training.data.samples import DataError, Sample, Split, open_label_file
 
 DATASETS = ("ferplus", "rafdb", "fer2013", "affectnet", "folder")
 SPLITS = ("train", "val", "test")
@@ -40,20 +41,30 @@ def _finish(dataset: str, split: str, classes: tuple[str, ...], samples: list[Sa
             source: Path, notes: tuple[str, ...] = ()) -> Split:
     if not samples:
         raise DataError(f"{source}: the {split} split of {dataset} has no usable samples")
+    present = {s.label for s in samples}
+    empty = [name for i, name in enumerate(classes) if i not in present]
+    if empty and split == "train":
+        notes += (f"{source}: no training faces of {', '.join(empty)}: the model will not learn "
+                  f"{'this class' if len(empty) == 1 else 'these classes'}",)
     return Split(dataset, split, classes, samples, notes, source)
 
 
-def _holdout(samples: list[Sample], split: str, fraction: float, seed: int) -> list[Sample]:
-    """Deterministic stratified train/val division of a dataset that has no val split."""
+def _holdout(samples: list[Sample], split: str, fraction: float, seed: int,
+             name: Callable[[str], str] = str) -> list[Sample]:
+    """Deterministic stratified train/val division of a dataset that has no val split: in each
+    class the faces whose seeded hash of ``name(key)`` is lowest. A face's place depends on its
+    own name, so a relabelled face moves no other face between train and val."""
     by_class: dict[int, list[Sample]] = defaultdict(list)
     for s in samples:
         by_class[s.label].append(s)
-    rng = random.Random(seed)
+
+    def rank(s: Sample) -> tuple[bytes, str]:
+        digest = hashlib.blake2b(f"{seed}/{name(s.key)}".encode(), digest_size=8).digest()
+        return digest, s.key
+
     val_keys = set()
-    for label in sorted(by_class):
-        group = sorted(by_class[label], key=lambda s: s.key)
-        rng.shuffle(group)
-        val_keys.update(s.key for s in group[: round(fraction * len(group))])
+    for group in by_class.values():
+        val_keys.update(s.key for s in sorted(group, key=rank)[: round(fraction * len(group))])
     keep_val = split == "val"
     return [s for s in samples if (s.key in val_keys) == keep_val]
 
@@ -92,7 +103,7 @@ def read_ferplus(root: Path, split: str, num_classes: int = 8) -> Split:
     label_file = _require(folder / "label.csv", "FERPlus label file")
     samples = []
     no_majority = other_class = 0
-    with open(label_file, newline="") as f:
+    with open_label_file(label_file) as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             if not row:
                 continue
@@ -126,7 +137,7 @@ def read_ferplus(root: Path, split: str, num_classes: int = 8) -> Split:
 def read_rafdb_labels(label_file: Path) -> dict[str, int]:
     """``name label`` lines (list_patition_label.txt and the noise files) as {name: RAF label}."""
     labels = {}
-    with open(_require(label_file, "RAF-DB label file")) as f:
+    with open_label_file(_require(label_file, "RAF-DB label file")) as f:
         for line_no, line in enumerate(f, start=1):
             parts = line.split()
             if not parts:
@@ -169,12 +180,13 @@ def read_fer2013(root: Path, split: str, num_classes: int = 7) -> Split:
     csv_file = root / "fer2013.csv" if root.is_dir() else root
     _require(csv_file, "fer2013.csv")
     samples = []
-    with open(csv_file, newline="") as f:
+    with open_label_file(csv_file) as f:
         reader = csv.DictReader(f)
         missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
         if missing:
             raise DataError(f"{csv_file}:1: missing columns {sorted(missing)}")
-        for line_no, row in enumerate(reader, start=2):
+        for row in reader:
+            line_no = reader.line_num  # the file's line (blank lines skipped): the face's key
             if None in row.values():
                 raise DataError(f"{csv_file}:{line_no}: the row is short (emotion, pixels and "
                                 "Usage are needed)")
@@ -207,14 +219,15 @@ def read_affectnet(root: Path, split: str, num_classes: int = 8, val_fraction: f
     if not image_root.is_dir():
         image_root = root
     samples = []
-    with open(csv_file, newline="") as f:
+    with open_label_file(csv_file) as f:
         reader = csv.DictReader(f)
         need = {"subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
                 "expression"}
         missing = need - set(reader.fieldnames or [])
         if missing:
             raise DataError(f"{csv_file}:1: missing columns {sorted(missing)}")
-        for line_no, row in enumerate(reader, start=2):
+        for row in reader:
+            line_no = reader.line_num
             try:
                 expression = int(row["expression"])
                 box = tuple(int(float(row[k])) for k in ("face_x", "face_y", "face_width",
@@ -258,11 +271,25 @@ def read_folder(root: Path, split: str, num_classes: int = 8, val_fraction: floa
         for image in sorted(class_dir.iterdir()):
             if image.suffix.lower() in IMAGE_SUFFIXES:
                 samples.append(Sample(f"{class_dir.name}/{image.name}", classes.index(name), image))
+    def file_name(key: str) -> str:  # a face relabelled into another class folder keeps its place
+        return key.split("/", 1)[1]
+
     if split == "train" and not any((root / d).is_dir() for d in FOLDER_SPLITS["val"]):
-        samples = _holdout(samples, "train", val_fraction, seed)
+        samples = _holdout(samples, "train", val_fraction, seed, file_name)
     elif holdout:
-        samples = _holdout(samples, "val", val_fraction, seed)
+        samples = _holdout(samples, "val", val_fraction, seed, file_name)
     return _finish("folder", split, classes, samples, split_dir)
+
+
+def _folder_class_count(root: Path) -> int:
+    """8 classes where a class folder holds contempt, else 7 (FER2013's seven, as in Kaggle's
+    image-folder copy), so no class is trained without a face."""
+    for name in (d for names in FOLDER_SPLITS.values() for d in names):
+        if (root / name).is_dir() and any(
+                p.is_dir() and FOLDER_ALIASES.get(p.name.lower(), p.name.lower()) == "contempt"
+                for p in (root / name).iterdir()):
+            return 8
+    return 7
 
 
 def read_split(dataset: str, root: str | Path, split: str, num_classes: int | None = None,
@@ -275,7 +302,12 @@ def read_split(dataset: str, root: str | Path, split: str, num_classes: int | No
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if not root.exists():
         raise DataError(f"{root}: data root not found")
-    n = num_classes or (7 if dataset in ("rafdb", "fer2013") else 8)
+    if num_classes:
+        n = num_classes
+    elif dataset == "folder":
+        n = _folder_class_count(root)
+    else:
+        n = 7 if dataset in ("rafdb", "fer2013") else 8
     if dataset == "ferplus":
         return read_ferplus(root, split, n)
     if dataset == "fer2013":

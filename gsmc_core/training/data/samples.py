@@ -1,6 +1,7 @@
 """Samples, splits and the torch Dataset every reader feeds."""
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,6 +17,19 @@ from gsmc_core.frames.sources import SourceError, read_image
 
 class DataError(GsmcError, ValueError):
     """A dataset problem the user can fix: names the file (and line) and what is wrong."""
+
+
+@contextmanager
+def open_label_file(path: Path) -> Iterator:
+    """A dataset's label file opened as UTF-8 text for ``csv`` (a byte-order mark, as Excel
+    writes, is skipped; CRLF lines are read as lines); text in another encoding is a DataError
+    naming the file, not a traceback."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            yield f
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r}: "
+                        f"{exc.reason}); save it as UTF-8 and try again") from exc
 
 
 @dataclass(frozen=True)
