@@ -203,7 +203,7 @@ def test_a_stop_mid_epoch_resumes_at_the_next_batch_as_if_never_stopped(ferplus_
     events = []
     stopped = train(_config(ferplus_root, tmp_path / "cut", **kw), on_event=events.append,
                     should_stop=lambda: sum(isinstance(e, BatchEvent) for e in events) == 2 + stop_after)
-    assert stopped.stopped and stopped.epochs_completed == 1  # in epoch 2 (2 batches per epoch)
+    assert stopped.stopped and stopped.stopped_mid_epoch and stopped.epochs_completed == 1  # in epoch 2
     resumed_batches = []
     train(_config(ferplus_root, tmp_path / "cut", resume=True, **kw),
           on_event=lambda e: resumed_batches.append(e.batch) if isinstance(e, BatchEvent) else None)
@@ -237,7 +237,7 @@ def test_a_stop_while_an_epoch_is_validated_ends_the_run_before_another_batch(fe
 
     result = train(_config(ferplus_root, tmp_path / "run", method="gsmc"), on_event=on_event,
                    should_stop=lambda: bool(stop))
-    assert result.stopped and result.epochs_completed == 1
+    assert result.stopped and not result.stopped_mid_epoch and result.epochs_completed == 1
     assert [e.epoch for e in events if isinstance(e, BatchEvent)] == [1, 1]  # none of epoch 2
     assert (tmp_path / "run" / "last.pt").read_bytes() == saved["last"]  # the finished epoch's
 
@@ -313,3 +313,46 @@ def test_a_run_saved_where_more_gpus_were_visible_resumes_where_fewer_are(monkey
     state = {**distributed.rng_state(), "cuda": [torch.zeros(16, dtype=torch.uint8)] * 4}
     distributed.set_rng_state(state)
     assert restored == [0]
+
+
+def test_a_stop_resumed_by_another_number_of_processes_trains_the_epoch_again(ferplus_root, tmp_path):
+    from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
+    from gsmc_core.training.events import BatchEvent, LogEvent
+
+    kw = dict(preload=True, augment="webcam", limit_train=48, batch_size=16, epochs=1)
+    events = []
+    train(_config(ferplus_root, tmp_path / "run", **kw), on_event=events.append,
+          should_stop=lambda: sum(isinstance(e, BatchEvent) for e in events) == 2)
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last.training_state["partial"]["batch"] == 2
+    last.training_state["partial"]["world_size"] = 2  # as if two torchrun processes had stopped
+    save_checkpoint(last, tmp_path / "run" / "last.pt")
+    resumed = []
+    train(_config(ferplus_root, tmp_path / "run", resume=True, **kw), on_event=resumed.append)
+    assert [e.batch for e in resumed if isinstance(e, BatchEvent)] == [1, 2, 3]  # their shares differ
+    assert any("that epoch starts again" in e.message for e in resumed if isinstance(e, LogEvent))
+
+
+def test_an_earlier_folder_run_resumes_with_its_own_classes_and_held_out_faces(tmp_path):
+    import cv2
+
+    from gsmc_core.training.config import config_for_resume
+
+    for name in ("happy", "sad", "neutral"):  # no contempt: read as 7 classes since this round
+        for i in range(12):
+            path = tmp_path / "data" / "train" / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), np.full((40, 40, 3), 20 * i, np.uint8))
+    run = tmp_path / "run"
+    config = TrainConfig(method="ce", dataset="folder", data_root=str(tmp_path / "data"), num_classes=8,
+                         input_size=33, output_stride=16, epochs=2, batch_size=8, workers=0,
+                         val_fraction=0.25, out=str(run), holdout="shuffle")
+    train(config, should_stop=lambda: True)  # stopped after its first batch
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["num_classes"] = None  # as runs saved it when folders read as 8 classes
+    del saved["holdout"]  # and before the hash holdout
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    resumed = config_for_resume(run, {})
+    assert resumed.holdout == "shuffle"
+    result = train(resumed)
+    assert result.epochs_completed == 2 and len(_rows(run)) == 2  # 8 classes, as it was trained

@@ -136,11 +136,16 @@ def test_eval_scores_the_faces_the_run_held_out(tmp_path):
             cv2.imwrite(str(path), np.full((8, 8, 3), 10 * i, np.uint8))
     meta = ModelMeta(arch="resnet18", classes=CANONICAL_CLASSES, input_size=32, output_stride=16)
     ckpt = Checkpoint(meta=meta, state_dict={},
-                      train_config={"dataset": "folder", "seed": 1, "val_fraction": 0.3})
+                      train_config={"dataset": "folder", "seed": 1, "val_fraction": 0.3, "holdout": "hash"})
     held_out = {s.key for s in read_split("folder", tmp_path, "val", 8, 0.3, 1).samples}
     trained_on = {s.key for s in read_split("folder", tmp_path, "train", 8, 0.3, 1).samples}
     scored = {s.key for s in eval_split(ckpt, "folder", str(tmp_path), "val").samples}
     assert scored == held_out and not scored & trained_on and len(scored) == 12
+    # a run made before the hash holdout (its config has no `holdout`) scores its own shuffled split
+    older = Checkpoint(meta=meta, state_dict={},
+                       train_config={"dataset": "folder", "seed": 1, "val_fraction": 0.3})
+    shuffled = {s.key for s in read_split("folder", tmp_path, "val", 8, 0.3, 1, "shuffle").samples}
+    assert {s.key for s in eval_split(older, "folder", str(tmp_path), "val").samples} == shuffled != scored
     # a checkpoint trained elsewhere gets the defaults (no run settings to honour)
     other = Checkpoint(meta=meta, state_dict={}, train_config={"dataset": "ferplus", "seed": 1})
     default = {s.key for s in read_split("folder", tmp_path, "val", 8).samples}

@@ -111,8 +111,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     with _stop_on_signals() as stop:
         result = train(config, on_event=_print_event, should_stop=stop.is_set)
     if result.stopped:
-        print(f"run folder {result.run_dir}: stopped in epoch {result.epochs_completed + 1}; "
-              f"last.pt saved. Continue with: gsmc train --resume --out {result.run_dir}")
+        where = (f"in epoch {result.epochs_completed + 1}" if result.stopped_mid_epoch
+                 else f"after epoch {result.epochs_completed}")
+        print(f"run folder {result.run_dir}: stopped {where}; last.pt saved. Continue with: "
+              f"gsmc train --resume --out {result.run_dir}")
         return 128 + stop.signum
     if result.last is None:
         return 0
@@ -133,7 +135,8 @@ def eval_split(ckpt: Checkpoint, dataset: str, data_root: str, split: str) -> Sp
     same_run_data = cfg.get("dataset") == dataset
     return read_split(dataset, data_root, split, len(ckpt.meta.classes),
                       cfg.get("val_fraction", 0.1) if same_run_data else 0.1,
-                      cfg.get("seed", 0) if same_run_data else 0)
+                      cfg.get("seed", 0) if same_run_data else 0,
+                      cfg.get("holdout", "shuffle") if same_run_data else "hash")
 
 
 def _say(text: str, json_output: bool) -> None:
@@ -202,9 +205,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if dataset is None:
         raise UsageError("the checkpoint does not say which dataset it was trained on: give --dataset")
     n = len(ckpt.meta.classes)
-    fraction, seed = cfg.get("val_fraction", 0.1), cfg.get("seed", 0)
-    train_split = read_split(dataset, args.data_root, "train", n, fraction, seed)
-    val = read_split(dataset, args.data_root, "val", n, fraction, seed)
+    fraction, seed, holdout = cfg.get("val_fraction", 0.1), cfg.get("seed", 0), cfg.get("holdout", "shuffle")
+    train_split = read_split(dataset, args.data_root, "train", n, fraction, seed, holdout)
+    val = read_split(dataset, args.data_root, "val", n, fraction, seed, holdout)
     refuse_overwriting_inputs({"--out": args.out}, [s.source for s in (train_split, val) if s.source])
     if "fc.weight" not in ckpt.state_dict or "fc.bias" not in ckpt.state_dict:
         raise UsageError(f"{args.checkpoint} has no linear classifier (fc.weight, fc.bias) to adjust")

@@ -101,7 +101,7 @@ def score_training_set(checkpoint: str | Path, dataset: str, data_root: str | Pa
     cfg = ckpt.train_config
     same_data = cfg.get("dataset") == dataset and same_folder(cfg.get("data_root", ""), data_root)
     split = read_split(dataset, data_root, "train", len(ckpt.meta.classes),
-                       cfg.get("val_fraction", 0.1), cfg.get("seed", 0))
+                       cfg.get("val_fraction", 0.1), cfg.get("seed", 0), cfg.get("holdout", "shuffle"))
     if same_data:  # the exact training set of the run, with the labels it trained on
         split = split.subset(cfg.get("limit_train"), cfg.get("seed", 0))
     clean = split.labels()

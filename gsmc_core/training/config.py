@@ -15,7 +15,7 @@ from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.errors import GsmcError, UsageError
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
 from gsmc_core.training.data.noise import NOISE_KINDS
-from gsmc_core.training.data.readers import DATASETS
+from gsmc_core.training.data.readers import DATASETS, HOLDOUTS
 from gsmc_core.training.run_folder import RunFolder
 
 METHODS = ("gsmc", "eac", "ce")
@@ -201,6 +201,9 @@ class TrainConfig:
                                      form=(0, 10_000_000, 100))
     val_fraction: float = setting(0.1, "share of the training data held out for validation where the "
                                   "dataset has no validation split", (0, 1, False))
+    holdout: str = setting("hash", "how those faces are chosen: hash (by file name, so a relabelled "
+                           "face moves no others) or shuffle (runs before 2026-12-01)",
+                           choices=HOLDOUTS, flag=False)
     seed: int = setting(0, "seed of the run (initialisation, order, augmentation)", (0, MAX_SEED, True))
     strict: bool = setting(False, "stop on an undecodable image instead of skipping it")
     face_margin: float | None = setting(None, "margin around a detected face box when cropping "
@@ -317,6 +320,7 @@ def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig
                             "resumed (start a new run in another folder)")
     # runs saved before `augment` existed used the webcam augmentation on preloaded batches
     saved.setdefault("augment", "webcam" if saved.get("preload") else "published")
+    saved.setdefault("holdout", "shuffle")  # and held out their validation faces by a shuffle
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     ignored = {"out", "resume"}
     changed = {k: v for k, v in requested.items()

@@ -43,3 +43,4 @@ class TrainResult:
     epochs_completed: int
     best_val_accuracy: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_mid_epoch: bool = False  # a stop before the epoch after ``epochs_completed`` ended

@@ -68,6 +68,7 @@ class EpochProgress:
     """How far an epoch has got: the batches done and the running sums of its metrics. A stop
     saves it in last.pt, so that ``--resume`` goes on at the next batch as if never stopped."""
 
+    world_size: int = 1  # the processes whose shares of the epoch's order ``batch`` counts in
     batch: int = 0  # batches done (trained, or skipped as empty)
     steps: int = 0  # optimiser steps taken
     seen: int = 0
@@ -116,6 +117,7 @@ def train_one_epoch(
     model.train()
     student = model.module if isinstance(model, DistributedDataParallel) else model
     start = time.perf_counter() - p.seconds
+    seen_here, resumed_at = 0, time.perf_counter()  # the rate of this process since it began
     batches = len(loader)
     rest = (loader.batches_from(p.batch) if isinstance(loader, MemoryLoader)
             else itertools.islice(loader, p.batch, None))
@@ -151,12 +153,13 @@ def train_one_epoch(
             p.sums[name] = p.sums.get(name, 0.0) + v * len(labels)
         p.correct += int((logits.argmax(1) == labels).sum())
         p.seen += len(labels)
+        seen_here += len(labels)
         elapsed = time.perf_counter() - start
         on_event(BatchEvent(
             epoch=epoch + 1, epochs=epochs, batch=i, batches=batches,
             losses={k: v / p.seen for k, v in p.sums.items()},
             lr=optimizer.param_groups[0]["lr"],
-            images_per_s=p.seen * world.world_size / elapsed,
+            images_per_s=seen_here * world.world_size / (time.perf_counter() - resumed_at),
             eta_s=elapsed / i * (batches - i) + elapsed / i * batches * (epochs - epoch - 1),
         ))
         if _any_rank(should_stop(), world, device):  # all ranks stop at the same batch
@@ -184,7 +187,7 @@ def training_split(cfg: TrainConfig) -> tuple[Split, list[int]]:
     """A run's training samples with the labels it trains on (its noise applied), and their
     dataset labels."""
     train = read_split(cfg.dataset, cfg.data_root, "train", cfg.num_classes,
-                       cfg.val_fraction, cfg.seed).subset(cfg.limit_train, cfg.seed)
+                       cfg.val_fraction, cfg.seed, cfg.holdout).subset(cfg.limit_train, cfg.seed)
     clean = train.labels()
     noisy = given_labels(train, cfg.noise_kind, cfg.noise_rate, cfg.noise_seed, cfg.noise_file)
     return train.with_labels(noisy), clean
@@ -276,6 +279,10 @@ class Trainer:
 
     def _read_data(self) -> tuple[Split, Split, list[int]]:
         cfg = self.config
+        if cfg.resume and cfg.num_classes is None and self.folder.last.is_file():
+            # the classes the run trains, whatever the dataset's default is now (image folders
+            # without contempt read as 7 classes since 2026-12-01; earlier runs trained 8)
+            cfg = dataclasses.replace(cfg, num_classes=len(load_checkpoint(self.folder.last).meta.classes))
         train, clean = training_split(cfg)
         if cfg.folds > 1:  # cross-validation: this run leaves one fold out (it scores it after)
             keep = fold_of(len(train.samples), cfg.folds, cfg.seed) != cfg.fold
@@ -283,7 +290,7 @@ class Trainer:
             train = dataclasses.replace(train, samples=in_folds)
             clean = [c for c, k in zip(clean, keep, strict=True) if k]
         val = read_split(cfg.dataset, cfg.data_root, "val", cfg.num_classes,
-                         cfg.val_fraction, cfg.seed).subset(cfg.limit_eval, cfg.seed)
+                         cfg.val_fraction, cfg.seed, cfg.holdout).subset(cfg.limit_eval, cfg.seed)
         if cfg.noisy_validation:  # selection without a clean oracle: the same kind of noise
             # the noise file's labels where it names validation faces, else the noise rate's
             named = cfg.noise_file and noise_file_names_any(Path(cfg.noise_file), val)
@@ -479,10 +486,16 @@ class Trainer:
             self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
         self.global_step = state["global_step"]  # at the start of a stopped epoch: see partial
         self.best_val_acc = state["best_val_acc"]
-        if state.get("partial"):  # a stop in the middle of an epoch: go on at its next batch
-            partial = EpochProgress(**state["partial"])
+        partial = EpochProgress(**state["partial"]) if state.get("partial") else None
+        if partial is not None and partial.world_size != self.dist.world_size:
+            # the batches are shares of the order for that many processes: those done here
+            # cannot be told apart, so the epoch is trained again from its start
+            self._log(f"{path} stopped in an epoch trained by {partial.world_size} processes, "
+                      f"resumed by {self.dist.world_size}: that epoch starts again")
+        elif partial is not None:  # a stop in the middle of an epoch: go on at its next batch
             if self.dist.rank != 0:  # rank 0 saved the counts of every rank
-                partial = EpochProgress(batch=partial.batch, steps=partial.steps, seconds=partial.seconds)
+                partial = EpochProgress(self.dist.world_size, partial.batch, partial.steps,
+                                        seconds=partial.seconds, sums=dict.fromkeys(partial.sums, 0.0))
             self.partial = partial
             self.method.load_epoch_state([x.to(self.device) for x in state.get("partial_inputs", [])])
         self.last_row = state.get("last_row")
@@ -622,7 +635,7 @@ class Trainer:
                 if epoch > start_epoch and _any_rank(self.should_stop(), self.dist, self.device):
                     stopped = between_epochs = True
                     break
-                progress, self.partial = self.partial or EpochProgress(), None
+                progress, self.partial = self.partial or EpochProgress(self.dist.world_size), None
                 try:
                     train_metrics = train_one_epoch(
                         self.ddp_model, self.method, self.optimizer, self.train_loader, self.device,
@@ -690,6 +703,7 @@ class Trainer:
             last=self.folder.last if self.dist.is_main else None,
             best=best if best.exists() and self.dist.is_main else None,
             stopped=stopped,
+            stopped_mid_epoch=stopped and not between_epochs,
             epochs_completed=epoch,
             best_val_accuracy=self.best_val_acc,
             history=history,

@@ -7,6 +7,7 @@ seeded, stratified fraction of train is held out, so checkpoints are never selec
 
 import csv
 import hashlib
+import random
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -49,11 +50,17 @@ def _finish(dataset: str, split: str, classes: tuple[str, ...], samples: list[Sa
     return Split(dataset, split, classes, samples, notes, source)
 
 
+HOLDOUTS = ("hash", "shuffle")
+
+
 def _holdout(samples: list[Sample], split: str, fraction: float, seed: int,
-             name: Callable[[str], str] = str) -> list[Sample]:
+             name: Callable[[str], str] = str, method: str = "hash") -> list[Sample]:
     """Deterministic stratified train/val division of a dataset that has no val split: in each
-    class the faces whose seeded hash of ``name(key)`` is lowest. A face's place depends on its
-    own name, so a relabelled face moves no other face between train and val."""
+    class the ``round(fraction * n)`` faces whose seeded hash of ``name(key)`` is lowest, so a
+    relabelled face moves at most the faces at the cut of the two classes it leaves and joins.
+    ``method`` "shuffle" is the division of runs made before 2026-12-01 (a seeded shuffle of each
+    class in turn, where one relabel reshuffled every later class), kept so their held-out
+    faces are still theirs."""
     by_class: dict[int, list[Sample]] = defaultdict(list)
     for s in samples:
         by_class[s.label].append(s)
@@ -62,9 +69,15 @@ def _holdout(samples: list[Sample], split: str, fraction: float, seed: int,
         digest = hashlib.blake2b(f"{seed}/{name(s.key)}".encode(), digest_size=8).digest()
         return digest, s.key
 
+    rng = random.Random(seed)
     val_keys = set()
-    for group in by_class.values():
-        val_keys.update(s.key for s in sorted(group, key=rank)[: round(fraction * len(group))])
+    for label in sorted(by_class):
+        if method == "shuffle":
+            group = sorted(by_class[label], key=lambda s: s.key)
+            rng.shuffle(group)
+        else:
+            group = sorted(by_class[label], key=rank)
+        val_keys.update(s.key for s in group[: round(fraction * len(group))])
     keep_val = split == "val"
     return [s for s in samples if (s.key in val_keys) == keep_val]
 
@@ -150,7 +163,7 @@ def read_rafdb_labels(label_file: Path) -> dict[str, int]:
 
 
 def read_rafdb(root: Path, split: str, num_classes: int = 7, val_fraction: float = 0.1,
-               seed: int = 0) -> Split:
+               seed: int = 0, holdout: str = "hash") -> Split:
     if num_classes != 7:
         raise DataError("RAF-DB basic has 7 classes; train it with 7 classes")
     classes = class_list(7)
@@ -164,7 +177,7 @@ def read_rafdb(root: Path, split: str, num_classes: int = 7, val_fraction: float
             samples.append(Sample(name, classes.index(RAFDB_LABELS[raf_label]),
                                   image_dir / f"{stem}_aligned.jpg"))
     if split != "test":
-        samples = _holdout(samples, split, val_fraction, seed)
+        samples = _holdout(samples, split, val_fraction, seed, method=holdout)
     return _finish("rafdb", split, classes, samples, label_file)
 
 
@@ -211,7 +224,7 @@ def read_fer2013(root: Path, split: str, num_classes: int = 7) -> Split:
 # --- AffectNet -------------------------------------------------------------------------------
 
 def read_affectnet(root: Path, split: str, num_classes: int = 8, val_fraction: float = 0.1,
-                   seed: int = 0) -> Split:
+                   seed: int = 0, holdout: str = "hash") -> Split:
     classes = class_list(num_classes)
     csv_file = _require(root / ("validation.csv" if split == "test" else "training.csv"),
                         "AffectNet csv")
@@ -242,7 +255,7 @@ def read_affectnet(root: Path, split: str, num_classes: int = 8, val_fraction: f
             rel = row["subDirectory_filePath"]
             samples.append(Sample(rel, classes.index(name), image_root / rel, box=box))
     if split != "test":
-        samples = _holdout(samples, split, val_fraction, seed)
+        samples = _holdout(samples, split, val_fraction, seed, method=holdout)
     return _finish("affectnet", split, classes, samples, csv_file)
 
 
@@ -252,12 +265,12 @@ FOLDER_SPLITS = {"train": ("train",), "val": ("val", "valid", "validation"), "te
 
 
 def read_folder(root: Path, split: str, num_classes: int = 8, val_fraction: float = 0.1,
-                seed: int = 0) -> Split:
+                seed: int = 0, holdout: str = "hash") -> Split:
     classes = class_list(num_classes)
     _require(root, "image folder root")
     split_dir = next((root / d for d in FOLDER_SPLITS[split] if (root / d).is_dir()), None)
-    holdout = split_dir is None and split == "val"
-    if holdout:
+    held_out = split_dir is None and split == "val"
+    if held_out:
         split_dir = root / "train"
     if split_dir is None or not split_dir.is_dir():
         raise DataError(f"{root}: no '{FOLDER_SPLITS[split][0]}' folder "
@@ -275,9 +288,9 @@ def read_folder(root: Path, split: str, num_classes: int = 8, val_fraction: floa
         return key.split("/", 1)[1]
 
     if split == "train" and not any((root / d).is_dir() for d in FOLDER_SPLITS["val"]):
-        samples = _holdout(samples, "train", val_fraction, seed, file_name)
-    elif holdout:
-        samples = _holdout(samples, "val", val_fraction, seed, file_name)
+        samples = _holdout(samples, "train", val_fraction, seed, file_name, holdout)
+    elif held_out:
+        samples = _holdout(samples, "val", val_fraction, seed, file_name, holdout)
     return _finish("folder", split, classes, samples, split_dir)
 
 
@@ -293,8 +306,12 @@ def _folder_class_count(root: Path) -> int:
 
 
 def read_split(dataset: str, root: str | Path, split: str, num_classes: int | None = None,
-               val_fraction: float = 0.1, seed: int = 0) -> Split:
-    """Read one split of a dataset; ``num_classes`` None picks the dataset's natural count."""
+               val_fraction: float = 0.1, seed: int = 0, holdout: str = "hash") -> Split:
+    """Read one split of a dataset; ``num_classes`` None picks the dataset's natural count;
+    ``val_fraction``, ``seed`` and ``holdout`` (``HOLDOUTS``) choose the faces held out where the
+    dataset has no val split."""
+    if holdout not in HOLDOUTS:
+        raise DataError(f"unknown holdout {holdout!r}; choose one of {', '.join(HOLDOUTS)}")
     root = Path(root)
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -313,7 +330,7 @@ def read_split(dataset: str, root: str | Path, split: str, num_classes: int | No
     if dataset == "fer2013":
         return read_fer2013(root, split, n)
     if dataset == "rafdb":
-        return read_rafdb(root, split, n, val_fraction, seed)
+        return read_rafdb(root, split, n, val_fraction, seed, holdout)
     if dataset == "affectnet":
-        return read_affectnet(root, split, n, val_fraction, seed)
-    return read_folder(root, split, n, val_fraction, seed)
+        return read_affectnet(root, split, n, val_fraction, seed, holdout)
+    return read_folder(root, split, n, val_fraction, seed, holdout)
