@@ -181,10 +181,11 @@ def test_torchrun_two_cpu_processes_end_identical(ferplus_root, tmp_path):
     assert len(list(csv.DictReader(open(out / "metrics.csv")))) == 1
 
 
-@pytest.mark.slow
-def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
-    # batches of one image and one broken image among 16: exactly one rank meets an empty batch
-    for split, count in (("train", 8), ("val", 2)):
+def _folder_torchrun(tmp_path, train_count: int, brightness, *options: str,
+                     timeout: int) -> subprocess.CompletedProcess:
+    """Two CPU torchrun processes training CE on an image folder (happy, neutral) whose
+    train/happy/3.png is not an image; the run folder is tmp_path/ddp."""
+    for split, count in (("train", train_count), ("val", 2)):
         for cls in ("happy", "neutral"):
             for i in range(count):
                 path = tmp_path / "data" / split / cls / f"{i}.png"
@@ -192,19 +193,25 @@ def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
                 if split == "train" and cls == "happy" and i == 3:
                     path.write_bytes(b"not an image")
                 else:
-                    cv2.imwrite(str(path), np.full((48, 48, 3), 20 * i, np.uint8))
-    out = tmp_path / "ddp"
+                    cv2.imwrite(str(path), np.full((48, 48, 3), brightness(cls, i), np.uint8))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "gsmc_core.cli", "train", "--method", "ce", "--dataset", "folder",
-           "--data-root", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "1",
-           "--input-size", "32", "--output-stride", "8", "--workers", "0", "--device", "cpu",
-           "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+           "--data-root", str(tmp_path / "data"), *options, "--input-size", "32",
+           "--output-stride", "8", "--workers", "0", "--device", "cpu", "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
+    # batches of one image and one broken image among 16: exactly one rank meets an empty batch
+    proc = _folder_torchrun(tmp_path, 8, lambda cls, i: 20 * i, "--epochs", "1", "--batch-size", "1",
+                            timeout=180)
     digests = dict(re.findall(r"rank (\d)/2: final weights digest ([0-9a-f]{16})", proc.stdout))
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
-    row = next(csv.DictReader(open(out / "metrics.csv")))
+    row = next(csv.DictReader(open(tmp_path / "ddp" / "metrics.csv")))
     assert int(row["skipped"]) >= 1  # the broken image was met, counted, and survived
 
 
@@ -236,25 +243,9 @@ def test_stale_temporary_checkpoint_is_removed_at_the_next_start(ferplus_root, t
 @pytest.mark.slow
 def test_torchrun_metrics_count_every_ranks_faces_once(tmp_path):
     # preloaded: every rank holds the list of undecodable images, one reports it
-    for split, count in (("train", 16), ("val", 2)):
-        for cls in ("happy", "neutral"):
-            for i in range(count):
-                path = tmp_path / "data" / split / cls / f"{i}.png"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if split == "train" and cls == "happy" and i == 3:
-                    path.write_bytes(b"not an image")
-                else:
-                    cv2.imwrite(str(path), np.full((48, 48, 3), 8 * i + (100 if cls == "happy" else 0),
-                                                   np.uint8))
+    proc = _folder_torchrun(tmp_path, 16, lambda cls, i: 8 * i + (100 if cls == "happy" else 0),
+                            "--epochs", "2", "--batch-size", "4", "--preload", timeout=300)
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "gsmc_core.cli", "train", "--method", "ce", "--dataset", "folder",
-           "--data-root", str(tmp_path / "data"), "--epochs", "2", "--batch-size", "4", "--preload",
-           "--input-size", "32", "--output-stride", "8", "--workers", "0", "--device", "cpu",
-           "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["skipped"]) for r in rows] == [1, 1]  # once an epoch, not once per rank
     printed = re.findall(r"epoch (\d)/2: loss \S+ train acc (\S+)", proc.stdout)
