@@ -3,6 +3,7 @@ metrics.csv, no run shortened by a resume, the audit rebuilding a run's noise ho
 folder is spelt, and one annotator's vote as real human label noise."""
 
 import csv
+import dataclasses
 import os
 
 import numpy as np
@@ -356,3 +357,50 @@ def test_an_earlier_folder_run_resumes_with_its_own_classes_and_held_out_faces(t
     assert resumed.holdout == "shuffle"
     result = train(resumed)
     assert result.epochs_completed == 2 and len(_rows(run)) == 2  # 8 classes, as it was trained
+
+
+def _totals_in_rank(rank: int, store: str, saved: dict, results) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from gsmc_core.training.distributed import Distributed
+    from gsmc_core.training.loop import resumed_progress
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        world = Distributed(rank, 2)
+        progress = resumed_progress(saved, world)
+        progress.seen += 3  # each rank trains a batch of 3 after the resume, one right
+        progress.correct += 1
+        progress.sums = {k: v + 0.5 * 3 for k, v in progress.sums.items()}
+        total = progress.totals(world, torch.device("cpu"))
+        results.put((rank, total.batch, total.seen, total.correct, total.sums))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_torchrun_ranks_resume_a_stopped_epoch_with_one_set_of_counts(tmp_path):
+    """Rank 0 saved every rank's counts of the stopped epoch; resumed, the ranks' sums have the
+    same keys (gloo aborted on tensors of two lengths) and add up to the epoch's whole."""
+    import torch.multiprocessing as mp
+
+    from gsmc_core.training.distributed import Distributed
+    from gsmc_core.training.loop import EpochProgress, resumed_progress
+
+    saved = dataclasses.asdict(EpochProgress(world_size=2, batch=4, steps=4, seen=24, correct=10,
+                                             sums={"loss": 12.0, "ce": 9.0}))
+    assert resumed_progress(saved, Distributed(0, 4)) is None  # another number of processes
+    assert resumed_progress(saved, Distributed(1, 2)).sums == {"loss": 0.0, "ce": 0.0}
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    processes = [context.Process(target=_totals_in_rank, args=(r, str(tmp_path / "store"), saved, results))
+                 for r in range(2)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=120)
+    assert [p.exitcode for p in processes] == [0, 0]
+    got = sorted(results.get(timeout=5) for _ in range(2))
+    for rank, batch, seen, correct, sums in got:
+        assert (batch, seen, correct) == (4, 30, 12)  # 24 + 3 + 3 seen, 10 + 1 + 1 right
+        assert sums == {"ce": 12.0, "loss": 15.0}, rank

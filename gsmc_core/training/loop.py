@@ -91,6 +91,20 @@ class EpochProgress:
                                    sums=dict(zip(names, sums, strict=True)))
 
 
+def resumed_progress(saved: dict[str, Any] | None, world: Distributed) -> EpochProgress | None:
+    """This process's part of the progress a stop saved in the middle of an epoch (rank 0 saved
+    every rank's counts; the others go on with the same sums, at zero). None when there is none,
+    or when another number of processes trained it: the batches are shares of the epoch's order
+    for that many, so those done cannot be told apart and the epoch starts again."""
+    if not saved or saved.get("world_size") != world.world_size:
+        return None
+    partial = EpochProgress(**saved)
+    if world.rank == 0:
+        return partial
+    return EpochProgress(world.world_size, partial.batch, partial.steps, seconds=partial.seconds,
+                         sums=dict.fromkeys(partial.sums, 0.0))
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     method: CrossEntropy,
@@ -486,18 +500,12 @@ class Trainer:
             self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
         self.global_step = state["global_step"]  # at the start of a stopped epoch: see partial
         self.best_val_acc = state["best_val_acc"]
-        partial = EpochProgress(**state["partial"]) if state.get("partial") else None
-        if partial is not None and partial.world_size != self.dist.world_size:
-            # the batches are shares of the order for that many processes: those done here
-            # cannot be told apart, so the epoch is trained again from its start
-            self._log(f"{path} stopped in an epoch trained by {partial.world_size} processes, "
-                      f"resumed by {self.dist.world_size}: that epoch starts again")
-        elif partial is not None:  # a stop in the middle of an epoch: go on at its next batch
-            if self.dist.rank != 0:  # rank 0 saved the counts of every rank
-                partial = EpochProgress(self.dist.world_size, partial.batch, partial.steps,
-                                        seconds=partial.seconds, sums=dict.fromkeys(partial.sums, 0.0))
-            self.partial = partial
+        self.partial = resumed_progress(state.get("partial"), self.dist)
+        if self.partial is not None:  # a stop in the middle of an epoch: go on at its next batch
             self.method.load_epoch_state([x.to(self.device) for x in state.get("partial_inputs", [])])
+        elif state.get("partial"):
+            self._log(f"{path} stopped in an epoch trained by {state['partial'].get('world_size')} "
+                      f"processes, resumed by {self.dist.world_size}: that epoch starts again")
         self.last_row = state.get("last_row")
         set_rng_state(state["rng"])
         return state["epoch"]
