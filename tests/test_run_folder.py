@@ -2,6 +2,7 @@
 (metrics.csv, rewritten whole), and the temporaries a killed save leaves."""
 
 import os
+import time
 
 from gsmc_core.training.run_folder import METRIC_COLUMNS, RunFolder
 
@@ -44,3 +45,32 @@ def test_stale_temporaries_of_a_killed_save_are_removed(tmp_path):
     (tmp_path / "notes.tmp").write_text("the user's")
     assert run.remove_stale_temporaries() == [".last.pt.abc123.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.tmp"]
+
+
+def _lingering_worker(ready) -> None:
+    from gsmc_core.training.loop import _leave_stop_signals_to_the_trainer
+
+    _leave_stop_signals_to_the_trainer(0)  # what each loader worker runs first
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_loader_worker_that_outlives_its_run_does_not_keep_the_folder_locked(tmp_path):
+    """Forked workers share the lock's open file: a persistent worker left alive by a run that
+    ended in an exception kept the folder locked, and the resume was refused (seen in CI)."""
+    import multiprocessing
+
+    from gsmc_core.training.run_lock import RunLock
+
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    with RunLock(tmp_path):
+        worker = context.Process(target=_lingering_worker, args=(ready,))
+        worker.start()
+        assert ready.wait(30)
+    try:
+        with RunLock(tmp_path):  # the run that took the lock is over; its worker is not
+            pass
+    finally:
+        worker.kill()
+        worker.join()

@@ -60,7 +60,7 @@ from gsmc_core.training.evaluate import classification_metrics, predict_loader
 from gsmc_core.training.events import BatchEvent, EpochEvent, Event, LogEvent, TrainResult
 from gsmc_core.training.methods import CrossEntropy, make_method
 from gsmc_core.training.run_folder import METRIC_COLUMNS, RunFolder
-from gsmc_core.training.run_lock import RunFolderBusy, RunLock
+from gsmc_core.training.run_lock import RunFolderBusy, RunLock, close_inherited_locks
 
 
 @dataclasses.dataclass
@@ -223,6 +223,7 @@ def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
     for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
+    close_inherited_locks()  # the run's lock ends with the trainer, not with its last worker
 
 
 def _any_rank(flag: bool, world: Distributed, device: torch.device) -> bool:

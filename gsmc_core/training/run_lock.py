@@ -24,6 +24,21 @@ class RunFolderBusy(GsmcError, RuntimeError):
     """Another process is writing this run folder."""
 
 
+_HELD: set[int] = set()  # the descriptors of the locks this process holds
+
+
+def close_inherited_locks() -> None:
+    """In a forked child (a loader worker): close the run locks' descriptors it inherited. A
+    lock belongs to the open file, which a child shares, so a worker that outlived its run
+    (persistent workers of a run ended by an exception) kept the folder locked."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
 class RunLock:
     """``with RunLock(folder):`` holds the folder's lock or raises RunFolderBusy at once."""
 
@@ -47,9 +62,11 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()}".encode())
         self._fd = fd
+        _HELD.add(fd)
         return self
 
     def __exit__(self, *exc_info) -> None:
         if self._fd is not None:
+            _HELD.discard(self._fd)
             os.close(self._fd)  # closing releases the lock
             self._fd = None
