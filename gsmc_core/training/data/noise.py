@@ -65,13 +65,8 @@ def given_labels(split: Split, kind: str, rate: float, seed: int,
 
 def noise_file_names_any(path: Path, split: Split) -> bool:
     """Whether the noise file gives a label to any face of ``split``."""
-    try:
-        read_noise_file(path, split)
-    except DataError as exc:
-        if "names none of the" in str(exc):
-            return False
-        raise
-    return True
+    mapping = _noise_mapping(Path(path), split)
+    return any(s.key in mapping for s in split.samples)
 
 
 def read_noise_file(path: Path, split: Split) -> list[int]:
@@ -82,6 +77,18 @@ def read_noise_file(path: Path, split: Split) -> list[int]:
     a file that names none of them is an error (a run would train on clean labels unawares).
     """
     path = Path(path)
+    mapping = _noise_mapping(path, split)
+    if not any(s.key in mapping for s in split.samples):
+        named = next(iter(mapping), None)
+        raise DataError(f"{path}: names none of the {len(split.samples)} {split.name} faces of this "
+                        f"{split.dataset} dataset (the file names {named!r}"
+                        f"{', the dataset ' + repr(split.samples[0].key) if split.samples else ''}); "
+                        "a noise file gives labels by the dataset's own names")
+    return [mapping.get(s.key, s.label) for s in split.samples]
+
+
+def _noise_mapping(path: Path, split: Split) -> dict[str, int]:
+    """{name: class index in ``split.classes``} of a noise file."""
     if split.dataset == "rafdb":
         raw = read_rafdb_labels(path)
         mapping = {k: split.classes.index(RAFDB_LABELS[v]) for k, v in raw.items()}
@@ -101,13 +108,7 @@ def read_noise_file(path: Path, split: Split) -> list[int]:
                     mapping[name] = split.classes.index(label)
                 else:
                     raise DataError(f"{path}:{line_no}: unknown label {label!r}")
-    if not any(s.key in mapping for s in split.samples):
-        named = next(iter(mapping), None)
-        raise DataError(f"{path}: names none of the {len(split.samples)} {split.name} faces of this "
-                        f"{split.dataset} dataset (the file names {named!r}"
-                        f"{', the dataset ' + repr(split.samples[0].key) if split.samples else ''}); "
-                        "a noise file gives labels by the dataset's own names")
-    return [mapping.get(s.key, s.label) for s in split.samples]
+    return mapping
 
 
 def write_label_table(path: Path, split: Split, clean: list[int], noisy: list[int]) -> None:
