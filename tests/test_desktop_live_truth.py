@@ -3,6 +3,7 @@ paused frame is made again when an overlay option or the model changes (and says
 made it), the frame rate shown is the rate frames reach the screen, and opening another video
 during playback plays it."""
 
+import csv
 import time
 
 import numpy as np
@@ -280,3 +281,28 @@ def test_cancelling_the_video_dialog_during_playback_keeps_playing(qtbot, tab, a
     shown = tab.frames_shown
     qtbot.waitUntil(lambda: tab.frames_shown > shown + 3, timeout=30_000)
     assert tab.is_running() and tab.current_source().video == clip and tab.last_frame.frame_count == 300
+
+
+@pytest.mark.parametrize("other_classes", [True, False])
+def test_a_model_switch_ends_the_recording_its_csv_stays_whole(qtbot, tab, astronaut_rgb, tmp_path,
+                                                                random_checkpoint, seven_class_model,
+                                                                other_classes):
+    # a CSV holds one model's classes and face IDs: the switch closes it (it kept the old header
+    # and took the new model's rows: one column fewer per row with seven classes)
+    said = []
+    tab.status_message.connect(said.append)
+    playing(qtbot, tab, write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=300, fps=10.0))
+    csv_path = tmp_path / "faces.csv"
+    tab.start_recording(csv_path)
+    qtbot.waitUntil(lambda: csv_path.exists() and len(csv_path.read_text().splitlines()) >= 3,
+                    timeout=30_000)
+    new = seven_class_model if other_classes else load_model(random_checkpoint, "cpu")
+    tab.set_model(new)
+    qtbot.waitUntil(lambda: not tab.record_button.isChecked(), timeout=30_000)
+    qtbot.waitUntil(lambda: tab.last_frame.model is new and tab.frames_shown > 3, timeout=30_000)
+    rows = list(csv.reader(csv_path.open()))
+    assert {len(row) for row in rows} == {len(rows[0])} and "contempt" in ",".join(rows[0])
+    assert any(m.startswith("Recording ended: the model changed. Recorded") for m in said)
+    shown = tab.frames_shown
+    qtbot.waitUntil(lambda: tab.frames_shown > shown + 3, timeout=30_000)
+    assert list(csv.reader(csv_path.open())) == rows  # nothing written after the switch

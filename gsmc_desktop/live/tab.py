@@ -27,7 +27,14 @@ from gsmc_core.frames.recording import VIDEO_SUFFIX
 from gsmc_core.frames.results import FaceResult
 from gsmc_core.frames.sources import list_cameras
 from gsmc_core.outputs import refuse_overwriting_inputs, write_image
-from gsmc_desktop.live.worker import LiveFrame, LiveOptions, LiveWorker, RecordRequest, SourceSpec
+from gsmc_desktop.live.worker import (
+    RECORDING_ENDED,
+    LiveFrame,
+    LiveOptions,
+    LiveWorker,
+    RecordRequest,
+    SourceSpec,
+)
 from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.settings import existing_file, read_setting
 from gsmc_desktop.threads import describe, expected, start_worker, stop_thread
@@ -417,6 +424,9 @@ class LiveTab(QWidget):
         if message.startswith(("Cannot record", "Recording stopped")):
             self.record_button.setChecked(False)
             report_failure(self, "Recording failed", OSError(message))
+        elif message.startswith(RECORDING_ENDED):
+            self.record_button.setChecked(False)
+            self.status_message.emit(message)
         else:
             self.status_message.emit(message)
 

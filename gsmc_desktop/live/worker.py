@@ -36,6 +36,8 @@ from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.threads import Worker
 
 T = TypeVar("T")
+# the start of a ``recording`` message for a recording the worker ended itself (not a failure)
+RECORDING_ENDED = "Recording ended"
 
 
 class LatestSlot(Generic[T]):
@@ -287,6 +289,14 @@ class LiveWorker(Worker):
             if state.pipeline is not None:
                 state.pipeline.detector = state.detector
         if wanted_model is not state.model:
+            if state.recorder is not None:  # a CSV holds one model's classes and face IDs
+                self.recording.emit(f"{RECORDING_ENDED}: the model changed. "
+                                    f"Recorded {state.recorder.close()}")
+                state.recorder = None
+                with self._lock:
+                    if self._record is state.record:
+                        self._record = wanted_record = None
+                state.record = None
             state.model = wanted_model
             if not ready_without_export(wanted_model.checkpoint):  # the first start exports it
                 self.status.emit("Preparing the model for this computer (once)…")
