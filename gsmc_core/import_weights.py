@@ -74,6 +74,11 @@ def import_weights(
     state = _backbone_state(src, fmt)
     expected = {k for k in GSMCNet(len(CANONICAL_CLASSES), arch, output_stride).state_dict()
                 if k.startswith("backbone.")}
+    # weights saved before PyTorch 0.4.1 (torchvision's ImageNet ResNets among them) have no
+    # BatchNorm step counters; torch's own loader starts them at 0, and so do we
+    for key in expected - state.keys():
+        if key.endswith(".num_batches_tracked"):
+            state[key] = torch.tensor(0, dtype=torch.long)
     missing = sorted(expected - state.keys())
     unexpected = sorted(state.keys() - expected)
     if missing or unexpected:

@@ -31,6 +31,19 @@ def test_torchvision_format(tmp_path, torchvision_state):
     _assert_backbone_equal(out, torchvision_state)
 
 
+def test_weights_saved_before_bn_step_counters_import(tmp_path, torchvision_state):
+    # torchvision's ImageNet file (2017) has no num_batches_tracked: torch's loader accepts it
+    old = {k: v for k, v in torchvision_state.items() if not k.endswith("num_batches_tracked")}
+    src = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(old, src)
+    _assert_backbone_equal(import_weights(src, "torchvision", tmp_path / "init.pt"), old)
+    # a missing weight is still refused
+    del old["layer1.0.conv1.weight"]
+    torch.save(old, src)
+    with pytest.raises(CheckpointError, match="1 missing"):
+        import_weights(src, "torchvision", tmp_path / "init2.pt")
+
+
 def test_eac_msceleb_format(tmp_path, torchvision_state):
     src = tmp_path / "resnet18_msceleb.pth"
     torch.save({"state_dict": torchvision_state}, src)
