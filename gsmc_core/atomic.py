@@ -22,7 +22,9 @@ def write_atomic(path: str | Path, write: Callable[[IO[Any]], None], binary: boo
     try:
         if hasattr(os, "fchmod"):  # POSIX: mkstemp makes 0600; give the usual file mode
             os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
+        # text is UTF-8 whatever the system's encoding (cp1252 on Windows cannot hold 写真.jpg)
+        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "",
+                       encoding=None if binary else "utf-8") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -288,3 +288,15 @@ def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, capsys,
         err = capsys.readouterr().err
         assert f"--{argv[-2].lstrip('-')} {folder}: is a folder; give a file name" in err, (argv, err)
         assert list(folder.iterdir()) == []  # and nothing written into it
+
+
+def test_atomic_text_is_utf8_whatever_the_systems_encoding(tmp_path, monkeypatch):
+    # Windows opens text in cp1252 by default: `gsmc predict 写真.jpg --csv` lost every result
+    real = os.fdopen
+
+    def windows_fdopen(fd, mode, newline=None, encoding=None):
+        return real(fd, mode, newline=newline, encoding=encoding or (None if "b" in mode else "cp1252"))
+
+    monkeypatch.setattr("gsmc_core.atomic.os.fdopen", windows_fdopen)
+    write_text_atomic(tmp_path / "faces.csv", "file\n写真.jpg\n")
+    assert (tmp_path / "faces.csv").read_bytes() == "file\n写真.jpg\n".encode()

@@ -5,10 +5,12 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
+import torch
 
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.cli import main
 from gsmc_core.errors import UsageError
+from gsmc_core.frames import predictor as predictor_module
 from gsmc_core.frames.onnx_export import INPUT_NAME, checkpoint_digest, read_onnx_meta
 from gsmc_core.frames.predictor import OnnxRuntime, Predictor
 from gsmc_core.frames.quantize import (
@@ -127,3 +129,14 @@ def test_inference_does_not_import_the_quantiser():
             "print('onnxruntime.quantization' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_onnx_and_int8_run_on_the_cpu_of_a_gpu_machine_by_default(cache, random_checkpoint, monkeypatch):
+    # `gsmc predict --precision int8` with the default --device auto stopped on a CUDA machine
+    real = predictor_module.resolve_device
+    monkeypatch.setattr(predictor_module, "resolve_device",
+                        lambda name: torch.device("cuda") if name == "auto" else real(name))
+    ckpt = load_checkpoint(random_checkpoint)
+    assert isinstance(Predictor.for_checkpoint(ckpt, backend="onnx").runtime, OnnxRuntime)
+    with pytest.raises(UsageError, match="gsmc quantize"):  # asked for int8: the CPU's question
+        Predictor.for_checkpoint(ckpt, precision="int8")

@@ -101,6 +101,8 @@ def make_runtime(ckpt: Checkpoint, device: str | torch.device = "auto", backend:
         raise UsageError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if threads < 1:  # checked here: an argument error must not look like a damaged cache entry
         raise UsageError(f"threads must be >= 1, got {threads}")
+    if device == "auto" and (backend == "onnx" or precision == "int8"):
+        device = "cpu"  # what was asked for runs on the CPU only (also on a GPU machine)
     dev = resolve_device(device) if isinstance(device, str) else device
     if backend == "onnx" and dev.type != "cpu":
         raise UsageError(f"the onnx backend runs on the CPU only, not on {dev}; "
