@@ -8,12 +8,15 @@ import torch
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
 from gsmc_core.cli import main
 from gsmc_core.training.calibrate import (
+    Adjustment,
     Features,
     adjusted_checkpoint,
     choose_tau,
+    class_prior,
     pooled_features,
     refit_classifier,
     refitted_checkpoint,
+    unadjusted_checkpoint,
 )
 from gsmc_core.training.evaluate import classification_metrics
 
@@ -56,19 +59,49 @@ def test_adjustment_lives_in_the_bias_and_keeps_the_cams(random_checkpoint, tmp_
     assert not np.allclose(before.probabilities, after.probabilities)
 
 
+def test_a_second_calibration_replaces_the_first_instead_of_adding_to_it(random_checkpoint, ferplus_root):
+    from gsmc_core.training.data.readers import read_split
+
+    ckpt = load_checkpoint(random_checkpoint)
+    bias = ckpt.state_dict["fc.bias"]
+    table = [{"tau": 0.5, "accuracy": 0.8, "mean_class_accuracy": 0.6}]
+    offsets = np.linspace(-1, 1, 8).astype(np.float32)
+    adjusted = adjusted_checkpoint(ckpt, Adjustment(0.5, offsets, table))
+    train = read_split("ferplus", ferplus_root, "train")
+    plain = unadjusted_checkpoint(adjusted, train)  # the recorded offsets come out again
+    torch.testing.assert_close(plain.state_dict["fc.bias"], bias)
+    gone = {"logit_adjustment_tau", "logit_adjustment_offsets", "val_acc_calibrated"}
+    assert not gone & plain.metrics.keys()
+    # calibrated by a version that recorded τ only (model 0.5): −τ·log(prior) of its training split
+    old = adjusted_checkpoint(ckpt, Adjustment(0.5, (-0.5 * np.log(class_prior(train))).astype(np.float32),
+                                               table))
+    old.metrics.pop("logit_adjustment_offsets")
+    torch.testing.assert_close(unadjusted_checkpoint(old, train).state_dict["fc.bias"], bias)
+    assert unadjusted_checkpoint(ckpt, train) is ckpt  # nothing to take out
+
+
 @pytest.mark.slow
 def test_cli_calibrate_on_ferplus(capsys, tmp_path):
     from conftest import shared_path
 
     from gsmc_core.resources import DEFAULT_CHECKPOINT
+    from gsmc_core.training.data.readers import read_split
 
     out = tmp_path / "calibrated.pt"
     assert main(["calibrate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--data-root",
                  str(shared_path("data", "ferplus")), "--out", str(out), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     assert "<- chosen" in printed and "tau 0.00: validation accuracy" in printed
-    metrics = load_checkpoint(out).metrics
+    written = load_checkpoint(out)
+    metrics = written.metrics
     assert metrics["logit_adjustment_tau"] >= 0 and 0 < metrics["val_acc_calibrated"] <= 1
+    # the shipped model is calibrated already (τ 0.2): its adjustment is replaced, not added to
+    shipped = load_checkpoint(DEFAULT_CHECKPOINT)
+    train = read_split("ferplus", shared_path("data", "ferplus"), "train")
+    offsets = torch.tensor(metrics["logit_adjustment_offsets"])
+    torch.testing.assert_close(written.state_dict["fc.bias"].float() - offsets,  # (fp16 weights)
+                               unadjusted_checkpoint(shipped, train).state_dict["fc.bias"].float(),
+                               atol=2e-3, rtol=0)
 
 
 def _features(n_per_class: list[int], seed: int) -> Features:

@@ -20,7 +20,7 @@ from gsmc_core.review.cross_val import cross_validated_scores
 from gsmc_core.review.label_issues import SCORES
 from gsmc_core.review.relabel import RELABEL_DATASETS, relabel
 from gsmc_core.review.review_log import ReviewLog
-from gsmc_core.training.calibrate import calibrate, refitted_checkpoint
+from gsmc_core.training.calibrate import calibrate, refitted_checkpoint, unadjusted_checkpoint
 from gsmc_core.training.config import (
     METHOD_DEFAULTS,
     TrainConfig,
@@ -211,6 +211,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--out": args.out}, [s.source for s in (train_split, val) if s.source])
     if "fc.weight" not in ckpt.state_dict or "fc.bias" not in ckpt.state_dict:
         raise UsageError(f"{args.checkpoint} has no linear classifier (fc.weight, fc.bias) to adjust")
+    if "logit_adjustment_offsets" not in ckpt.metrics and "logit_adjustment_tau" in ckpt.metrics \
+            and dataset != cfg.get("dataset"):
+        raise UsageError(f"{args.checkpoint} is calibrated already (tau "
+                         f"{ckpt.metrics['logit_adjustment_tau']:g}, on {cfg.get('dataset')}), by a version "
+                         f"that did not record its offsets: calibrate it on {cfg.get('dataset')}, or "
+                         "calibrate the checkpoint it was made from")
+    ckpt = unadjusted_checkpoint(ckpt, train_split)  # a new adjustment replaces the old one
     device = resolve_device(args.device)
     if args.refit_head:
         print(f"re-fitting the classifier on the features of {len(train_split.samples)} training images "

@@ -139,15 +139,37 @@ def calibrated_metrics(accuracy: float, mean_class_accuracy: float) -> dict:
     return {"val_acc_calibrated": float(accuracy), "val_mca_calibrated": float(mean_class_accuracy)}
 
 
+ADJUSTMENT_KEYS = ("logit_adjustment_tau", "logit_adjustment_offsets")
+
+
 def adjusted_checkpoint(ckpt: Checkpoint, adjustment: Adjustment) -> Checkpoint:
-    """A copy of ``ckpt`` whose classifier bias includes the adjustment (recorded in metrics)."""
+    """A copy of ``ckpt`` whose classifier bias includes the adjustment (τ and the offsets
+    recorded in metrics, so that a later calibration can take them out again)."""
     state = dict(ckpt.state_dict)
     bias = state["fc.bias"]
     state["fc.bias"] = bias + torch.from_numpy(adjustment.offsets).to(bias.dtype)
     chosen = next(row for row in adjustment.table if row["tau"] == adjustment.tau)
     metrics = {**ckpt.metrics, "logit_adjustment_tau": adjustment.tau,
+               "logit_adjustment_offsets": [float(v) for v in adjustment.offsets],
                **calibrated_metrics(chosen["accuracy"], chosen["mean_class_accuracy"])}
     return dataclasses.replace(ckpt, state_dict=state, metrics=metrics, training_state=None)
+
+
+def unadjusted_checkpoint(ckpt: Checkpoint, train: Split) -> Checkpoint:
+    """``ckpt`` without the logit adjustment an earlier calibration put in its bias, so that a
+    new one replaces it instead of adding to it. A checkpoint calibrated before the offsets were
+    recorded gets −τ · log(prior) of ``train``, its own training split (the caller's check)."""
+    if "logit_adjustment_tau" not in ckpt.metrics:
+        return ckpt
+    recorded = ckpt.metrics.get("logit_adjustment_offsets")
+    if recorded is None:
+        recorded = -ckpt.metrics["logit_adjustment_tau"] * np.log(class_prior(train))
+    state = dict(ckpt.state_dict)
+    bias = state["fc.bias"]
+    state["fc.bias"] = bias - torch.as_tensor(np.asarray(recorded, np.float32)).to(bias.dtype)
+    metrics = {k: v for k, v in ckpt.metrics.items()
+               if k not in (*ADJUSTMENT_KEYS, "val_acc_calibrated", "val_mca_calibrated")}
+    return dataclasses.replace(ckpt, state_dict=state, metrics=metrics)
 
 
 def refitted_checkpoint(ckpt: Checkpoint, train: Split, val: Split, device: torch.device,
