@@ -292,3 +292,52 @@ def test_a_scale_change_mid_batch_never_shows_the_old_scales_heatmaps(qtbot, tab
         tab.scale_combo.setCurrentIndex(tab.scale_combo.findData("face"))  # while the first is analysed
     assert stale == [] and len(tab.results) == 4
     assert {r.cam_scale for r in tab.results.values()} == {"face"}
+
+
+def _photos(tmp_path, n):
+    photos = [tmp_path / f"p{k}.png" for k in range(n)]
+    for p in photos:
+        p.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    return photos
+
+
+@pytest.mark.parametrize("change", ["scale", "detector", "remove"])
+def test_thrown_away_work_is_skipped_not_done(qtbot, tab, tmp_path, change):
+    # a change in the middle of a folder: the old job's other images are not analysed before
+    # the new job starts (each was analysed and dropped: minutes of "analysing…" on 2,000 photos)
+    import threading
+
+    gate, started, analysed = threading.Event(), threading.Event(), []
+    real = tab.worker._analyse
+
+    def held(pipeline, predictor, entry, path, cam_scale):
+        started.set()
+        gate.wait(60)
+        analysed.append(entry)
+        return real(pipeline, predictor, entry, path, cam_scale)
+
+    tab.worker._analyse = held
+    with qtbot.waitSignal(tab.all_done, timeout=120_000):
+        tab.add_paths(_photos(tmp_path, 6))
+        assert started.wait(60)  # the worker is inside the first photo
+        if change == "scale":
+            tab.scale_combo.setCurrentIndex(tab.scale_combo.findData("face"))
+        elif change == "detector":
+            tab.detector_combo.setCurrentIndex(tab.detector_combo.findData("short"))
+        else:
+            tab.remove_selected(everything=True)
+        gate.set()
+    # the photo in progress, then (unless removed) the new job's six
+    assert len(analysed) == (1 if change == "remove" else 7), analysed
+    assert tab.pending == 0 and len(tab.results) == (0 if change == "remove" else 6)
+
+
+def test_a_detector_change_analyses_the_open_images_again(qtbot, tab, tmp_path):
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths(_photos(tmp_path, 1))
+    before = tab.results[0]
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.detector_combo.setCurrentIndex(tab.detector_combo.findData("short"))
+        assert tab.image_list.item(0).text() == "p0.png\nanalysing with the short range detector…"
+    assert tab.results[0] is not before and tab.results[0].job > before.job
+    assert tab.image_list.item(0).text() == "p0.png\n1 face"

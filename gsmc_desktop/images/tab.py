@@ -29,7 +29,7 @@ from gsmc_core.frames.render import RenderOptions, draw_frame
 from gsmc_core.frames.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
 from gsmc_core.outputs import refuse_overwriting_inputs, write_image
 from gsmc_desktop.images.cam_grid import CamGrid
-from gsmc_desktop.images.worker import TILE_SIZE, ImageJob, ImageResult, ImagesWorker
+from gsmc_desktop.images.worker import TILE_SIZE, ImageJob, ImageResult, ImagesWorker, Wanted
 from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import describe, start_worker, stop_thread
@@ -74,7 +74,8 @@ class ImagesTab(QWidget):
         self._shown: tuple[Path, npt.NDArray[np.uint8]] | None = None  # decoded image on screen
         self._face = 0
 
-        self.worker = ImagesWorker()
+        self._jobs = 0  # numbers the jobs queued (``Wanted``)
+        self.worker = ImagesWorker(Wanted())
         self.thread = start_worker(self.worker, "images-worker")
         self._job_requested.connect(self.worker.run)
         self._close_requested.connect(self.worker.close)
@@ -93,8 +94,7 @@ class ImagesTab(QWidget):
             self.detector_combo.addItem(label, name)
         saved = read_setting("images/detector", "full", str)
         self.detector_combo.setCurrentIndex(max(0, self.detector_combo.findData(saved)))
-        self.detector_combo.currentIndexChanged.connect(
-            lambda *_: QSettings().setValue("images/detector", self.detector_combo.currentData()))
+        self.detector_combo.currentIndexChanged.connect(lambda *_: self._on_detector_changed())
         self.heatmap_check = QCheckBox("Heatmap")
         self.heatmap_check.setChecked(True)
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
@@ -203,6 +203,10 @@ class ImagesTab(QWidget):
             self._reanalyse(f"with {model.name}")
         self._show_selected()
 
+    def _on_detector_changed(self) -> None:
+        QSettings().setValue("images/detector", self.detector_combo.currentData())
+        self._reanalyse(f"with the {self.detector_combo.currentText().split(' (')[0].lower()} detector")
+
     def _on_scale_changed(self) -> None:
         scale = self.scale_combo.currentData()
         QSettings().setValue("images/cam_scale", scale)
@@ -220,9 +224,15 @@ class ImagesTab(QWidget):
             entries.append((entry, path))
         if not entries or self._model is None:
             return
+        self._queue(entries)
+
+    def _queue(self, entries: list[tuple[int, Path]]) -> None:
+        """Send ``entries`` to the worker as one job, the one now wanted for each of them."""
+        self._jobs += 1
+        self.worker.wanted.set((entry for entry, _ in entries), self._jobs)
         self.pending += len(entries)
         self._job_requested.emit(ImageJob(tuple(entries), self.detector_combo.currentData(),
-                                          self.scale_combo.currentData()))
+                                          self.scale_combo.currentData(), self._jobs))
 
     def add_paths(self, paths: Iterable[Path]) -> int:
         """Queue files and folders' images for analysis; returns how many images were added."""
@@ -257,9 +267,7 @@ class ImagesTab(QWidget):
             self.image_list.addItem(item)
             self._items[entry] = item
             entries.append((entry, path))
-        self.pending += len(entries)
-        self._job_requested.emit(ImageJob(tuple(entries), self.detector_combo.currentData(),
-                                          self.scale_combo.currentData()))
+        self._queue(entries)
         self.image_list.setCurrentItem(self._items[entries[0][0]])  # show what was just opened
         self.opened.emit(list(paths))
         return len(entries)
@@ -272,6 +280,7 @@ class ImagesTab(QWidget):
             self.image_list.takeItem(self.image_list.row(item))
             self._items.pop(entry)
             self.results.pop(entry, None)
+        self.worker.wanted.drop(entry for entry, _ in items)
         self._on_image_selected()
         self.export_button.setEnabled(any(r.result is not None for r in self.results.values()))
 
@@ -315,10 +324,9 @@ class ImagesTab(QWidget):
     @Slot(object)
     def _on_image_done(self, image: ImageResult) -> None:
         self.pending -= 1
-        # a result from before a model or scale change (its redo is queued), or of an image
-        # removed meanwhile, is dropped
-        current = image.model is self._model and image.cam_scale == self.scale_combo.currentData()
-        if current and image.entry in self._items:
+        # a result from before a model, scale or detector change (its redo is queued), or of
+        # an image removed meanwhile, is dropped
+        if not image.superseded and self.worker.wanted.wants(image.entry, image.job):
             self._show_result(image)
         if self.pending == 0:
             self.all_done.emit()

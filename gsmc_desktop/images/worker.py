@@ -1,6 +1,7 @@
 """The Images tab's worker: still images through the frame pipeline, in its own thread."""
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,12 +27,36 @@ CAM_ALPHA = 0.5
 
 @dataclass(frozen=True)
 class ImageJob:
-    """Images to analyse: (entry number, path) pairs, the detector to use and how heatmaps
-    are scaled (``render.CAM_SCALES``)."""
+    """Images to analyse: (entry number, path) pairs, the detector to use, how heatmaps are
+    scaled (``render.CAM_SCALES``) and the job's number (``Wanted``)."""
 
     entries: tuple[tuple[int, Path], ...]
     detector: str = "full"
     cam_scale: str = "map"
+    number: int = 0
+
+
+class Wanted:
+    """Which job's analysis of each open image is wanted: the tab sets it when it queues a job
+    and drops images it takes off the list; the worker skips an image whose wanted job is
+    another (a newer model, scale or detector), so new work never waits behind thrown-away work."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._job: dict[int, int] = {}
+
+    def set(self, entries: Iterable[int], job: int) -> None:
+        with self._lock:
+            self._job.update(dict.fromkeys(entries, job))
+
+    def drop(self, entries: Iterable[int]) -> None:
+        with self._lock:
+            for entry in entries:
+                self._job.pop(entry, None)
+
+    def wants(self, entry: int, job: int) -> bool:
+        with self._lock:
+            return self._job.get(entry) == job
 
 
 @dataclass(frozen=True)
@@ -48,6 +73,8 @@ class ImageResult:
     error: str | None = None
     runtime: str = ""  # where and how the model ran, e.g. "cpu · int8"
     cam_scale: str = "map"  # how the job scaled the heatmaps (``ImageJob.cam_scale``)
+    job: int = 0  # ``ImageJob.number``
+    superseded: bool = False  # not analysed: a newer job has the image (or it was removed)
 
 
 def cam_tiles(image_bgr: npt.NDArray[np.uint8], result: FrameResult, framing: FaceCrop,
@@ -71,8 +98,9 @@ class ImagesWorker(Worker):
 
     image_done = Signal(object)
 
-    def __init__(self) -> None:
+    def __init__(self, wanted: Wanted) -> None:
         super().__init__()
+        self.wanted = wanted
         self._lock = threading.Lock()
         self._model: ModelHandle | None = None
         self._cancel = threading.Event()
@@ -106,6 +134,10 @@ class ImagesWorker(Worker):
             model = self._model
         done = 0
         try:
+            if not any(self.wanted.wants(entry, job.number) for entry, _ in job.entries):
+                for entry, path in job.entries:  # all thrown away: not even its model is built
+                    self.image_done.emit(ImageResult(entry, path, job=job.number, superseded=True))
+                return
             if model is None:
                 raise UsageError("No model loaded: use File ▸ Open checkpoint… first")
             predictor = self._predictor_for(model)
@@ -114,14 +146,19 @@ class ImagesWorker(Worker):
             for entry, path in job.entries:
                 if self._cancel.is_set():
                     return
-                result = self._analyse(pipeline, predictor, entry, path, job.cam_scale)
-                self.image_done.emit(replace(result, model=model, cam_scale=job.cam_scale))
+                if self.wanted.wants(entry, job.number):
+                    result = self._analyse(pipeline, predictor, entry, path, job.cam_scale)
+                    result = replace(result, model=model, cam_scale=job.cam_scale, job=job.number)
+                else:
+                    result = ImageResult(entry, path, job=job.number, superseded=True)
+                self.image_done.emit(result)
                 done += 1
         except Exception as exc:  # keep the app alive; the tab says what broke
             self.fail(exc, "images")
             for entry, path in job.entries[done:]:
                 self.image_done.emit(ImageResult(entry, path, model, error=f"{path}: not analysed: "
-                                                 f"{describe(exc)}", cam_scale=job.cam_scale))
+                                                 f"{describe(exc)}", cam_scale=job.cam_scale,
+                                                 job=job.number))
 
     def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path,
                  cam_scale: str) -> ImageResult:
