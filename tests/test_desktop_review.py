@@ -134,3 +134,29 @@ def test_a_face_that_cannot_be_drawn_is_said_in_its_place(qtbot, tabs, small_fer
     assert tab.score_button.isEnabled() and "failed" not in tab.progress_label.text()
     tab.move(1)  # the one after is drawn as usual
     qtbot.waitUntil(lambda: not tab.face_views[0].pixmap().isNull(), timeout=30_000)
+
+
+def test_a_log_that_cannot_be_written_is_said_and_the_review_stays(qtbot, tabs, small_ferplus,
+                                                                    random_checkpoint, tmp_path, monkeypatch):
+    checkpoint = tmp_path / "run" / "last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
+    shown = []
+    monkeypatch.setattr("gsmc_desktop.widgets.messages.warn", lambda _p, title, text: shown.append(text))
+    log = review_log_path(checkpoint)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.mkdir()  # in its place a folder: as a read-only install, open() fails (root ignores modes)
+    qtbot.keyClick(tab, Qt.Key.Key_1)  # was a PermissionError out of the shortcut: the crash dialog
+    assert len(shown) == 1 and str(log) in shown[0] and "copy the checkpoint" in shown[0]
+    assert tab.position == 0 and tab.log.decisions() == {}  # nothing recorded, still on the face
+    qtbot.keyClick(tab, Qt.Key.Key_Space)
+    assert len(shown) == 2 and tab.position == 0
+    # a log that is not a review log: the tab says so and keeps the review it shows
+    log.rmdir()
+    log.write_text("some,other,file\n")
+    run, rows = tab.run, tab.rows
+    tab.start_scoring()
+    qtbot.waitUntil(lambda: "Cannot open the review log" in tab.progress_label.text(), timeout=120_000)
+    assert "not a review log" in tab.progress_label.text() and tab.run is run and tab.rows == rows
+    assert tab.score_button.isEnabled()

@@ -7,7 +7,9 @@ to ``review/decisions.csv`` beside the checkpoint (append-only; reopening resume
 a cleaned copy of the dataset (``gsmc_core.review.relabel``) and never touches the original files.
 """
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from PySide6.QtCore import Qt, QThread, Signal, Slot
 from PySide6.QtGui import QKeySequence, QPixmap, QShortcut
@@ -27,6 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gsmc_core.errors import UsageError
 from gsmc_core.review.label_issues import SCORES
 from gsmc_core.review.relabel import RELABEL_DATASETS, relabel
 from gsmc_core.review.review_log import ReviewLog
@@ -35,7 +38,10 @@ from gsmc_desktop.review.worker import RenderedFace, ReviewWorker, ScoredRun, Sc
 from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.training.form import PathField
 from gsmc_desktop.widgets.frame_view import rgb_to_qimage
+from gsmc_desktop.widgets.messages import report_failure
 from gsmc_desktop.widgets.plain_text import PlainLabel
+
+T = TypeVar("T")
 
 SCORE_LABELS = {"audit": "audit score (another class ≥ 50 %)",
                 "self_confidence": "confident learning, self-confidence",
@@ -221,10 +227,14 @@ class ReviewTab(QWidget):
 
     @Slot(object)
     def _on_scored(self, run: ScoredRun) -> None:
-        self.run = run
+        try:  # before anything changes: a log that cannot be read keeps the review on screen
+            log = ReviewLog(review_log_path(run.request.checkpoint))
+        except (OSError, UsageError) as exc:
+            self._on_failed(f"Cannot open the review log: {describe(exc)}")
+            return
+        self.run, self.log = run, log
         self.score_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.log = ReviewLog(review_log_path(run.request.checkpoint))
         classes = run.scores.split.classes
         for box in (self.given_filter, self.predicted_filter):
             box.blockSignals(True)
@@ -349,30 +359,41 @@ class ReviewTab(QWidget):
         self._update_counter()
         self.move(1)
 
+    def _written(self, write: Callable[[], T]) -> tuple[bool, T | None]:
+        """Write to the review log; one that cannot be written is a dialog naming it and what
+        to do, and the review stays where it is."""
+        try:
+            return True, write()
+        except OSError as exc:
+            report_failure(self, "Cannot record the decision", OSError(
+                f"{self.log.path}: {exc.strerror or exc}. Decisions are kept beside the checkpoint: "
+                "copy the checkpoint to a folder you can write to and score it from there"))
+        except UsageError as exc:
+            report_failure(self, "Cannot record the decision", exc)
+        return False, None
+
     def decide_class(self, index: int) -> None:
         current = self._current()
         classes = self.run.scores.split.classes if self.run else ()
         if current is None or index >= len(classes):
             return
-        self.log.set_label(current[0], classes[index], current[1])
-        self._decided()
+        if self._written(lambda: self.log.set_label(current[0], classes[index], current[1]))[0]:
+            self._decided()
 
     def decide_unusable(self) -> None:
         current = self._current()
-        if current is not None:
-            self.log.unusable(*current)
+        if current is not None and self._written(lambda: self.log.unusable(*current))[0]:
             self._decided()
 
     def decide_keep(self) -> None:
         current = self._current()
-        if current is not None:
-            self.log.keep(*current)
+        if current is not None and self._written(lambda: self.log.keep(*current))[0]:
             self._decided()
 
     def undo(self) -> None:
         if self.log is None:
             return
-        last = self.log.undo()
+        _, last = self._written(self.log.undo)
         if last is None:
             return
         keys = [self._key(r) for r in self.rows]
