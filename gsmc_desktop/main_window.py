@@ -75,6 +75,9 @@ class MainWindow(QMainWindow):
         self.images.opened.connect(lambda paths: [self._remember_recent(p) for p in paths])
         self.live.video_chosen.connect(self._remember_recent)
         self.training.use_model.connect(self._on_use_trained_model)
+        # "Stop it and quit": the window stays live while the run stops, then closes
+        self._close_after_run = False
+        self.training.run_ended.connect(lambda _result: self._close_after_run and self.close())
 
         self.model_label = PlainLabel()
         self.device_label = PlainLabel()
@@ -358,11 +361,17 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training.is_running():
-            if not ask(self, "Training is running",
-                       "A training run is in progress. Stop it and quit? Its last.pt is saved and "
-                       "the run can be resumed later."):
-                event.ignore()
-                return
+            # the run stops at its next batch or after its validation, which can take minutes:
+            # the window is not frozen meanwhile, and closes when last.pt is saved
+            if self._close_after_run or ask(
+                    self, "Training is running", "A training run is in progress. Stop it and quit? "
+                    "Its last.pt is saved and the run can be resumed later."):
+                self._close_after_run = True
+                self.training.stop()
+                self.show_message("Stopping the training run: the window closes once its last.pt "
+                                  "is saved")
+            event.ignore()
+            return
         self.shutdown()
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())

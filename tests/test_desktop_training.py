@@ -133,7 +133,12 @@ def test_closing_during_training_asks_then_stops_cleanly(qtbot, monkeypatch, fer
     qtbot.waitUntil(lambda: len(window.training.curves.loss_keys()) > 0, timeout=60_000)
     assert not window.close()  # "No": the window and the run stay
     assert window.training.is_running()
-    assert window.close()  # "Yes": stops the run, which saves last.pt, and every worker thread
+    # "Yes": the run stops (it saves last.pt) while the window stays responsive (it waited in
+    # closeEvent, frozen, for up to 10 minutes), then the window closes and every thread ends
+    assert not window.close() and window.isVisible()
+    assert window.statusBar().currentMessage().startswith("Stopping the training run")
+    assert not window.close() and answers == []  # a second close does not ask again
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=60_000)
     assert running_threads() == []
     assert load_checkpoint(tmp_path / "run" / "last.pt").training_state is not None
 
