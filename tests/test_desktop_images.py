@@ -341,3 +341,21 @@ def test_a_detector_change_analyses_the_open_images_again(qtbot, tab, tmp_path):
         assert tab.image_list.item(0).text() == "p0.png\nanalysing with the short range detector…"
     assert tab.results[0] is not before and tab.results[0].job > before.job
     assert tab.image_list.item(0).text() == "p0.png\n1 face"
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_save_cams_asks_before_replacing_maps_already_there(qtbot, tab, tmp_path, monkeypatch, replace):
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([shared_path("images", "astronaut.png")])
+    tab.image_list.setCurrentRow(0)
+    out = tmp_path / "cams"
+    out.mkdir()
+    earlier = out / "astronaut_face1_happiness.png"  # another model's map of the same face
+    earlier.write_bytes(b"earlier map")
+    asked = []
+    monkeypatch.setattr("gsmc_desktop.images.tab.ask", lambda _p, _t, text: asked.append(text) or replace)
+    monkeypatch.setattr("gsmc_desktop.images.tab.QFileDialog.getExistingDirectory", lambda *a, **k: str(out))
+    tab.cams_button.click()
+    assert len(asked) == 1 and "1 of these CAM images already exist" in asked[0]
+    assert (earlier.read_bytes() == b"earlier map") != replace
+    assert len(list(out.iterdir())) == (8 if replace else 1)

@@ -35,7 +35,7 @@ from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.widgets.color_bar import ColorBar, scale_combo
 from gsmc_desktop.widgets.frame_view import FrameView
-from gsmc_desktop.widgets.messages import report_failure
+from gsmc_desktop.widgets.messages import ask, report_failure
 from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
 from gsmc_desktop.widgets.plots import ProbabilityChart
 
@@ -474,13 +474,18 @@ class ImagesTab(QWidget):
         write_image_table(path, items)
         return sum(item.faces for item in items)
 
-    def save_cams(self, folder: Path) -> list[Path]:
-        """The selected face's CAM tiles (one per class) as PNGs in ``folder``."""
+    def cam_paths(self, folder: Path) -> list[Path]:
+        """Where ``save_cams`` writes the selected face's CAM images in ``folder``."""
         image = self.current_result()
         if image is None or image.result is None or self._face >= len(image.cam_tiles):
             raise ValueError("no face is selected")
         face = image.result.faces[self._face]
-        names = [folder / f"{image.path.stem}_face{face.id}_{name}.png" for name in image.result.classes]
+        return [folder / f"{image.path.stem}_face{face.id}_{name}.png" for name in image.result.classes]
+
+    def save_cams(self, folder: Path) -> list[Path]:
+        """The selected face's CAM tiles (one per class) as PNGs in ``folder``."""
+        image = self.current_result()
+        names = self.cam_paths(folder)
         for path in names:
             refuse_overwriting_inputs({"A CAM image": path}, self._inputs())
         for path, tile in zip(names, image.cam_tiles[self._face], strict=True):
@@ -506,6 +511,12 @@ class ImagesTab(QWidget):
         if not folder:
             return
         try:
+            existing = [p for p in self.cam_paths(Path(folder)) if p.exists()]
+            # the names do not say which model made the maps: another model's would be lost
+            if existing and not ask(self, "Replace the CAM images?",
+                                    f"{len(existing)} of these CAM images already exist in {folder} "
+                                    f"(e.g. {existing[0].name}), perhaps from another model. Replace them?"):
+                return
             written = self.save_cams(Path(folder))
         except (OSError, ValueError) as exc:
             report_failure(self, "Cannot save the CAM images", exc)
