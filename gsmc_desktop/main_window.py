@@ -27,7 +27,7 @@ from gsmc_desktop.images.tab import ImagesTab
 from gsmc_desktop.live.tab import LiveTab
 from gsmc_desktop.model_handle import ModelHandle, default_checkpoint, load_model, model_card
 from gsmc_desktop.review.tab import ReviewTab
-from gsmc_desktop.settings import existing_file, read_setting
+from gsmc_desktop.settings import existing_file, existing_folder, read_setting
 from gsmc_desktop.training.tab import TrainingTab
 from gsmc_desktop.widgets.messages import ask, inform, warn
 from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
@@ -170,9 +170,11 @@ class MainWindow(QMainWindow):
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
-        recent = [p for p in self.recent_files() if existing_file(str(p))]
+        # images, videos and folders of images (each opened folder took a slot: after ten,
+        # the menu was empty)
+        recent = [p for p in self.recent_files() if existing_file(str(p)) or existing_folder(str(p))]
         for path in recent:
-            action = self.recent_menu.addAction(path.name)
+            action = self.recent_menu.addAction(f"{path.name}/" if path.is_dir() else path.name)
             action.setToolTip(plain_tooltip(str(path)))
             action.triggered.connect(lambda _=False, p=path: self.open_recent(p))
         self.recent_menu.setEnabled(bool(recent))

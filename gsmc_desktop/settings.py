@@ -81,6 +81,15 @@ def existing_file(text: str) -> Path | None:
         return None
 
 
+def existing_folder(text: str) -> Path | None:
+    """``text`` as the path of an existing folder, or None (as ``existing_file``)."""
+    try:
+        path = Path(text)
+        return path if text and path.is_dir() else None
+    except (OSError, ValueError):
+        return None
+
+
 def reset_settings() -> None:
     """Forget every remembered setting (``--reset-settings``)."""
     settings = QSettings()

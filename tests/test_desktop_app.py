@@ -211,6 +211,11 @@ def test_help_shows_the_model_card_and_file_menu_opens_and_remembers(qtbot, tmp_
     assert window.open_images([photo]) == 1 and window.tabs.currentWidget() is window.images
     assert window.recent_files()[0] == photo.resolve()
     assert [a.text() for a in window.recent_menu.actions()] == ["photo.png"]
+    folder = tmp_path / "holiday"  # an opened folder is listed too (it took a slot, unlisted)
+    folder.mkdir()
+    (folder / "beach.png").write_bytes(photo.read_bytes())
+    assert window.open_images([folder]) == 1
+    assert [a.text() for a in window.recent_menu.actions()] == ["holiday/", "photo.png"]
     window.close()
 
 
