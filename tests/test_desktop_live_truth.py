@@ -306,3 +306,50 @@ def test_a_model_switch_ends_the_recording_its_csv_stays_whole(qtbot, tab, astro
     shown = tab.frames_shown
     qtbot.waitUntil(lambda: tab.frames_shown > shown + 3, timeout=30_000)
     assert list(csv.reader(csv_path.open())) == rows  # nothing written after the switch
+
+
+@pytest.fixture
+def slow_scan(qtbot, random_checkpoint):
+    """A Live tab whose camera scan (the worker's first task) lasts until ``release`` is set,
+    as a scan that opens each camera in turn; it finds camera 0."""
+    import threading
+
+    release = threading.Event()
+    tab = LiveTab(camera_lister=lambda: release.wait(60) and [0])
+    qtbot.addWidget(tab)
+    tab.set_model(load_model(random_checkpoint, "cpu"))
+    yield tab, release
+    release.set()
+    tab.shutdown()
+
+
+def test_a_stop_while_the_cameras_are_scanned_is_kept(qtbot, slow_scan, astronaut_rgb, tmp_path):
+    # the run waits behind the scan in the worker thread; its Stop was cleared when it began
+    tab, release = slow_scan
+    tab.set_video(write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=300, fps=10.0))
+    tab.start()
+    tab.stop()
+    reasons = []
+    tab.finished.connect(reasons.append)
+    release.set()
+    qtbot.waitUntil(lambda: reasons == ["stopped"], timeout=15_000)  # (30 s of video otherwise)
+    assert not tab.is_running() and tab.frames_shown <= 1
+
+
+def test_the_source_list_names_the_camera_that_plays(qtbot, slow_scan, astronaut_rgb, tmp_path):
+    # `gsmc-desktop --camera 0` after a session that ended on a video: the list said the video
+    from PySide6.QtCore import QSettings
+
+    from gsmc_desktop.live.worker import SourceSpec
+
+    tab, release = slow_scan
+    clip = write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=5)
+    tab.set_video(clip)
+    QSettings().setValue("live/source", str(clip))
+    shown = []
+    tab.source_combo.currentIndexChanged.connect(lambda *_: shown.append(tab.source_combo.currentData()))
+    tab.start(SourceSpec(camera=0))  # no camera here: it fails to open, after the scan lands
+    release.set()
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
+    assert tab.source_combo.currentData() == 0 and str(clip) not in shown[-1:]
+    assert QSettings().value("live/source") == "0"

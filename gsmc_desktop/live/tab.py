@@ -300,12 +300,19 @@ class LiveTab(QWidget):
         self.cameras = cameras
         current = self.source_combo.currentData()
         self.source_combo.clear()
+        playing = self._spec if self._running else None
+        if playing is not None and playing.camera is not None:  # (a scan may miss a camera in use)
+            cameras = sorted({*cameras, playing.camera})
         for index in cameras:
             self.source_combo.addItem(f"Camera {index}", index)
         if self._video is not None:
             self.source_combo.addItem(self._video.name, str(self._video))
         self.source_combo.addItem("Video file…", "choose")
-        found = self.source_combo.findData(current) if current not in (None, "choose") else -1
+        found = -1
+        if playing is not None:  # the list names what plays
+            found = self.source_combo.findData(str(playing.video) if playing.video else playing.camera)
+        if found < 0 and current not in (None, "choose"):
+            found = self.source_combo.findData(current)
         if found < 0 and self._saved_source is not None:
             found = self.source_combo.findData(self._saved_source)
         self.source_combo.setCurrentIndex(max(0, found))
@@ -371,6 +378,14 @@ class LiveTab(QWidget):
         self.view.set_message(f"Opening {spec.label()}…")
         self._update_buttons()
         QSettings().setValue("live/source", str(spec.video) if spec.video else str(spec.camera))
+        # the list names what plays (`--camera 1`, a recent video): also once the camera scan lands
+        self._saved_source = str(spec.video) if spec.video else spec.camera
+        found = self.source_combo.findData(self._saved_source)
+        if found >= 0:
+            self.source_combo.setCurrentIndex(found)
+        # a new run starts here, not when the worker picks it up: a Stop (or another source)
+        # meanwhile, while the worker still scans the cameras, is kept for the run
+        self.worker.control.new_run()
         self._run_requested.emit(spec)
 
     def stop(self) -> None:

@@ -197,7 +197,8 @@ class LiveWorker(Worker):
 
     @Slot(object)
     def run(self, spec: SourceSpec) -> None:
-        self.control.new_run()
+        """Stream ``spec``; the caller has called ``control.new_run()`` (in its own thread, so a
+        stop asked for before this slot runs is kept)."""
         try:
             source = self._open(spec)
         except Exception as exc:  # a camera or file that cannot be opened names itself
