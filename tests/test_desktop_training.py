@@ -87,22 +87,32 @@ def test_stop_leaves_a_usable_checkpoint(qtbot, tab, ferplus_root, tmp_path):
     assert "Stopped" in tab.progress_label.text()
 
 
-def test_invalid_input_is_shown_beside_the_field(tab, ferplus_root, tmp_path):
+def test_invalid_input_is_shown_beside_the_field(qtbot, tab, ferplus_root, tmp_path):
     tab.form.data_root.edit.setText("")
     assert not tab.start()
     assert tab.form.data_root.error.text() == "Choose the dataset's folder."
     tab.form.data_root.edit.setText(str(tmp_path / "missing"))
     assert not tab.start() and "folder not found" in tab.form.data_root.error.text()
+
+    def refused(out):
+        # the labels are read by the run in the worker thread (FER2013's pixel rows took
+        # seconds on the GUI thread): its error comes back beside the dataset's folder
+        tab.form.out.edit.setText(str(tmp_path / out))
+        assert tab.start()
+        qtbot.waitUntil(lambda: not tab.is_running(), timeout=60_000)
+        assert tab.start_button.isEnabled() and tab.form.isEnabled()
+        return tab.form.data_root.error.text().replace("\u200b", "")  # (break points in paths)
+
     tab.form.data_root.edit.setText(str(ferplus_root))
     tab.form.dataset.setCurrentText("rafdb")  # FERPlus files are not a RAF-DB layout
-    assert not tab.start() and "Not a rafdb dataset" in tab.form.data_root.error.text()
+    assert "Not a rafdb dataset" in refused("a")
+    assert not (tmp_path / "a" / "config.yaml").exists()
     tab.form.dataset.setCurrentText("ferplus")
     binary = tmp_path / "binary" / "FER2013Train"  # a label file that is not text
     binary.mkdir(parents=True)
     (binary / "label.csv").write_bytes(b"\xff\xfe\x00binary\x81\n")
     tab.form.data_root.edit.setText(str(binary.parent))
-    assert not tab.start()
-    said = tab.form.data_root.error.text().replace("\u200b", "")  # break points in long paths
+    said = refused("b")
     assert f"{binary / 'label.csv'}: not UTF-8 text" in said and "save it as UTF-8" in said
     tab.form.data_root.edit.setText(str(ferplus_root))
     tab.form.out.edit.setText(str(tmp_path / "new"))

@@ -29,8 +29,7 @@ from gsmc_core.training.config import (
     config_for_resume,
     setting_info,
 )
-from gsmc_core.training.data.readers import DATASETS, read_split
-from gsmc_core.training.data.samples import DataError
+from gsmc_core.training.data.readers import DATASETS
 from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.widgets.plain_text import PlainLabel, breakable
 
@@ -308,10 +307,15 @@ class TrainingForm(QWidget):
         self.load_config(config)
         return config
 
+    def show_data_error(self, dataset: str, exc: BaseException) -> None:
+        """A run that could not read its dataset: said beside the dataset's folder."""
+        self.data_root.set_error(f"Not a {dataset} dataset: {exc}")
+
     def config(self) -> TrainConfig | None:
         """The settings of a new run as a TrainConfig, or None when something is wrong (each
-        problem is shown beside its field). Reads the dataset's training labels to check the
-        format."""
+        problem is shown beside its field). The dataset's labels are read by the run, in the
+        worker thread (FER2013's pixel rows take seconds); what is wrong in them is shown
+        beside the dataset's folder too (``show_data_error``)."""
         self.clear_errors()
         ok = True
         root, out, init = self.data_root.text(), self.out.text(), self.init.text()
@@ -321,16 +325,6 @@ class TrainingForm(QWidget):
         elif not Path(root).is_dir():
             self.data_root.set_error(f"{root}: folder not found.")
             ok = False
-        else:
-            dataset = self.dataset.currentText()
-            try:
-                read_split(dataset, root, "train")
-            except DataError as exc:  # names the file and what is wrong in it
-                self.data_root.set_error(f"Not a {dataset} dataset: {exc}")
-                ok = False
-            except (OSError, ValueError) as exc:  # unreadable, or not text (UnicodeDecodeError)
-                self.data_root.set_error(f"Cannot read the {dataset} training labels in {root}: {exc}")
-                ok = False
         problem = RunFolder(out).problem_for_new_run() if out else "Choose a folder for the run."
         if problem:
             self.out.set_error(problem)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.data.samples import DataError
 from gsmc_core.training.events import BatchEvent, EpochEvent, TrainResult
 from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.settings import read_setting
@@ -285,6 +286,8 @@ class TrainingTab(QWidget):
             self._evaluation_failed(message)
         else:
             self._training_failed(message)
+            if isinstance(exc, DataError):  # the labels or images: said where they are chosen
+                self.form.show_data_error(self.form.dataset.currentText(), exc)
 
     def _training_failed(self, message: str) -> None:
         self._running = False
