@@ -48,7 +48,8 @@ def scored_tab(qtbot, tabs, root, checkpoint) -> ReviewTab:
     return tab
 
 
-def test_review_with_keys_undo_reopen_and_export(qtbot, tabs, small_ferplus, random_checkpoint, tmp_path):
+def test_review_with_keys_undo_reopen_and_export(qtbot, tabs, small_ferplus, random_checkpoint, tmp_path,
+                                                 monkeypatch):
     checkpoint = tmp_path / "run" / "last.pt"
     checkpoint.parent.mkdir()
     checkpoint.write_bytes(random_checkpoint.read_bytes())
@@ -81,7 +82,28 @@ def test_review_with_keys_undo_reopen_and_export(qtbot, tabs, small_ferplus, ran
 
     again = scored_tab(qtbot, tabs, small_ferplus, checkpoint)  # reopened: resumes at the first undecided
     assert again._key(again.rows[again.position]) == last
-    out = again.export(tmp_path / "cleaned")
+    import threading
+
+    import gsmc_desktop.review.worker as review_worker
+
+    threads, shown = [], []
+    real = review_worker.relabel
+    monkeypatch.setattr(review_worker, "relabel",
+                        lambda *a, **k: threads.append(threading.current_thread()) or real(*a, **k))
+    monkeypatch.setattr("gsmc_desktop.widgets.messages.warn", lambda _p, title, text: shown.append(text))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    with qtbot.waitSignal(again.worker.errored, timeout=60_000):
+        assert again.export(tmp_path / "taken")  # a folder that is not empty: refused, in a dialog
+    qtbot.waitUntil(lambda: len(shown) == 1)
+    assert "is not empty" in shown[0] and again.export_button.isEnabled()
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    (tmp_path / "cleaned").mkdir()  # the empty folder a folder dialog gives
+    with qtbot.waitSignal(again.worker.exported, timeout=120_000) as exported:
+        assert again.export(tmp_path / "cleaned")
+    assert threading.main_thread() not in threads and len(threads) == 2  # not on the GUI thread
+    out = exported.args[0].root
+    assert out == tmp_path / "cleaned" and again.export_button.isEnabled()
     cleaned = {s.key: s.label for s in read_split("ferplus", out, "train").samples}
     originals = {s.key: s.label for s in read_split("ferplus", small_ferplus, "train").samples}
     classes = read_split("ferplus", out, "train").classes

@@ -254,7 +254,9 @@ def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out:
                  for key, old, new in changes]
         _write_csv(partial / "changes.csv", rows)
         os.chmod(partial, 0o777 & ~current_umask())  # mkdtemp makes it private
-        os.replace(partial, out)  # (an empty ``out`` is replaced)
+        if out.exists():  # empty (checked above); Windows cannot rename over a folder
+            out.rmdir()
+        os.replace(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)  # links inside are removed, never followed
         raise

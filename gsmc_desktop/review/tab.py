@@ -31,10 +31,10 @@ from PySide6.QtWidgets import (
 
 from gsmc_core.errors import UsageError
 from gsmc_core.review.label_issues import SCORES
-from gsmc_core.review.relabel import RELABEL_DATASETS, relabel
+from gsmc_core.review.relabel import RELABEL_DATASETS, RelabelResult
 from gsmc_core.review.review_log import ReviewLog
 from gsmc_core.training.data.readers import DATASETS
-from gsmc_desktop.review.worker import RenderedFace, ReviewWorker, ScoredRun, ScoreRequest
+from gsmc_desktop.review.worker import ExportRequest, RenderedFace, ReviewWorker, ScoredRun, ScoreRequest
 from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.training.form import PathField
 from gsmc_desktop.widgets.frame_view import rgb_to_qimage
@@ -58,6 +58,7 @@ class ReviewTab(QWidget):
     train_on = Signal(str, str)  # dataset format, cleaned root: start training from it
     _score_requested = Signal(object)
     _render_requested = Signal(int)
+    _export_requested = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -159,6 +160,8 @@ class ReviewTab(QWidget):
         self.thread: QThread = start_worker(self.worker, "review-worker")
         self._score_requested.connect(self.worker.score)
         self._render_requested.connect(self.worker.render)
+        self._export_requested.connect(self.worker.export)
+        self.worker.exported.connect(self._on_exported)
         self.worker.render_failed.connect(self._on_render_failed)
         self.worker.progress.connect(self._on_progress)
         self.worker.scored.connect(self._on_scored)
@@ -217,6 +220,11 @@ class ReviewTab(QWidget):
     @Slot(str)
     @Slot(object, str)
     def _on_errored(self, exc: BaseException, task: str) -> None:
+        if task == "export":  # the review stays; the dialog names the folder or the label line
+            self.export_button.setEnabled(True)
+            self.progress_label.setText(f"Export failed: {describe(exc)}")
+            report_failure(self, "Cannot export the cleaned dataset", exc)
+            return
         self._on_failed(f"{task[0].upper()}{task[1:]} failed: {describe(exc)}")
 
     def _on_failed(self, message: str) -> None:
@@ -412,26 +420,31 @@ class ReviewTab(QWidget):
 
     # --- export -----------------------------------------------------------------------------------
 
-    def export(self, out: Path) -> Path:
-        """The cleaned copy of the dataset in ``out`` (a new folder); returns it."""
+    def export(self, out: Path) -> bool:
+        """Write the cleaned copy of the dataset in ``out`` (a new or empty folder) in the worker
+        thread; ``exported`` or a dialog follows. False when nothing is reviewed yet."""
         if self.run is None or self.log is None:
-            raise ValueError("nothing reviewed yet")
+            return False
         request = self.run.request
-        return relabel(request.dataset, request.data_root, self.log.decisions(), out,
-                       decided_in=self.log.path).root
+        self.export_button.setEnabled(False)
+        self.progress_label.setText(f"Writing the cleaned dataset to {out}…")
+        self._export_requested.emit(ExportRequest(request.dataset, Path(request.data_root),
+                                                  self.log.decisions(), out, self.log.path))
+        return True
 
     @Slot()
     def _on_export_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "New folder for the cleaned dataset")
-        if not folder:
-            return
-        try:
-            root = self.export(Path(folder))
-        except (OSError, ValueError) as exc:
-            self.status_message.emit(f"Cannot export: {exc}")
-            return
-        self.status_message.emit(f"Wrote the cleaned dataset to {root} (changes in changes.csv)")
-        self.train_on.emit(self.run.request.dataset, str(root))
+        if folder:
+            self.export(Path(folder))
+
+    @Slot(object)
+    def _on_exported(self, result: RelabelResult) -> None:
+        self.export_button.setEnabled(True)
+        message = f"Wrote the cleaned dataset to {result.root} (changes in changes.csv)"
+        self.progress_label.setText(message)
+        self.status_message.emit(message)
+        self.train_on.emit(self.run.request.dataset, str(result.root))
 
     def shutdown(self) -> None:
         self.worker.request_stop()

@@ -17,6 +17,8 @@ from gsmc_core.frames.render import overlay_heatmap
 from gsmc_core.review.audit import TrainingScores, score_training_set
 from gsmc_core.review.cross_val import cross_validated_scores
 from gsmc_core.review.label_issues import Suspects, rank_suspects
+from gsmc_core.review.relabel import relabel
+from gsmc_core.review.review_log import Decision
 from gsmc_core.training.config import TrainConfig, config_for_resume
 from gsmc_core.training.data.samples import load_image
 from gsmc_core.training.events import BatchEvent
@@ -48,6 +50,17 @@ class ScoredRun:
 
 
 @dataclass(frozen=True)
+class ExportRequest:
+    """A review's decisions, to be applied to a cleaned copy of the dataset in ``out``."""
+
+    dataset: str
+    data_root: Path
+    decisions: dict[str, Decision]
+    out: Path
+    log: Path  # the review log the decisions come from (named in changes.csv)
+
+
+@dataclass(frozen=True)
 class RenderedFace:
     row: int  # the suspect's row in ScoredRun.scores
     face: npt.NDArray[np.uint8]  # RGB, FACE_SIZE square
@@ -65,6 +78,7 @@ class ReviewWorker(Worker):
     rendered = Signal(object)  # RenderedFace
     render_failed = Signal(int, str)  # row, why its face cannot be shown
     cancelled = Signal(str)
+    exported = Signal(object)  # RelabelResult
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,6 +127,18 @@ class ReviewWorker(Worker):
         """The run's own recipe (its config.yaml), on the dataset folder chosen in the tab."""
         config = config_for_resume(request.checkpoint.parent, {})
         return replace(config, resume=False, data_root=str(request.data_root), device="auto")
+
+    @Slot(object)
+    def export(self, request: ExportRequest) -> None:
+        """Write the cleaned copy of the dataset (``relabel``): FER2013's whole CSV or AffectNet's
+        images copied where links cannot be made take minutes, so not on the GUI thread."""
+        try:
+            result = relabel(request.dataset, request.data_root, request.decisions, request.out,
+                             decided_in=request.log)
+        except Exception as exc:  # names the folder or label line; nothing is left half-written
+            self.fail(exc, "export")
+            return
+        self.exported.emit(result)
 
     @Slot(int)
     def render(self, row: int) -> None:
