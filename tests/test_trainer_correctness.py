@@ -125,9 +125,9 @@ def test_eval_scores_the_faces_the_run_held_out(tmp_path):
     import numpy as np
 
     from gsmc_core.checkpoint import Checkpoint, ModelMeta
-    from gsmc_core.cli.training import eval_split
     from gsmc_core.labels import CANONICAL_CLASSES
-    from gsmc_core.training.data.readers import read_split
+    from gsmc_core.training.data.preload import calibration_faces
+    from gsmc_core.training.data.readers import checkpoint_split, read_split
 
     for cls in ("happy", "neutral"):
         for i in range(20):
@@ -139,17 +139,21 @@ def test_eval_scores_the_faces_the_run_held_out(tmp_path):
                       train_config={"dataset": "folder", "seed": 1, "val_fraction": 0.3, "holdout": "hash"})
     held_out = {s.key for s in read_split("folder", tmp_path, "val", 8, 0.3, 1).samples}
     trained_on = {s.key for s in read_split("folder", tmp_path, "train", 8, 0.3, 1).samples}
-    scored = {s.key for s in eval_split(ckpt, "folder", str(tmp_path), "val").samples}
+    scored = {s.key for s in checkpoint_split(ckpt, "folder", str(tmp_path), "val").samples}
     assert scored == held_out and not scored & trained_on and len(scored) == 12
+    # `gsmc quantize` calibrates on the same held-out faces (it took the default 10 %, seed 0:
+    # 4 faces, some of them trained on)
+    assert sum(len(b) for b in calibration_faces(ckpt, "folder", tmp_path, faces=100)) == 12
     # a run made before the hash holdout (its config has no `holdout`) scores its own shuffled split
     older = Checkpoint(meta=meta, state_dict={},
                        train_config={"dataset": "folder", "seed": 1, "val_fraction": 0.3})
     shuffled = {s.key for s in read_split("folder", tmp_path, "val", 8, 0.3, 1, "shuffle").samples}
-    assert {s.key for s in eval_split(older, "folder", str(tmp_path), "val").samples} == shuffled != scored
+    older_scored = {s.key for s in checkpoint_split(older, "folder", str(tmp_path), "val").samples}
+    assert older_scored == shuffled != scored
     # a checkpoint trained elsewhere gets the defaults (no run settings to honour)
     other = Checkpoint(meta=meta, state_dict={}, train_config={"dataset": "ferplus", "seed": 1})
     default = {s.key for s in read_split("folder", tmp_path, "val", 8).samples}
-    assert {s.key for s in eval_split(other, "folder", str(tmp_path), "val").samples} == default
+    assert {s.key for s in checkpoint_split(other, "folder", str(tmp_path), "val").samples} == default
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import threading
 import typing
 from pathlib import Path
 
-from gsmc_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.errors import UsageError
 from gsmc_core.outputs import refuse_overwriting_inputs, require_writable_file
@@ -26,8 +26,7 @@ from gsmc_core.training.config import (
     TrainConfig,
     config_for_resume,
 )
-from gsmc_core.training.data.readers import DATASETS, SPLITS, read_split
-from gsmc_core.training.data.samples import Split
+from gsmc_core.training.data.readers import DATASETS, SPLITS, checkpoint_split, read_split
 from gsmc_core.training.evaluate import evaluate_checkpoint, robustness
 from gsmc_core.training.events import BatchEvent, EpochEvent, LogEvent
 from gsmc_core.training.loop import train
@@ -127,18 +126,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def eval_split(ckpt: Checkpoint, dataset: str, data_root: str, split: str) -> Split:
-    """The split to score ``ckpt`` on. A dataset without its own validation split holds one out
-    of its training data by seed and fraction: when the checkpoint was trained on this dataset,
-    its run's own settings decide, so "val" is the faces the run held out (as `audit` does)."""
-    cfg = ckpt.train_config or {}
-    same_run_data = cfg.get("dataset") == dataset
-    return read_split(dataset, data_root, split, len(ckpt.meta.classes),
-                      cfg.get("val_fraction", 0.1) if same_run_data else 0.1,
-                      cfg.get("seed", 0) if same_run_data else 0,
-                      cfg.get("holdout", "shuffle") if same_run_data else "hash")
-
-
 def _say(text: str, json_output: bool) -> None:
     """Progress: on stdout, or on stderr when stdout carries JSON."""
     print(text, file=sys.stderr if json_output else sys.stdout, flush=True)
@@ -148,13 +135,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1 face, got {args.limit}")
     ckpt = load_checkpoint(args.checkpoint)
-    split = eval_split(ckpt, args.dataset, args.data_root, args.split).subset(args.limit)
+    split = checkpoint_split(ckpt, args.dataset, args.data_root, args.split).subset(args.limit)
     twins = []
     if args.without_twins:
         if args.split == "train":
             raise UsageError("--without-twins leaves out the faces that are also in the training "
                              "split: give --split val or test")
-        train = eval_split(ckpt, args.dataset, args.data_root, "train")
+        train = checkpoint_split(ckpt, args.dataset, args.data_root, "train")
         split, twins = without_twins(split, train)
         _say(f"{len(twins)} {args.split} faces with a pixel-identical training face left out", args.json)
     device = resolve_device(args.device)

@@ -17,7 +17,7 @@ from gsmc_core.checkpoint import Checkpoint, ModelMeta
 from gsmc_core.errors import UsageError
 from gsmc_core.preprocess import prepare_image
 from gsmc_core.training.data.batch_augment import normalize, to_float
-from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.readers import checkpoint_split
 from gsmc_core.training.data.samples import Batch, DataError, Split, Unreadable, load_image
 
 BatchAugment = Callable[[torch.Tensor, ModelMeta, torch.Generator], torch.Tensor]
@@ -136,8 +136,9 @@ CALIBRATION_FACES = 1000  # validation faces whose activations set the int8 rang
 def calibration_faces(ckpt: Checkpoint, dataset: str, data_root: str | os.PathLike,
                       faces: int = CALIBRATION_FACES) -> list[npt.NDArray[np.float32]]:
     """Batches of ``faces`` validation faces of ``dataset``, preprocessed as the model sees them
-    (the same random subset for the same dataset)."""
-    split = read_split(dataset, data_root, "val", len(ckpt.meta.classes)).subset(faces, 0)
+    (the same random subset for the same dataset). A dataset without its own validation split:
+    the faces the model's run held out (``checkpoint_split``), never faces it trained on."""
+    split = checkpoint_split(ckpt, dataset, str(data_root), "val").subset(faces, 0)
     loader = MemoryLoader(preload_split(split, ckpt.meta), ckpt.meta, 32)
     batches = [batch.images.numpy() for batch in loader]
     if not batches:

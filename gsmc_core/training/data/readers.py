@@ -11,6 +11,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from gsmc_core.labels import (
     class_list,
 )
 from gsmc_core.training.data.samples import DataError, Sample, Split, open_label_file
+
+if TYPE_CHECKING:
+    from gsmc_core.checkpoint import Checkpoint
 
 DATASETS = ("ferplus", "rafdb", "fer2013", "affectnet", "folder")
 SPLITS = ("train", "val", "test")
@@ -334,3 +338,15 @@ def read_split(dataset: str, root: str | Path, split: str, num_classes: int | No
     if dataset == "affectnet":
         return read_affectnet(root, split, n, val_fraction, seed, holdout)
     return read_folder(root, split, n, val_fraction, seed, holdout)
+
+
+def checkpoint_split(ckpt: "Checkpoint", dataset: str, data_root: str, split: str) -> Split:
+    """The split to score ``ckpt`` on. A dataset without its own validation split holds one out
+    of its training data by seed and fraction: when the checkpoint was trained on this dataset,
+    its run's own settings decide, so "val" is the faces the run held out (as `audit` does)."""
+    cfg = ckpt.train_config or {}
+    same_run_data = cfg.get("dataset") == dataset
+    return read_split(dataset, data_root, split, len(ckpt.meta.classes),
+                      cfg.get("val_fraction", 0.1) if same_run_data else 0.1,
+                      cfg.get("seed", 0) if same_run_data else 0,
+                      cfg.get("holdout", "shuffle") if same_run_data else "hash")
