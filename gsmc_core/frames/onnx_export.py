@@ -9,7 +9,6 @@ metadata, so users never have to run ``gsmc export`` themselves.
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ import onnx
 import platformdirs
 import torch
 
+from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, CheckpointError, ModelMeta
 
 META_KEY = "gsmc_meta"
@@ -73,16 +73,8 @@ def export_onnx(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
         "gsmc_source_file": str(ckpt.path or ""),
     })
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(graph, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    # flushed to disk before the rename: after a power cut the file is whole or absent
+    return write_atomic(out, lambda f: f.write(graph.SerializeToString()), binary=True)
 
 
 _export_lock = threading.Lock()

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 
+from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint
 from gsmc_core.frames.onnx_export import (
     INPUT_NAME,
@@ -112,8 +113,5 @@ def quantize_int8(ckpt: Checkpoint, calibration: list[npt.NDArray[np.float32]],
                                             CALIBRATION_KEY: json.dumps({
                                                 "ranges": RANGES, "faces": sum(len(b) for b in calibration)}),
                                             "gsmc_source_file": str(ckpt.path or "")})
-        staged = Path(tmp, "final.onnx")
-        onnx.save_model(graph, str(staged))
-        os.chmod(staged, 0o644)
-        os.replace(staged, out)
-    return out
+        # flushed to disk before the rename: after a power cut the file is whole or absent
+        return write_atomic(out, lambda f: f.write(graph.SerializeToString()), binary=True)
