@@ -244,6 +244,7 @@ class MainWindow(QMainWindow):
                                     "it was not opened again; the default model is used. Open it "
                                     "with File ▸ Open model if you trust it.")
             saved = ""
+        gone = not requested and saved and existing_file(saved) is None
         path = requested or existing_file(saved) or default_checkpoint()
         if path is not None:
             settings = QSettings()
@@ -251,6 +252,9 @@ class MainWindow(QMainWindow):
             settings.sync()
             QTimer.singleShot(OPENING_CLEAR_MS, lambda: QSettings().remove(OPENING_KEY))
         if path is not None and self.open_checkpoint(path, remember=requested is not None):
+            if gone:  # said, not silently swapped: the user may think their model runs
+                self.show_message(f"The last model used, {saved}, is no longer there (moved or "
+                                  f"deleted); using {path.name}")
             return
         default = default_checkpoint()
         if path is not None and default is not None and path != default:

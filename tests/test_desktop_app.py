@@ -69,6 +69,16 @@ def test_model_device_and_settings_persist(qtbot, random_checkpoint, tmp_path):
     assert again.model.path == random_checkpoint and again.tabs.currentIndex() == 1
     assert again.live.opacity_slider.value() == 70 and again.width() == 700
     again.close()
+    moved = tmp_path / "moved.pt"  # the remembered model is moved away: the default is used, and said
+    moved.write_bytes(random_checkpoint.read_bytes())
+    QSettings().setValue("model/checkpoint", str(moved))
+    moved.unlink()
+    third = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(third)
+    assert third.model.path.name == "gsmc_default.pt"
+    assert third.statusBar().currentMessage() == (f"The last model used, {moved}, is no longer there "
+                                                  "(moved or deleted); using gsmc_default.pt")
+    third.close()
 
 
 def test_command_line():
