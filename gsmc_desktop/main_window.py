@@ -77,7 +77,7 @@ class MainWindow(QMainWindow):
         self.training.use_model.connect(self._on_use_trained_model)
         # "Stop it and quit": the window stays live while the run stops, then closes
         self._close_after_run = False
-        self.training.run_ended.connect(lambda _result: self._close_after_run and self.close())
+        self.training.run_ended.connect(self._on_run_ended)
 
         self.model_label = PlainLabel()
         self.device_label = PlainLabel()
@@ -369,20 +369,35 @@ class MainWindow(QMainWindow):
         if self.training.is_running():
             # the run stops at its next batch or after its validation, which can take minutes:
             # the window is not frozen meanwhile, and closes when last.pt is saved
-            if self._close_after_run or ask(
-                    self, "Training is running", "A training run is in progress. Stop it and quit? "
-                    "Its last.pt is saved and the run can be resumed later."):
+            quit_after = self._close_after_run or ask(
+                self, "Training is running", "A training run is in progress. Stop it and quit? "
+                "Its last.pt is saved and the run can be resumed later.")
+            if quit_after and self.training.is_running():  # (it may have ended during the question)
                 self._close_after_run = True
                 self.training.stop()
                 self.show_message("Stopping the training run: the window closes once its last.pt "
                                   "is saved")
-            event.ignore()
-            return
+            if not quit_after or self.training.is_running():
+                event.ignore()
+                return
         self.shutdown()
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.remove(OPENING_KEY)  # this start showed its model and closed normally
         event.accept()
+
+    def _on_run_ended(self, result: object) -> None:
+        """After "Stop it and quit": close once the run has saved; a run that failed instead
+        keeps the window open, with its error in the Training tab."""
+        if not self._close_after_run:
+            return
+        self._close_after_run = False
+        if result is None:
+            self.tabs.setCurrentWidget(self.training)
+            self.show_message("The training run failed while stopping (see its log); the window "
+                              "stays open")
+            return
+        self.close()
 
     @Slot(str, str)
     def _train_on_cleaned(self, dataset: str, root: str) -> None:

@@ -153,6 +153,28 @@ def test_closing_during_training_asks_then_stops_cleanly(qtbot, monkeypatch, fer
     assert load_checkpoint(tmp_path / "run" / "last.pt").training_state is not None
 
 
+def test_stop_and_quit_keeps_the_window_if_the_run_fails_and_closes_if_it_has_ended(qtbot, monkeypatch):
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    window.show()
+    window.training._running = True  # a run whose stop then fails (last.pt cannot be written)
+    monkeypatch.setattr(QMessageBox, "exec", lambda box: QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(window.training, "stop", lambda: None)
+    assert not window.close()
+    window.training._running = False
+    window.training.run_ended.emit(None)
+    assert window.isVisible() and window.tabs.currentWidget() is window.training
+    assert "failed while stopping" in window.statusBar().currentMessage()
+    window.training._running = True  # the run ends while the question is on screen: "Yes" closes
+
+    def answered_after_the_end(box):
+        window.training._running = False
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "exec", answered_after_the_end)
+    assert window.close() and not window.isVisible()
+
+
 def _wheel(widget, steps: int = -1):
     from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtGui import QWheelEvent

@@ -198,12 +198,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs({"--out": args.out}, [s.source for s in (train_split, val) if s.source])
     if "fc.weight" not in ckpt.state_dict or "fc.bias" not in ckpt.state_dict:
         raise UsageError(f"{args.checkpoint} has no linear classifier (fc.weight, fc.bias) to adjust")
-    if "logit_adjustment_offsets" not in ckpt.metrics and "logit_adjustment_tau" in ckpt.metrics \
-            and dataset != cfg.get("dataset"):
-        raise UsageError(f"{args.checkpoint} is calibrated already (tau "
-                         f"{ckpt.metrics['logit_adjustment_tau']:g}, on {cfg.get('dataset')}), by a version "
-                         f"that did not record its offsets: calibrate it on {cfg.get('dataset')}, or "
-                         "calibrate the checkpoint it was made from")
+    if "logit_adjustment_offsets" not in ckpt.metrics and "logit_adjustment_tau" in ckpt.metrics:
+        own = cfg.get("dataset")
+        if own is not None and dataset != own:
+            raise UsageError(f"{args.checkpoint} is calibrated already (tau "
+                             f"{ckpt.metrics['logit_adjustment_tau']:g}, on {own}), by a version that did "
+                             f"not record its offsets: calibrate it on {own}, or calibrate the checkpoint "
+                             "it was made from")
+        print(f"taking out the earlier adjustment (tau {ckpt.metrics['logit_adjustment_tau']:g}): its "
+              f"offsets are rebuilt from the {dataset} training labels in {args.data_root}", flush=True)
     ckpt = unadjusted_checkpoint(ckpt, train_split)  # a new adjustment replaces the old one
     device = resolve_device(args.device)
     if args.refit_head:

@@ -291,12 +291,14 @@ class LiveWorker(Worker):
                 state.pipeline.detector = state.detector
         if wanted_model is not state.model:
             if state.recorder is not None:  # a CSV holds one model's classes and face IDs
-                self.recording.emit(f"{RECORDING_ENDED}: the model changed. "
-                                    f"Recorded {state.recorder.close()}")
+                summary = state.recorder.close()
                 state.recorder = None
                 with self._lock:
-                    if self._record is state.record:
+                    ended = self._record is state.record  # (not when a new one was asked for)
+                    if ended:
                         self._record = wanted_record = None
+                self.recording.emit(f"{RECORDING_ENDED}: the model changed. Recorded {summary}"
+                                    if ended else f"Recorded {summary}")
                 state.record = None
             state.model = wanted_model
             if not ready_without_export(wanted_model.checkpoint):  # the first start exports it
