@@ -75,9 +75,10 @@ class MainWindow(QMainWindow):
         self.images.opened.connect(lambda paths: [self._remember_recent(p) for p in paths])
         self.live.video_chosen.connect(self._remember_recent)
         self.training.use_model.connect(self._on_use_trained_model)
-        # "Stop it and quit": the window stays live while the run stops, then closes
+        # "Stop it and quit", or an export being written: the window stays live, then closes
         self._close_after_run = False
         self.training.run_ended.connect(self._on_run_ended)
+        self.review.export_ended.connect(lambda: self._close_after_run and self.close())
 
         self.model_label = PlainLabel()
         self.device_label = PlainLabel()
@@ -366,20 +367,23 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.training.is_running():
-            # the run stops at its next batch or after its validation, which can take minutes:
-            # the window is not frozen meanwhile, and closes when last.pt is saved
-            quit_after = self._close_after_run or ask(
-                self, "Training is running", "A training run is in progress. Stop it and quit? "
-                "Its last.pt is saved and the run can be resumed later.")
-            if quit_after and self.training.is_running():  # (it may have ended during the question)
-                self._close_after_run = True
-                self.training.stop()
-                self.show_message("Stopping the training run: the window closes once its last.pt "
-                                  "is saved")
-            if not quit_after or self.training.is_running():
+        if self.training.is_running() and not self._close_after_run:
+            if not ask(self, "Training is running", "A training run is in progress. Stop it and "
+                       "quit? Its last.pt is saved and the run can be resumed later."):
                 event.ignore()
                 return
+            self.training.stop()  # (nothing to do if it ended during the question)
+        # a run stops at its next batch or after its validation, an export writes its last
+        # files: minutes, perhaps; the window is not frozen meanwhile and closes after them
+        busy = ("Stopping the training run: the window closes once its last.pt is saved"
+                if self.training.is_running() else
+                "Writing the cleaned dataset: the window closes once it is written"
+                if self.review.is_exporting() else "")
+        if busy:
+            self._close_after_run = True
+            self.show_message(busy)
+            event.ignore()
+            return
         self.shutdown()
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())

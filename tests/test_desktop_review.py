@@ -99,10 +99,16 @@ def test_review_with_keys_undo_reopen_and_export(qtbot, tabs, small_ferplus, ran
     assert "is not empty" in shown[0] and again.export_button.isEnabled()
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     (tmp_path / "cleaned").mkdir()  # the empty folder a folder dialog gives
-    with qtbot.waitSignal(again.worker.exported, timeout=120_000) as exported:
-        assert again.export(tmp_path / "cleaned")
+    trained_on = []
+    again.train_on.connect(lambda dataset, root: trained_on.append((dataset, root)))
+    with qtbot.waitSignal(again.export_ended, timeout=120_000):
+        with qtbot.waitSignal(again.worker.exported, timeout=120_000) as exported:
+            assert again.export(tmp_path / "cleaned")
+            assert not again.export(tmp_path / "twice")  # one export at a time
+            assert not again.export_button.isEnabled() and not again.score_button.isEnabled()
+    assert trained_on == [("ferplus", str(tmp_path / "cleaned"))] and again.score_button.isEnabled()
+    out = exported.args[1].root
     assert threading.main_thread() not in threads and len(threads) == 2  # not on the GUI thread
-    out = exported.args[0].root
     assert out == tmp_path / "cleaned" and again.export_button.isEnabled()
     cleaned = {s.key: s.label for s in read_split("ferplus", out, "train").samples}
     originals = {s.key: s.label for s in read_split("ferplus", small_ferplus, "train").samples}

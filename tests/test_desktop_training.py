@@ -175,6 +175,18 @@ def test_stop_and_quit_keeps_the_window_if_the_run_fails_and_closes_if_it_has_en
     assert window.close() and not window.isVisible()
 
 
+def test_closing_while_a_cleaned_dataset_is_written_waits_for_it(qtbot):
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    window.show()
+    window.review._exporting = True  # an export in the review worker (it cannot be interrupted)
+    assert not window.close() and window.isVisible()  # it waited frozen, then Qt aborted the thread
+    assert window.statusBar().currentMessage().startswith("Writing the cleaned dataset")
+    window.review._exporting = False
+    window.review.export_ended.emit()
+    assert not window.isVisible()
+
+
 def _wheel(widget, steps: int = -1):
     from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtGui import QWheelEvent

@@ -59,10 +59,12 @@ class ReviewTab(QWidget):
     _score_requested = Signal(object)
     _render_requested = Signal(int)
     _export_requested = Signal(object)
+    export_ended = Signal()  # an export was written or failed (said either way)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.run: ScoredRun | None = None
+        self._exporting = False  # an export is being written (in the worker)
         self.log: ReviewLog | None = None
         self.rows: list[int] = []  # suspect rows shown (filtered), worst first
         self.position = 0
@@ -199,6 +201,7 @@ class ReviewTab(QWidget):
             self.checkpoint.set_error("Choose a trained model (a run's last.pt).")
             return
         self.score_button.setEnabled(False)
+        self.export_button.setEnabled(False)  # (the review on screen is about to be replaced)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.progress_label.setText("Scoring the training faces…")
@@ -221,14 +224,15 @@ class ReviewTab(QWidget):
     @Slot(object, str)
     def _on_errored(self, exc: BaseException, task: str) -> None:
         if task == "export":  # the review stays; the dialog names the folder or the label line
-            self.export_button.setEnabled(True)
-            self.progress_label.setText(f"Export failed: {describe(exc)}")
+            self._export_done(f"Export failed: {describe(exc)}")
             report_failure(self, "Cannot export the cleaned dataset", exc)
+            self.export_ended.emit()
             return
         self._on_failed(f"{task[0].upper()}{task[1:]} failed: {describe(exc)}")
 
     def _on_failed(self, message: str) -> None:
-        self.score_button.setEnabled(True)
+        self.score_button.setEnabled(not self._exporting)
+        self.export_button.setEnabled(self.run is not None and not self._exporting)
         self.cancel_button.setEnabled(False)
         self.progress_label.setText(message)
         self.status_message.emit(message)
@@ -241,7 +245,7 @@ class ReviewTab(QWidget):
             self._on_failed(f"Cannot open the review log: {describe(exc)}")
             return
         self.run, self.log = run, log
-        self.score_button.setEnabled(True)
+        self.score_button.setEnabled(not self._exporting)
         self.cancel_button.setEnabled(False)
         classes = run.scores.split.classes
         for box in (self.given_filter, self.predicted_filter):
@@ -260,7 +264,7 @@ class ReviewTab(QWidget):
         self.progress_label.setText(
             f"{len(run.scores.given)} faces scored in {run.seconds:.0f} s; {flagged} flagged{known}. "
             + source)
-        self.export_button.setEnabled(True)
+        self.export_button.setEnabled(not self._exporting)
         self.help_label.setText("Keys: " + " · ".join(f"{i + 1} {c}" for i, c in enumerate(classes))
                                 + "\n0 or Del unusable · Space keep the label · ←/→ move · Ctrl+Z undo")
         self._apply_filters()
@@ -422,11 +426,14 @@ class ReviewTab(QWidget):
 
     def export(self, out: Path) -> bool:
         """Write the cleaned copy of the dataset in ``out`` (a new or empty folder) in the worker
-        thread; ``exported`` or a dialog follows. False when nothing is reviewed yet."""
-        if self.run is None or self.log is None:
+        thread; ``export_ended`` follows, after a message or a dialog. False when nothing is
+        reviewed yet or an export is being written. Scoring waits meanwhile (one worker)."""
+        if self.run is None or self.log is None or self._exporting:
             return False
         request = self.run.request
+        self._exporting = True
         self.export_button.setEnabled(False)
+        self.score_button.setEnabled(False)
         self.progress_label.setText(f"Writing the cleaned dataset to {out}…")
         self._export_requested.emit(ExportRequest(request.dataset, Path(request.data_root),
                                                   self.log.decisions(), out, self.log.path))
@@ -438,13 +445,22 @@ class ReviewTab(QWidget):
         if folder:
             self.export(Path(folder))
 
-    @Slot(object)
-    def _on_exported(self, result: RelabelResult) -> None:
-        self.export_button.setEnabled(True)
-        message = f"Wrote the cleaned dataset to {result.root} (changes in changes.csv)"
+    def is_exporting(self) -> bool:
+        return self._exporting
+
+    def _export_done(self, message: str) -> None:
+        self._exporting = False
+        self.export_button.setEnabled(self.run is not None)
+        self.score_button.setEnabled(True)
         self.progress_label.setText(message)
+
+    @Slot(object, object)
+    def _on_exported(self, request: ExportRequest, result: RelabelResult) -> None:
+        message = f"Wrote the cleaned dataset to {result.root} (changes in changes.csv)"
+        self._export_done(message)
         self.status_message.emit(message)
-        self.train_on.emit(self.run.request.dataset, str(result.root))
+        self.train_on.emit(request.dataset, str(result.root))  # the format of what was exported
+        self.export_ended.emit()
 
     def shutdown(self) -> None:
         self.worker.request_stop()

@@ -78,7 +78,7 @@ class ReviewWorker(Worker):
     rendered = Signal(object)  # RenderedFace
     render_failed = Signal(int, str)  # row, why its face cannot be shown
     cancelled = Signal(str)
-    exported = Signal(object)  # RelabelResult
+    exported = Signal(object, object)  # ExportRequest, RelabelResult
 
     def __init__(self) -> None:
         super().__init__()
@@ -138,7 +138,7 @@ class ReviewWorker(Worker):
         except Exception as exc:  # names the folder or label line; nothing is left half-written
             self.fail(exc, "export")
             return
-        self.exported.emit(result)
+        self.exported.emit(request, result)
 
     @Slot(int)
     def render(self, row: int) -> None:
