@@ -162,6 +162,7 @@ def main() -> int:
         if not window.training.start():
             print(f"training did not start: check --data-root {args.data_root}", file=sys.stderr)
             return 1
+        wait_for(app, window.training.is_running, 60, "the training run's start (its labels are read first)")
         wait_for(app, lambda: not window.training.is_running(), 600, "the training run")
         window.grab().save(str(args.out / "training.png"))
 

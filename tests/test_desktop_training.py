@@ -36,7 +36,8 @@ def tiny(tab: TrainingTab, root, out, epochs: int = 1, limit_train: int = 32) ->
 def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tmp_path):
     tiny(tab, ferplus_root, tmp_path / "run")
     with qtbot.waitSignal(tab.run_ended, timeout=120_000) as ended:
-        assert tab.start()
+        with qtbot.waitSignal(tab.worker.checked, timeout=60_000):  # its labels, read in the worker
+            assert tab.start()
         assert tab.is_running() and not tab.form.isEnabled() and tab.stop_button.isEnabled()
     result = ended.args[0]
     assert result is not None and not result.stopped and result.epochs_completed == 1
@@ -99,14 +100,15 @@ def test_invalid_input_is_shown_beside_the_field(qtbot, tab, ferplus_root, tmp_p
         # seconds on the GUI thread): its error comes back beside the dataset's folder
         tab.form.out.edit.setText(str(tmp_path / out))
         assert tab.start()
-        qtbot.waitUntil(lambda: not tab.is_running(), timeout=60_000)
-        assert tab.start_button.isEnabled() and tab.form.isEnabled()
+        assert not tab.start_button.isEnabled() and not tab.form.isEnabled()  # being read
+        qtbot.waitUntil(lambda: tab.form.data_root.error.text() != "", timeout=60_000)
+        assert tab.start_button.isEnabled() and tab.form.isEnabled() and not tab.is_running()
+        assert not (tmp_path / out).exists()  # no run was started
         return tab.form.data_root.error.text().replace("\u200b", "")  # (break points in paths)
 
     tab.form.data_root.edit.setText(str(ferplus_root))
     tab.form.dataset.setCurrentText("rafdb")  # FERPlus files are not a RAF-DB layout
     assert "Not a rafdb dataset" in refused("a")
-    assert not (tmp_path / "a" / "config.yaml").exists()
     tab.form.dataset.setCurrentText("ferplus")
     binary = tmp_path / "binary" / "FER2013Train"  # a label file that is not text
     binary.mkdir(parents=True)
@@ -274,7 +276,9 @@ def test_curves_axes_history_and_a_new_run_clears_the_last_runs_figures(qtbot, t
                              True))
     assert "(student)" not in tab.by_class.title.text()  # a CE run has one model, not a student
     tiny(tab, ferplus_root, tmp_path / "new", epochs=1)
-    assert tab.start()
+    with qtbot.waitSignal(tab.worker.checked, timeout=60_000):
+        assert tab.start()
+        assert len(curves.accuracy_plot.listDataItems()) == 3  # kept until the labels are read
     assert curves.accuracy_plot.listDataItems() == [] and tab.by_class.table.rowCount() == 0
     qtbot.waitUntil(lambda: not tab.is_running(), timeout=120_000)
 

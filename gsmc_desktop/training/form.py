@@ -30,6 +30,7 @@ from gsmc_core.training.config import (
     setting_info,
 )
 from gsmc_core.training.data.readers import DATASETS
+from gsmc_core.training.data.samples import DataError
 from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.widgets.plain_text import PlainLabel, breakable
 
@@ -307,9 +308,13 @@ class TrainingForm(QWidget):
         self.load_config(config)
         return config
 
-    def show_data_error(self, dataset: str, exc: BaseException) -> None:
-        """A run that could not read its dataset: said beside the dataset's folder."""
-        self.data_root.set_error(f"Not a {dataset} dataset: {exc}")
+    def show_data_error(self, dataset: str, root: str, exc: BaseException) -> None:
+        """Training labels that cannot be used (``TrainingWorker.check``): said beside the
+        dataset's folder."""
+        if isinstance(exc, DataError):  # names the file and what is wrong in it
+            self.data_root.set_error(f"Not a {dataset} dataset: {exc}")
+        else:  # unreadable, or not text
+            self.data_root.set_error(f"Cannot read the {dataset} training labels in {root}: {exc}")
 
     def config(self) -> TrainConfig | None:
         """The settings of a new run as a TrainConfig, or None when something is wrong (each

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
 )
 
 from gsmc_core.training.config import TrainConfig
-from gsmc_core.training.data.samples import DataError
 from gsmc_core.training.events import BatchEvent, EpochEvent, TrainResult
 from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.settings import read_setting
@@ -49,6 +48,7 @@ class TrainingTab(QWidget):
     status_message = Signal(str)
     test_done = Signal()
     _run_requested = Signal(object)
+    _check_requested = Signal(object)
     _evaluate_requested = Signal(str, str, str)
     _prepare_requested = Signal(str)
 
@@ -59,6 +59,8 @@ class TrainingTab(QWidget):
         self.worker = TrainingWorker()
         self.thread = start_worker(self.worker, "training-worker")
         self._run_requested.connect(self.worker.run)
+        self._check_requested.connect(self.worker.check)
+        self.worker.checked.connect(self._on_checked)
         self.worker.batch.connect(self._on_batch)
         self.worker.epoch.connect(self._on_epoch)
         self.worker.log.connect(self.append_log)
@@ -70,6 +72,7 @@ class TrainingTab(QWidget):
         self.worker.prepared.connect(self._on_prepared)
         self._evaluating = False
         self._preparing = False
+        self._checking = False  # a start's training labels are being read
         self._build()
         self._restore_settings()
         self._update_buttons()
@@ -164,7 +167,7 @@ class TrainingTab(QWidget):
         """Start a new run with ``config`` (default: the form's, validated); False if the input
         is invalid (the form shows why), a run is going, or the worker thread is evaluating or
         preparing a model (a run would wait behind it, and a Stop meanwhile would be lost)."""
-        if self._running:
+        if self._running or self._checking:
             return False
         if self._evaluating or self._preparing:
             self.status_message.emit("Training not started: wait for the evaluation or the model "
@@ -178,6 +181,24 @@ class TrainingTab(QWidget):
                 getattr(field, "edit", field).setFocus()
             self.status_message.emit("Training not started: fix the fields marked in red")
             return False
+        self._checking = True  # the labels are read in the worker; _on_checked goes on
+        self.progress_label.setText("Reading the dataset's labels…")
+        self._update_buttons()
+        self._check_requested.emit(config)
+        return True
+
+    @Slot(object, object)
+    def _on_checked(self, config: TrainConfig, problem: BaseException | None) -> None:
+        self._checking = False
+        if problem is not None:  # the last run's figures and model stay
+            self.form.show_data_error(config.dataset, config.data_root, problem)
+            self.progress_label.setText("Training not started: see the dataset's folder")
+            self.status_message.emit(f"Training not started: {describe(problem)}")
+            self._update_buttons()
+            return
+        self._launch(config)
+
+    def _launch(self, config: TrainConfig) -> None:
         s = QSettings()
         s.setValue("training/data_root", config.data_root)
         s.setValue("training/dataset", config.dataset)
@@ -197,7 +218,6 @@ class TrainingTab(QWidget):
         self.append_log(f"{verb} {config.method} on {config.dataset} ({config.data_root}) -> {config.out}")
         self._update_buttons()
         self._run_requested.emit(config)
-        return True
 
     def resume(self) -> bool:
         """Continue the run in the output folder (its own settings, see ``resume_config``)."""
@@ -218,8 +238,8 @@ class TrainingTab(QWidget):
         stop_thread(self.thread, timeout_ms=600_000)
 
     def _update_buttons(self) -> None:
-        self.form.setEnabled(not self._running)
-        idle = not (self._running or self._evaluating or self._preparing)  # one worker thread
+        self.form.setEnabled(not (self._running or self._checking))
+        idle = not (self._running or self._evaluating or self._preparing or self._checking)  # one thread
         self.start_button.setEnabled(idle)
         self.resume_button.setEnabled(idle)
         self.stop_button.setEnabled(self._running)
@@ -286,8 +306,6 @@ class TrainingTab(QWidget):
             self._evaluation_failed(message)
         else:
             self._training_failed(message)
-            if isinstance(exc, DataError):  # the labels or images: said where they are chosen
-                self.form.show_data_error(self.form.dataset.currentText(), exc)
 
     def _training_failed(self, message: str) -> None:
         self._running = False

@@ -11,6 +11,7 @@ from gsmc_core.frames.quantize import int8_graph, quantize_int8
 from gsmc_core.training.config import TrainConfig
 from gsmc_core.training.data.preload import calibration_faces
 from gsmc_core.training.data.readers import read_split
+from gsmc_core.training.data.samples import DataError
 from gsmc_core.training.evaluate import evaluate_checkpoint
 from gsmc_core.training.events import BatchEvent, EpochEvent, Event, LogEvent
 from gsmc_core.training.loop import train
@@ -37,6 +38,7 @@ class TrainingWorker(Worker):
     finished = Signal(object)
     evaluated = Signal(str, object)  # checkpoint path, metrics of ``evaluate_checkpoint``
     prepared = Signal(str, str)  # checkpoint path, what was done ("" when nothing was needed)
+    checked = Signal(object, object)  # TrainConfig, why its training labels cannot be used (or None)
 
     def __init__(self) -> None:
         super().__init__()  # request_stop: after the batch in progress; then last.pt is saved
@@ -76,6 +78,17 @@ class TrainingWorker(Worker):
             self.fail(exc, "training")
         else:
             self.finished.emit(result)
+
+    @Slot(object)
+    def check(self, config: TrainConfig) -> None:
+        """Read the run's training labels before it starts (FER2013's pixel rows take seconds:
+        not on the GUI thread), so a wrong folder or format is said beside the form's field."""
+        try:
+            read_split(config.dataset, config.data_root, "train")
+        except (DataError, OSError, ValueError) as exc:  # (ValueError: not text)
+            self.checked.emit(config, exc)
+        else:
+            self.checked.emit(config, None)
 
     @Slot(str, str, str)
     def evaluate(self, checkpoint: str, dataset: str, data_root: str) -> None:
