@@ -254,3 +254,20 @@ def test_torchrun_metrics_count_every_ranks_faces_once(tmp_path):
         by_epoch.setdefault(epoch, set()).add(acc)
     assert len(printed) == 4 and all(len(v) == 1 for v in by_epoch.values()), printed
     assert [f"{float(r['train_acc']):.4f}" for r in rows] == [by_epoch["1"].pop(), by_epoch["2"].pop()]
+
+
+def test_a_run_ended_by_an_exception_ends_its_loader_workers(ferplus_root, tmp_path):
+    # they ignore SIGTERM, and the exception's traceback keeps the trainer (and its persistent
+    # workers) alive: at exit, Python terminated them with SIGTERM and waited forever (pytest hung)
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+
+    def killed_in_epoch_2(event):
+        if isinstance(event, BatchEvent) and event.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as killed:
+        train(_config(ferplus_root, tmp_path / "run", epochs=2, workers=2), on_event=killed_in_epoch_2)
+    assert killed.traceback  # the run's frames are still held
+    assert set(multiprocessing.active_children()) <= before

@@ -564,13 +564,26 @@ class Trainer:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        if not self.dist.is_main:  # only rank 0 writes the folder
-            return self._run()
         try:
+            if not self.dist.is_main:  # only rank 0 writes the folder
+                return self._run()
             with RunLock(self.run_dir):
                 return self._run()
         except RunFolderBusy as exc:
             raise TrainingError(f"{exc}; nothing was changed") from None
+        finally:
+            self._end_loader_workers()
+
+    def _end_loader_workers(self) -> None:
+        """The persistent loader workers end with the run, also one ended by an exception whose
+        traceback keeps this trainer alive: they ignore SIGTERM (``_leave_stop_signals_to_the_
+        trainer``), so the interpreter's exit, which terminates leftover children with it and
+        then waits for them, waited forever."""
+        for loader in (self.train_loader, self.val_loader):
+            iterator = getattr(loader, "_iterator", None)  # torch's DataLoader: no public close
+            if iterator is not None:
+                iterator._shutdown_workers()
+                loader._iterator = None
 
     def _run(self) -> TrainResult:
         cfg = self.config
