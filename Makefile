@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.installed-test-stamp
 PACKAGE_STAMP := $(VENV)/.installed-package-stamp
 
-.PHONY: run test lint bench soak screenshots package clean
+.PHONY: run test test-slow lint bench soak screenshots package clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ $(PACKAGE_STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/gsmc-desktop
 
+# the suite without the tests marked slow (each over ~15 s: real training runs, exports,
+# subprocesses, a soak), about 11 minutes on 2 idle cores; CI runs both
 test: $(TEST_STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: $(TEST_STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m slow --durations=10
 
 # docs/screenshots/{live,images,training}.png, offscreen; CHECKPOINT=path/to/model.pt to show
 # another model than the shipped default

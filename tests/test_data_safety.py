@@ -196,6 +196,7 @@ def test_sigterm_to_the_process_group_stops_training_with_workers_cleanly(ferplu
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.slow
 def test_a_terminated_video_run_keeps_what_it_wrote(tmp_path, astronaut_rgb, random_checkpoint, signum):
     clip = write_clip(astronaut_rgb, tmp_path / "long.mp4", frames=400)
     out, table = tmp_path / "out.mp4", tmp_path / "faces.csv"

@@ -33,6 +33,7 @@ def tiny(tab: TrainingTab, root, out, epochs: int = 1, limit_train: int = 32) ->
         batch_size=16, limit_train=limit_train, limit_eval=16, workers=0, device="cpu", out=str(out)))
 
 
+@pytest.mark.slow
 def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tmp_path):
     tiny(tab, ferplus_root, tmp_path / "run")
     with qtbot.waitSignal(tab.run_ended, timeout=120_000) as ended:
@@ -218,6 +219,7 @@ def test_mouse_wheel_changes_a_field_only_when_it_has_focus(qtbot, tab):
     assert form.epochs.value() == epochs + 1  # a field the user is in takes the wheel
 
 
+@pytest.mark.slow
 def test_resume_shows_the_runs_history_and_by_class_figures(qtbot, tab, ferplus_root, tmp_path):
     tiny(tab, ferplus_root, tmp_path / "run", epochs=3, limit_train=64)
     with qtbot.waitSignal(tab.run_ended, timeout=120_000):

@@ -124,6 +124,7 @@ def test_a_teacher_must_see_what_the_student_sees(tmp_path):
         TrainConfig(method="ce", data_root="unused", teachers=" , ").resolved()
 
 
+@pytest.mark.slow
 def test_a_run_distils_logs_it_records_kd_and_resumes_with_its_teachers(ferplus_root, tmp_path):
     base = dict(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=32,
                 output_stride=8, batch_size=16, limit_train=64, limit_eval=32, workers=0)

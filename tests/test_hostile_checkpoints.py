@@ -136,6 +136,7 @@ def _peak_virtual_mb(argv, limit_mb=None):
     return proc.returncode, proc.stderr.read(), peak
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_refused_within_1_gb_of_normal_use(payload, tmp_path, random_checkpoint):
     import PIL.Image
 

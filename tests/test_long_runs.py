@@ -196,6 +196,7 @@ def _same_state(a_path, b_path) -> None:
 
 
 @pytest.mark.parametrize("stop_after", [1, 2])  # a batch into the epoch; its last batch
+@pytest.mark.slow
 def test_a_stop_mid_epoch_resumes_at_the_next_batch_as_if_never_stopped(ferplus_root, tmp_path, stop_after):
     from gsmc_core.training.events import BatchEvent
 
@@ -243,6 +244,7 @@ def test_a_stop_while_an_epoch_is_validated_ends_the_run_before_another_batch(fe
     assert (tmp_path / "run" / "last.pt").read_bytes() == saved["last"]  # the finished epoch's
 
 
+@pytest.mark.slow
 def test_a_config_that_says_resume_keeps_the_runs_own_recipe(ferplus_root, tmp_path, capsys):
     from gsmc_core.cli import main
 
@@ -266,6 +268,7 @@ def test_a_config_that_says_resume_keeps_the_runs_own_recipe(ferplus_root, tmp_p
     assert len(_rows(tmp_path / "second")) == 1
 
 
+@pytest.mark.slow
 def test_a_resumed_run_needs_neither_its_init_file_nor_its_data_where_they_were(ferplus_root, tmp_path):
     import shutil
 

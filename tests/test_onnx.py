@@ -81,6 +81,7 @@ def test_bad_onnx_files_name_the_file(tmp_path):
         read_onnx_meta(bare)
 
 
+@pytest.mark.slow
 def test_unwritable_cache_falls_back_to_torch(shipped, tmp_path, monkeypatch, caplog, real_faces):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
@@ -93,6 +94,7 @@ def test_unwritable_cache_falls_back_to_torch(shipped, tmp_path, monkeypatch, ca
         Predictor.for_checkpoint(shipped, "cpu", backend="onnx", precision="fp32")
 
 
+@pytest.mark.slow
 def test_corrupt_cache_entry_is_exported_again(shipped, tmp_path, monkeypatch):
     monkeypatch.setenv("GSMC_CACHE_DIR", str(tmp_path / "cache"))
     path = cached_onnx(shipped)
@@ -112,6 +114,7 @@ def test_cli_names_a_missing_or_broken_onnx_file(tmp_path, capsys):
     assert "junk.onnx: cannot be read as an ONNX model" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_an_altered_cache_entry_that_still_loads_is_not_trusted(shipped, tmp_path, monkeypatch, real_faces):
     from onnx import numpy_helper
 
@@ -132,6 +135,7 @@ def test_an_altered_cache_entry_that_still_loads_is_not_trusted(shipped, tmp_pat
         assert a.label == b.label and np.allclose(a.probabilities, b.probabilities, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_an_argument_error_keeps_the_cache_and_the_cache_is_bounded(shipped, tmp_path, monkeypatch):
     import dataclasses
 

@@ -63,6 +63,7 @@ def test_shipped_int8_graph_matches_fp32_on_real_test_faces(cache, ferplus_root)
     assert min(correlation) >= 0.95 and np.mean(correlation) >= 0.99
 
 
+@pytest.mark.slow
 def test_a_quantised_model_goes_to_the_cache_and_is_used_by_default(cache, ferplus_root, random_checkpoint):
     ckpt = load_checkpoint(random_checkpoint)
     assert int8_graph(ckpt) is None
@@ -87,6 +88,7 @@ def test_a_quantised_model_goes_to_the_cache_and_is_used_by_default(cache, ferpl
     assert Predictor.from_checkpoint(path, device="cpu").precision == "int8"
 
 
+@pytest.mark.slow
 def test_activation_ranges_are_the_mean_of_each_batchs_range_not_the_extremes(cache, random_checkpoint):
     """One outlying batch must not set the range alone (global MinMax would make the input's step
     6/255 here; the mean of the two batches' ranges, 4/255): with the extremes, the clip's
@@ -104,6 +106,7 @@ def test_activation_ranges_are_the_mean_of_each_batchs_range_not_the_extremes(ca
     assert float(scales[node.input[1]]) == pytest.approx(4 / 255, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_quantize_writes_the_file_and_keeps_the_checkpoint(tmp_path, cache, ferplus_root,
                                                                random_checkpoint, capsys):
     out = tmp_path / "model.int8.onnx"

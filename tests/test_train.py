@@ -112,6 +112,7 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good(ferplus_root, tm
     assert (tmp_path / "run" / "last.pt").read_bytes() == good
 
 
+@pytest.mark.slow
 def test_cli_train_eval_json_and_audit(ferplus_root, tmp_path, capsys):
     out = tmp_path / "run"
     config = tmp_path / "c.yaml"
