@@ -26,6 +26,14 @@ def tab(qtbot):
     tab.shutdown()
 
 
+def started(qtbot, tab: TrainingTab):
+    """Waits until the run has started (after its labels were read in the worker): the tab says
+    so in the GUI thread, after clearing the last run's figures. (Waiting for the worker's
+    ``checked`` raced: that wait can end before the tab's own slot has run.)"""
+    return qtbot.waitSignal(tab.status_message, timeout=60_000,
+                            check_params_cb=lambda message: message.startswith("Training started"))
+
+
 def tiny(tab: TrainingTab, root, out, epochs: int = 1, limit_train: int = 32) -> None:
     """Fill the form with a run of a few seconds on the CPU."""
     tab.form.load_config(TrainConfig(
@@ -37,7 +45,7 @@ def tiny(tab: TrainingTab, root, out, epochs: int = 1, limit_train: int = 32) ->
 def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tmp_path):
     tiny(tab, ferplus_root, tmp_path / "run")
     with qtbot.waitSignal(tab.run_ended, timeout=120_000) as ended:
-        with qtbot.waitSignal(tab.worker.checked, timeout=60_000):  # its labels, read in the worker
+        with started(qtbot, tab):  # its labels are read in the worker first
             assert tab.start()
         assert tab.is_running() and not tab.form.isEnabled() and tab.stop_button.isEnabled()
     result = ended.args[0]
@@ -278,7 +286,7 @@ def test_curves_axes_history_and_a_new_run_clears_the_last_runs_figures(qtbot, t
                              True))
     assert "(student)" not in tab.by_class.title.text()  # a CE run has one model, not a student
     tiny(tab, ferplus_root, tmp_path / "new", epochs=1)
-    with qtbot.waitSignal(tab.worker.checked, timeout=60_000):
+    with started(qtbot, tab):
         assert tab.start()
         assert len(curves.accuracy_plot.listDataItems()) == 3  # kept until the labels are read
     assert curves.accuracy_plot.listDataItems() == [] and tab.by_class.table.rowCount() == 0
