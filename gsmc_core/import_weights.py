@@ -10,6 +10,7 @@ one for the expression classes.
 """
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -36,6 +37,9 @@ def _read(path: Path) -> object:
     refuse_decompression_bomb(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text advises weights_only=False: unsafe
+        raise CheckpointError(path, "is not a torch weight file, or holds objects other than tensors "
+                                    "and plain values (only those are loaded, for safety)") from exc
     except Exception as exc:
         raise CheckpointError(path, f"cannot be read as a torch weight file ({exc})") from exc
 

@@ -114,3 +114,11 @@ def test_a_bad_source_is_refused_by_name_and_the_existing_output_is_kept(tmp_pat
         import_weights(bad, "torchvision", out)
     assert out.read_bytes() == before  # the earlier init checkpoint is untouched
     load_checkpoint(out, kind="init")
+
+
+def test_a_file_that_is_not_weights_is_refused_without_torchs_unsafe_advice(tmp_path):
+    src = tmp_path / "bad.pth"
+    src.write_bytes(b"x")
+    with pytest.raises(CheckpointError, match="is not a torch weight file") as refused:
+        import_weights(src, "torchvision", tmp_path / "init.pt")
+    assert "weights_only" not in str(refused.value)
