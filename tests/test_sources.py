@@ -180,6 +180,27 @@ def test_damaged_video_frames_are_skipped_and_counted(tmp_path):
     assert [f.index for f in VideoFileSource(tmp_path / "v.avi", step=1)][-1] == 29
 
 
+def test_a_video_that_opens_but_has_no_decodable_frame_says_so(tmp_path):
+    # the header says 30 frames, every JPEG in it is destroyed: it used to end as if played
+    path = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(30):
+        image = np.full((48, 64, 3), i * 8, np.uint8)
+        cv2.putText(image, str(i), (5, 40), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
+        writer.write(image)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert len(starts) == 30
+    for start in starts:  # every frame's JPEG destroyed, the container left whole
+        data[start : start + 400] = b"\x55" * 400
+    path.write_bytes(bytes(data))
+    source = VideoFileSource(path)
+    assert source.frame_count == 30
+    with pytest.raises(SourceError, match=r"v.avi: no frame of it can be decoded"):
+        list(source)
+
+
 def test_a_huge_camera_index_is_refused_with_the_range():
     with pytest.raises(SourceError, match="camera index 99999999999999 is out of range"):
         open_source("99999999999999")

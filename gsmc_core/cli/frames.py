@@ -31,7 +31,7 @@ from gsmc_core.frames.face_table import ImageFaces, image_entry, write_image_tab
 from gsmc_core.frames.pipeline import FramePipeline
 from gsmc_core.frames.predictor import BACKENDS, DEFAULT_THREADS, Predictor
 from gsmc_core.frames.quantize import PRECISIONS
-from gsmc_core.frames.recording import Recorder
+from gsmc_core.frames.recording import CAMERA_VIDEO_FPS, Recorder
 from gsmc_core.frames.render import RenderOptions
 from gsmc_core.frames.results import FrameResult
 from gsmc_core.frames.sources import (
@@ -300,8 +300,10 @@ def cmd_video(args: argparse.Namespace) -> int:
     # with --out NAME.mkv, a playable video), as the app's recordings do
     video_tmp = partial_path(args.out) if args.out else None
     csv_tmp = partial_path(args.csv) if args.csv else None
-    recorder = Recorder(csv_tmp, predictor.classes, video_tmp, (source.fps or 30.0) / args.every,
-                        matroska=False)
+    camera = isinstance(source, CameraSource)  # recorded in real time (see Recorder)
+    recorder = Recorder(csv_tmp, predictor.classes, video_tmp,
+                        CAMERA_VIDEO_FPS if camera else (source.fps or CAMERA_VIDEO_FPS) / args.every,
+                        matroska=False, timed=camera)
     finished = False
     total = -(-source.frame_count // args.every) if source.frame_count else None
     progress = _Progress(total)

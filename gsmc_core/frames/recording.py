@@ -22,6 +22,7 @@ from gsmc_core.frames.results import FrameResult
 
 VIDEO_SUFFIX = ".mkv"
 FLUSH_SECONDS = 1.0
+CAMERA_VIDEO_FPS = 30.0  # a camera's recording plays in real time at this rate
 
 
 class Recorder:
@@ -30,16 +31,22 @@ class Recorder:
     ``csv_path``: the table (None: none). ``video_path``: the annotated video, MPEG-4 Part 2 at
     ``fps``, opened at the first frame (its size is not known before); with ``matroska`` its
     suffix becomes .mkv. Frames of another size than the first (an image folder) are fitted.
+    ``timed`` (a camera, whose frames come when processing allows): each frame is written as
+    many times as its timestamp says (none when it comes early), so the video plays in real
+    time at ``fps`` however fast frames were processed; otherwise every frame once.
     """
 
     def __init__(self, csv_path: Path | None, classes: tuple[str, ...], video_path: Path | None = None,
-                 fps: float = 30.0, matroska: bool = True) -> None:
+                 fps: float = 30.0, matroska: bool = True, timed: bool = False) -> None:
         self.csv_path = csv_path
         self.video_path = (video_path.with_suffix(VIDEO_SUFFIX) if matroska and video_path is not None
                            else video_path)
         self.fps = fps
+        self.timed = timed
         self.rows = 0
         self.frames = 0
+        self.video_frames = 0  # frames in the video (with ``timed``, copies included)
+        self._start: float | None = None  # the first video frame's timestamp
         self._size: tuple[int, int] | None = None
         # open the table up front so a bad path fails now, not after the first frame
         self._file = open(csv_path, "w", newline="", encoding="utf-8") if csv_path is not None else None
@@ -65,19 +72,20 @@ class Recorder:
                     self._video = None
                     raise OSError(errno.EIO, "cannot write a video here (folder missing or format "
                                   "unsupported)", str(self.video_path))
+                self._start = timestamp
             if (annotated_bgr.shape[1], annotated_bgr.shape[0]) != self._size:
                 annotated_bgr = cv2.resize(annotated_bgr, self._size, interpolation=cv2.INTER_AREA)
-            self._video.write(annotated_bgr)
+            copies = 1
+            if self.timed:  # the video holds a frame for each 1/fps s up to this one
+                copies = int((timestamp - self._start) * self.fps) + 1 - self.video_frames
+            for _ in range(copies):
+                self._video.write(annotated_bgr)
+            self.video_frames += max(copies, 0)
         self.frames += 1
         now = time.monotonic()
         if self._file is not None and now - self._flushed >= FLUSH_SECONDS:
             self._file.flush()  # a crash then loses at most the last second of rows
             self._flushed = now
-
-    @property
-    def video_frames(self) -> int:
-        """Frames written to the video (0 without one)."""
-        return self.frames if self._video is not None else 0
 
     def close(self) -> str:
         """Close the files; returns a one-line summary of what was written."""
@@ -89,5 +97,5 @@ class Recorder:
                 self._video.release()
         written = [f"{self.rows} rows in {self.csv_path.name}"] if self.csv_path is not None else []
         if self._video is not None:
-            written.append(f"{self.frames} frames in {self.video_path.name}")
+            written.append(f"{self.video_frames} frames in {self.video_path.name}")
         return ", ".join(written) or "nothing"

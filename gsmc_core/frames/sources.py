@@ -186,7 +186,8 @@ class VideoFileSource(FrameSource):
     Timestamps are the frames' own (their presentation time: right for the variable frame rate
     of phone videos too), or ``index / fps`` where the file gives none. A frame that
     cannot be decoded before the file's announced end is skipped and counted in ``damaged``;
-    ``MAX_DAMAGED_RUN`` failures in a row end the file.
+    ``MAX_DAMAGED_RUN`` failures in a row end the file. A file that ends before any frame could
+    be decoded raises ``SourceError`` (it opened, but nothing in it can be shown).
     """
 
     MAX_DAMAGED_RUN = 25
@@ -209,6 +210,7 @@ class VideoFileSource(FrameSource):
         self.damaged = 0
         self.ends_after: int | None = None  # a file cut short (a crash): the frames it has
         self._index = 0
+        self._decoded_any = False
 
     def seek(self, index: int) -> None:
         """Continue iteration at frame ``index`` (clamped to the file)."""
@@ -234,6 +236,7 @@ class VideoFileSource(FrameSource):
                 failures = 0
                 if image is not None:
                     self._index = index + 1
+                    self._decoded_any = True
                     yield Frame(image, self._time_of(index, fps), index)
                     continue
             elif self._more_expected(index, failures):
@@ -243,6 +246,9 @@ class VideoFileSource(FrameSource):
                 if failures:  # no frame decoded since: the file ends before its announced end
                     self.damaged -= failures
                     self.ends_after = index - failures
+                if not self._decoded_any:
+                    raise SourceError(f"{self.name}: no frame of it can be decoded (an empty or "
+                                      "damaged file, or a codec this build cannot read)")
                 break
             self._index = index + 1
 

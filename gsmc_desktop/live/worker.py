@@ -27,7 +27,7 @@ from gsmc_core.frames.detection import (
 )
 from gsmc_core.frames.pipeline import FramePipeline
 from gsmc_core.frames.predictor import ready_without_export
-from gsmc_core.frames.recording import Recorder
+from gsmc_core.frames.recording import CAMERA_VIDEO_FPS, Recorder
 from gsmc_core.frames.render import RenderOptions
 from gsmc_core.frames.results import FrameResult
 from gsmc_core.frames.sources import CameraEvent, CameraSource, Frame, FrameSource, VideoFileSource
@@ -239,7 +239,7 @@ class LiveWorker(Worker):
                     state.pipeline.reset(restart_ids=True)
                 redraw = cue.kind == "redraw"
                 model_before = state.model
-                if not self._apply_settings(state, source, state.fps, cue.frame):
+                if not self._apply_settings(state, source):
                     return "no model"
                 if state.model is not model_before and not redraw:
                     # building it may take seconds (the first ONNX export): a file resumes
@@ -271,8 +271,7 @@ class LiveWorker(Worker):
             self._record = state.record = None
         self.reached_end.emit(f"end of {spec.label()}")
 
-    def _apply_settings(self, state: "_StreamState", source: FrameSource, fps: float,
-                        frame: Frame) -> bool:
+    def _apply_settings(self, state: "_StreamState", source: FrameSource) -> bool:
         """Bring the detector, pipeline, overlays and recorder up to the settings the GUI set;
         False when there is no model to run."""
         if not self.control.take_changes():
@@ -317,7 +316,7 @@ class LiveWorker(Worker):
                 state.recorder = None
             state.record = wanted_record
             if wanted_record is not None:
-                state.recorder = self._open_recorder(wanted_record, model, source, fps)
+                state.recorder = self._open_recorder(wanted_record, model, source)
         return True
 
     def _process(self, state: "_StreamState", source: FrameSource, frame: Frame, fps: float,
@@ -339,12 +338,15 @@ class LiveWorker(Worker):
                                      source.fps or 0.0, state.pipeline.predictor.summary)):
             self.frame_ready.emit()
 
-    def _open_recorder(self, record: RecordRequest, model: ModelHandle, source: FrameSource,
-                       fps: float) -> Recorder | None:
-        # a camera has no nominal rate: record at the rate frames are processed
-        video_fps = source.fps or (round(fps) if fps >= 1 else 15.0)
+    def _open_recorder(self, record: RecordRequest, model: ModelHandle,
+                       source: FrameSource) -> Recorder | None:
+        # a file records every frame at its own rate; a camera's frames come as fast as they are
+        # processed, so its video is written in real time at a nominal rate (copies or drops)
+        camera = isinstance(source, CameraSource)
         try:
-            return Recorder(record.csv_path, model.classes, record.video_path, video_fps)
+            return Recorder(record.csv_path, model.classes, record.video_path,
+                            CAMERA_VIDEO_FPS if camera else source.fps or CAMERA_VIDEO_FPS,
+                            timed=camera)
         except OSError as exc:
             self.recording.emit(f"Cannot record to {record.csv_path}: {exc.strerror or exc}")
             return None
