@@ -12,6 +12,7 @@ from gsmc_core.errors import GsmcError
 log = logging.getLogger("gsmc_desktop")
 
 _threads: "weakref.WeakSet[QThread]" = weakref.WeakSet()
+_left_running: list[QThread] = []  # threads that did not end in time: never destroyed running
 
 
 def expected(exc: BaseException) -> bool:
@@ -69,7 +70,13 @@ def stop_thread(thread: QThread, timeout_ms: int = 30_000) -> bool:
     ``quit`` only takes effect when control returns to the event loop.
     """
     thread.quit()
-    return thread.wait(timeout_ms)
+    if thread.wait(timeout_ms):
+        return True
+    # destroying a QThread that still runs aborts the process (Qt): keep it to the end, said
+    log.warning("worker thread %s did not end within %g s; left to finish on its own",
+                thread.objectName(), timeout_ms / 1000)
+    _left_running.append(thread)
+    return False
 
 
 def running_threads() -> list[str]:

@@ -103,8 +103,11 @@ def test_no_camera_gives_a_hint_and_camera_trouble_is_shown(qtbot, tab):
     assert not tab.start_button.isEnabled()
     tab.start()  # nothing to start: the hint stays, no crash
     assert not tab.is_running() and tab.view.message() == NO_CAMERA_HINT
+    rates = []
+    tab.rate_changed.connect(rates.append)
     tab.worker.status.emit("reopening camera 0 in 2 s…")
     qtbot.waitUntil(lambda: tab.view.message() == "reopening camera 0 in 2 s…")
+    assert rates == ["– fps"]  # no frames come meanwhile: the last rate would be false
 
 
 def test_detector_choice_reaches_the_worker_and_is_remembered(qtbot, tab, clip):
@@ -146,7 +149,7 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     qtbot.waitUntil(lambda: tab.last_frame.index == held, timeout=10_000)
     tab.worker.seek(40)  # as the slider does on release
     qtbot.waitUntil(lambda: tab.last_frame.index == 40, timeout=10_000)
-    assert tab.seek_slider.value() == 40 and "frame 41/60 ·    4.0 /" in tab.position_label.text()
+    assert tab.seek_slider.value() == 40 and "frame 41/60 ·    4.0 / 6.0 s" in tab.position_label.text()
     tab.whole_check.setChecked(True)
     assert math.isinf(tab.timeline.window_s)
     tab.speed_combo.setCurrentIndex(tab.speed_combo.findData(0.0))  # as fast as possible
@@ -186,6 +189,10 @@ def test_video_pause_step_seek_speed_and_whole_timeline(qtbot, tab, astronaut_rg
     assert tab.last_frame.index == 59
     tab.play_button.setChecked(False)  # Play at the end: from the first frame
     qtbot.waitUntil(lambda: tab.last_frame.index < 10, timeout=10_000)
+    tab.play_button.setChecked(True)
+    tab.worker.seek(0)  # the first frame's time is 0: the length comes from the file's rate
+    qtbot.waitUntil(lambda: tab.last_frame.index == 0, timeout=10_000)
+    assert "frame 1/60 ·    0.0 / 6.0 s" in tab.position_label.text()
     with qtbot.waitSignal(tab.finished, timeout=5_000) as ended:
         tab.stop()
     assert ended.args == ["stopped"] and not tab.is_running()

@@ -115,6 +115,33 @@ class _FakeCapture:
         pass
 
 
+class _EmptyCapture(_FakeCapture):
+    """A driver that says a frame was read and hands back an empty image."""
+
+    def read(self):
+        time.sleep(0.001)
+        return True, np.zeros((0, 0, 3), np.uint8)
+
+
+def test_a_camera_that_opens_but_gives_only_empty_frames_says_so_and_reopens(monkeypatch):
+    opened = []
+
+    def fake_open(index):
+        opened.append(_EmptyCapture() if not opened else _FakeCapture())
+        return opened[-1]
+
+    monkeypatch.setattr("gsmc_core.frames.sources._open_camera", fake_open)
+    events = []
+    source = CameraSource(2, on_event=events.append, retry_delays=(0.01,))
+    try:
+        frame = source.read_latest(timeout=5.0)
+    finally:
+        source.close()
+    assert frame is not None and frame.image.shape == (4, 4, 3)  # the empty ones never came out
+    assert events[0].kind == "lost" and "camera 2 opened but gives no frames" in events[0].message
+    assert len(opened) == 2
+
+
 def test_camera_keeps_only_the_newest_frame_and_reopens(monkeypatch):
     opened = []
 

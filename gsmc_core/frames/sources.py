@@ -343,14 +343,16 @@ class CameraSource(FrameSource):
         count = 0
         while not self._closed.is_set():
             ok, image = self._capture.read()
-            if ok:
+            if ok and image is not None and image.size:  # (some drivers return empty frames)
                 with self._cond:
                     self._latest = Frame(image, time.monotonic() - self._t0, count)
                     self._cond.notify_all()
                 count += 1
                 continue
             self._capture.release()
-            self._emit(CameraEvent("lost", self.index, f"camera {self.index} stopped delivering frames"))
+            self._emit(CameraEvent("lost", self.index, f"camera {self.index} stopped delivering frames"
+                                   if count else f"camera {self.index} opened but gives no frames "
+                                   "(in use by another program, or no permission?)"))
             self._reopen()
         self._capture.release()
 

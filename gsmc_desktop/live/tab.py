@@ -454,10 +454,13 @@ class LiveTab(QWidget):
 
     @Slot(str)
     def _on_status(self, message: str) -> None:
-        # camera lost / retrying / back: shown over the last frame until it recovers
+        # camera lost / retrying / back, or the model being prepared: shown over the last frame
+        # until it recovers; no frames come meanwhile, so the rate no longer holds
         self.view.set_message(message)
         if message:
             self.status_message.emit(message)
+            self._shown_at.clear()
+            self.rate_changed.emit("– fps")
 
     def _update_buttons(self) -> None:
         self.start_button.setEnabled(not self._running and self.current_source() is not None)
@@ -515,9 +518,10 @@ class LiveTab(QWidget):
             if not self.seek_slider.isSliderDown():
                 self.seek_slider.setValue(frame.index)
             self.seek_slider.blockSignals(False)
-            total = frame.timestamp * frame.frame_count / max(frame.index, 1)
-            fps = frame.index / frame.timestamp if frame.timestamp > 0 else 0
-            total = (frame.frame_count / fps) if fps else total
+            if frame.source_fps:  # the file's own rate
+                total = frame.frame_count / frame.source_fps
+            else:  # none in the header: estimated from the frames' times so far
+                total = frame.timestamp * frame.frame_count / max(frame.index, 1)
             self.position_label.setText(f"frame {frame.index + 1}/{frame.frame_count} · "
                                         f"{frame.timestamp:6.1f} / {total:.1f} s")
 
