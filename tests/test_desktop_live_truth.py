@@ -353,3 +353,22 @@ def test_the_source_list_names_the_camera_that_plays(qtbot, slow_scan, astronaut
     qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
     assert tab.source_combo.currentData() == 0 and str(clip) not in shown[-1:]
     assert QSettings().value("live/source") == "0"
+
+
+def test_a_video_without_a_frame_count_cannot_be_sought_and_says_where_it_is(qtbot, tab, astronaut_rgb,
+                                                                            tmp_path):
+    import cv2
+
+    first = write_clip(astronaut_rgb, tmp_path / "first.mp4", frames=300, fps=10.0)
+    raw = tmp_path / "raw.mjpeg"  # concatenated JPEGs: OpenCV reads them at 25 fps, no length
+    raw.write_bytes(b"".join(cv2.imencode(".jpg", astronaut_rgb[..., ::-1])[1].tobytes()
+                             for _ in range(200)))
+    playing(qtbot, tab, first)
+    assert tab.seek_slider.isEnabled()
+    tab.set_video(raw)
+    tab.start()
+    qtbot.waitUntil(lambda: tab.last_frame is not None and tab.last_frame.frame_count is None
+                    and tab.last_frame.index >= 2, timeout=60_000)
+    # the last video's range stayed on the slider: a drag sought past this file's end
+    assert not tab.seek_slider.isEnabled()
+    assert tab.position_label.text().startswith(f"frame {tab.last_frame.index + 1} · ")

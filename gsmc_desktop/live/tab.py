@@ -469,8 +469,11 @@ class LiveTab(QWidget):
         source = self._spec if self._running else self.current_source()  # while running: what plays
         self.video_bar.setVisible(source is not None and source.video is not None)
         playing_file = self._running and source is not None and source.video is not None
-        for widget in (self.play_button, self.seek_slider, self.speed_combo):
+        for widget in (self.play_button, self.speed_combo):
             widget.setEnabled(playing_file)
+        # a file whose header gives no frame count cannot be sought (the slider has no range)
+        length_known = self.last_frame is not None and bool(self.last_frame.frame_count)
+        self.seek_slider.setEnabled(playing_file and length_known)
         self.back_button.setEnabled(playing_file)
         self.forward_button.setEnabled(playing_file)
 
@@ -524,6 +527,8 @@ class LiveTab(QWidget):
                 total = frame.timestamp * frame.frame_count / max(frame.index, 1)
             self.position_label.setText(f"frame {frame.index + 1}/{frame.frame_count} · "
                                         f"{frame.timestamp:6.1f} / {total:.1f} s")
+        else:  # the header gives no length: where it is, no slider
+            self.position_label.setText(f"frame {frame.index + 1} · {frame.timestamp:6.1f} s")
 
     def _report_rate(self) -> None:
         """The rate frames reach the screen, counted over the last second (not the worker's
