@@ -80,6 +80,32 @@ def test_model_commands_refuse_to_overwrite_their_source(tmp_path, capsys, rando
         assert digest(model) == before
 
 
+def test_no_command_writes_over_another_training_runs_files(tmp_path, capsys, random_checkpoint):
+    # `calibrate --checkpoint runs/a/last.pt --out runs/a/best.pt` replaced the run's best.pt
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.pt", "best.pt"):
+        (run / name).write_bytes(random_checkpoint.read_bytes())
+    (run / "metrics.csv").write_text("epoch\n1\n")
+    model = tmp_path / "model.pt"
+    model.write_bytes(random_checkpoint.read_bytes())
+    before = {p.name: digest(p) for p in run.iterdir()}
+    for argv in (["import-weights", str(model), "--format", "torchvision", "--out", str(run / "best.pt")],
+                 ["export", "--checkpoint", str(model), "--out", str(run / "last.pt")],
+                 ["calibrate", "--checkpoint", str(run / "last.pt"), "--data-root", str(tmp_path),
+                  "--out", str(run / "best.pt")],
+                 ["quantize", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root",
+                  str(tmp_path), "--out", str(run / "best.pt")],
+                 ["predict", str(shared_path("images", "astronaut.png")), "--checkpoint", str(model),
+                  "--csv", str(run / "metrics.csv")]):
+        assert main(argv) == 2, argv
+        assert "of the training run in" in capsys.readouterr().err, argv
+    assert {p.name: digest(p) for p in run.iterdir()} == before
+    # a file of another name beside them is fine, and so is a same-named file outside a run
+    assert main(["export", "--checkpoint", str(model), "--out", str(run / "model.onnx")]) == 0
+    assert main(["export", "--checkpoint", str(model), "--out", str(tmp_path / "best.pt")]) == 0
+
+
 def test_a_video_that_cannot_be_written_whole_keeps_the_previous_file(clip, tmp_path, capsys,
                                                                       random_checkpoint, monkeypatch):
     out = tmp_path / "x.mp4"
@@ -263,11 +289,12 @@ def test_label_review_outputs_refuse_the_dataset_label_file_and_the_runs_files(s
     (run / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
     kept = {p: digest(p) for p in (labels, run / "metrics.csv")}
     audit = ["audit", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root", str(small_ferplus)]
-    for argv in ([*audit, "--csv", str(labels)], [*audit, "--csv", str(run / "metrics.csv")],
-                 ["calibrate", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root",
-                  str(small_ferplus), "--out", str(labels)]):
+    for argv, said in (([*audit, "--csv", str(labels)], "is an input"),
+                       ([*audit, "--csv", str(run / "metrics.csv")], "is the metrics.csv of the training"),
+                       (["calibrate", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root",
+                         str(small_ferplus), "--out", str(labels)], "is an input")):
         assert main(argv) == 2, argv
-        assert "is an input" in capsys.readouterr().err
+        assert said in capsys.readouterr().err
         assert {p: digest(p) for p in kept} == kept
     assert main([*audit, "--csv", str(tmp_path / "audit.csv")]) == 0  # elsewhere: written
     assert (tmp_path / "audit.csv").read_text().startswith("rank,index,key")
