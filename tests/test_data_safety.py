@@ -40,6 +40,15 @@ def test_video_refuses_to_write_over_its_input(clip, capsys, random_checkpoint, 
     assert digest(clip) == before
 
 
+def test_video_keeps_what_a_killed_run_left_in_its_partial_file(clip, tmp_path, capsys, random_checkpoint):
+    left = tmp_path / ".faces.partial.csv"  # the help promises a killed run leaves it
+    left.write_text("frame,time\n0,0.0\n")
+    code = main(["video", str(clip), "--csv", str(tmp_path / "faces.csv"),
+                 "--checkpoint", str(random_checkpoint)])
+    assert code == 2 and "is what an earlier run of this command wrote" in capsys.readouterr().err
+    assert left.read_text() == "frame,time\n0,0.0\n" and not (tmp_path / "faces.csv").exists()
+
+
 def test_video_refuses_a_hard_link_or_relative_spelling_of_its_input(clip, capsys, random_checkpoint,
                                                                     monkeypatch):
     link = clip.with_name("link.mp4")

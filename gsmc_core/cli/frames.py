@@ -285,6 +285,11 @@ def cmd_video(args: argparse.Namespace) -> int:
                               [*inputs, *([args.checkpoint] if args.checkpoint else [])])
     if args.out and args.csv and same_file(args.out, args.csv):
         raise UsageError(f"--out and --csv name the same file ({args.out}); give two files")
+    for target in (args.out, args.csv):
+        if target and partial_path(target).exists():  # what a killed run recorded: not replaced
+            raise OutputError(errno.EEXIST, f"{partial_path(target)} is what an earlier run of this "
+                              "command wrote before it was cut short (or one still running): rename "
+                              "or delete it first")
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend, args.precision)
     predictor.tta = args.tta
     skipped: list[Path] = []
@@ -520,7 +525,7 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     )
     p.add_argument("input", help="video file, image folder, or camera index (0, 1, ...)")
     p.add_argument("--out", help="annotated video to write (.mp4; .mkv survives a crash: a killed run "
-                   "leaves a playable .NAME.partial.mkv)")
+                   "leaves a playable .NAME.partial.mkv, which a later run does not replace)")
     p.add_argument("--csv", help="CSV to write: frame,time_s,face_id,x,y,w,h,score,expression,p_<class>...")
     p.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
     p.add_argument("--half-life", type=_half_life_option, default=None, metavar="SECONDS",
