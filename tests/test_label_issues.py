@@ -89,6 +89,15 @@ def test_cross_validated_probabilities_come_from_runs_that_never_saw_the_face(fe
     again = cross_validated_scores(base, 3, tmp_path / "cv")  # done before: nothing retrained
     assert np.array_equal(again.probs, scores.probs)
     assert stamps == [(tmp_path / "cv" / f"fold{k}" / "last.pt").stat().st_mtime for k in range(3)]
+    # another job in the same folder (more epochs, or another fold count) does not take them
+    import dataclasses
+
+    from gsmc_core.training.config import TrainingError
+
+    with pytest.raises(TrainingError, match=r"fold0 was scored by another cross-validation \(epochs 1, "):
+        cross_validated_scores(dataclasses.replace(base, epochs=5), 3, tmp_path / "cv")
+    with pytest.raises(TrainingError, match=r"folds 3, here 2"):
+        cross_validated_scores(base, 2, tmp_path / "cv")
 
 
 def test_gsmc_crossval_command_reports_against_the_runs_noise(ferplus_root, tmp_path, capsys):

@@ -19,7 +19,7 @@ from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.devices import resolve_device
 from gsmc_core.review.audit import TrainingScores
-from gsmc_core.training.config import TrainConfig
+from gsmc_core.training.config import TrainConfig, TrainingError, config_for_resume
 from gsmc_core.training.data.preload import MemoryLoader, preload_split
 from gsmc_core.training.data.samples import Split
 from gsmc_core.training.evaluate import predict_loader
@@ -34,6 +34,28 @@ def fold_config(base: TrainConfig, folds: int, fold: int, out: Path) -> TrainCon
     run = out / f"fold{fold}"
     return dataclasses.replace(base, folds=folds, fold=fold, out=str(run),
                                resume=RunFolder(run).last.exists())
+
+
+# what may differ between the job that scored a fold and the one that reuses it
+_RUN_ONLY = ("device", "workers", "threads", "data_root", "out", "resume")
+
+
+def _check_done_fold(config: TrainConfig) -> None:
+    """A fold scored before is reused only when its recipe is this job's (its epochs too): a
+    fold of another cross-validation in the same --out is refused, not counted."""
+    run = Path(config.out)
+    try:
+        own = config_for_resume(run, {}).resolved()
+    except TrainingError as exc:
+        raise TrainingError(f"{run / HELDOUT} is there without the run's settings ({exc}); "
+                            f"delete {run} to train that fold again") from exc
+    wanted = config.resolved()
+    differ = [f"{f.name} {getattr(own, f.name)!r}, here {getattr(wanted, f.name)!r}"
+              for f in dataclasses.fields(own)
+              if f.name not in _RUN_ONLY and getattr(own, f.name) != getattr(wanted, f.name)]
+    if differ:
+        raise TrainingError(f"{run} was scored by another cross-validation ({'; '.join(differ)}): "
+                            "choose another --out, or delete that folder to train the fold again")
 
 
 def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray) -> None:
@@ -65,6 +87,7 @@ def cross_validated_scores(base: TrainConfig, folds: int, out: str | Path,
     for k in range(folds):
         config = fold_config(base, folds, k, out)
         if (Path(config.out) / HELDOUT).exists():
+            _check_done_fold(config)
             continue
         result = train(config, on_event, should_stop)
         if result.stopped:
