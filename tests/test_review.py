@@ -212,3 +212,64 @@ def test_a_key_cut_inside_its_quotes_loses_no_later_decision(tmp_path):
     assert sorted(ReviewLog(path).decisions()) == ["happy/a.png", "happy/c.png", "happy/d.png"]
     reopened.set_label('happy/IMG 2024, "beach".jpg', "fear")
     assert ReviewLog(path).decisions() == reopened.decisions()  # quoted keys replay whole
+
+
+def test_relabel_says_which_line_it_cannot_apply_in_every_format(tmp_path, small_ferplus, capsys):
+    from gsmc_core.training.data.samples import DataError
+
+    def fer_row(code: str) -> str:
+        return f"{code}," + " ".join(["9"] * 4) + ",Training\n"
+
+    log = ReviewLog(tmp_path / "d.csv")
+    log.set_label("row2", "neutral")
+    cases = {  # (dataset, file, text): what is said
+        "header": ("fer2013", "fer2013.csv", "Emotion,pixels,Usage\n" + fer_row("0"),
+                   "fer2013.csv: no column emotion"),
+        "empty": ("fer2013", "fer2013.csv", "", "fer2013.csv: empty"),
+        "code": ("fer2013", "fer2013.csv", "emotion,pixels,Usage\n" + fer_row("x"),
+                 "fer2013.csv:2: 'x' is not one of the codes 0-6"),
+    }
+    for name, (dataset, file, text, said) in cases.items():
+        root = tmp_path / name
+        root.mkdir()
+        (root / file).write_text(text)
+        with pytest.raises(DataError, match=said):
+            relabel(dataset, root, log.decisions(), tmp_path / f"{name}_clean")
+        assert not (tmp_path / f"{name}_clean").exists()
+    # AffectNet: a blank last line (as editors leave) is no face; the decided face changes
+    root = tmp_path / "affectnet"
+    root.mkdir()
+    (root / "training.csv").write_text(
+        "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,"
+        "valence,arousal\n1/a.jpg,0,0,10,10,,1,0,0\n\n")
+    log = ReviewLog(tmp_path / "a.csv")
+    log.set_label("1/a.jpg", "sadness")
+    relabel("affectnet", root, log.decisions(), tmp_path / "affectnet_clean")
+    lines = (tmp_path / "affectnet_clean" / "training.csv").read_text().splitlines()
+    assert lines[1].split(",")[6] == "2"  # sadness is AffectNet's 2
+    # FERPlus: a file listed twice is named with both lines (it was "[Errno 17] File exists")
+    labels = small_ferplus / "FER2013Train" / "label.csv"
+    rows = labels.read_text().splitlines()
+    labels.write_text("\n".join([*rows, rows[0]]) + "\n")
+    first = rows[0].split(",")[0]
+    log = ReviewLog(tmp_path / "p.csv")
+    log.set_label(first, "happiness")
+    said = rf"label.csv:{len(rows) + 1}: {first} is listed again \(first on line 1\)"
+    with pytest.raises(DataError, match=said):
+        relabel("ferplus", small_ferplus, log.decisions(), tmp_path / "dup_clean")
+
+
+def test_relabel_with_decisions_of_another_dataset_writes_nothing(small_ferplus, tmp_path, capsys):
+    decisions = tmp_path / "decisions.csv"
+    log = ReviewLog(decisions)
+    log.set_label("not_in_this_dataset.png", "happiness")
+    argv = ["relabel", "--apply", str(decisions), "--dataset", "ferplus", "--data-root", str(small_ferplus)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    assert "none of its 1 changes names a face of" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    first = read_split("ferplus", small_ferplus, "train").samples[0].key
+    log.set_label(first, "happiness")  # one that matches: written, the other one said
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr()
+    assert "1 faces relabelled" in out.out
+    assert "warning: 1 decisions of" in out.err and "not_in_this_dataset.png" in out.err

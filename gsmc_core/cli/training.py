@@ -255,6 +255,10 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     result = relabel(args.dataset, args.data_root, decisions, args.out, decided_in=args.apply)
     print(f"wrote {result.root}: {result.changed} faces relabelled, {result.removed} left out as "
           f"unusable, {result.kept} confirmed; changes in {result.root / 'changes.csv'}")
+    if result.unmatched:
+        print(f"warning: {len(result.unmatched)} decisions of {args.apply} name no face of "
+              f"{args.data_root} and were not applied (the first: {result.unmatched[0][:80]})",
+              file=sys.stderr)
     return 0
 
 

@@ -42,6 +42,7 @@ class RelabelResult:
     changed: int  # faces given another class
     removed: int  # faces left out as unusable
     kept: int  # faces whose label was confirmed
+    unmatched: tuple[str, ...] = ()  # decisions to change a face this dataset does not have
 
 
 def _link(source: Path, target: Path) -> None:
@@ -71,6 +72,25 @@ def _code(table: dict[int, str], label: str) -> int:
     return codes[label]
 
 
+def _header(reader, source: Path, columns: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """The CSV's header and the positions of ``columns`` in it; DataError when it has none."""
+    header = next(reader, None)
+    missing = [c for c in columns if c not in (header or [])]
+    if header is None or missing:
+        raise DataError(f"{source}: {'empty' if header is None else 'no column ' + ', '.join(missing)}"
+                        f" (a {source.name} needs the columns {', '.join(columns)})")
+    return header, [header.index(c) for c in columns]
+
+
+def _old_class(table: dict[int, str], value: str, where: str) -> str:
+    """The class a row's code names (as the dataset's reader reads it)."""
+    try:
+        return table[int(value)]
+    except (ValueError, KeyError):
+        raise DataError(f"{where}: {value[:20]!r} is not one of the codes {min(table)}-{max(table)} "
+                        "of this format") from None
+
+
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
     write_atomic(path, lambda f: csv.writer(f).writerows(rows))
 
@@ -78,11 +98,15 @@ def _write_csv(path: Path, rows: list[list[str]]) -> None:
 def _ferplus(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[str, str, str]]:
     changes = []
     train = root / "FER2013Train"
-    rows = []
+    rows, line_of = [], {}
     with open_label_file(train / "label.csv") as f:
         for line_no, row in enumerate(csv.reader(f), start=1):
             if not row:
                 continue
+            if row[0] in line_of:  # one link per image: a second row could not be linked
+                raise DataError(f"{train / 'label.csv'}:{line_no}: {row[0]} is listed again (first "
+                                f"on line {line_of[row[0]]}); remove one of the two rows")
+            line_of[row[0]] = line_no
             new = _new_label(decisions.get(row[0]))
             if new is not None:
                 try:
@@ -119,7 +143,8 @@ def _rafdb(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tuple[
             continue
         new = _new_label(decisions.get(parts[0]))
         if new is not None:
-            changes.append((parts[0], RAFDB_LABELS[int(parts[1])], new))
+            where = f"{root / 'EmoLabel' / 'list_patition_label.txt'}: {parts[0]}"
+            changes.append((parts[0], _old_class(RAFDB_LABELS, parts[1], where), new))
             if new == UNUSABLE:
                 continue
             parts[1] = str(_code(RAFDB_LABELS, new))
@@ -135,9 +160,8 @@ def _fer2013(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tupl
     changes, rows = [], []
     with open_label_file(source) as f:
         reader = csv.reader(f)
-        header = next(reader)
+        header, (column,) = _header(reader, source, ("emotion",))
         rows.append(header)
-        column = header.index("emotion")
         for row in reader:
             line_no = reader.line_num  # as the reader counts: blank lines are lines, not faces
             if not row:
@@ -148,7 +172,8 @@ def _fer2013(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tupl
                                 f"{len(header)} columns)")
             new = _new_label(decisions.get(f"row{line_no}"))
             if new is not None:
-                changes.append((f"row{line_no}", FER2013_LABELS[int(row[column])], new))
+                old = _old_class(FER2013_LABELS, row[column], f"{source}:{line_no}")
+                changes.append((f"row{line_no}", old, new))
                 if new == UNUSABLE:
                     continue
                 row[column] = str(_code(FER2013_LABELS, new))
@@ -162,13 +187,20 @@ def _affectnet(root: Path, out: Path, decisions: dict[str, Decision]) -> list[tu
     changes, rows = [], []
     with open_label_file(root / "training.csv") as f:
         reader = csv.reader(f)
-        header = next(reader)
+        source = root / "training.csv"
+        header, (path_column, column) = _header(reader, source, ("subDirectory_filePath", "expression"))
         rows.append(header)
-        path_column, column = header.index("subDirectory_filePath"), header.index("expression")
         for row in reader:
+            if len(row) < len(header):  # a blank or cut line: the reader skips or refuses it
+                if not row:
+                    continue
+                raise DataError(f"{source}:{reader.line_num}: the row is short ({len(row)} of the "
+                                f"header's {len(header)} columns)")
             new = _new_label(decisions.get(row[path_column]))
             if new is not None:
-                changes.append((row[path_column], AFFECTNET_LABELS.get(int(row[column]), row[column]), new))
+                table = {**AFFECTNET_LABELS, 8: "none", 9: "uncertain", 10: "no face"}
+                old = _old_class(table, row[column], f"{source}:{reader.line_num}")
+                changes.append((row[path_column], old, new))
                 row[column] = "10" if new == UNUSABLE else str(_code(AFFECTNET_LABELS, new))
             rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
@@ -249,6 +281,12 @@ def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out:
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         changes = WRITERS[dataset](root, partial, decisions)
+        changed = {key for key, _, _ in changes}
+        unmatched = tuple(k for k, d in decisions.items() if d.action != "keep" and k not in changed)
+        if unmatched and not changes:
+            raise DataError(f"{decided_in}: none of its {len(unmatched)} changes names a face of "
+                            f"{root} (the first: {unmatched[0][:80]}); were the decisions made on "
+                            "another dataset? Nothing was written")
         rows = [["file", "old", "new", "score", "who", "when"]]
         rows += [[key, old, new, decisions[key].score, decisions[key].who, decisions[key].time]
                  for key, old, new in changes]
@@ -262,4 +300,4 @@ def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out:
         raise
     removed = sum(1 for _, _, new in changes if new == UNUSABLE)
     kept = sum(1 for d in decisions.values() if d.action == "keep")
-    return RelabelResult(out, len(changes) - removed, removed, kept)
+    return RelabelResult(out, len(changes) - removed, removed, kept, unmatched)

@@ -457,6 +457,9 @@ class ReviewTab(QWidget):
     @Slot(object, object)
     def _on_exported(self, request: ExportRequest, result: RelabelResult) -> None:
         message = f"Wrote the cleaned dataset to {result.root} (changes in changes.csv)"
+        if result.unmatched:
+            message += (f"; {len(result.unmatched)} decisions name no face of this dataset and "
+                        f"were not applied (the first: {result.unmatched[0][:80]})")
         self._export_done(message)
         self.status_message.emit(message)
         self.train_on.emit(request.dataset, str(result.root))  # the format of what was exported
