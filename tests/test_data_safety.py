@@ -337,3 +337,19 @@ def test_atomic_text_is_utf8_whatever_the_systems_encoding(tmp_path, monkeypatch
     monkeypatch.setattr("gsmc_core.atomic.os.fdopen", windows_fdopen)
     write_text_atomic(tmp_path / "faces.csv", "file\n写真.jpg\n")
     assert (tmp_path / "faces.csv").read_bytes() == "file\n写真.jpg\n".encode()
+
+
+def test_a_run_folder_inside_the_dataset_or_over_its_own_config_is_refused(small_ferplus, tmp_path, capsys):
+    inside = small_ferplus / "FER2013Train" / "run1"
+    code = main(["train", "--dataset", "ferplus", "--data-root", str(small_ferplus), "--out", str(inside),
+                 "--epochs", "1", "--limit-train", "16", "--input-size", "33"])
+    assert code == 2 and "is inside the dataset" in capsys.readouterr().err
+    assert not inside.exists()  # refused before the folder (its lock) was made
+    run = tmp_path / "exp"
+    run.mkdir()
+    template = run / "config.yaml"
+    template.write_text("# my experiment\nmethod: ce\nepochs: 1\n")
+    code = main(["train", "--config", str(template), "--dataset", "ferplus", "--data-root",
+                 str(small_ferplus), "--out", str(run)])
+    assert code == 2 and "is the config.yaml the run writes" in capsys.readouterr().err
+    assert template.read_text() == "# my experiment\nmethod: ce\nepochs: 1\n"

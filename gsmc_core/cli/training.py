@@ -14,7 +14,7 @@ from pathlib import Path
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.errors import UsageError
-from gsmc_core.outputs import refuse_overwriting_inputs, require_writable_file
+from gsmc_core.outputs import refuse_overwriting_inputs, require_writable_file, same_file
 from gsmc_core.review.audit import audit, report_from_scores, write_audit_csv
 from gsmc_core.review.cross_val import cross_validated_scores
 from gsmc_core.review.label_issues import SCORES
@@ -107,6 +107,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         config = (TrainConfig.from_yaml(args.config, **overrides) if args.config
                   else TrainConfig(**overrides))
+        if args.config and same_file(args.config, RunFolder(config.out).config_file):
+            raise UsageError(f"--config {args.config} is the config.yaml the run writes in {config.out} "
+                             "(it would be replaced, its comments lost): keep it in another folder")
     with _stop_on_signals() as stop:
         result = train(config, on_event=_print_event, should_stop=stop.is_set)
     if result.stopped:

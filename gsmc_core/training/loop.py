@@ -33,6 +33,7 @@ from gsmc_core.atomic import write_atomic
 from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
 from gsmc_core.devices import resolve_device, use_bf16
 from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
+from gsmc_core.outputs import same_file
 from gsmc_core.training.config import (
     DATASET_FACE_MARGIN,
     RESUMABLE_SETTINGS,
@@ -565,6 +566,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         try:
+            self._refuse_a_run_dir_inside_the_data()
             if not self.dist.is_main:  # only rank 0 writes the folder
                 return self._run()
             with RunLock(self.run_dir):
@@ -573,6 +575,14 @@ class Trainer:
             raise TrainingError(f"{exc}; nothing was changed") from None
         finally:
             self._end_loader_workers()
+
+    def _refuse_a_run_dir_inside_the_data(self) -> None:
+        """Before the run folder is made: not inside the dataset (in an image-folder dataset it
+        would be read as a class, and the dataset's files are never written among)."""
+        root = Path(self.config.data_root)
+        if root.is_dir() and any(same_file(root, parent) for parent in (self.run_dir, *self.run_dir.parents)):
+            raise TrainingError(f"the run folder {self.run_dir} is inside the dataset {root}: choose "
+                                "a folder outside it")
 
     def _end_loader_workers(self) -> None:
         """The persistent loader workers end with the run, also one ended by an exception whose
