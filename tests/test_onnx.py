@@ -152,13 +152,17 @@ def test_an_argument_error_keeps_the_cache_and_the_cache_is_bounded(shipped, tmp
     older = path.with_name("0" * 32 + ".int8.onnx")
     older.write_bytes(b"an older int8 graph")
     os.utime(older, (0, 0))
+    mine = path.with_name("my model.onnx")  # a person's own export in GSMC_CACHE_DIR: not the cache's
+    mine.write_bytes(b"my export")
+    os.utime(mine, (0, 0))
     monkeypatch.setattr(onnx_export, "CACHE_KEEP", 2)
     monkeypatch.setattr(onnx_export, "INT8_KEEP", 1)
     for k in range(3):  # three other models: the oldest entries go
         other = dataclasses.replace(shipped, state_dict={**shipped.state_dict,
                                                          "fc.bias": shipped.state_dict["fc.bias"] + k + 1})
         cached_onnx(other)
-    assert len(list(path.parent.glob("*.onnx"))) == 3 and not path.exists()
+    assert len(list(path.parent.glob("*.onnx"))) == 4 and not path.exists()
+    assert mine.read_bytes() == b"my export"
     assert int8.read_bytes() == b"an int8 graph" and not older.exists()  # int8 graphs: a limit of their own
 
 

@@ -9,6 +9,7 @@ metadata, so users never have to run ``gsmc export`` themselves.
 import hashlib
 import json
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -84,6 +85,9 @@ CACHE_KEEP = 6  # exported models kept (about 45 MB each for ResNet-18); older o
 INT8_KEEP = 20  # int8 graphs kept (about 11 MB each): calibrated on a dataset, not remade on the fly
 
 
+CACHE_NAME = re.compile(r"[0-9a-f]{32}(\.int8)?\.onnx")
+
+
 def _cache_path(ckpt: Checkpoint) -> Path:
     return cache_dir() / f"{checkpoint_digest(ckpt)[:32]}.onnx"
 
@@ -111,7 +115,10 @@ def cached_onnx(ckpt: Checkpoint) -> Path:
 def _prune(folder: Path) -> None:
     """Remove all but the ``CACHE_KEEP`` most recently used exports and, apart from them, the
     ``INT8_KEEP`` most recently used int8 graphs (``gsmc quantize``, "Use this model")."""
-    graphs = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+    # only the names the cache gives (a 32-digit digest): GSMC_CACHE_DIR may be a folder that
+    # holds a person's own exports too
+    graphs = sorted((p for p in folder.glob("*.onnx") if CACHE_NAME.fullmatch(p.name)),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
     int8 = [p for p in graphs if p.name.endswith(".int8.onnx")]
     exports = [p for p in graphs if not p.name.endswith(".int8.onnx")]
     for old in (*exports[CACHE_KEEP:], *int8[INT8_KEEP:]):
