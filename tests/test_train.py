@@ -272,3 +272,26 @@ def test_a_run_ended_by_an_exception_ends_its_loader_workers(ferplus_root, tmp_p
         train(_config(ferplus_root, tmp_path / "run", epochs=2, workers=2), on_event=killed_in_epoch_2)
     assert killed.traceback  # the run's frames are still held
     assert set(multiprocessing.active_children()) <= before
+
+
+def test_a_resume_on_other_faces_or_labels_is_refused_a_moved_copy_is_not(small_ferplus, tmp_path):
+    import dataclasses
+    import shutil
+
+    config = _config(small_ferplus, tmp_path / "run", method="ce", limit_train=None, limit_eval=16)
+    train(config)
+    moved = tmp_path / "moved"  # the same dataset elsewhere: data_root may change on resume
+    shutil.copytree(small_ferplus, moved, symlinks=True)
+    labels = small_ferplus / "FER2013Train" / "label.csv"
+    with open(labels, newline="") as f:
+        rows = list(csv.reader(f))
+    votes = [float(v) for v in rows[0][2:]]
+    top = max(range(len(votes)), key=votes.__getitem__)
+    rows[0][2:] = ["10" if i == (top + 1) % 8 else "0" for i in range(len(votes))]  # relabelled
+    with open(labels, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    again = dataclasses.replace(config, epochs=2, resume=True)
+    with pytest.raises(TrainingError, match="does not hold the faces and labels this run trained on"):
+        train(again)
+    assert len(list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))) == 1  # nothing changed
+    assert train(dataclasses.replace(again, data_root=str(moved))).epochs_completed == 2

@@ -275,6 +275,7 @@ class Trainer:
         self.best_val_acc = -1.0
         self.last_row: dict[str, Any] | None = None
         self.partial: EpochProgress | None = None  # where a stopped epoch ended (resume)
+        self.data_fingerprint: str | None = None  # of the splits read (kept in last.pt)
 
     # --- setup -------------------------------------------------------------------------------
 
@@ -466,6 +467,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rng_state(),
                 "last_row": self.last_row,  # the last finished epoch's metrics.csv row
+                "data": self.data_fingerprint,  # the faces and labels trained and validated on
             }
         return Checkpoint(meta=self.meta, state_dict=weights, train_config=self.config_dict,
                           metrics=metrics, training_state=state)
@@ -510,6 +512,11 @@ class Trainer:
                       f"processes, resumed by {self.dist.world_size}: that epoch starts again")
         self.last_row = state.get("last_row")
         set_rng_state(state["rng"])
+        saved = state.get("data")  # (runs saved before it was kept: not checked)
+        if saved is not None and saved != self.data_fingerprint:
+            raise TrainingError(f"{self.config.data_root} does not hold the faces and labels this run "
+                                f"trained on (another copy, or labels changed since): resume with the "
+                                "dataset it was trained on, or start a new run; nothing was changed")
         return state["epoch"]
 
     def _check_own_recipe(self) -> None:
@@ -605,6 +612,7 @@ class Trainer:
         if cfg.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.threads)
         train, val, clean = self._read_data()
+        self.data_fingerprint = f"{train.fingerprint()} {val.fingerprint()}"
         soft_targets = train.soft_targets() if cfg.soft_labels else None
         if cfg.soft_labels and soft_targets is None:
             raise TrainingError(f"soft labels need annotator votes for every training image; "

@@ -1,5 +1,6 @@
 """Samples, splits and the torch Dataset every reader feeds."""
 
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -66,6 +67,14 @@ class Split:
 
     def labels(self) -> list[int]:
         return [s.label for s in self.samples]
+
+    def fingerprint(self) -> str:
+        """A digest of the faces (their keys) and labels: equal for the same data wherever the
+        dataset lies, so a resumed run can tell it is given the data it trained on."""
+        h = hashlib.sha256(f"{self.name} {len(self.samples)}\n".encode())
+        for sample in self.samples:
+            h.update(f"{sample.key}\t{sample.label}\n".encode())
+        return h.hexdigest()
 
     def soft_targets(self) -> torch.Tensor | None:
         """The vote shares as an N x C tensor, or None unless every sample has them."""
