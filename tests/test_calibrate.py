@@ -151,3 +151,38 @@ def test_refitted_checkpoint_on_real_faces(random_checkpoint, ferplus_root):
     assert not torch.equal(refitted.state_dict["fc.weight"], ckpt.state_dict["fc.weight"])
     key = "backbone.layer4.1.conv2.weight"  # the backbone is untouched
     torch.testing.assert_close(refitted.state_dict[key], ckpt.state_dict[key])
+
+
+def test_a_noisy_runs_calibration_uses_the_labels_it_trained_on(random_checkpoint, small_ferplus, tmp_path,
+                                                                capsys):
+    import dataclasses
+
+    from gsmc_core.cli.training import _trained_on
+    from gsmc_core.training.config import TrainConfig
+    from gsmc_core.training.data.readers import read_split
+    from gsmc_core.training.loop import training_split
+
+    recipe = TrainConfig(dataset="ferplus", data_root=str(small_ferplus), noise_rate=0.5, noise_seed=3,
+                         limit_train=30, seed=2)
+    cfg = dataclasses.asdict(recipe)
+    trained, clean = training_split(recipe)
+    own = read_split("ferplus", small_ferplus, "train", 8, 0.1, 2, "shuffle")
+    rebuilt = _trained_on(own, cfg)
+    assert [s.key for s in rebuilt.samples] == [s.key for s in trained.samples]
+    assert rebuilt.labels() == trained.labels() != clean  # the noisy ones, not the dataset's
+
+
+@pytest.mark.slow
+def test_cli_calibrate_of_a_noisy_run_says_which_labels_it_uses(random_checkpoint, small_ferplus, tmp_path,
+                                                                capsys):
+    import dataclasses
+
+    from gsmc_core.checkpoint import save_checkpoint
+    from gsmc_core.training.config import TrainConfig
+
+    cfg = dataclasses.asdict(TrainConfig(dataset="ferplus", data_root=str(small_ferplus), noise_rate=0.5))
+    model = tmp_path / "noisy.pt"
+    save_checkpoint(dataclasses.replace(load_checkpoint(random_checkpoint), train_config=cfg), model)
+    assert main(["calibrate", "--checkpoint", str(model), "--data-root", str(small_ferplus),
+                 "--out", str(tmp_path / "out.pt"), "--device", "cpu"]) == 0
+    assert "the run trained on noisy labels (symmetric, rate 0.5)" in capsys.readouterr().out

@@ -26,7 +26,9 @@ from gsmc_core.training.config import (
     TrainConfig,
     config_for_resume,
 )
+from gsmc_core.training.data.noise import given_labels
 from gsmc_core.training.data.readers import DATASETS, SPLITS, checkpoint_split, read_split
+from gsmc_core.training.data.samples import Split
 from gsmc_core.training.evaluate import evaluate_checkpoint, robustness
 from gsmc_core.training.events import BatchEvent, EpochEvent, LogEvent
 from gsmc_core.training.loop import train
@@ -181,6 +183,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained_on(train: Split, cfg: dict) -> Split:
+    """``train`` as the run in ``cfg`` saw it: its subset and, with label noise, the labels it
+    was given (calibrating on the dataset's own would use labels a noisy run never had)."""
+    train = train.subset(cfg.get("limit_train"), cfg.get("seed", 0))
+    kind, rate = cfg.get("noise_kind", "symmetric"), cfg.get("noise_rate", 0.0)
+    noise_file = cfg.get("noise_file")
+    if not (rate or noise_file or kind == "annotator"):
+        return train
+    if noise_file and not Path(noise_file).is_file():
+        raise UsageError(f"the run trained on the labels of {noise_file}, which is not there: "
+                         "calibrate where that file is")
+    print(f"the run trained on noisy labels ({noise_file or f'{kind}, rate {rate:g}'}): the class "
+          "prior and a re-fitted head use those", flush=True)
+    return train.with_labels(given_labels(train, kind, rate, cfg.get("noise_seed", 0), noise_file))
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     if not 0 <= args.balance <= 2 or args.head_epochs < 1:
         raise UsageError(f"--balance must be in 0-2 (got {args.balance:g}) and --head-epochs at least 1 "
@@ -198,6 +216,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fraction, seed, holdout = cfg.get("val_fraction", 0.1), cfg.get("seed", 0), cfg.get("holdout", "shuffle")
     train_split = read_split(dataset, args.data_root, "train", n, fraction, seed, holdout)
     val = read_split(dataset, args.data_root, "val", n, fraction, seed, holdout)
+    if dataset == cfg.get("dataset"):  # the faces and labels the run trained on (its noise too)
+        train_split = _trained_on(train_split, cfg)
     refuse_overwriting_inputs({"--out": args.out}, [s.source for s in (train_split, val) if s.source])
     if "fc.weight" not in ckpt.state_dict or "fc.bias" not in ckpt.state_dict:
         raise UsageError(f"{args.checkpoint} has no linear classifier (fc.weight, fc.bias) to adjust")
