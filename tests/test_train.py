@@ -214,6 +214,9 @@ def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"]
     row = next(csv.DictReader(open(tmp_path / "ddp" / "metrics.csv")))
     assert int(row["skipped"]) >= 1  # the broken image was met, counted, and survived
+    # listed whichever rank met it (rank 1's were left out)
+    listed = list(csv.DictReader(open(tmp_path / "ddp" / "unreadable.csv")))
+    assert [r["image"] for r in listed] == ["happy/3.png"], listed
 
 
 def test_a_new_run_never_overwrites_another_runs_files(ferplus_root, tmp_path):

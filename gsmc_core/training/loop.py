@@ -194,8 +194,18 @@ def train_one_epoch(
         "images_per_s": total.seen / p.seconds,
         "skipped": total.skipped,
         "steps": p.steps,
-        "unreadable": [Unreadable(key, reason) for key, reason in p.unreadable],
+        "unreadable": [Unreadable(key, reason) for key, reason in _every_ranks(p.unreadable, world)],
     }
+
+
+def _every_ranks(unreadable: list[tuple[str, str]], world: Distributed) -> list[tuple[str, str]]:
+    """The unreadable images of all ranks (each met those of its own shard; preloaded, every
+    rank knows them all), each once, in key order under torchrun."""
+    if not world.enabled:
+        return unreadable
+    gathered: list[list[tuple[str, str]] | None] = [None] * world.world_size
+    dist.all_gather_object(gathered, unreadable)
+    return sorted(dict(item for part in gathered for item in part or []).items())
 
 
 def training_split(cfg: TrainConfig) -> tuple[Split, list[int]]:
@@ -509,7 +519,9 @@ class Trainer:
             self.method.load_epoch_state([x.to(self.device) for x in state.get("partial_inputs", [])])
         elif state.get("partial"):
             self._log(f"{path} stopped in an epoch trained by {state['partial'].get('world_size')} "
-                      f"processes, resumed by {self.dist.world_size}: that epoch starts again")
+                      f"processes, resumed by {self.dist.world_size}: that epoch starts again from its "
+                      "first batch, so the batches trained before the stop are trained twice (resume "
+                      "with the same number of processes to go on where it stopped)")
         self.last_row = state.get("last_row")
         set_rng_state(state["rng"])
         saved = state.get("data")  # (runs saved before it was kept: not checked)
