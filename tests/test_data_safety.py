@@ -345,6 +345,12 @@ def test_a_run_folder_inside_the_dataset_or_over_its_own_config_is_refused(small
                  "--epochs", "1", "--limit-train", "16", "--input-size", "33"])
     assert code == 2 and "is inside the dataset" in capsys.readouterr().err
     assert not inside.exists()  # refused before the folder (its lock) was made
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    code = main(["train", "--dataset", "ferplus", "--data-root", str(small_ferplus), "--out", str(a_file),
+                 "--epochs", "1", "--limit-train", "16", "--input-size", "33"])
+    assert code == 2 and "notes.txt is a file, not a folder" in capsys.readouterr().err  # was Errno 17
+    assert a_file.read_text() == "mine"
     run = tmp_path / "exp"
     run.mkdir()
     template = run / "config.yaml"

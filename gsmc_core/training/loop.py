@@ -596,8 +596,10 @@ class Trainer:
             self._end_loader_workers()
 
     def _refuse_a_run_dir_inside_the_data(self) -> None:
-        """Before the run folder is made: not inside the dataset (in an image-folder dataset it
-        would be read as a class, and the dataset's files are never written among)."""
+        """Before the run folder is made: not a file, not inside the dataset (in an image-folder
+        dataset it would be read as a class, and the dataset's files are never written among)."""
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise TrainingError(self.folder.problem_for_new_run())
         root = Path(self.config.data_root)
         if root.is_dir() and any(same_file(root, parent) for parent in (self.run_dir, *self.run_dir.parents)):
             raise TrainingError(f"the run folder {self.run_dir} is inside the dataset {root}: choose "
