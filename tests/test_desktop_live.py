@@ -99,7 +99,8 @@ def test_stop_is_immediate_and_options_reach_the_worker(qtbot, tab, astronaut_rg
 def test_no_camera_gives_a_hint_and_camera_trouble_is_shown(qtbot, tab):
     qtbot.waitUntil(lambda: tab.cameras == [])
     assert tab.view.message() == NO_CAMERA_HINT
-    assert [tab.source_combo.itemText(i) for i in range(tab.source_combo.count())] == ["Video file…"]
+    assert [tab.source_combo.itemText(i) for i in range(tab.source_combo.count())] == [
+        "Video file…", "Look for cameras again"]
     assert not tab.start_button.isEnabled()
     tab.start()  # nothing to start: the hint stays, no crash
     assert not tab.is_running() and tab.view.message() == NO_CAMERA_HINT
@@ -231,3 +232,28 @@ def test_a_recording_asked_for_before_a_start_that_fails_is_dropped(qtbot, tab, 
     tab.stop()
     qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
     assert not csv_path.exists()
+
+
+def test_a_camera_plugged_in_later_is_found_by_looking_again(qtbot, random_checkpoint, clip):
+    plugged: list[int] = []
+    tab = LiveTab(camera_lister=lambda: list(plugged))
+    qtbot.addWidget(tab)
+    try:
+        qtbot.waitUntil(lambda: tab.view.message() == NO_CAMERA_HINT)
+        assert "Look for cameras again" in NO_CAMERA_HINT
+        plugged.append(0)  # the webcam plugged in after the app started
+        tab._on_source_activated(tab.source_combo.findData("rescan"))  # chosen in the list
+        assert tab.view.message() == "Looking for cameras…"
+        qtbot.waitUntil(lambda: tab.view.message() == "Found camera 0: press Start")
+        assert tab.current_source().camera == 0 and tab.start_button.isEnabled()
+        tab.set_model(load_model(random_checkpoint, "cpu"))
+        tab.set_video(clip)
+        tab.start()  # (the video: there is no camera 0 here)
+        qtbot.waitUntil(lambda: tab.frames_shown >= 1, timeout=30_000)
+        rescan = tab.source_combo.findData("rescan")  # the worker scans between runs only
+        assert not tab.source_combo.model().item(rescan).isEnabled()
+        with qtbot.waitSignal(tab.finished, timeout=10_000):
+            tab.stop()
+        assert tab.source_combo.model().item(rescan).isEnabled()
+    finally:
+        tab.shutdown()

@@ -51,8 +51,11 @@ PLOT_INTERVAL_S = 0.1  # charts redraw at most 10 times a second
 RATE_WINDOW_S = 1.0  # the frame rate shown counts the frames of the last second
 TIMELINE_WINDOW_S = 10.0  # the timeline's span unless "Whole video" is on
 SPEEDS = (("0.25×", 0.25), ("0.5×", 0.5), ("1×", 1.0), ("2×", 2.0), ("4×", 4.0), ("max", 0.0))
-NO_CAMERA_HINT = ("No camera found. Choose “Video file…” in the source list to analyse a "
-                  "video, or open photos in the Images tab.")
+NO_CAMERA_HINT = ("No camera found. Plug one in and choose “Look for cameras again” in the "
+                  "source list, choose “Video file…” to analyse a video, or open photos in the "
+                  "Images tab.")
+CHOOSE_VIDEO, RESCAN = "choose", "rescan"  # the source list's two actions (not sources)
+LOOKING = "Looking for cameras…"
 
 
 class LiveTab(QWidget):
@@ -307,33 +310,45 @@ class LiveTab(QWidget):
             self.source_combo.addItem(f"Camera {index}", index)
         if self._video is not None:
             self.source_combo.addItem(self._video.name, str(self._video))
-        self.source_combo.addItem("Video file…", "choose")
+        self.source_combo.addItem("Video file…", CHOOSE_VIDEO)
+        self.source_combo.addItem("Look for cameras again", RESCAN)
         found = -1
         if playing is not None:  # the list names what plays
             found = self.source_combo.findData(str(playing.video) if playing.video else playing.camera)
-        if found < 0 and current not in (None, "choose"):
+        if found < 0 and current not in (None, CHOOSE_VIDEO, RESCAN):
             found = self.source_combo.findData(current)
         if found < 0 and self._saved_source is not None:
             found = self.source_combo.findData(self._saved_source)
         self.source_combo.setCurrentIndex(max(0, found))
         if not cameras and self._video is None and not self._running:
             self.view.set_message(NO_CAMERA_HINT)
+        elif self.view.message() == LOOKING:  # the answer to "Look for cameras again"
+            names = ", ".join(f"camera {i}" for i in cameras)
+            self.view.set_message(f"Found {names}: press Start" if cameras else NO_CAMERA_HINT)
         self._update_buttons()
 
     @Slot(int)
     def _on_source_activated(self, index: int) -> None:
-        if self.source_combo.itemData(index) == "choose":
+        if self.source_combo.itemData(index) == RESCAN:  # (not offered during a run)
+            self._select_playing_or_first()
+            self.view.set_message(LOOKING)
+            self._scan_requested.emit()
+            return
+        if self.source_combo.itemData(index) == CHOOSE_VIDEO:
             path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
             if path:
                 self.set_video(Path(path))
                 self.video_chosen.emit(Path(path))
             else:  # cancelled: back to the source playing (or the first one)
-                playing = self._spec if self._running else None
-                data = None if playing is None else (str(playing.video) if playing.video else playing.camera)
-                self.source_combo.setCurrentIndex(max(0, self.source_combo.findData(data)))
+                self._select_playing_or_first()
         if self._running:  # a source chosen during a run replaces the one playing
             self.start()
         self._update_buttons()
+
+    def _select_playing_or_first(self) -> None:
+        playing = self._spec if self._running else None
+        data = None if playing is None else (str(playing.video) if playing.video else playing.camera)
+        self.source_combo.setCurrentIndex(max(0, self.source_combo.findData(data)))
 
     def set_video(self, path: Path) -> None:
         """Offer ``path`` in the source list and select it."""
@@ -349,7 +364,7 @@ class LiveTab(QWidget):
         data = self.source_combo.currentData()
         if isinstance(data, int):
             return SourceSpec(camera=data)
-        if isinstance(data, str) and data != "choose":
+        if isinstance(data, str) and data not in (CHOOSE_VIDEO, RESCAN):
             return SourceSpec(video=Path(data))
         return None
 
@@ -464,6 +479,9 @@ class LiveTab(QWidget):
 
     def _update_buttons(self) -> None:
         self.start_button.setEnabled(not self._running and self.current_source() is not None)
+        rescan = self.source_combo.findData(RESCAN)
+        if rescan >= 0:  # the worker scans between runs only
+            self.source_combo.model().item(rescan).setEnabled(not self._running)
         self.stop_button.setEnabled(self._running)
         self.snapshot_button.setEnabled(self.last_frame is not None)
         source = self._spec if self._running else self.current_source()  # while running: what plays
