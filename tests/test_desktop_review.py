@@ -188,3 +188,27 @@ def test_a_log_that_cannot_be_written_is_said_and_the_review_stays(qtbot, tabs, 
     qtbot.waitUntil(lambda: "Cannot open the review log" in tab.progress_label.text(), timeout=120_000)
     assert "not a review log" in tab.progress_label.text() and tab.run is run and tab.rows == rows
     assert tab.score_button.isEnabled()
+
+
+def test_before_anything_is_scored_space_presses_the_focused_button(qtbot, tabs, small_ferplus,
+                                                                   random_checkpoint, tmp_path):
+    # a keyboard user tabs to "Score" and presses Space: the decision key took it, nothing happened
+    checkpoint = tmp_path / "run" / "last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    tab = ReviewTab()
+    tabs.append(tab)
+    qtbot.addWidget(tab)
+    tab.data_root.edit.setText(str(small_ferplus))
+    tab.checkpoint.edit.setText(str(checkpoint))
+    tab.score.setCurrentIndex(tab.score.findData("self_confidence"))  # every face is ranked
+    with qtbot.waitActive(tab):
+        tab.show()
+        tab.activateWindow()
+    tab.score_button.setFocus()
+    qtbot.keyClick(tab.score_button, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: tab.run is not None and bool(tab.rows), timeout=120_000)
+    assert tab.suspect_list.hasFocus()  # scored: the keys decide now
+    first = tab._key(tab.rows[0])
+    qtbot.keyClick(tab.suspect_list, Qt.Key.Key_Space)
+    assert ReviewLog(review_log_path(checkpoint)).decisions()[first].action == "keep"

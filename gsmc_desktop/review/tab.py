@@ -87,7 +87,7 @@ class ReviewTab(QWidget):
                               "one part of the faces, and score each part with the model that never "
                               "saw it (out-of-sample, more trustworthy; takes that many trainings, "
                               "resumable)")
-        self.score_button = QPushButton("Score the training faces")
+        self.score_button = QPushButton("&Score the training faces")
         self.score_button.clicked.connect(self.start_scoring)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
@@ -114,7 +114,7 @@ class ReviewTab(QWidget):
         self.decision_label = PlainLabel("")
         self.help_label = PlainLabel("Keys: 1-8 class · 0/Del unusable · Space keep · ←/→ move · Ctrl+Z undo")
         self.help_label.setStyleSheet("color: #555;")
-        self.export_button = QPushButton("Export cleaned labels…")
+        self.export_button = QPushButton("E&xport cleaned labels…")
         self.export_button.clicked.connect(self._on_export_clicked)
         self.export_button.setEnabled(False)
 
@@ -176,19 +176,25 @@ class ReviewTab(QWidget):
     def _make_shortcuts(self) -> None:
         """Tab-wide shortcuts, so a key does the same whichever control has focus (a focused
         button would otherwise take Space)."""
-        def add(key: str | QKeySequence.StandardKey, slot) -> None:
+        def add(key: str | QKeySequence.StandardKey, slot) -> QShortcut:
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(slot)
+            return shortcut
 
-        for number in range(1, 9):
-            add(str(number), lambda n=number: self.decide_class(n - 1))
-        for key in ("0", "Delete"):
-            add(key, self.decide_unusable)
-        add("Space", self.decide_keep)
-        add("Right", lambda: self.move(1))
-        add("Left", lambda: self.move(-1))
+        keys = [add(str(number), lambda n=number: self.decide_class(n - 1)) for number in range(1, 9)]
+        keys += [add(key, self.decide_unusable) for key in ("0", "Delete")]
+        keys += [add("Space", self.decide_keep), add("Right", lambda: self.move(1)),
+                 add("Left", lambda: self.move(-1))]
+        # the decision keys act while a suspect is shown; before, Space presses the focused
+        # button as everywhere (the buttons also have Alt+letter keys)
+        self._decision_keys = keys
+        self._arm_decision_keys()
         add(QKeySequence.StandardKey.Undo, self.undo)
+
+    def _arm_decision_keys(self) -> None:
+        for shortcut in self._decision_keys:
+            shortcut.setEnabled(self.run is not None and bool(self.rows))
 
     # --- scoring ----------------------------------------------------------------------------------
 
@@ -272,6 +278,7 @@ class ReviewTab(QWidget):
         keys = [self._key(r) for r in self.rows]
         self.position = next((i for i, k in enumerate(keys) if k not in decided), 0)
         self._show_position()
+        self.suspect_list.setFocus()  # the keys decide now, not the Score button that had it
 
     # --- the list ---------------------------------------------------------------------------------
 
@@ -295,6 +302,7 @@ class ReviewTab(QWidget):
         self.suspect_list.blockSignals(False)
         self.position = min(self.position, max(len(self.rows) - 1, 0))
         self._update_counter()
+        self._arm_decision_keys()
 
     def _item_text(self, rank: int, row: int) -> str:
         s = self.run
@@ -305,7 +313,9 @@ class ReviewTab(QWidget):
         if decision is not None:
             mark = {"keep": "  ✓ kept", "unusable": "  ✗ unusable"}.get(decision.action,
                                                                        f"  → {decision.label}")
-        return f"{rank:5d}. {self._key(row)}: {given} → {predicted} ({s.scores.probs[row].max():.0%}){mark}"
+        # listed worst first by the suspect score (what "Score at least" filters)
+        return (f"{rank:5d}. {self._key(row)}: {given} → {predicted} {s.scores.probs[row].max():.0%}, "
+                f"score {s.suspects.score[row]:.2f}{mark}")
 
     def _update_counter(self) -> None:
         if self.log is None:
