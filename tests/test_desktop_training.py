@@ -129,6 +129,8 @@ def test_invalid_input_is_shown_beside_the_field(qtbot, tab, ferplus_root, tmp_p
     tab.form.out.edit.setText(str(tmp_path / "new"))
     assert not tab.resume() and "Nothing to resume" in tab.form.out.error.text()
     assert not tab.is_running()
+    # the line above the curves says why now (it kept blaming the dataset's folder)
+    assert tab.progress_label.text() == "Not resumed: see the field marked in red"
 
     tab.form.method.setCurrentText("eac")  # the published recipe's defaults follow the method
     assert tab.form.lr.value() == METHOD_DEFAULTS["eac"]["lr"]

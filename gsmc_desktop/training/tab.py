@@ -175,11 +175,7 @@ class TrainingTab(QWidget):
             return False
         config = config or self.form.config()
         if config is None:
-            field = self.form.first_error_field()
-            if field is not None:  # a problem below the visible part of the form: show it
-                self.scroll.ensureWidgetVisible(field)
-                getattr(field, "edit", field).setFocus()
-            self.status_message.emit("Training not started: fix the fields marked in red")
+            self._not_started("Training not started: fix the fields marked in red")
             return False
         self._checking = True  # the labels are read in the worker; _on_checked goes on
         self.progress_label.setText("Reading the dataset's labels…")
@@ -224,7 +220,20 @@ class TrainingTab(QWidget):
         if self._running:
             return False
         config = self.form.resume_config()
-        return config is not None and self.start(config)
+        if config is None:
+            self._not_started("Not resumed: see the field marked in red")
+            return False
+        return self.start(config)
+
+    def _not_started(self, message: str) -> None:
+        """Say why above the curves and in the status bar (an earlier reason would stay there),
+        and bring the first field marked in red into view."""
+        field = self.form.first_error_field()
+        if field is not None:  # a problem below the visible part of the form: show it
+            self.scroll.ensureWidgetVisible(field)
+            getattr(field, "edit", field).setFocus()
+        self.progress_label.setText(message)
+        self.status_message.emit(message)
 
     def stop(self) -> None:
         """Stop after the batch in progress; the run's last.pt stays usable and resumable."""
