@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QTabWidget,
+    QWidget,
 )
 
 from gsmc_core import __version__
@@ -69,8 +70,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.training, "Training")
         self.tabs.addTab(self.review, "Review")
         self.setCentralWidget(self.tabs)
+        self._message_from: QWidget | None = None  # the tab whose message the status bar shows
         for tab in (self.live, self.images, self.training, self.review):
-            tab.status_message.connect(self.show_message)
+            tab.status_message.connect(lambda message, tab=tab: self._tab_message(tab, message))
         self.review.train_on.connect(self._train_on_cleaned)
         self.images.opened.connect(lambda paths: [self._remember_recent(p) for p in paths])
         self.live.video_chosen.connect(self._remember_recent)
@@ -95,6 +97,7 @@ class MainWindow(QMainWindow):
             self.resize(1280, 800)
         self.tabs.setCurrentIndex(read_setting("window/tab", 0, int, lambda i: 0 <= i < self.tabs.count()))
         self.tabs.currentChanged.connect(lambda i: QSettings().setValue("window/tab", i))
+        self.tabs.currentChanged.connect(self._on_tab_changed)
 
         self.startup_problem: str | None = None  # a requested model that failed, shown once visible
         self._open_at_start(checkpoint, read_setting("model/checkpoint", "", str))
@@ -349,7 +352,27 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def show_message(self, message: str) -> None:
+        self._message_from = None
         self.statusBar().showMessage(message, 15_000)
+
+    def _tab_message(self, tab: QWidget, message: str) -> None:
+        """A tab's message; one from a tab not in view names it, an empty one clears only that
+        tab's own message."""
+        if not message:
+            if self._message_from is tab:
+                self.statusBar().clearMessage()
+            return
+        if self.tabs.currentWidget() is not tab:
+            message = f"{self.tabs.tabText(self.tabs.indexOf(tab))}: {message}"
+        self.show_message(message)
+        self._message_from = tab
+
+    @Slot(int)
+    def _on_tab_changed(self, _index: int) -> None:
+        # another tab's message would read as about the tab now in view
+        if self._message_from is not None and self._message_from is not self.tabs.currentWidget():
+            self.statusBar().clearMessage()
+            self._message_from = None
 
 
     # --- drops and closing ----------------------------------------------------------------------

@@ -254,3 +254,22 @@ def test_the_window_has_a_usable_minimum_size(qtbot):
     combo = window.live.cam_combo
     assert combo.width() >= combo.fontMetrics().horizontalAdvance("Predicted class")
     window.close()
+
+
+def test_a_tabs_message_names_it_elsewhere_and_goes_when_another_tab_is_shown(qtbot):
+    window = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    try:
+        window.tabs.setCurrentWidget(window.training)
+        window.review.status_message.emit("Scoring failed: /data/x: not a dataset")
+        assert window.statusBar().currentMessage() == "Review: Scoring failed: /data/x: not a dataset"
+        window.training.status_message.emit("")  # another tab's clearing leaves it
+        assert window.statusBar().currentMessage().startswith("Review: ")
+        window.tabs.setCurrentWidget(window.images)  # it read as about the tab in view
+        assert window.statusBar().currentMessage() == ""
+        window.images.status_message.emit("Saved 8 maps")
+        assert window.statusBar().currentMessage() == "Saved 8 maps"
+        window.images.status_message.emit("")
+        assert window.statusBar().currentMessage() == ""
+    finally:
+        window.close()
