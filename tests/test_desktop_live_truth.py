@@ -352,7 +352,20 @@ def test_the_source_list_names_the_camera_that_plays(qtbot, slow_scan, astronaut
     release.set()
     qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
     assert tab.source_combo.currentData() == 0 and str(clip) not in shown[-1:]
-    assert QSettings().value("live/source") == "0"
+    # a source that could not be opened is not the one the next start opens (a broken video
+    # greeted every launch with its error); one that showed a frame is
+    assert QSettings().value("live/source") == str(clip)
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    tab.set_video(broken)
+    tab.start()
+    qtbot.waitUntil(lambda: not tab.is_running(), timeout=30_000)
+    assert "broken.mp4" in tab.view.message() and QSettings().value("live/source") == str(clip)
+    other = write_clip(astronaut_rgb, tmp_path / "other.mp4", frames=5)
+    tab.set_video(other)
+    tab.start()
+    qtbot.waitUntil(lambda: tab.frames_shown >= 1, timeout=30_000)
+    assert QSettings().value("live/source") == str(other)
 
 
 def test_a_video_without_a_frame_count_cannot_be_sought_and_says_where_it_is(qtbot, tab, astronaut_rgb,

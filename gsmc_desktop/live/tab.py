@@ -392,7 +392,7 @@ class LiveTab(QWidget):
         self.play_button.setChecked(False)
         self.view.set_message(f"Opening {spec.label()}…")
         self._update_buttons()
-        QSettings().setValue("live/source", str(spec.video) if spec.video else str(spec.camera))
+        self._unsaved_source = spec  # remembered for the next start once it shows a frame
         # the list names what plays (`--camera 1`, a recent video): also once the camera scan lands
         self._saved_source = str(spec.video) if spec.video else spec.camera
         found = self.source_combo.findData(self._saved_source)
@@ -577,6 +577,9 @@ class LiveTab(QWidget):
             self.runtime_changed.emit(frame.runtime)
         self.last_frame = frame
         self.frames_shown += 1
+        if self._unsaved_source is not None:  # (a file that cannot be played is not reopened)
+            spec, self._unsaved_source = self._unsaved_source, None
+            QSettings().setValue("live/source", str(spec.video) if spec.video else str(spec.camera))
         self._show_position(frame)
         if not frame.redraw:
             now = time.monotonic()
@@ -680,6 +683,7 @@ class LiveTab(QWidget):
             DEFAULT_LIVE_DETECTOR))
         self.min_score_spin.setValue(min_score)
         self._saved_source: int | str | None = None
+        self._unsaved_source: SourceSpec | None = None
         self._video: Path | None = None
         if saved is not None and saved.isdigit() and len(saved) < 4:
             self._saved_source = int(saved)
