@@ -62,10 +62,12 @@ def test_tiny_run_draws_curves_and_offers_the_model(qtbot, tab, ferplus_root, tm
     with qtbot.waitSignal(tab.use_model, timeout=120_000) as used:
         tab.use_button.click()
         assert not tab.use_button.isEnabled() and "int8" in tab.progress_label.text()
+        assert tab.progress.maximum() == 0  # busy, not the last run's 100 % standing still
         # the worker thread is busy: a run would wait behind it (and a Stop would be lost)
         assert not tab.start_button.isEnabled() and not tab.resume_button.isEnabled()
         assert not tab.start() and not tab.is_running()
     assert used.args == [tmp_path / "run" / "best.pt"]
+    assert tab.progress.maximum() > 0 and tab.progress.value() == tab.progress.maximum()
     assert tab.start_button.isEnabled() and tab.resume_button.isEnabled()
     # the model was made fast for the CPU first: its int8 graph is where predictors look
     from gsmc_core.checkpoint import load_checkpoint

@@ -387,13 +387,17 @@ class TrainingTab(QWidget):
         path = self.model_path()
         if path is not None and not self._preparing:
             self._preparing = True
-            self.progress_label.setText("Preparing the model for this computer (int8, once)…")
+            self.progress_label.setText("Preparing the model for this computer (int8, once; "
+                                        "up to a minute)…")
+            self.progress.setRange(0, 0)  # busy: no figure to show, but it is working
             self._update_buttons()
             self._prepare_requested.emit(str(path))
 
     @Slot(str, str)
     def _on_prepared(self, checkpoint: str, note: str) -> None:
         self._preparing = False
+        self.progress.setRange(0, PROGRESS_STEPS)
+        self.progress.setValue(PROGRESS_STEPS)
         if note:
             self.append_log(note)
         self.progress_label.setText(f"Using {Path(checkpoint).parent.name}/{Path(checkpoint).name}")
