@@ -212,3 +212,21 @@ def test_before_anything_is_scored_space_presses_the_focused_button(qtbot, tabs,
     first = tab._key(tab.rows[0])
     qtbot.keyClick(tab.suspect_list, Qt.Key.Key_Space)
     assert ReviewLog(review_log_path(checkpoint)).decisions()[first].action == "keep"
+
+
+def test_a_failed_rescore_says_which_review_stays_and_the_next_start_remembers_it(
+        qtbot, tabs, small_ferplus, random_checkpoint, tmp_path):
+    checkpoint = tmp_path / "run" / "last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
+    not_a_dataset = tmp_path / "photos"
+    not_a_dataset.mkdir()
+    tab.data_root.edit.setText(str(not_a_dataset))
+    tab.start_scoring()
+    qtbot.waitUntil(lambda: "failed" in tab.progress_label.text(), timeout=60_000)
+    assert (f"The review on screen is still that of last.pt on {small_ferplus}"
+            in tab.progress_label.text())
+    again = ReviewTab()  # the next start of the app
+    tabs.append(again)
+    assert again.data_root.text() == str(small_ferplus) and again.checkpoint.text() == str(checkpoint)

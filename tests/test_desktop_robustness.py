@@ -69,6 +69,7 @@ def test_about_tolerates_a_training_record_that_is_not_a_mapping(random_checkpoi
     ("live/min_score", "nan", True), ("model/checkpoint", "x" * 5000, True),
     ("window/tab", "-7", True), ("files/recent", 12, True), ("model/device", "y" * 5000, True),
     ("live/source", "9" * 400, False),  # a name too long for any file: ignored, not fatal
+    ("review/data_root", "9" * 400, False), ("review/checkpoint", 12, False),
 ])
 def test_a_damaged_setting_is_dropped_and_the_app_starts(qtbot, random_checkpoint, key, value, dropped):
     QSettings().setValue(key, value)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from PySide6.QtCore import Qt, QThread, Signal, Slot
+from PySide6.QtCore import QSettings, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
@@ -35,6 +35,7 @@ from gsmc_core.review.relabel import RELABEL_DATASETS, RelabelResult
 from gsmc_core.review.review_log import ReviewLog
 from gsmc_core.training.data.readers import DATASETS
 from gsmc_desktop.review.worker import ExportRequest, RenderedFace, ReviewWorker, ScoredRun, ScoreRequest
+from gsmc_desktop.settings import existing_file, existing_folder, read_setting
 from gsmc_desktop.threads import describe, start_worker, stop_thread
 from gsmc_desktop.training.form import PathField
 from gsmc_desktop.widgets.frame_view import rgb_to_qimage
@@ -157,6 +158,7 @@ class ReviewTab(QWidget):
         layout.addLayout(left, 2)
         layout.addLayout(right, 3)
         self._make_shortcuts()
+        self._restore_settings()
 
         self.worker = ReviewWorker()
         self.thread: QThread = start_worker(self.worker, "review-worker")
@@ -236,7 +238,23 @@ class ReviewTab(QWidget):
             return
         self._on_failed(f"{task[0].upper()}{task[1:]} failed: {describe(exc)}")
 
+    def _restore_settings(self) -> None:
+        """The dataset and model of the last review scored (those still there)."""
+        dataset = read_setting("review/dataset", "", str)
+        if self.dataset.findText(dataset) >= 0:
+            self.dataset.setCurrentText(dataset)
+        root = existing_folder(read_setting("review/data_root", "", str))
+        checkpoint = existing_file(read_setting("review/checkpoint", "", str))
+        if root is not None:
+            self.data_root.edit.setText(str(root))
+        if checkpoint is not None:
+            self.checkpoint.edit.setText(str(checkpoint))
+
     def _on_failed(self, message: str) -> None:
+        if self.run is not None:  # the form may name another dataset or model now
+            request = self.run.request
+            message += (f". The review on screen is still that of {request.checkpoint.name} on "
+                        f"{request.data_root}")
         self.score_button.setEnabled(not self._exporting)
         self.export_button.setEnabled(self.run is not None and not self._exporting)
         self.cancel_button.setEnabled(False)
@@ -251,6 +269,10 @@ class ReviewTab(QWidget):
             self._on_failed(f"Cannot open the review log: {describe(exc)}")
             return
         self.run, self.log = run, log
+        settings = QSettings()
+        settings.setValue("review/dataset", run.request.dataset)
+        settings.setValue("review/data_root", str(run.request.data_root))
+        settings.setValue("review/checkpoint", str(run.request.checkpoint))
         self.score_button.setEnabled(not self._exporting)
         self.cancel_button.setEnabled(False)
         classes = run.scores.split.classes
