@@ -359,3 +359,18 @@ def test_save_cams_asks_before_replacing_maps_already_there(qtbot, tab, tmp_path
     assert len(asked) == 1 and "1 of these CAM images already exist" in asked[0]
     assert (earlier.read_bytes() == b"earlier map") != replace
     assert len(list(out.iterdir())) == (8 if replace else 1)
+
+
+def test_face_crops_of_a_dataset_are_read_with_no_detection(qtbot, tab, ferplus_root):
+    crop = next(iter(sorted((ferplus_root / "FER2013Test").glob("*.png"))))  # a 48 x 48 face
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([crop])
+    assert tab.results[0].result.faces == ()  # too small for the detector: "No face found"
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.detector_combo.setCurrentIndex(tab.detector_combo.findData("whole"))
+        assert tab.image_list.item(0).text() == f"{crop.name}\nanalysing as face crops…"
+    faces = tab.results[0].result.faces
+    assert len(faces) == 1 and faces[0].box == (0, 0, 48, 48)
+    assert tab.image_list.item(0).text() == f"{crop.name}\n1 face"
+    tile = tab.results[0].cam_tiles[0]
+    assert tile is not None

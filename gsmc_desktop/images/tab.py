@@ -40,7 +40,8 @@ from gsmc_desktop.widgets.plain_text import PlainLabel, plain_tooltip
 from gsmc_desktop.widgets.plots import ProbabilityChart
 
 IMAGE_FILTER = f"Images ({' '.join('*' + e for e in IMAGE_EXTENSIONS)});;All files (*)"
-DETECTORS = (("Full range (photos)", "full"), ("Short range (close-ups)", "short"))
+DETECTORS = (("Full range (photos)", "full"), ("Short range (close-ups)", "short"),
+             ("None: each image is a face crop", "whole"))  # as `gsmc predict --no-detect`
 ERROR_COLOR = QColor(190, 30, 30)
 
 
@@ -205,7 +206,9 @@ class ImagesTab(QWidget):
 
     def _on_detector_changed(self) -> None:
         QSettings().setValue("images/detector", self.detector_combo.currentData())
-        self._reanalyse(f"with the {self.detector_combo.currentText().split(' (')[0].lower()} detector")
+        name = self.detector_combo.currentData()
+        self._reanalyse("as face crops" if name == "whole" else
+                        f"with the {self.detector_combo.currentText().split(' (')[0].lower()} detector")
 
     def _on_scale_changed(self) -> None:
         scale = self.scale_combo.currentData()

@@ -12,7 +12,7 @@ from PySide6.QtCore import Signal, Slot
 
 from gsmc_core.checkpoint import FaceCrop
 from gsmc_core.errors import UsageError
-from gsmc_core.frames.detection import Face, FaceDetector, crop_face
+from gsmc_core.frames.detection import Face, FaceDetector, WholeImage, crop_face
 from gsmc_core.frames.pipeline import FramePipeline
 from gsmc_core.frames.predictor import Predictor
 from gsmc_core.frames.render import overlay_heatmap, scale_cam
@@ -105,7 +105,7 @@ class ImagesWorker(Worker):
         self._model: ModelHandle | None = None
         self._cancel = threading.Event()
         self._predictor: tuple[ModelHandle, Predictor] | None = None
-        self._detectors: dict[str, FaceDetector] = {}
+        self._detectors: dict[str, FaceDetector | WholeImage] = {}
 
     def set_model(self, model: ModelHandle | None) -> None:
         with self._lock:
@@ -120,10 +120,12 @@ class ImagesWorker(Worker):
             self._predictor = (model, model.new_predictor())
         return self._predictor[1]
 
-    def _get_detector(self, name: str) -> FaceDetector:
+    def _get_detector(self, name: str) -> FaceDetector | WholeImage:
         if name not in self._detectors:
-            # photos: tiles="auto" also finds faces too small for one pass over the whole image
-            self._detectors[name] = FaceDetector(name, tiles="auto" if name == "full" else 1)
+            if name == "whole":  # images that are face crops already (a dataset's faces)
+                self._detectors[name] = WholeImage()
+            else:  # photos: tiles="auto" also finds faces too small for one pass over the image
+                self._detectors[name] = FaceDetector(name, tiles="auto" if name == "full" else 1)
         return self._detectors[name]
 
     @Slot(object)
@@ -171,8 +173,9 @@ class ImagesWorker(Worker):
         # numbered left to right (then top to bottom), as a person reads a group photo
         faces = sorted(result.faces, key=lambda f: (f.box[0], f.box[1]))
         result = replace(result, faces=tuple(replace(f, id=k) for k, f in enumerate(faces, start=1)))
-        return ImageResult(entry, path, result=result,
-                           cam_tiles=cam_tiles(image, result, predictor.meta.face_crop, cam_scale),
+        # the crops the network saw: the detector's own framing (a face crop's: the whole image)
+        framing = getattr(pipeline.detector, "framing", None) or predictor.meta.face_crop
+        return ImageResult(entry, path, result=result, cam_tiles=cam_tiles(image, result, framing, cam_scale),
                            runtime=predictor.summary)
 
     @Slot()
