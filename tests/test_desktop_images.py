@@ -172,6 +172,7 @@ def test_an_image_opened_twice_is_listed_once_and_entries_can_be_removed(qtbot, 
     cv.imwrite(str(blank), np.full((200, 200, 3), 128, np.uint8))
     opened = []
     tab.opened.connect(opened.append)
+    assert not tab.remove_button.isEnabled()  # an empty list: nothing to remove
     with qtbot.waitSignal(tab.all_done, timeout=60_000):
         assert tab.add_paths([astronaut, blank]) == 2
     assert tab.add_paths([astronaut]) == 0 and tab.image_list.count() == 2  # shown, not listed again
@@ -187,8 +188,10 @@ def test_an_image_opened_twice_is_listed_once_and_entries_can_be_removed(qtbot, 
     qtbot.keyClick(tab.opacity_slider, Qt.Key.Key_Delete)
     assert tab.image_list.count() == 1 and len(tab.results) == 1
     assert tab.image_list.item(0).data(Qt.ItemDataRole.UserRole + 1) == str(blank)
+    assert tab.remove_button.isEnabled()
     tab.remove_selected(everything=True)
     assert tab.image_list.count() == 0 and not tab.results
+    assert not tab.remove_button.isEnabled()  # nothing left to remove
 
 
 def tab_export(tab, tmp_path):

@@ -123,6 +123,7 @@ class ImagesTab(QWidget):
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Take the selected image off the list (Delete); Shift: all")
         self.remove_button.clicked.connect(self._on_remove_clicked)
+        self.remove_button.setEnabled(False)  # nothing to remove yet
 
         top = QHBoxLayout()  # files in and out
         top.addWidget(open_files)
@@ -272,6 +273,7 @@ class ImagesTab(QWidget):
             entries.append((entry, path))
         self._queue(entries)
         self.image_list.setCurrentItem(self._items[entries[0][0]])  # show what was just opened
+        self.remove_button.setEnabled(True)
         self.opened.emit(list(paths))
         return len(entries)
 
@@ -286,6 +288,7 @@ class ImagesTab(QWidget):
         self.worker.wanted.drop(entry for entry, _ in items)
         self._on_image_selected()
         self.export_button.setEnabled(any(r.result is not None for r in self.results.values()))
+        self.remove_button.setEnabled(bool(self._items))
 
     @Slot()
     def _on_remove_clicked(self) -> None:
