@@ -33,13 +33,19 @@ def tabs():
         tab.shutdown()
 
 
-def scored_tab(qtbot, tabs, root, checkpoint) -> ReviewTab:
+def filled_tab(qtbot, tabs, root, checkpoint) -> ReviewTab:
+    """A Review tab with the dataset and model chosen, not scored yet."""
     tab = ReviewTab()
     tabs.append(tab)
     qtbot.addWidget(tab)
     tab.data_root.edit.setText(str(root))
     tab.checkpoint.edit.setText(str(checkpoint))
     tab.score.setCurrentIndex(tab.score.findData("self_confidence"))  # every face is ranked
+    return tab
+
+
+def scored_tab(qtbot, tabs, root, checkpoint) -> ReviewTab:
+    tab = filled_tab(qtbot, tabs, root, checkpoint)
     tab.start_scoring()
     qtbot.waitUntil(lambda: tab.run is not None and bool(tab.rows), timeout=120_000)
     with qtbot.waitActive(tab):  # shortcuts act in the active window, as for a person's keys
@@ -196,12 +202,7 @@ def test_before_anything_is_scored_space_presses_the_focused_button(qtbot, tabs,
     checkpoint = tmp_path / "run" / "last.pt"
     checkpoint.parent.mkdir()
     checkpoint.write_bytes(random_checkpoint.read_bytes())
-    tab = ReviewTab()
-    tabs.append(tab)
-    qtbot.addWidget(tab)
-    tab.data_root.edit.setText(str(small_ferplus))
-    tab.checkpoint.edit.setText(str(checkpoint))
-    tab.score.setCurrentIndex(tab.score.findData("self_confidence"))  # every face is ranked
+    tab = filled_tab(qtbot, tabs, small_ferplus, checkpoint)
     with qtbot.waitActive(tab):
         tab.show()
         tab.activateWindow()

@@ -188,8 +188,8 @@ def test_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path, astron
     assert read_image(jpeg).shape == (512, 300, 3)
 
 
-def test_damaged_video_frames_are_skipped_and_counted(tmp_path):
-    path = tmp_path / "v.avi"
+def _mjpeg_avi(path):
+    """30 numbered frames in an MJPEG AVI, and where each frame's JPEG starts in the file."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
     for i in range(30):
         image = np.full((48, 64, 3), i * 8, np.uint8)
@@ -198,7 +198,13 @@ def test_damaged_video_frames_are_skipped_and_counted(tmp_path):
     writer.release()
     data = bytearray(path.read_bytes())
     starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
-    assert min(b - a for a, b in zip(starts, starts[1:], strict=False)) > 400
+    assert len(starts) == 30 and min(b - a for a, b in zip(starts, starts[1:], strict=False)) > 400
+    return data, starts
+
+
+def test_damaged_video_frames_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "v.avi"
+    data, starts = _mjpeg_avi(path)
     data[starts[15] : starts[15] + 400] = b"\x55" * 400  # frame 15's JPEG destroyed
     path.write_bytes(bytes(data))
     source = VideoFileSource(path)
@@ -210,15 +216,7 @@ def test_damaged_video_frames_are_skipped_and_counted(tmp_path):
 def test_a_video_that_opens_but_has_no_decodable_frame_says_so(tmp_path):
     # the header says 30 frames, every JPEG in it is destroyed: it used to end as if played
     path = tmp_path / "v.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
-    for i in range(30):
-        image = np.full((48, 64, 3), i * 8, np.uint8)
-        cv2.putText(image, str(i), (5, 40), cv2.FONT_HERSHEY_SIMPLEX, 1, (255, 255, 255), 2)
-        writer.write(image)
-    writer.release()
-    data = bytearray(path.read_bytes())
-    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
-    assert len(starts) == 30
+    data, starts = _mjpeg_avi(path)
     for start in starts:  # every frame's JPEG destroyed, the container left whole
         data[start : start + 400] = b"\x55" * 400
     path.write_bytes(bytes(data))
