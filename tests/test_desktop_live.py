@@ -234,6 +234,7 @@ def test_a_recording_asked_for_before_a_start_that_fails_is_dropped(qtbot, tab, 
     assert not csv_path.exists()
 
 
+@pytest.mark.slow
 def test_a_camera_plugged_in_later_is_found_by_looking_again(qtbot, random_checkpoint, clip):
     plugged: list[int] = []
     tab = LiveTab(camera_lister=lambda: list(plugged))

@@ -368,6 +368,7 @@ def test_the_source_list_names_the_camera_that_plays(qtbot, slow_scan, astronaut
     assert QSettings().value("live/source") == str(other)
 
 
+@pytest.mark.slow
 def test_a_video_without_a_frame_count_cannot_be_sought_and_says_where_it_is(qtbot, tab, astronaut_rgb,
                                                                             tmp_path):
     import cv2

@@ -215,6 +215,7 @@ def test_before_anything_is_scored_space_presses_the_focused_button(qtbot, tabs,
     assert ReviewLog(review_log_path(checkpoint)).decisions()[first].action == "keep"
 
 
+@pytest.mark.slow
 def test_a_failed_rescore_says_which_review_stays_and_the_next_start_remembers_it(
         qtbot, tabs, small_ferplus, random_checkpoint, tmp_path):
     checkpoint = tmp_path / "run" / "last.pt"

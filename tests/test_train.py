@@ -277,6 +277,7 @@ def test_a_run_ended_by_an_exception_ends_its_loader_workers(ferplus_root, tmp_p
     assert set(multiprocessing.active_children()) <= before
 
 
+@pytest.mark.slow
 def test_a_resume_on_other_faces_or_labels_is_refused_a_moved_copy_is_not(small_ferplus, tmp_path):
     import dataclasses
     import shutil
