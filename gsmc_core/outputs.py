@@ -15,7 +15,6 @@ import cv2
 
 from gsmc_core.atomic import write_atomic
 from gsmc_core.errors import GsmcError
-from gsmc_core.training.run_folder import RunFolder
 
 
 class OutputError(GsmcError, OSError):
@@ -48,11 +47,6 @@ def require_writable_file(path: str | Path, option: str, folders_made: bool = Fa
         raise OutputError(errno.ENOENT, f"{option} {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise OutputError(errno.EACCES, f"{option} {path}: not writable; choose another place")
-    run = RunFolder(path.parent)
-    if run.run_files() and any(same_file(path, written) for written in run.written_files()):
-        raise OutputError(errno.EEXIST, f"{option} {path}: is the {path.name} of the training run in "
-                          f"{path.parent}; writing it would replace what the run wrote. Choose "
-                          f"another name (e.g. {path.parent / (path.stem + '_new' + path.suffix)})")
 
 
 def refuse_overwriting_inputs(outputs: dict[str, str | Path | None], inputs: Iterable[str | Path]) -> None:

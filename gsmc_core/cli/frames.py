@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import torch
 
+from gsmc_core.cli.outputs import require_writable_output
 from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.errors import UsageError
 from gsmc_core.frames.bench import run_bench, run_realtime
@@ -57,7 +58,6 @@ from gsmc_core.outputs import (
     partial_path,
     refuse_folder_of_inputs,
     refuse_overwriting_inputs,
-    require_writable_file,
     same_file,
 )
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
@@ -137,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if any(not p for p in args.paths):
         raise UsageError("an empty path was given; name image files or folders")
     if args.csv:
-        require_writable_file(args.csv, "--csv")
+        require_writable_output(args.csv, "--csv")
     images = list(_expand_paths(args.paths))
     refuse_overwriting_inputs({"--csv": args.csv},
                               [*images, *([args.checkpoint] if args.checkpoint else [])])
@@ -279,7 +279,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         raise UsageError("no input given: name a video file, an image folder or a camera index")
     for option, value in (("--out", args.out), ("--csv", args.csv)):
         if value:
-            require_writable_file(value, option)
+            require_writable_output(value, option)
     inputs = [args.input] if not args.input.isdigit() else []
     refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv},
                               [*inputs, *([args.checkpoint] if args.checkpoint else [])])

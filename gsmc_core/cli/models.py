@@ -5,18 +5,19 @@ import json
 from pathlib import Path
 
 from gsmc_core.checkpoint import load_checkpoint
+from gsmc_core.cli.outputs import require_writable_output
 from gsmc_core.errors import UsageError
 from gsmc_core.frames.onnx_export import OPSET, export_onnx, read_onnx_meta
 from gsmc_core.frames.quantize import graph_calibration, graph_precision, quantize_int8
 from gsmc_core.import_weights import FORMATS, import_weights
 from gsmc_core.model import BACKBONES, DEFAULT_INPUT_SIZE, DEFAULT_OUTPUT_STRIDE, OUTPUT_STRIDES
-from gsmc_core.outputs import refuse_overwriting_inputs, require_writable_file
+from gsmc_core.outputs import refuse_overwriting_inputs
 from gsmc_core.training.data.preload import CALIBRATION_FACES, calibration_faces
 from gsmc_core.training.data.readers import DATASETS
 
 
 def cmd_import_weights(args: argparse.Namespace) -> int:
-    require_writable_file(args.out, "--out", folders_made=True)
+    require_writable_output(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.src])
     out = import_weights(
         args.src,
@@ -31,7 +32,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    require_writable_file(args.out, "--out", folders_made=True)
+    require_writable_output(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     try:
@@ -46,7 +47,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     if args.out is not None:
-        require_writable_file(args.out, "--out", folders_made=True)
+        require_writable_output(args.out, "--out", folders_made=True)
         refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     if args.faces < 1:
         raise UsageError(f"--faces must be at least 1 validation face, got {args.faces}")

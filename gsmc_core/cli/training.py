@@ -12,9 +12,10 @@ import typing
 from pathlib import Path
 
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
+from gsmc_core.cli.outputs import require_writable_output
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.errors import UsageError
-from gsmc_core.outputs import refuse_overwriting_inputs, require_writable_file, same_file
+from gsmc_core.outputs import refuse_overwriting_inputs, same_file
 from gsmc_core.review.audit import audit, report_from_scores, write_audit_csv
 from gsmc_core.review.cross_val import cross_validated_scores
 from gsmc_core.review.label_issues import SCORES
@@ -205,7 +206,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                          f"(got {args.head_epochs})")
     if not 0 <= args.max_drop <= 1:  # also refuses nan
         raise UsageError(f"--max-drop must be a fraction from 0 to 1, got {args.max_drop}")
-    require_writable_file(args.out, "--out", folders_made=True)
+    require_writable_output(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
     ckpt = load_checkpoint(args.checkpoint)
     cfg = ckpt.train_config or {}
@@ -254,7 +255,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_crossval(args: argparse.Namespace) -> int:
     if args.csv:
-        require_writable_file(args.csv, "--csv")
+        require_writable_output(args.csv, "--csv")
     refuse_overwriting_inputs({"--csv": args.csv}, RunFolder(args.run).written_files())
     base = config_for_resume(args.run, {"epochs": args.epochs} if args.epochs else {})
     base = dataclasses.replace(base, resume=False, device=args.device)
@@ -287,7 +288,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     if args.csv:
-        require_writable_file(args.csv, "--csv")
+        require_writable_output(args.csv, "--csv")
     run = RunFolder(Path(args.checkpoint).parent)  # the checkpoint's run: its files are inputs too
     refuse_overwriting_inputs({"--csv": args.csv}, [args.checkpoint, *run.written_files()])
     report = audit(args.checkpoint, args.dataset, args.data_root, threshold=args.threshold,

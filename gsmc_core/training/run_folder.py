@@ -13,12 +13,14 @@ go through ``RunFolder``.
 """
 
 import csv
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gsmc_core.atomic import write_atomic, write_text_atomic
+from gsmc_core.outputs import OutputError, same_file
 
 RUN_FILES = ("last.pt", "best.pt", "metrics.csv")  # what makes a folder another run's
 CHECKPOINTS = ("last.pt", "best.pt")
@@ -66,6 +68,14 @@ class RunFolder:
         """The files a run has written here (what no other command's output may replace)."""
         return [p for p in (self.last, self.best, self.metrics_file, self.config_file,
                             self.train_labels, self.unreadable) if p.exists()]
+
+    def refuse_writing_over(self, path: Path, option: str) -> None:
+        """OutputError when another command's output ``path`` is one of the files this run
+        wrote (``calibrate --out runs/a/best.pt`` replaced the run's own best.pt)."""
+        if self.run_files() and any(same_file(path, written) for written in self.written_files()):
+            raise OutputError(errno.EEXIST, f"{option} {path}: is the {path.name} of the training run "
+                              f"in {self.path}; writing it would replace what the run wrote. Choose "
+                              f"another name (e.g. {self.path / (path.stem + '_new' + path.suffix)})")
 
     def can_resume(self) -> bool:
         return self.last.is_file() and self.config_file.is_file()
