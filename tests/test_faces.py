@@ -267,3 +267,25 @@ def test_a_panorama_is_tiled_by_each_side_and_a_thin_strip_is_no_crash():
         faces = detector.detect(panorama)  # an n x n grid cut it into tiles lower than the face
         assert _found(faces, [(1800 + 88, 128 + 41, 48, 48)]) == [True] and len(faces) == 1
         assert detector.detect(np.full((8, 100_000, 3), 90, np.uint8)) == []  # shrunk to 0 px before
+
+
+def test_a_detector_nobody_closed_is_collected_without_freezing_the_thread(tmp_path):
+    # MediaPipe's __del__ closed through a thread pool collected in the same cycle: it waited
+    # forever (a Live worker froze inside an ONNX export, holding the export lock)
+    import subprocess
+    import sys
+
+    script = tmp_path / "collect.py"
+    script.write_text(
+        "import gc\n"
+        "import numpy as np\n"
+        "from gsmc_core.frames.detection import FaceDetector\n"
+        "d = FaceDetector('short')\n"
+        "d.detect(np.zeros((64, 64, 3), np.uint8))\n"
+        "cycle = [d]\n"
+        "cycle.append(cycle)  # held by a reference cycle, as a pipeline in a traceback is\n"
+        "del d, cycle  # never closed\n"
+        "gc.collect()\n"
+        "print('collected', flush=True)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "collected" in proc.stdout, proc.stderr[-2000:]

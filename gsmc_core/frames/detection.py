@@ -86,6 +86,19 @@ def to_rgb(image: npt.NDArray[np.uint8], color: str = "bgr") -> npt.NDArray[np.u
     raise ValueError(f"expected 1, 3 or 4 channels, got {channels}")
 
 
+class _ClosedByUs(vision.FaceDetector):
+    """MediaPipe's detector without its ``__del__``, which closes the native graph through the
+    detector's own thread pool: when a detector nobody closed is collected together with that
+    pool (they form a reference cycle), the pool's thread has already been told to exit, and the
+    close waits for it forever in whatever thread ran the collection. Seen in the test suite: a
+    Live worker froze inside an ONNX export holding the export lock, and every later model
+    load waited behind it. ``FaceDetector`` closes its detector itself (``close``, the context
+    manager, and at exit); one it never closes is left to the process's end."""
+
+    def __del__(self) -> None:
+        pass
+
+
 class FaceDetector:
     """MediaPipe Tasks face detector (IMAGE mode) returning ``Face`` objects.
 
@@ -131,6 +144,7 @@ class FaceDetector:
         )
         with _quiet_stderr():
             self._detector = vision.FaceDetector.create_from_options(options)
+        self._detector.__class__ = _ClosedByUs
         _open_detectors.add(self)
 
     def detect(self, image: npt.NDArray[np.uint8], color: str = "bgr") -> list[Face]:
