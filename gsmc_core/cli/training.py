@@ -27,12 +27,11 @@ from gsmc_core.training.config import (
     TrainConfig,
     config_for_resume,
 )
-from gsmc_core.training.data.noise import given_labels
 from gsmc_core.training.data.readers import DATASETS, SPLITS, checkpoint_split, read_split
 from gsmc_core.training.data.samples import Split
 from gsmc_core.training.evaluate import evaluate_checkpoint, robustness
 from gsmc_core.training.events import BatchEvent, EpochEvent, LogEvent
-from gsmc_core.training.loop import train
+from gsmc_core.training.loop import as_trained, train
 from gsmc_core.training.run_folder import RunFolder
 from gsmc_core.training.shifts import without_twins
 
@@ -187,17 +186,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _trained_on(train: Split, cfg: dict) -> Split:
     """``train`` as the run in ``cfg`` saw it: its subset and, with label noise, the labels it
     was given (calibrating on the dataset's own would use labels a noisy run never had)."""
-    train = train.subset(cfg.get("limit_train"), cfg.get("seed", 0))
-    kind, rate = cfg.get("noise_kind", "symmetric"), cfg.get("noise_rate", 0.0)
-    noise_file = cfg.get("noise_file")
-    if not (rate or noise_file or kind == "annotator"):
-        return train
-    if noise_file and not Path(noise_file).is_file():
-        raise UsageError(f"the run trained on the labels of {noise_file}, which is not there: "
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    recipe = TrainConfig(**{k: v for k, v in cfg.items() if k in known})
+    if recipe.noise_file and not Path(recipe.noise_file).is_file():
+        raise UsageError(f"the run trained on the labels of {recipe.noise_file}, which is not there: "
                          "calibrate where that file is")
-    print(f"the run trained on noisy labels ({noise_file or f'{kind}, rate {rate:g}'}): the class "
-          "prior and a re-fitted head use those", flush=True)
-    return train.with_labels(given_labels(train, kind, rate, cfg.get("noise_seed", 0), noise_file))
+    if recipe.label_noise:
+        what = recipe.noise_file or f"{recipe.noise_kind}, rate {recipe.noise_rate:g}"
+        print(f"the run trained on noisy labels ({what}): the class prior and a re-fitted head use "
+              "those", flush=True)
+    return as_trained(train, recipe)[0]
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

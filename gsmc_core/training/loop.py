@@ -211,8 +211,14 @@ def _every_ranks(unreadable: list[tuple[str, str]], world: Distributed) -> list[
 def training_split(cfg: TrainConfig) -> tuple[Split, list[int]]:
     """A run's training samples with the labels it trains on (its noise applied), and their
     dataset labels."""
-    train = read_split(cfg.dataset, cfg.data_root, "train", cfg.num_classes,
-                       cfg.val_fraction, cfg.seed, cfg.holdout).subset(cfg.limit_train, cfg.seed)
+    return as_trained(read_split(cfg.dataset, cfg.data_root, "train", cfg.num_classes,
+                                 cfg.val_fraction, cfg.seed, cfg.holdout), cfg)
+
+
+def as_trained(train: Split, cfg: TrainConfig) -> tuple[Split, list[int]]:
+    """A dataset's training split as a run with ``cfg`` trains on it (its subset, its noise
+    applied), and the subset's dataset labels."""
+    train = train.subset(cfg.limit_train, cfg.seed)
     clean = train.labels()
     noisy = given_labels(train, cfg.noise_kind, cfg.noise_rate, cfg.noise_seed, cfg.noise_file)
     return train.with_labels(noisy), clean
