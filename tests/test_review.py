@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gsmc_core.cli import build_parser, main
+from gsmc_core.errors import UsageError
 from gsmc_core.outputs import OutputError
 from gsmc_core.review.relabel import relabel
 from gsmc_core.review.review_log import ReviewLog
@@ -60,6 +61,19 @@ def test_a_decision_after_a_line_cut_by_a_kill_is_kept_with_the_ones_before(tmp_
     assert {k: d.label for k, d in standing.items()} == {
         "a.png": "anger", "c.png": "disgust", **({"b.png": "fear"} if cut == 2 else {})}
     assert standing == reopened.decisions()  # what the session shows is what the file holds
+    assert reopened.cut_lines == ([] if cut == 2 else [3])  # said, not silently dropped
+
+
+def test_a_line_with_too_many_columns_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "decisions.csv"
+    log = ReviewLog(path)
+    log.set_label("a.png", "anger")
+    log.set_label("b.png", "fear")
+    lines = path.read_text().splitlines()
+    lines[2] += ",an extra note"  # an edit by hand: no kill makes a line longer
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UsageError, match=r"decisions.csv:3: 7 columns, 6 expected"):
+        ReviewLog(path)
 
 
 def digest(folder: Path) -> str:
@@ -103,6 +117,19 @@ def test_ferplus_relabel_writes_votes_the_trainer_reads_and_leaves_the_original(
     assert main(["relabel", "--apply", str(missing), "--dataset", "ferplus",
                  "--data-root", str(small_ferplus), "--out", str(tmp_path / "cleaned2")]) == 2
     assert not (tmp_path / "cleaned2").exists() and not missing.exists()
+
+
+def test_relabel_says_which_lines_of_the_log_were_cut_short(small_ferplus, tmp_path, capsys):
+    first, second = read_split("ferplus", small_ferplus, "train").samples[:2]
+    path = tmp_path / "decisions.csv"
+    log = ReviewLog(path)
+    log.unusable(first.key)
+    log.unusable(second.key)
+    path.write_bytes(path.read_bytes()[:-12])  # killed while writing the second decision
+    assert main(["relabel", "--apply", str(path), "--dataset", "ferplus",
+                 "--data-root", str(small_ferplus), "--out", str(tmp_path / "cleaned")]) == 0
+    out = capsys.readouterr()
+    assert f"{path}: line 3 is cut short" in out.err and "1 left out as unusable" in out.out
 
 
 def test_folder_and_fer2013_relabel(tmp_path, astronaut_rgb):

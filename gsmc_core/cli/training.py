@@ -273,7 +273,11 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.apply):  # a review log opened by the app may not exist yet; here it must
         raise UsageError(f"{args.apply}: no such decisions file; give the review's decisions.csv "
                          "(review/decisions.csv beside the model the Review tab used)")
-    decisions = ReviewLog(args.apply).decisions()
+    log = ReviewLog(args.apply)
+    if log.cut_lines:
+        print(f"warning: {args.apply}: {_cut_lines(log.cut_lines)} cut short (written when the "
+              "review was killed?) and not applied", file=sys.stderr)
+    decisions = log.decisions()
     result = relabel(args.dataset, args.data_root, decisions, args.out, decided_in=args.apply)
     print(f"wrote {result.root}: {result.changed} faces relabelled, {result.removed} left out as "
           f"unusable, {result.kept} confirmed; changes in {result.root / 'changes.csv'}")
@@ -282,6 +286,11 @@ def cmd_relabel(args: argparse.Namespace) -> int:
               f"{args.data_root} and were not applied (the first: {result.unmatched[0][:80]})",
               file=sys.stderr)
     return 0
+
+
+def _cut_lines(lines: list[int]) -> str:
+    shown = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
+    return f"line{'s' if len(lines) > 1 else ''} {shown} {'are' if len(lines) > 1 else 'is'}"
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

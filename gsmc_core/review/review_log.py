@@ -41,6 +41,7 @@ class ReviewLog:
         self.path = Path(path)
         self.who = who or _user()
         self._history: list[Decision] = []  # decisions in order, undone ones removed
+        self.cut_lines: list[int] = []  # line numbers of lines cut short (a kill mid-write), skipped
         if self.path.exists():
             self._replay()
 
@@ -53,7 +54,13 @@ class ReviewLog:
             raise UsageError(f"{self.path}: not a review log (columns {COLUMNS} expected)")
         for line_no, line in enumerate(lines[1:], start=2):
             row = next(csv.reader([line]), [])
-            if len(row) != len(COLUMNS):  # a line cut by a kill mid-write
+            if not row:
+                continue
+            if len(row) > len(COLUMNS):  # no kill makes a line longer: an edit would be lost
+                raise UsageError(f"{self.path}:{line_no}: {len(row)} columns, {len(COLUMNS)} expected "
+                                 f"({', '.join(COLUMNS)}); correct or delete that line")
+            if len(row) < len(COLUMNS):  # a line cut by a kill mid-write
+                self.cut_lines.append(line_no)
                 continue
             time, who, action, key, label, score = row
             if action not in ACTIONS:

@@ -289,9 +289,12 @@ class ReviewTab(QWidget):
                   if run.request.folds > 1 else
                   "In-sample predictions: the run's own model has seen these labels (less "
                   "trustworthy; Cross-validate gives out-of-sample ones).")
+        cut = (f" {log.path.name}: {len(log.cut_lines)} line(s) cut short (from line "
+               f"{log.cut_lines[0]}; written when the app was killed?) were skipped."
+               if log.cut_lines else "")
         self.progress_label.setText(
             f"{len(run.scores.given)} faces scored in {run.seconds:.0f} s; {flagged} flagged{known}. "
-            + source)
+            + source + cut)
         self.export_button.setEnabled(not self._exporting)
         self.help_label.setText("Keys: " + " · ".join(f"{i + 1} {c}" for i, c in enumerate(classes))
                                 + "\n0 or Del unusable · Space keep the label · ←/→ move · Ctrl+Z undo")
