@@ -219,6 +219,34 @@ def test_torchrun_survives_a_rank_whose_whole_batch_is_undecodable(tmp_path):
     assert [r["image"] for r in listed] == ["happy/3.png"], listed
 
 
+@pytest.mark.slow
+def test_torchrun_ranks_stop_together_when_rank_0_cannot_save(ferplus_root, tmp_path):
+    # rank 0 alone validates and saves: when that fails (here a full disk), rank 1 waited at the
+    # epoch's barrier for the collective timeout (30 min) instead of stopping with it
+    script = tmp_path / "full_disk.py"
+    script.write_text(
+        "import errno, os, sys\n"
+        "import gsmc_core.training.loop as loop\n"
+        "def full(*_a, **_k):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "if os.environ['RANK'] == '0':\n"
+        "    loop.save_checkpoint = full\n"
+        "from gsmc_core.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), "train", "--method", "ce", "--dataset", "ferplus",
+           "--data-root", str(ferplus_root), "--epochs", "2", "--batch-size", "8",
+           "--input-size", "32", "--output-stride", "8", "--limit-train", "32", "--limit-eval",
+           "16", "--workers", "0", "--device", "cpu", "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "No space left on device" in output, output[-3000:]
+    assert "rank 0 failed while validating or saving epoch 1" in output, output[-3000:]
+    assert "epoch 2/2" not in output  # neither rank went on
+
+
 def test_a_new_run_never_overwrites_another_runs_files(ferplus_root, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -453,6 +453,22 @@ class Trainer:
         metrics["val_confusion"] = results[selected]["confusion_matrix"]
         return metrics, self.method.candidates(self.model)[selected].state_dict()
 
+    def _validate_and_save(self, row: dict[str, Any], epoch: int) -> bool:
+        """Rank 0's end of an epoch: validation into ``row``, then best.pt (when it is the best
+        so far), last.pt and metrics.csv. Returns whether it is the best."""
+        val_metrics, weights = self._validate()
+        row.update(val_metrics)
+        is_best = row["val_acc"] > self.best_val_acc or (
+            "val_acc_teacher" in row and row["val_acc_teacher"] > self.best_val_acc)
+        best_of_epoch = max(row["val_acc"], row.get("val_acc_teacher", -1.0))
+        self.last_row = {k: row[k] for k in METRIC_COLUMNS if k in row}
+        if is_best:
+            self.best_val_acc = best_of_epoch
+            save_checkpoint(self._checkpoint(weights, row, epoch + 1, False), self.folder.best)
+        save_checkpoint(self._checkpoint(weights, row, epoch + 1, True), self.folder.last)
+        self.folder.append_metrics(row)
+        return is_best
+
     def _sync_buffers(self) -> None:
         """Give every rank rank 0's BatchNorm statistics (student and teacher).
 
@@ -722,22 +738,17 @@ class Trainer:
                 self.method.end_epoch()
                 self._sync_buffers()
                 is_best = False
+                failure: Exception | None = None
                 if self.dist.is_main:
-                    val_metrics, weights = self._validate()
-                    row.update(val_metrics)
-                    is_best = row["val_acc"] > self.best_val_acc or (
-                        "val_acc_teacher" in row and row["val_acc_teacher"] > self.best_val_acc)
-                    best_of_epoch = max(row["val_acc"], row.get("val_acc_teacher", -1.0))
-                    self.last_row = {k: row[k] for k in METRIC_COLUMNS if k in row}
-                    if is_best:
-                        self.best_val_acc = best_of_epoch
-                        save_checkpoint(self._checkpoint(weights, row, epoch + 1, False),
-                                        self.folder.best)
-                    save_checkpoint(self._checkpoint(weights, row, epoch + 1, True),
-                                    self.folder.last)
-                    self.folder.append_metrics(row)
-                if self.dist.enabled:
-                    dist.barrier()
+                    try:
+                        is_best = self._validate_and_save(row, epoch)
+                    except Exception as exc:  # the other ranks must hear of it, or they wait forever
+                        failure = exc
+                if _any_rank(failure is not None, self.dist, self.device):  # also the epoch's barrier
+                    if failure is not None:
+                        raise failure
+                    raise TrainingError(f"rank 0 failed while validating or saving epoch {epoch + 1} "
+                                        "(its message says why); this rank stopped with it")
                 history.append(row)
                 self.on_event(EpochEvent(epoch + 1, cfg.epochs, row, is_best))
             else:
