@@ -56,6 +56,25 @@ def test_a_row_of_an_epoch_never_saved_is_dropped_on_resume(ferplus_root, tmp_pa
     assert [r["epoch"] for r in _rows(run)] == ["1", "2", "3"]
 
 
+def test_a_damaged_metrics_csv_is_repaired_on_resume_and_kept_as_it_was(ferplus_root, tmp_path):
+    run = tmp_path / "run"
+    train(_config(ferplus_root, run))
+    rows = _rows(run)
+    text = (run / "metrics.csv").read_text()
+    damaged = text[:text.index("\n2,") + 12]  # epoch 2's row cut short, then an edit by hand
+    damaged += "\n3x,1.0\n\xff\n"
+    (run / "metrics.csv").write_text(damaged, encoding="latin-1")
+    events = []
+    train(_config(ferplus_root, run, epochs=3, resume=True), on_event=events.append)
+    resumed = _rows(run)
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3"]
+    assert float(resumed[1]["val_acc"]) == pytest.approx(float(rows[1]["val_acc"]))  # from last.pt
+    assert (run / "metrics.csv.damaged").read_bytes() == damaged.encode("latin-1")
+    said = " ".join(getattr(e, "message", "") for e in events)
+    assert "metrics.csv is damaged (byte" in said and "line 3: 2 columns, 17 expected" in said
+    assert "kept as it was in metrics.csv.damaged" in said
+
+
 def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(ferplus_root, tmp_path):
     run = tmp_path / "run"
     train(_config(ferplus_root, run))

@@ -575,12 +575,18 @@ class Trainer:
         """On resume, metrics.csv holds exactly one row per epoch in last.pt: a kill between
         saving last.pt and writing the row loses no row (last.pt carries it), and rows of an
         epoch that was never saved are dropped (it is trained again)."""
-        rows = [r for r in self.folder.history() if int(r["epoch"]) <= epochs_done]
+        rows, problems = self.folder.read_history()
+        if problems:  # rewritten below without the damaged rows: the file as it was is kept
+            copy = self.folder.keep_damaged_metrics()
+            self._log(f"warning: {self.folder.metrics_file} is damaged ({'; '.join(problems[:3])}"
+                      f"{'; …' if len(problems) > 3 else ''}): those rows are left out of the "
+                      f"curves and the file; it is kept as it was in {copy.name}")
+        rows = [r for r in rows if int(r["epoch"]) <= epochs_done]
         if last_row is not None and int(last_row["epoch"]) == epochs_done and (
                 not rows or int(rows[-1]["epoch"]) < epochs_done):
             rows.append(last_row)
-            self._log(f"metrics.csv lacked epoch {epochs_done}'s row (a kill after saving "
-                      "last.pt); restored it from last.pt")
+            self._log(f"metrics.csv lacked epoch {epochs_done}'s row"
+                      f"{'' if problems else ' (a kill after saving last.pt)'}; restored it from last.pt")
         self.folder.write_history(rows)
 
     def _check_run_dir(self) -> None:

@@ -97,11 +97,49 @@ class RunFolder:
         return None
 
     def history(self) -> list[dict[str, str]]:
-        """metrics.csv's rows, one per finished epoch (empty when there is none yet)."""
+        """metrics.csv's rows, one per finished epoch (empty when there is none yet); rows a
+        damaged file holds that are not an epoch's are left out (``read_history`` names them)."""
+        return self.read_history()[0]
+
+    def read_history(self) -> tuple[list[dict[str, str]], list[str]]:
+        """metrics.csv's whole rows and, for a damaged file (edited, or damaged on disk: the
+        trainer writes it atomically), what was wrong with the others ("line 3: ...")."""
         if not self.metrics_file.is_file():
-            return []
-        with open(self.metrics_file, newline="") as f:
-            return list(csv.DictReader(f))
+            return [], []
+        data = self.metrics_file.read_bytes()
+        problems = []
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            text = data.decode("utf-8", errors="replace")
+            problems.append(f"byte {exc.start}: not text (replaced)")
+        lines = text.splitlines()
+        header = next(csv.reader(lines[:1]), [])
+        if "epoch" not in header:
+            return [], [*problems, "line 1: not metrics.csv's header (no epoch column)"]
+        rows = []
+        for line_no, line in enumerate(lines[1:], start=2):
+            values = next(csv.reader([line]), [])
+            if not values:
+                continue
+            if len(values) != len(header):
+                problems.append(f"line {line_no}: {len(values)} columns, {len(header)} expected")
+                continue
+            row = dict(zip(header, values, strict=True))
+            if not row["epoch"].isdigit() or int(row["epoch"]) < 1:
+                problems.append(f"line {line_no}: epoch {row['epoch'][:20]!r} is not an epoch number")
+                continue
+            rows.append(row)
+        return rows, problems
+
+    def keep_damaged_metrics(self) -> Path:
+        """Copy metrics.csv as it is to a new ``metrics.csv.damaged`` name (before a repair
+        rewrites it); the copy's path."""
+        k = 1
+        while (copy := self.path / f"{self.metrics_file.name}.damaged{'' if k == 1 else f'.{k}'}").exists():
+            k += 1
+        copy.write_bytes(self.metrics_file.read_bytes())
+        return copy
 
     def write_history(self, rows: list[dict[str, Any]]) -> None:
         def write(f) -> None:

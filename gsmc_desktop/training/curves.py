@@ -10,7 +10,6 @@ from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QBoxLayout, QWidget
 
 from gsmc_core.training.events import BatchEvent, EpochEvent
-from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.widgets.palette import class_color
 from gsmc_desktop.widgets.plain_text import escaped
 
@@ -114,10 +113,9 @@ class TrainingCurves(QWidget):
             if isinstance(value, int | float):
                 self._series(self.accuracy_plot, self._accuracies, key, label, "o").append(event.epoch, value)
 
-    def load_history(self, folder: RunFolder) -> int:
-        """Draw the epochs a run folder's metrics hold (a resumed run's past): epoch-mean
-        losses and accuracies. Returns the number of epochs drawn (0 if there are none)."""
-        rows = folder.history()
+    def load_history(self, rows: list[dict[str, str]]) -> int:
+        """Draw the epochs of a run folder's metrics (``RunFolder.read_history``: a resumed
+        run's past): epoch-mean losses and accuracies. Returns the number of epochs drawn."""
         for row in rows:
             epoch = int(row["epoch"])
             values = {k: float(v) for k, v in row.items() if k != "selected" and _is_number(v)}
@@ -129,13 +127,10 @@ class TrainingCurves(QWidget):
             self.add_epoch(EpochEvent(epoch, epoch, values, False))
         return len(rows)
 
-    def add_comparison(self, folder: Path) -> bool:
-        """Overlay another run's validation accuracy (dashed, named by its folder); False when
-        ``folder`` has no metrics.csv."""
-        run = RunFolder(folder)
-        if not run.metrics_file.is_file():
-            return False
-        rows = [r for r in run.history() if _is_number(r.get("val_acc"))]
+    def add_comparison(self, folder: Path, rows: list[dict[str, str]]) -> None:
+        """Overlay the validation accuracy of the run in ``folder`` (dashed, named by it) from
+        its metrics' ``rows``."""
+        rows = [r for r in rows if _is_number(r.get("val_acc"))]
         epochs = [int(r["epoch"]) for r in rows]
         best = [max(float(r["val_acc"]), float(r["val_acc_teacher"]) if _is_number(r.get("val_acc_teacher"))
                     else 0.0) for r in rows]
@@ -144,7 +139,6 @@ class TrainingCurves(QWidget):
             epochs, best, pen=pg.mkPen(color, width=2, style=Qt.PenStyle.DashLine),
             name=escaped(f"{folder.name} (validation)"), symbol="t", symbolBrush=color, symbolPen=None)
         self.accuracy_plot.getPlotItem().legend.setVisible(True)
-        return True
 
     def loss_series(self, key: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         s = self._losses[key]

@@ -199,15 +199,19 @@ class TrainingTab(QWidget):
         s.setValue("training/data_root", config.data_root)
         s.setValue("training/dataset", config.dataset)
         s.setValue("training/out", config.out)
+        rows, problems = self._history(RunFolder(config.out)) if config.resume else ([], [])
         self._running = True
         self.result = None
         self.curves.clear()
         self.by_class.reset()
         self.status_message.emit(f"Training {'resumed' if config.resume else 'started'}: {config.out}")
-        if config.resume:  # the run's past epochs, from its metrics.csv
-            drawn = self.curves.load_history(RunFolder(config.out))
-            if drawn:
-                self.append_log(f"{drawn} earlier epoch(s) of the run loaded from its metrics.csv")
+        if rows:  # the run's past epochs, from its metrics.csv
+            self.append_log(f"{self.curves.load_history(rows)} earlier epoch(s) of the run loaded "
+                            "from its metrics.csv")
+        if problems:
+            self.append_log(f"Its metrics.csv is damaged ({'; '.join(problems[:3])}): those rows are "
+                            "not drawn; the run rewrites the file without them and keeps it as it "
+                            "was in metrics.csv.damaged")
         self.progress.setValue(0)
         self.progress_label.setText("Reading the dataset…")
         verb = "Resuming" if config.resume else "Starting"
@@ -376,11 +380,27 @@ class TrainingTab(QWidget):
 
     def compare_run(self, folder: Path) -> bool:
         """Overlay the validation accuracy of the run in ``folder`` (its metrics.csv)."""
-        if not self.curves.add_comparison(folder):
+        run = RunFolder(folder)
+        if not run.metrics_file.is_file():
             self.status_message.emit(f"{folder}: no metrics.csv, so not a run folder")
             return False
-        self.status_message.emit(f"Comparing with {folder.name}")
+        rows, problems = self._history(run)
+        if not rows:
+            self.status_message.emit(f"{run.metrics_file}: no epoch to compare with"
+                                     f"{f' ({problems[0]})' if problems else ''}")
+            return False
+        self.curves.add_comparison(folder, rows)
+        left_out = f"; {len(problems)} damaged row(s) of its metrics.csv left out" if problems else ""
+        self.status_message.emit(f"Comparing with {folder.name}{left_out}")
         return True
+
+    def _history(self, run: RunFolder) -> tuple[list[dict[str, str]], list[str]]:
+        """A run's metrics rows and what is wrong with the others; an unreadable file is one
+        problem (the GUI reads it, so it must not raise)."""
+        try:
+            return run.read_history()
+        except OSError as exc:
+            return [], [f"cannot be read: {describe(exc)}"]
 
     @Slot()
     def _on_use_clicked(self) -> None:
