@@ -377,3 +377,48 @@ def test_face_crops_of_a_dataset_are_read_with_no_detection(qtbot, tab, ferplus_
     assert tab.image_list.item(0).text() == f"{crop.name}\n1 face"
     tile = tab.results[0].cam_tiles[0]
     assert tile is not None
+
+
+def test_no_save_replaces_an_image_still_being_analysed_and_export_waits_for_all(qtbot, tab, tmp_path,
+                                                                                random_checkpoint):
+    photos = [tmp_path / f"{name}.png" for name in ("a", "b")]
+    for photo in photos:
+        photo.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths(photos)
+    assert tab.export_button.isEnabled()
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.set_model(load_model(random_checkpoint, "cpu"))  # every image is analysed again
+        assert tab.pending == 2 and not tab.results and not tab.export_button.isEnabled()
+        with pytest.raises(ValueError, match="2 image\\(s\\) are still being analysed"):
+            tab.export_results(tmp_path / "r.csv")
+        for target in (photos[1], random_checkpoint):  # once it was only the analysed ones
+            with pytest.raises(OSError, match="is an input"):
+                tab.export_results(target)
+    assert tab.export_button.isEnabled() and tab.export_results(tmp_path / "r.csv") == 2
+    assert photos[1].read_bytes() == shared_path("images", "astronaut.png").read_bytes()
+
+
+def test_an_image_changed_on_disk_is_analysed_again_before_it_is_drawn(qtbot, tab, tmp_path,
+                                                                      astronaut_rgb):
+    import os
+
+    photo = tmp_path / "a.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([photo])
+    before = tab.current_result().result.faces[0].box
+    mirrored = np.ascontiguousarray(astronaut_rgb[:, ::-1])  # edited in another program
+    cv2.imwrite(str(photo), cv2.cvtColor(mirrored, cv2.COLOR_RGB2BGR))
+    os.utime(photo, ns=(0, 10**18))
+    tab._shown = None  # as after looking at another image: the file is read again
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab._on_image_selected()  # the old result would be drawn on the new pixels
+        assert "changed on disk since it was analysed: analysing it again" in tab.view.message()
+        with pytest.raises(ValueError, match="no analysed image"):  # nothing drawn on other pixels
+            tab.save_annotated(tmp_path / "out.png")
+    after = tab.current_result().result.faces[0].box
+    width = astronaut_rgb.shape[1]
+    assert abs(after[0] - (width - before[0] - before[2])) <= 8  # the mirrored face's box
+    tab.save_annotated(tmp_path / "out.png")
+    assert (tmp_path / "out.png").is_file()

@@ -29,7 +29,7 @@ from gsmc_core.frames.render import RenderOptions, draw_frame
 from gsmc_core.frames.sources import IMAGE_EXTENSIONS, SourceError, image_files, read_image
 from gsmc_core.outputs import refuse_overwriting_inputs, write_image
 from gsmc_desktop.images.cam_grid import CamGrid
-from gsmc_desktop.images.worker import TILE_SIZE, ImageJob, ImageResult, ImagesWorker, Wanted
+from gsmc_desktop.images.worker import TILE_SIZE, ImageJob, ImageResult, ImagesWorker, Wanted, file_stamp
 from gsmc_desktop.model_handle import ModelHandle
 from gsmc_desktop.settings import read_setting
 from gsmc_desktop.threads import describe, start_worker, stop_thread
@@ -43,6 +43,10 @@ IMAGE_FILTER = f"Images ({' '.join('*' + e for e in IMAGE_EXTENSIONS)});;All fil
 DETECTORS = (("Full range (photos)", "full"), ("Short range (close-ups)", "short"),
              ("None: each image is a face crop", "whole"))  # as `gsmc predict --no-detect`
 ERROR_COLOR = QColor(190, 30, 30)
+
+
+class ChangedOnDisk(OSError):
+    """An image file is no longer the one its result was made from."""
 
 
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
@@ -287,7 +291,7 @@ class ImagesTab(QWidget):
             self.results.pop(entry, None)
         self.worker.wanted.drop(entry for entry, _ in items)
         self._on_image_selected()
-        self.export_button.setEnabled(any(r.result is not None for r in self.results.values()))
+        self._enable_export()
         self.remove_button.setEnabled(bool(self._items))
 
     @Slot()
@@ -335,7 +339,13 @@ class ImagesTab(QWidget):
         if not image.superseded and self.worker.wanted.wants(image.entry, image.job):
             self._show_result(image)
         if self.pending == 0:
+            self._enable_export()
             self.all_done.emit()
+
+    def _enable_export(self) -> None:
+        """Export writes every image's result: not while some are still being analysed."""
+        self.export_button.setEnabled(not self.pending and any(r.result is not None
+                                                              for r in self.results.values()))
 
     def _show_result(self, image: ImageResult) -> None:
         self.results[image.entry] = image
@@ -399,9 +409,16 @@ class ImagesTab(QWidget):
                 return
 
     def _render(self, image: ImageResult) -> npt.NDArray[np.uint8]:
-        """The image with its overlays, BGR, full resolution (drawing only: no model here)."""
-        if self._shown is None or self._shown[0] != image.path:
-            self._shown = (image.path, read_image(image.path))
+        """The image with its overlays, BGR, full resolution (drawing only: no model here).
+        ChangedOnDisk when the file is no longer the one analysed (its overlays would be drawn
+        on other pixels)."""
+        if self._shown is None or self._shown[0] != (image.path, image.stamp):
+            pixels = read_image(image.path)
+            if file_stamp(image.path) != image.stamp:
+                raise ChangedOnDisk(f"{image.path} changed on disk since it was analysed")
+            self._shown = ((image.path, image.stamp), pixels)
+        elif file_stamp(image.path) != image.stamp:
+            raise ChangedOnDisk(f"{image.path} changed on disk since it was analysed")
         options = RenderOptions(heatmaps=self.heatmap_check.isChecked(),
                                 alpha=self.opacity_slider.value() / 100.0)
         return draw_frame(self._shown[1], image.result, options, bgr=True)
@@ -410,7 +427,7 @@ class ImagesTab(QWidget):
         image = self.current_result()
         self.opacity_slider.setEnabled(self.heatmap_check.isChecked())
         self.save_button.setEnabled(image is not None and image.result is not None)
-        self.export_button.setEnabled(any(r.result is not None for r in self.results.values()))
+        self._enable_export()
         faces = image.result.faces if image is not None and image.result is not None else ()
         face = faces[self._face] if self._face < len(faces) else None
         if image is None:
@@ -424,7 +441,12 @@ class ImagesTab(QWidget):
             try:
                 self.view.set_image(cv2.cvtColor(self._render(image), cv2.COLOR_BGR2RGB))
                 self.view.set_message("" if faces else "No face found in this image.")
-            except (OSError, SourceError) as exc:  # changed on disk since it was analysed
+            except ChangedOnDisk as exc:  # what is drawn must be what the model saw: again
+                self.view.set_image(None)
+                self.view.set_message(f"{exc}: analysing it again…")
+                self._reanalyse_one(image)
+                return
+            except (OSError, SourceError) as exc:  # gone or unreadable since it was analysed
                 self.view.set_image(None)
                 self.view.set_message(str(exc))
         self.view.set_highlight(face.box if face is not None and len(faces) > 1 else None)
@@ -439,6 +461,20 @@ class ImagesTab(QWidget):
         captions = [f"{c} {p:.0%}" for c, p in zip(classes, face.probabilities, strict=True)]
         self.cam_grid.set_tiles(image.cam_tiles[self._face], captions, highlight=face.index)
 
+    def _reanalyse_one(self, image: ImageResult) -> None:
+        item = self._items.get(image.entry)
+        self.results.pop(image.entry, None)
+        if item is None or self._model is None:
+            return
+        item.setText(f"{image.path.name}\nchanged on disk: analysing again…")
+        item.setForeground(QBrush())
+        self._queue([(image.entry, image.path)])
+        self.chart.set_probabilities(None)
+        self.chart.setTitle("No face selected")
+        self.cam_grid.set_tiles([], [])
+        self.save_button.setEnabled(False)
+        self.cams_button.setEnabled(False)
+
     def save_annotated(self, path: Path) -> None:
         """Write the selected image with its overlays at full resolution."""
         image = self.current_result()
@@ -448,10 +484,14 @@ class ImagesTab(QWidget):
         write_image(path, self._render(image))
 
     def _inputs(self) -> list[Path]:
-        """The files this tab reads, which nothing it saves may replace: the images, the model."""
+        """The files this tab reads, which nothing it saves may replace: every open image
+        (analysed or not yet), the model loaded and those that made the results shown."""
         models = {r.model.checkpoint.path for r in self.results.values()
                   if r.model is not None and r.model.checkpoint.path}
-        return [r.path for r in self.results.values()] + sorted(models)
+        if self._model is not None and self._model.checkpoint.path:
+            models.add(self._model.checkpoint.path)
+        images = [Path(item.data(Qt.ItemDataRole.UserRole + 1)) for item in self._items.values()]
+        return images + sorted(models)
 
     @Slot()
     def _on_save_clicked(self) -> None:
@@ -472,11 +512,14 @@ class ImagesTab(QWidget):
         """Write every analysed image's faces to ``path`` (.json, else CSV; the columns of
         ``face_table``, as `gsmc predict` writes); returns the number of faces written. Images
         that could not be read are listed with their error."""
+        refuse_overwriting_inputs({"The export": path}, self._inputs())
+        if self.pending:  # the table would silently lack them
+            raise ValueError(f"{self.pending} image(s) are still being analysed; export once "
+                             "the list shows every result")
         items = [
             ImageFaces(str(image.path), image.result, image.model.name if image.model else "", image.error)
             for image in (self.results[entry] for entry in sorted(self.results))
         ]
-        refuse_overwriting_inputs({"The export": path}, self._inputs())
         write_image_table(path, items)
         return sum(item.faces for item in items)
 
@@ -506,7 +549,7 @@ class ImagesTab(QWidget):
             return
         try:
             faces = self.export_results(Path(path))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             report_failure(self, "Cannot export the results", exc)
             return
         self.status_message.emit(f"Exported {faces} faces to {path}")

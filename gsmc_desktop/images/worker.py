@@ -75,6 +75,17 @@ class ImageResult:
     cam_scale: str = "map"  # how the job scaled the heatmaps (``ImageJob.cam_scale``)
     job: int = 0  # ``ImageJob.number``
     superseded: bool = False  # not analysed: a newer job has the image (or it was removed)
+    stamp: tuple[int, int] | None = None  # the file's ``file_stamp`` when it was read
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """The file's modification time (ns) and size: another stamp means other pixels. None
+    when it cannot be read."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def cam_tiles(image_bgr: npt.NDArray[np.uint8], result: FrameResult, framing: FaceCrop,
@@ -164,6 +175,7 @@ class ImagesWorker(Worker):
 
     def _analyse(self, pipeline: FramePipeline, predictor: Predictor, entry: int, path: Path,
                  cam_scale: str) -> ImageResult:
+        stamp = file_stamp(path)
         try:
             image = read_image(path)
         except (OSError, SourceError) as exc:
@@ -176,7 +188,7 @@ class ImagesWorker(Worker):
         # the crops the network saw: the detector's own framing (a face crop's: the whole image)
         framing = getattr(pipeline.detector, "framing", None) or predictor.meta.face_crop
         return ImageResult(entry, path, result=result, cam_tiles=cam_tiles(image, result, framing, cam_scale),
-                           runtime=predictor.summary)
+                           runtime=predictor.summary, stamp=stamp)
 
     @Slot()
     def close(self) -> None:
