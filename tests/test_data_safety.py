@@ -70,6 +70,16 @@ def test_predict_refuses_a_cam_folder_that_holds_its_photos(tmp_path, capsys, ra
     assert "--cam-dir" in capsys.readouterr().err and digest(photo) == before
     assert main(["predict", str(photo), "--csv", str(photo), "--checkpoint", str(random_checkpoint)]) == 2
     assert digest(photo) == before
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    capsys.readouterr()
+    assert main(["predict", str(photo), "--cam-dir", str(cams), "--csv", str(cams / "astronaut.png"),
+                 "--checkpoint", str(random_checkpoint)]) == 2  # the table replaced the image
+    assert "also the name of an annotated image" in capsys.readouterr().err
+    table = tmp_path / "out.csv"
+    table.write_text("x")
+    assert main(["predict", str(photo), "--cam-dir", str(table), "--checkpoint", str(random_checkpoint)]) == 2
+    assert "--cam-dir" in capsys.readouterr().err and table.read_text() == "x"
     assert main(["predict", "", "--checkpoint", str(random_checkpoint)]) == 2  # not the cwd
     assert main(["video", "", "--checkpoint", str(random_checkpoint)]) == 2
     assert "no input given" in capsys.readouterr().err
@@ -112,7 +122,54 @@ def test_no_command_writes_over_another_training_runs_files(tmp_path, capsys, ra
     assert {p.name: digest(p) for p in run.iterdir()} == before
     # a file of another name beside them is fine, and so is a same-named file outside a run
     assert main(["export", "--checkpoint", str(model), "--out", str(run / "model.onnx")]) == 0
-    assert main(["export", "--checkpoint", str(model), "--out", str(tmp_path / "best.pt")]) == 0
+    assert main(["import-weights", str(_torchvision_file(tmp_path)), "--format", "torchvision",
+                 "--out", str(tmp_path / "best.pt")]) == 0
+
+
+def _torchvision_file(folder: Path) -> Path:
+    import torch
+    from torchvision import models
+
+    path = folder / "resnet18.pth"
+    torch.save(models.resnet18(weights=None).state_dict(), path)
+    return path
+
+
+def test_a_model_file_is_replaced_only_when_asked_and_graphs_are_named_onnx(tmp_path, capsys,
+                                                                         random_checkpoint, monkeypatch):
+    # import-weights over a trained model replaced it with untrained "init" weights; export
+    # wrote a graph under .pt that every command then called damaged
+    model, trained = tmp_path / "model.pt", tmp_path / "trained.pt"
+    model.write_bytes(random_checkpoint.read_bytes())
+    trained.write_bytes(random_checkpoint.read_bytes())
+    before = digest(trained)
+    source = str(_torchvision_file(tmp_path))
+    assert main(["import-weights", source, "--format", "torchvision", "--out", str(trained)]) == 2
+    assert "already holds PyTorch weights" in capsys.readouterr().err and digest(trained) == before
+    assert main(["calibrate", "--checkpoint", str(model), "--data-root", str(tmp_path),
+                 "--out", str(trained)]) == 2
+    assert "add --overwrite to replace it" in capsys.readouterr().err and digest(trained) == before
+    assert main(["import-weights", source, "--format", "torchvision", "--out", str(trained),
+                 "--overwrite"]) == 0 and digest(trained) != before
+    text = tmp_path / "notes.pt"  # not weights: nothing to lose but a name
+    text.write_text("x")
+    assert main(["import-weights", source, "--format", "torchvision", "--out", str(text)]) == 0
+    for argv in (["export", "--checkpoint", str(model), "--out", str(tmp_path / "exported.pt")],
+                 ["quantize", "--checkpoint", str(model), "--dataset", "ferplus", "--data-root",
+                  str(tmp_path), "--out", str(tmp_path / "q.pt")]):
+        assert main(argv) == 2 and "give a name ending in .onnx" in capsys.readouterr().err
+        assert not (tmp_path / "exported.pt").exists() and not (tmp_path / "q.pt").exists()
+    # without --checkpoint the shipped model and its int8 graph are inputs too
+    import gsmc_core.cli.frames as frames
+
+    default = tmp_path / "gsmc_default.pt"
+    default.write_bytes(random_checkpoint.read_bytes())
+    monkeypatch.setattr(frames, "DEFAULT_CHECKPOINT", default)
+    photo = str(shared_path("images", "astronaut.png"))
+    for target in (default, tmp_path / "gsmc_default.int8.onnx"):
+        assert main(["predict", photo, "--csv", str(target)]) == 2
+        assert "is an input" in capsys.readouterr().err
+    assert digest(default) == before
 
 
 def test_a_video_that_cannot_be_written_whole_keeps_the_previous_file(clip, tmp_path, capsys,

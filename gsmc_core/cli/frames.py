@@ -83,6 +83,14 @@ def load_predictor(checkpoint: str | None, device: str, threads: int = DEFAULT_T
     return Predictor.from_checkpoint(checkpoint, device, backend, threads, precision)
 
 
+def _model_files(checkpoint: str | None) -> list[str | Path]:
+    """The model files a command reads (no output may replace them): ``--checkpoint``, or the
+    shipped default model and its int8 graph."""
+    if checkpoint:
+        return [checkpoint]
+    return [DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT.with_suffix(".int8.onnx")]
+
+
 def _add_model_args(p: argparse.ArgumentParser, detector: str, choices: tuple[str, ...]) -> None:
     p.add_argument("--checkpoint", help=f"model checkpoint (default: {DEFAULT_CHECKPOINT})")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
@@ -139,11 +147,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.csv:
         require_writable_output(args.csv, "--csv")
     images = list(_expand_paths(args.paths))
-    refuse_overwriting_inputs({"--csv": args.csv},
-                              [*images, *([args.checkpoint] if args.checkpoint else [])])
+    refuse_overwriting_inputs({"--csv": args.csv}, [*images, *_model_files(args.checkpoint)])
     cam_dir = Path(args.cam_dir) if args.cam_dir else None
+    written: set[str] = set()
     if cam_dir is not None:
+        if cam_dir.exists() and not cam_dir.is_dir():
+            raise UsageError(f"--cam-dir {cam_dir}: is a file, not a folder; name a folder for the "
+                             "annotated images")
         refuse_folder_of_inputs("--cam-dir", cam_dir, images)
+        planned: set[str] = set()  # the annotated images' names (those written are among them)
+        targets = [cam_dir / f"{_unique_name(p.stem, planned)}.png" for p in images]
+        if args.csv and any(Path(args.csv).resolve() == t.resolve() for t in targets):
+            raise UsageError(f"--csv {args.csv} is also the name of an annotated image in "
+                                 f"--cam-dir {cam_dir}; give the table another name")
     predictor = load_predictor(args.checkpoint, args.device, args.threads, args.backend, args.precision)
     predictor.tta = args.tta
     if cam_dir is not None:
@@ -152,7 +168,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     render = RenderOptions() if cam_dir is not None else None
     tiles = args.tiles
     items: list[ImageFaces] = []
-    written: set[str] = set()
     model = Path(args.checkpoint).name if args.checkpoint else DEFAULT_CHECKPOINT.name
     detector = WholeImage() if args.no_detect else FaceDetector(args.detector, args.min_score, tiles=tiles)
     with detector:
@@ -282,7 +297,7 @@ def cmd_video(args: argparse.Namespace) -> int:
             require_writable_output(value, option)
     inputs = [args.input] if not args.input.isdigit() else []
     refuse_overwriting_inputs({"--out": args.out, "--csv": args.csv},
-                              [*inputs, *([args.checkpoint] if args.checkpoint else [])])
+                              [*inputs, *_model_files(args.checkpoint)])
     if args.out and args.csv and same_file(args.out, args.csv):
         raise UsageError(f"--out and --csv name the same file ({args.out}); give two files")
     for target in (args.out, args.csv):
@@ -504,7 +519,8 @@ def add_face_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders of images")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
-    p.add_argument("--cam-dir", metavar="DIR", help="write annotated images with heatmaps here")
+    p.add_argument("--cam-dir", metavar="DIR", help="write annotated images with heatmaps here "
+                   "(NAME.png for each image NAME; files of those names are replaced)")
     p.add_argument("--csv", metavar="FILE",
                    help="also write image,face,x,y,w,h,score,expression,p_<class>... rows here")
     p.add_argument("--cam-class", metavar="CLASS",

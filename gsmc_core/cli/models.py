@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from gsmc_core.checkpoint import load_checkpoint
-from gsmc_core.cli.outputs import require_writable_output
+from gsmc_core.cli.outputs import refuse_replacing_weights, require_onnx_output, require_writable_output
 from gsmc_core.errors import UsageError
 from gsmc_core.frames.onnx_export import OPSET, export_onnx, read_onnx_meta
 from gsmc_core.frames.quantize import graph_calibration, graph_precision, quantize_int8
@@ -19,6 +19,7 @@ from gsmc_core.training.data.readers import DATASETS
 def cmd_import_weights(args: argparse.Namespace) -> int:
     require_writable_output(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.src])
+    refuse_replacing_weights(args.out, "--out", args.overwrite)
     out = import_weights(
         args.src,
         args.format,
@@ -34,6 +35,7 @@ def cmd_import_weights(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     require_writable_output(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
+    require_onnx_output(args.out, "--out")
     ckpt = load_checkpoint(args.checkpoint)
     try:
         out = export_onnx(ckpt, args.out)
@@ -49,6 +51,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.out is not None:
         require_writable_output(args.out, "--out", folders_made=True)
         refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
+        require_onnx_output(args.out, "--out")
     if args.faces < 1:
         raise UsageError(f"--faces must be at least 1 validation face, got {args.faces}")
     ckpt = load_checkpoint(args.checkpoint)
@@ -100,6 +103,8 @@ def add_model_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]
         "resnet18_msceleb.pth; gsmc-dmue: GSMC's mv_epoch_17.pt (feat_net. prefix)",
     )
     p.add_argument("--out", required=True, help="checkpoint to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it already holds weights (refused otherwise)")
     p.add_argument("--arch", default="resnet18", choices=list(BACKBONES))
     p.add_argument("--input-size", type=int, default=DEFAULT_INPUT_SIZE)
     p.add_argument("--output-stride", type=int, default=DEFAULT_OUTPUT_STRIDE,

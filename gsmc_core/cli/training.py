@@ -12,7 +12,7 @@ import typing
 from pathlib import Path
 
 from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
-from gsmc_core.cli.outputs import require_writable_output
+from gsmc_core.cli.outputs import refuse_replacing_weights, require_writable_output
 from gsmc_core.devices import DEVICE_CHOICES, resolve_device
 from gsmc_core.errors import UsageError
 from gsmc_core.outputs import refuse_overwriting_inputs, same_file
@@ -206,6 +206,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-drop must be a fraction from 0 to 1, got {args.max_drop}")
     require_writable_output(args.out, "--out", folders_made=True)
     refuse_overwriting_inputs({"--out": args.out}, [args.checkpoint])
+    refuse_replacing_weights(args.out, "--out", args.overwrite)
     ckpt = load_checkpoint(args.checkpoint)
     cfg = ckpt.train_config or {}
     dataset = args.dataset or cfg.get("dataset")
@@ -402,6 +403,8 @@ def add_training_commands(sub) -> None:
     p.add_argument("--head-epochs", type=int, default=30, help="with --refit-head (default 30)")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--out", required=True, help="the adjusted checkpoint to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it already holds weights (refused otherwise)")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("eval", help="accuracy, per-class accuracy and confusion matrix")
