@@ -258,6 +258,17 @@ def check_tensors(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -
                                         "would predict NaN")
 
 
+def _is_onnx_graph(path: Path) -> bool:
+    """Whether ``path`` parses as an ONNX model (only asked of files torch cannot load)."""
+    import onnx  # only here: a failed load is rare, and onnx is slow to import
+
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except Exception:  # any failure means "not a graph"
+        return False
+    return len(model.graph.node) > 0
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     expect_classes: int | None = None,
@@ -278,6 +289,10 @@ def load_checkpoint(
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
+        if _is_onnx_graph(path):
+            raise CheckpointError(path, "is an ONNX graph (made by `gsmc export` or `gsmc quantize`), "
+                                        "not a checkpoint: give the .pt checkpoint it was made from "
+                                        "(`gsmc predict` and the app also run the graph)") from exc
         raise CheckpointError(
             path, "cannot be opened as a model: the file is damaged or cut short, is not a "
             "PyTorch file, or holds program code besides weights (refused for your safety) "

@@ -41,7 +41,8 @@ def _read(path: Path) -> object:
         raise CheckpointError(path, "is not a torch weight file, or holds objects other than tensors "
                                     "and plain values (only those are loaded, for safety)") from exc
     except Exception as exc:
-        raise CheckpointError(path, f"cannot be read as a torch weight file ({exc})") from exc
+        raise CheckpointError(path, f"cannot be read as a torch weight file (damaged, cut short or "
+                                    f"empty; {type(exc).__name__}{f': {exc}' if str(exc) else ''})") from exc
 
 
 def _backbone_state(path: Path, fmt: str) -> dict[str, torch.Tensor]:

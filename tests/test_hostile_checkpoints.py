@@ -153,3 +153,25 @@ def test_bad_inputs_are_refused_within_1_gb_of_normal_use(payload, tmp_path, ran
     _, _, normal = _peak_virtual_mb(["predict", str(good), *model])
     code, err, _ = _peak_virtual_mb(["predict", str(tiff), *model], limit_mb=normal + 1024)
     assert code == 1 and "more than 200 MP" in err and "Traceback" not in err
+
+
+def test_an_onnx_graph_given_as_a_checkpoint_is_named_as_such(tmp_path, capsys):
+    from gsmc_core.cli import main
+    from gsmc_core.import_weights import import_weights
+    from gsmc_core.resources import DEFAULT_CHECKPOINT
+
+    graph = DEFAULT_CHECKPOINT.with_suffix(".int8.onnx")
+    renamed = tmp_path / "exported.pt"  # a graph under a checkpoint's name
+    renamed.write_bytes(graph.read_bytes())
+    for path in (graph, renamed):  # was "damaged ... or holds program code"
+        with pytest.raises(CheckpointError, match="is an ONNX graph .* not a checkpoint: give the .pt"):
+            load_checkpoint(path)
+    assert main(["info", str(renamed)]) == 2 and "is an ONNX graph" in capsys.readouterr().err
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x08\x01" * 100)
+    with pytest.raises(CheckpointError, match="cannot be opened as a model"):
+        load_checkpoint(garbage)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"cut short or empty; EOFError\)"):  # was "()"
+        import_weights(empty, "torchvision", tmp_path / "init.pt")

@@ -266,6 +266,7 @@ def test_the_pixel_limit_can_be_raised_and_a_bad_setting_is_ignored(tmp_path):
             "try:\n    print(read_image(sys.argv[1]).shape)\nexcept Exception as e:\n    print(e)")
     run = lambda env: subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, text=True,  # noqa: E731
                                      env={**__import__("os").environ, **env}).stdout
-    assert "raise the limit with the GSMC_MAX_IMAGE_MP setting" in run({})
+    assert "starting the program with the environment variable GSMC_MAX_IMAGE_MP" in run({})
+    assert "(120 MP) is more than the 119.5 MP" in run({"GSMC_MAX_IMAGE_MP": "119.5"})  # was "120 ... 120"
     assert "(10000, 12000, 3)" in run({"GSMC_MAX_IMAGE_MP": "150"})
     assert "is more than the 100 MP" in run({"GSMC_MAX_IMAGE_MP": "lots"})

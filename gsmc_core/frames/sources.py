@@ -28,7 +28,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # covers any camera's photos; larger images are refused before they are decoded.
 MAX_IMAGE_PIXELS = max_image_pixels()  # GSMC_MAX_IMAGE_MP raises it; OpenCV's limit follows
 PIL.Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow's own bomb check (errors at twice it)
-RAISE_LIMIT = "scale it down first, or raise the limit with the GSMC_MAX_IMAGE_MP setting"
+RAISE_LIMIT = ("scale it down first, or raise the limit by starting the program with the "
+               "environment variable GSMC_MAX_IMAGE_MP set to more megapixels (docs/user-guide.md)")
 MIN_IMAGE_SIDE = 8
 MAX_CAMERA_INDEX = 99
 # OpenCV's Orbbec depth-camera backend prints "Camera index out of range" for every index probed
@@ -119,8 +120,8 @@ def read_image(path: str | os.PathLike) -> npt.NDArray[np.uint8]:
     except SourceError as exc:
         raise SourceError(f"{path}: {exc}") from None
     if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise SourceError(f"{path}: {size[0]} x {size[1]} pixels ({size[0] * size[1] / 1e6:.0f} MP) is "
-                          f"more than the {MAX_IMAGE_PIXELS / 1e6:.0f} MP this program opens; "
+        raise SourceError(f"{path}: {size[0]} x {size[1]} pixels ({size[0] * size[1] / 1e6:.4g} MP) is "
+                          f"more than the {MAX_IMAGE_PIXELS / 1e6:.4g} MP this program opens; "
                           f"{RAISE_LIMIT}")
     if size is not None and min(size) < MIN_IMAGE_SIDE:
         raise SourceError(f"{path}: {size[0]} x {size[1]} pixels is too thin to hold a face "
