@@ -258,6 +258,22 @@ def check_tensors(path: Path, meta: ModelMeta, state: dict[str, torch.Tensor]) -
                                         "would predict NaN")
 
 
+def read_run_record(path: str | os.PathLike) -> tuple[dict[str, Any], int | None]:
+    """A run's last.pt's recipe (``train_config``) and the epochs it holds, read without
+    loading its tensors (memory-mapped); ``({}, None)`` when the file cannot be read that way
+    (``load_checkpoint`` then says why)."""
+    try:
+        refuse_decompression_bomb(Path(path))
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # damaged, cut short, or not a zip-format checkpoint
+        return {}, None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        return {}, None
+    state = payload.get("training_state")
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    return _mapping(payload.get("train_config")), epoch if isinstance(epoch, int) else None
+
+
 def _is_onnx_graph(path: Path) -> bool:
     """Whether ``path`` parses as an ONNX model (only asked of files torch cannot load)."""
     import onnx  # only here: a failed load is rare, and onnx is slow to import

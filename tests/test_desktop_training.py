@@ -342,3 +342,28 @@ def test_closing_during_an_evaluation_ends_it_without_a_result(qtbot, tab, ferpl
     tab.shutdown()  # the window closes
     assert not tab.thread.isRunning() and finished == []  # stopped between batches, no figures
     assert len(started) < 25  # (the whole split is 25 batches of 128)
+
+
+def test_resume_of_a_finished_run_goes_on_to_the_forms_epochs_and_a_failed_one_keeps_best_pt(
+        qtbot, tab, ferplus_root, tmp_path):
+    run = tmp_path / "run"
+    tiny(tab, ferplus_root, run, epochs=1)
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000):
+        assert tab.start()
+    # Resume of a run that has trained all its epochs trained nothing and said "Finished"
+    assert not tab.resume()
+    assert "has trained all its 1 epochs. To train it further, set Epochs above 1" in \
+        tab.form.out.error.text()
+    tab.form.epochs.setValue(2)
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000) as ended:
+        assert tab.resume()
+    assert ended.args[0] is not None and [r["epoch"] for r in ended.args[0].history] == [2]
+    # a last.pt cut short: the failure says what is left, and the run's best.pt stays usable
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    tab.form.epochs.setValue(3)
+    with qtbot.waitSignal(tab.run_ended, timeout=120_000) as ended:
+        assert tab.resume()
+    assert ended.args[0] is None and "best.pt is intact" in tab.log_view.toPlainText()
+    assert "best.pt is still there" in tab.progress_label.text()
+    assert tab.model_path() == run / "best.pt" and tab.use_button.isEnabled()

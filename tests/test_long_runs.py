@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.review.audit import audit
 from gsmc_core.training.config import TrainConfig, TrainingError
 from gsmc_core.training.data.noise import annotator_labels, given_labels
@@ -73,6 +74,48 @@ def test_a_damaged_metrics_csv_is_repaired_on_resume_and_kept_as_it_was(ferplus_
     said = " ".join(getattr(e, "message", "") for e in events)
     assert "metrics.csv is damaged (byte" in said and "line 3: 2 columns, 17 expected" in said
     assert "kept as it was in metrics.csv.damaged" in said
+
+
+def test_a_config_yaml_edited_between_runs_is_refused_and_a_lost_one_is_rebuilt(ferplus_root, tmp_path,
+                                                                                capsys):
+    from gsmc_core.cli import main
+
+    run = tmp_path / "run"
+    train(_config(ferplus_root, run))
+    recipe = (run / "config.yaml").read_text()
+    edited = yaml.safe_load(recipe)
+    edited.update(input_size=65, lambda_kl=5.0, epochs=3)  # epochs: a resume may change it
+    (run / "config.yaml").write_text(yaml.safe_dump(edited))
+    before = (run / "last.pt").read_bytes()
+    # it trained epoch 3 at 65 px and config.yaml then claimed 65 px for the whole run
+    assert main(["train", "--resume", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "differs from the recipe the run was trained with" in err
+    assert "input_size 33 in last.pt, 65 in config.yaml" in err and "lambda_kl" in err
+    assert "epochs" not in err.split("trained with:")[1].split(". A run")[0]
+    assert (run / "last.pt").read_bytes() == before
+    # without config.yaml the run was neither resumable nor replaceable: last.pt holds the recipe
+    (run / "config.yaml").unlink()
+    assert main(["train", "--resume", "--out", str(run), "--epochs", "3"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["input_size"] == 33
+    assert [r["epoch"] for r in _rows(run)] == ["1", "2", "3"]
+
+
+def test_a_resume_without_best_pt_writes_it_again_and_a_damaged_last_pt_points_to_best(
+        ferplus_root, tmp_path):
+    run = tmp_path / "run"
+    train(_config(ferplus_root, run))
+    (run / "best.pt").unlink()  # said "best.pt and last.pt written", and none was ever written
+    events = []
+    result = train(_config(ferplus_root, run, epochs=3, resume=True), on_event=events.append)
+    assert any("best.pt is missing, so the best model so far" in getattr(e, "message", "") for e in events)
+    assert result.best is not None and result.best.is_file()
+    assert load_checkpoint(result.best).metrics["epoch"] == 3
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])  # cut short by a full disk
+    with pytest.raises(TrainingError, match=r"cannot be resumed from it; its best.pt is intact: use "
+                                            r"it, or continue training from its weights .*--init"):
+        train(_config(ferplus_root, run, epochs=4, resume=True))
 
 
 def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(ferplus_root, tmp_path):

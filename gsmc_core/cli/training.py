@@ -443,7 +443,7 @@ def add_training_commands(sub) -> None:
                        description="Train the run's own recipe k times, each without one fold of its "
                        "training faces, score each fold with the model that never saw it, and rank "
                        "the labels as `gsmc audit` does (resumable: run it again to continue).")
-    p.add_argument("--run", required=True, help="a run folder (its config.yaml is the recipe)")
+    p.add_argument("--run", required=True, help="a run folder (its recipe: config.yaml, else last.pt)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--epochs", type=int, help="epochs per fold (default: the run's)")
     p.add_argument("--out", required=True, help="folder for the fold runs")

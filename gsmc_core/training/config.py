@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from gsmc_core.checkpoint import read_run_record
 from gsmc_core.devices import DEVICE_CHOICES
 from gsmc_core.errors import GsmcError, UsageError
 from gsmc_core.model import BACKBONES, OUTPUT_STRIDES
@@ -302,25 +303,60 @@ RESUMABLE_SETTINGS = ("epochs", "device", "workers", "lr", "threads", "data_root
 """What a resumed run may change; everything else is the run's own (its config.yaml)."""
 
 
+def _with_old_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    # runs saved before `augment` existed used the webcam augmentation on preloaded batches
+    saved.setdefault("augment", "webcam" if saved.get("preload") else "published")
+    saved.setdefault("holdout", "shuffle")  # and held out their validation faces by a shuffle
+    return saved
+
+
+def _refuse_an_edited_recipe(path: Path, saved: dict[str, Any], trained: dict[str, Any]) -> None:
+    """TrainingError naming each setting of config.yaml that differs from the recipe last.pt
+    was trained with (an edit between runs would change the recipe half-way and the record
+    would claim it for the whole run); the settings a resume may change are free."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    free = {*RESUMABLE_SETTINGS, "out", "resume"}
+    try:
+        mine, theirs = (TrainConfig(**{k: v for k, v in d.items() if k in known}).resolved()
+                        for d in (saved, trained))
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"{path}: {exc}; restore it, or delete it (it is rebuilt from "
+                            "last.pt)") from exc
+    # num_classes None (the dataset's own, as runs once saved it): a resume takes last.pt's classes
+    same = {"num_classes"} if None in (mine.num_classes, theirs.num_classes) else set()
+    differ = [f"{name} {getattr(theirs, name)!r} in last.pt, {getattr(mine, name)!r} in {path.name}"
+              for name in sorted(known - free - same) if getattr(mine, name) != getattr(theirs, name)]
+    if differ:
+        raise TrainingError(
+            f"{path} differs from the recipe the run was trained with: {'; '.join(differ)}. A run "
+            f"continues its own recipe: restore {path.name} (or delete it: it is rebuilt from "
+            "last.pt), or start a new run in another folder for new settings")
+
+
 def config_for_resume(out: str | Path, requested: dict[str, Any]) -> TrainConfig:
     """The config that continues the run in ``out``: its own saved settings, with the settings
     in ``requested`` (those the user gave explicitly) applied where a resumed run may change
     them. Any other requested setting that differs from the run's raises TrainingError naming
     it, so a resumed run never drifts into another recipe, dataset or architecture."""
-    path = RunFolder(out).config_file
-    if not path.is_file():
+    folder = RunFolder(out)
+    path = folder.config_file
+    trained = read_run_record(folder.last)[0] if folder.last.is_file() else {}
+    if path.is_file():
+        try:
+            saved = read_yaml(path) or {}
+        except (ValueError, OSError) as exc:
+            raise TrainingError(f"{exc}; the run's settings cannot be read, so it cannot be resumed "
+                                f"(delete {path.name}: it is rebuilt from last.pt)") from exc
+        if not saved or not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
+            raise TrainingError(f"{path}: empty or not a mapping of settings, so the run cannot be "
+                                f"resumed (delete {path.name}: it is rebuilt from last.pt)")
+    elif trained:  # the recipe last.pt was trained with (config.yaml is written from it)
+        saved = dict(trained)
+    else:
         raise TrainingError(f"{path} not found; nothing to resume in {out}")
-    try:
-        saved = read_yaml(path) or {}
-    except (ValueError, OSError) as exc:
-        raise TrainingError(f"{exc}; the run's settings cannot be read, so it cannot be resumed "
-                            "(start a new run in another folder)") from exc
-    if not saved or not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
-        raise TrainingError(f"{path}: empty or not a mapping of settings, so the run cannot be "
-                            "resumed (start a new run in another folder)")
-    # runs saved before `augment` existed used the webcam augmentation on preloaded batches
-    saved.setdefault("augment", "webcam" if saved.get("preload") else "published")
-    saved.setdefault("holdout", "shuffle")  # and held out their validation faces by a shuffle
+    saved = _with_old_defaults(saved)
+    if trained and path.is_file():
+        _refuse_an_edited_recipe(path, saved, _with_old_defaults(dict(trained)))
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     ignored = {"out", "resume"}
     changed = {k: v for k, v in requested.items()

@@ -30,7 +30,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from gsmc_core.atomic import write_atomic
-from gsmc_core.checkpoint import Checkpoint, FaceCrop, ModelMeta, load_checkpoint, save_checkpoint
+from gsmc_core.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    FaceCrop,
+    ModelMeta,
+    load_checkpoint,
+    save_checkpoint,
+)
 from gsmc_core.devices import resolve_device, use_bf16
 from gsmc_core.model import GSMCNet, mirror_exact, mirror_exact_sizes_near
 from gsmc_core.outputs import same_file
@@ -243,6 +250,14 @@ def _leave_stop_signals_to_the_trainer(_worker_id: int) -> None:
     close_inherited_locks()  # the run's lock ends with the trainer, not with its last worker
 
 
+def _loads(path: Path) -> bool:
+    try:
+        load_checkpoint(path)
+    except CheckpointError:
+        return False
+    return True
+
+
 def _any_rank(flag: bool, world: Distributed, device: torch.device) -> bool:
     """Whether ``flag`` holds on any rank. Under torchrun every rank must take part in the same
     collectives, so a skipped step or a stop request (which reaches the ranks at different
@@ -315,7 +330,7 @@ class Trainer:
         if cfg.resume and cfg.num_classes is None and self.folder.last.is_file():
             # the classes the run trains, whatever the dataset's default is now (image folders
             # without contempt read as 7 classes since 2026-12-01; earlier runs trained 8)
-            cfg = dataclasses.replace(cfg, num_classes=len(load_checkpoint(self.folder.last).meta.classes))
+            cfg = dataclasses.replace(cfg, num_classes=len(self._last_checkpoint().meta.classes))
         train, clean = training_split(cfg)
         if cfg.folds > 1:  # cross-validation: this run leaves one fold out (it scores it after)
             keep = fold_of(len(train.samples), cfg.folds, cfg.seed) != cfg.fold
@@ -504,8 +519,20 @@ class Trainer:
         return Checkpoint(meta=self.meta, state_dict=weights, train_config=self.config_dict,
                           metrics=metrics, training_state=state)
 
+    def _last_checkpoint(self) -> Checkpoint:
+        """The run's last.pt; a damaged one is a TrainingError that says what is left."""
+        try:
+            return load_checkpoint(self.folder.last)
+        except CheckpointError as exc:  # cut short by a full disk, damaged on disk
+            best = self.folder.best
+            raise TrainingError(
+                f"{exc}. The run cannot be resumed from it; "
+                + (f"its {best.name} is intact: use it, or continue training from its weights in "
+                   f"a new run in another folder (--init {best})" if _loads(best) else
+                   "start a new run in another folder")) from exc
+
     def _restore(self, path: Path) -> int:
-        ckpt = load_checkpoint(path)
+        ckpt = self._last_checkpoint()
         state = ckpt.training_state
         needed = ("student", "optimizer", "scheduler", "epoch", "global_step", "best_val_acc", "rng")
         if not isinstance(state, dict) or any(k not in state for k in needed):
@@ -536,6 +563,11 @@ class Trainer:
             self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
         self.global_step = state["global_step"]  # at the start of a stopped epoch: see partial
         self.best_val_acc = state["best_val_acc"]
+        if not self.folder.best.is_file():  # deleted or moved: the next epoch's model is the best
+            self._log(f"warning: {self.folder.best} is missing, so the best model so far (validation "
+                      f"accuracy {self.best_val_acc:.4f}) is lost; best.pt is written again from the "
+                      "next epoch on")
+            self.best_val_acc = -1.0
         self.partial = resumed_progress(state.get("partial"), self.dist)
         if self.partial is not None:  # a stop in the middle of an epoch: go on at its next batch
             self.method.load_epoch_state([x.to(self.device) for x in state.get("partial_inputs", [])])

@@ -78,7 +78,8 @@ class RunFolder:
                               f"another name (e.g. {self.path / (path.stem + '_new' + path.suffix)})")
 
     def can_resume(self) -> bool:
-        return self.last.is_file() and self.config_file.is_file()
+        """Whether a run's last.pt is here (its recipe is in it, config.yaml or not)."""
+        return self.last.is_file()
 
     def problem_for_new_run(self) -> str | None:
         """Why a new run cannot start here (None when it can): a file in the folder's place,

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gsmc_core.checkpoint import read_run_record
 from gsmc_core.devices import available_devices
 from gsmc_core.errors import GsmcError
 from gsmc_core.model import OUTPUT_STRIDES
@@ -292,20 +293,29 @@ class TrainingForm(QWidget):
         form's device and loader workers; None (and the problem shown) if there is no run.
 
         Every other setting comes from the run itself: resuming with another scheduler or
-        model would not fit the saved optimiser and weights.
+        model would not fit the saved optimiser and weights. A run that has trained all its
+        epochs goes on to this form's Epochs when they are more (as `--resume --epochs`).
         """
         self.clear_errors()
         folder = RunFolder(self.out.text())
         if not self.out.text() or not folder.can_resume():
-            self.out.set_error(f"Nothing to resume: {folder.path} holds no run (last.pt and config.yaml).")
+            self.out.set_error(f"Nothing to resume: {folder.path} holds no run's last.pt.")
             return None
+        wanted = self.epochs.value()  # before the run's own settings are shown
+        done = read_run_record(folder.last)[1]
+        requested: dict[str, object] = {"device": self.device.currentText(), "workers": self.workers.value()}
         try:  # as `gsmc train --resume` does: the run's own settings, this form's device and workers
-            config = config_for_resume(folder.path, {"device": self.device.currentText(),
-                                                     "workers": self.workers.value()})
+            config = config_for_resume(folder.path, requested)
+            if done is not None and done >= config.epochs and wanted > done:  # a finished run, longer
+                config = config_for_resume(folder.path, {**requested, "epochs": wanted})
         except (GsmcError, OSError) as exc:
             self.out.set_error(f"Cannot resume: {exc}")
             return None
         self.load_config(config)
+        if done is not None and done >= config.epochs:
+            self.out.set_error(f"The run in {folder.path} has trained all its {done} epochs. To train "
+                               f"it further, set Epochs above {done} and press Resume again.")
+            return None
         return config
 
     def show_data_error(self, dataset: str, root: str, exc: BaseException) -> None:

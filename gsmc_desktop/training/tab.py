@@ -56,6 +56,7 @@ class TrainingTab(QWidget):
         super().__init__(parent)
         self._running = False
         self.result: TrainResult | None = None
+        self._run_dir: Path | None = None  # the folder of the run started last
         self.worker = TrainingWorker()
         self.thread = start_worker(self.worker, "training-worker")
         self._run_requested.connect(self.worker.run)
@@ -202,6 +203,7 @@ class TrainingTab(QWidget):
         rows, problems = self._history(RunFolder(config.out)) if config.resume else ([], [])
         self._running = True
         self.result = None
+        self._run_dir = Path(config.out)
         self.curves.clear()
         self.by_class.reset()
         self.status_message.emit(f"Training {'resumed' if config.resume else 'started'}: {config.out}")
@@ -322,16 +324,20 @@ class TrainingTab(QWidget):
 
     def _training_failed(self, message: str) -> None:
         self._running = False
-        self.progress_label.setText("Failed: see the log")
+        kept = self.model_path()
+        self.progress_label.setText("Failed: see the log" + (
+            f". The run's {kept.name} is still there: Use this model or Evaluate on test" if kept else ""))
         self.append_log(f"error: {message}")
         self.status_message.emit(f"Training failed: {message}")
         self._update_buttons()
         self.run_ended.emit(None)
 
     def model_path(self) -> Path | None:
-        """The finished (or stopped) run's best checkpoint, else its last one."""
+        """The finished (or stopped) run's best checkpoint, else its last one; after a failed
+        run (a damaged last.pt, a divergence) the best.pt its folder still holds."""
         if self.result is None:
-            return None
+            best = RunFolder(self._run_dir).best if self._run_dir is not None else None
+            return best if best is not None and best.is_file() else None
         for path in (self.result.best, self.result.last):
             if path is not None and path.is_file():
                 return path
