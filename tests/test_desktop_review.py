@@ -194,6 +194,9 @@ def test_a_log_that_cannot_be_written_is_said_and_the_review_stays(qtbot, tabs, 
     qtbot.waitUntil(lambda: "Cannot open the review log" in tab.progress_label.text(), timeout=120_000)
     assert "not a review log" in tab.progress_label.text() and tab.run is run and tab.rows == rows
     assert tab.score_button.isEnabled()
+    with qtbot.waitSignal(tab.worker.rendered, timeout=60_000) as drawn:  # the refused one's faces
+        tab.move(1)                                                         # were drawn under it
+    assert drawn.args[0].run is run
     # a log with a line cut by a kill: the review opens and the tab says what was skipped
     log.write_text("time,who,action,key,label,score\r\n2026-12-02T05:00:00+00:00,me,unusa")
     tab.start_scoring()
@@ -237,3 +240,31 @@ def test_a_failed_rescore_says_which_review_stays_and_the_next_start_remembers_i
     again = ReviewTab()  # the next start of the app
     tabs.append(again)
     assert again.data_root.text() == str(small_ferplus) and again.checkpoint.text() == str(checkpoint)
+
+
+def test_a_filter_change_keeps_the_face_on_screen_under_the_keys(qtbot, tabs, small_ferplus,
+                                                                 random_checkpoint, tmp_path):
+    # after a filter change the screen showed one face while the next key decided another
+    checkpoint = tmp_path / "run" / "last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
+    for _ in range(3):
+        qtbot.keyClick(tab.suspect_list, Qt.Key.Key_Right)
+    shown = tab.rows[tab.position]
+    given = int(tab.run.scores.given[shown])
+    tab.given_filter.setCurrentIndex(tab.given_filter.findData(given))  # the face is still listed
+    assert tab.rows[tab.position] == shown and tab.suspect_list.currentRow() == tab.position
+    assert tab.face_captions[0].text().startswith(tab._key(shown))
+    other = next(c for c in range(8) if c != given and any(int(g) == c for g in tab.run.scores.given))
+    tab.given_filter.setCurrentIndex(tab.given_filter.findData(other))  # it is not: the first is shown
+    first = tab.rows[0]
+    assert tab.position == 0 and tab.suspect_list.currentRow() == 0
+    assert tab.face_captions[0].text().startswith(tab._key(first))
+    assert tab.face_captions[1].text().startswith(f"given: {tab.run.scores.split.classes[other]}")
+    qtbot.keyClick(tab.suspect_list, Qt.Key.Key_5)
+    decided = ReviewLog(review_log_path(checkpoint)).decisions()
+    assert list(decided) == [tab._key(first)] and decided[tab._key(first)].label == "anger"
+    assert "listed, worst first (" in tab.counter.text()
+    tab.min_score.setValue(tab.min_score.maximum())  # nothing listed: no face stays on screen
+    assert not tab.rows and tab.face_captions[0].text() == "" and tab._current() is None

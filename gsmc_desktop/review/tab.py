@@ -58,7 +58,7 @@ class ReviewTab(QWidget):
     status_message = Signal(str)
     train_on = Signal(str, str)  # dataset format, cleaned root: start training from it
     _score_requested = Signal(object)
-    _render_requested = Signal(int)
+    _render_requested = Signal(object, int)  # ScoredRun, row
     _export_requested = Signal(object)
     export_ended = Signal()  # an export was written or failed (said either way)
 
@@ -315,6 +315,7 @@ class ReviewTab(QWidget):
         if self.run is None:
             return
         s = self.run
+        shown = self.rows[self.position] if self.position < len(self.rows) else None
         given_class, predicted_class = self.given_filter.currentData(), self.predicted_filter.currentData()
         self.rows = [int(r) for r in s.suspects.order
                      if (given_class is None or s.scores.given[r] == given_class)
@@ -325,9 +326,12 @@ class ReviewTab(QWidget):
         for rank, row in enumerate(self.rows, start=1):
             self.suspect_list.addItem(QListWidgetItem(self._item_text(rank, row)))
         self.suspect_list.blockSignals(False)
-        self.position = min(self.position, max(len(self.rows) - 1, 0))
+        # the face on screen stays if it is still listed, else the first listed: the next key
+        # decides the face shown (the position pointed at another face under a new filter)
+        self.position = self.rows.index(shown) if shown in self.rows else 0
         self._update_counter()
         self._arm_decision_keys()
+        self._show_position()
 
     def _item_text(self, rank: int, row: int) -> str:
         s = self.run
@@ -339,7 +343,8 @@ class ReviewTab(QWidget):
             mark = {"keep": "  ✓ kept", "unusable": "  ✗ unusable"}.get(decision.action,
                                                                        f"  → {decision.label}")
         # listed worst first by the suspect score (what "Score at least" filters)
-        return (f"{rank:5d}. {self._key(row)}: {given} → {predicted} {s.scores.probs[row].max():.0%}, "
+        return (f"{rank:5d}. {self._key(row)}: {given} → {predicted} "
+                f"{s.scores.probs[row][s.suspects.predicted[row]]:.0%}, "
                 f"score {s.suspects.score[row]:.2f}{mark}")
 
     def _update_counter(self) -> None:
@@ -347,8 +352,11 @@ class ReviewTab(QWidget):
             return
         decided = self.log.decisions().values()
         changed = sum(d.action != "keep" for d in decided)
-        self.counter.setText(f"{len(self.rows)} suspects shown · reviewed {len(decided)} · "
-                             f"changed {changed}")
+        suspects = self.run.suspects
+        cut = set(suspects.order[: suspects.cut].tolist())
+        flagged = sum(r in cut for r in self.rows)
+        self.counter.setText(f"{len(self.rows)} listed, worst first ({flagged} flagged) · reviewed "
+                             f"{len(decided)} · changed {changed}")
 
     @Slot(int)
     def _on_row_selected(self, index: int) -> None:
@@ -359,6 +367,10 @@ class ReviewTab(QWidget):
     def _show_position(self) -> None:
         if not self.rows:
             self.decision_label.setText("No suspects with these filters.")
+            for caption in self.face_captions:
+                caption.setText("")
+            for view in self.face_views:
+                view.setText("")
             return
         self.suspect_list.blockSignals(True)
         self.suspect_list.setCurrentRow(self.position)
@@ -369,25 +381,27 @@ class ReviewTab(QWidget):
         given, predicted = int(self.run.scores.given[row]), int(self.run.suspects.predicted[row])
         self.face_captions[0].setText(f"{self._key(row)}\nsuspect {self.position + 1} of {len(self.rows)}")
         self.face_captions[1].setText(f"given: {classes[given]} ({probs[given]:.0%})")
-        self.face_captions[2].setText(f"model: {classes[predicted]} ({probs[predicted]:.0%})")
+        most_likely = predicted == int(probs.argmax())  # else the confident-learning scores' other class
+        self.face_captions[2].setText(f"{'model' if most_likely else 'most likely other class'}: "
+                                      f"{classes[predicted]} ({probs[predicted]:.0%})")
         decision = self.log.decisions().get(self._key(row))
         self.decision_label.setText("Not reviewed yet." if decision is None else
                                     f"Decided: {decision.action} {decision.label}".strip())
         for view in self.face_views:  # the previous suspect's pictures never stand under these captions
             view.setText("drawing…")
-        self._render_requested.emit(row)
+        self._render_requested.emit(self.run, row)
 
-    @Slot(int, str)
-    def _on_render_failed(self, row: int, message: str) -> None:
-        if self.rows and row == self.rows[self.position]:
+    @Slot(object, int, str)
+    def _on_render_failed(self, run: ScoredRun, row: int, message: str) -> None:
+        if run is self.run and self.rows and row == self.rows[self.position]:
             self.face_views[0].setText(f"Cannot show this face: {message}")
             for view in self.face_views[1:]:
                 view.setText("")
 
     @Slot(object)
     def _on_rendered(self, face: RenderedFace) -> None:
-        if not self.rows or face.row != self.rows[self.position]:
-            return  # the user has moved on
+        if face.run is not self.run or not self.rows or face.row != self.rows[self.position]:
+            return  # the user has moved on (or scored again)
         for view, image in zip(self.face_views, (face.face, face.cam_given, face.cam_predicted),
                                strict=True):
             view.setPixmap(QPixmap.fromImage(rgb_to_qimage(image)))

@@ -62,6 +62,7 @@ class ExportRequest:
 
 @dataclass(frozen=True)
 class RenderedFace:
+    run: "ScoredRun"  # the review it was drawn for
     row: int  # the suspect's row in ScoredRun.scores
     face: npt.NDArray[np.uint8]  # RGB, FACE_SIZE square
     cam_given: npt.NDArray[np.uint8]
@@ -76,7 +77,7 @@ class ReviewWorker(Worker):
     progress = Signal(int, int, float)  # batches done, total, seconds so far
     scored = Signal(object)  # ScoredRun
     rendered = Signal(object)  # RenderedFace
-    render_failed = Signal(int, str)  # row, why its face cannot be shown
+    render_failed = Signal(object, int, str)  # run, row, why its face cannot be shown
     cancelled = Signal(str)
     exported = Signal(object, object)  # ExportRequest, RelabelResult
 
@@ -84,7 +85,6 @@ class ReviewWorker(Worker):
         super().__init__()
         self._predictor: Predictor | None = None
         self._predictor_path: Path | None = None
-        self._run: ScoredRun | None = None
 
     @Slot(object)
     def score(self, request: ScoreRequest) -> None:
@@ -119,8 +119,7 @@ class ReviewWorker(Worker):
         except Exception as exc:  # a bad dataset or checkpoint: said in the tab, the app goes on
             self.fail(exc, "scoring")
             return
-        self._run = ScoredRun(request, scores, suspects, time.perf_counter() - start)
-        self.scored.emit(self._run)
+        self.scored.emit(ScoredRun(request, scores, suspects, time.perf_counter() - start))
 
     @staticmethod
     def _recipe(request: ScoreRequest) -> TrainConfig:
@@ -140,12 +139,10 @@ class ReviewWorker(Worker):
             return
         self.exported.emit(request, result)
 
-    @Slot(int)
-    def render(self, row: int) -> None:
-        """The face of ``row`` large, with its given and predicted classes' CAMs."""
-        run = self._run
-        if run is None:
-            return
+    @Slot(object, int)
+    def render(self, run: ScoredRun, row: int) -> None:
+        """The face of ``row`` of ``run`` (the review the tab shows, which may not be the one
+        scored last: a re-score the tab refused) large, with its given and predicted classes' CAMs."""
         try:
             if self._predictor_path != run.request.checkpoint:
                 self._predictor = Predictor.from_checkpoint(run.request.checkpoint, device="cpu")
@@ -159,9 +156,9 @@ class ReviewWorker(Worker):
             cams = [overlay_heatmap(shown, m, 0.5) for m in maps]
         except Exception as exc:  # said in the face's place (scoring is not affected)
             logging.getLogger("gsmc_desktop").warning("cannot show suspect row %d", row, exc_info=exc)
-            self.render_failed.emit(row, describe(exc))
+            self.render_failed.emit(run, row, describe(exc))
             return
-        self.rendered.emit(RenderedFace(row, shown, *cams))
+        self.rendered.emit(RenderedFace(run, row, shown, *cams))
 
 
 def _resize(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
