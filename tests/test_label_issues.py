@@ -131,3 +131,28 @@ def test_a_folds_scores_cut_short_by_a_full_disk_leave_no_file_marking_it_done(t
     cross_val.write_heldout(path, np.arange(3), np.ones((3, 8), np.float32))
     with np.load(path) as held:
         assert held["indices"].tolist() == [0, 1, 2] and held["probs"].shape == (3, 8)
+
+
+def test_folds_scored_on_another_dataset_are_refused_not_given_to_other_faces(small_ferplus, tmp_path,
+                                                                            capsys):
+    # the Review tab cross-validates into the model's own folder whatever dataset it is given:
+    # another dataset's folds handed each face its neighbour's probabilities (or an IndexError)
+    import dataclasses
+    import shutil
+
+    from gsmc_core.cli import main
+    from gsmc_core.review.cross_val import cross_validated_scores
+    from gsmc_core.training.config import TrainConfig, TrainingError
+
+    other = tmp_path / "other"
+    shutil.copytree(small_ferplus, other, symlinks=True)
+    labels = other / "FER2013Train" / "label.csv"
+    labels.write_text("\n".join(labels.read_text().splitlines()[:-10]) + "\n")  # 10 faces fewer
+    base = TrainConfig(method="ce", dataset="ferplus", data_root=str(small_ferplus), input_size=33,
+                       output_stride=16, epochs=1, batch_size=16, workers=0, preload=True)
+    cross_validated_scores(base, 2, tmp_path / "cv")
+    with pytest.raises(TrainingError, match=r"fold0 was scored on other faces or labels than .*other"):
+        cross_validated_scores(dataclasses.replace(base, data_root=str(other)), 2, tmp_path / "cv")
+    assert main(["crossval", "--run", str(tmp_path / "cv" / "fold0"), "--folds", "1",
+                 "--out", str(tmp_path / "cv1")]) == 2  # one "fold" is in-sample
+    assert "--folds must be at least 2" in capsys.readouterr().err

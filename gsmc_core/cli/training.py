@@ -253,6 +253,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
+    if args.folds < 2:  # one "fold" trains on every face: in-sample scores, called out-of-sample
+        raise UsageError(f"--folds must be at least 2, got {args.folds} (for the run's own, "
+                         "in-sample predictions use `gsmc audit`)")
     if args.csv:
         require_writable_output(args.csv, "--csv")
     refuse_overwriting_inputs({"--csv": args.csv}, RunFolder(args.run).written_files())

@@ -40,10 +40,18 @@ def fold_config(base: TrainConfig, folds: int, fold: int, out: Path) -> TrainCon
 _RUN_ONLY = ("device", "workers", "threads", "data_root", "out", "resume")
 
 
-def _check_done_fold(config: TrainConfig) -> None:
-    """A fold scored before is reused only when its recipe is this job's (its epochs too): a
-    fold of another cross-validation in the same --out is refused, not counted."""
+def _check_done_fold(config: TrainConfig, data: str) -> None:
+    """A fold scored before is reused only when its recipe is this job's (its epochs too) and
+    it scored these faces and labels (``data``: the training split's fingerprint): a fold of
+    another cross-validation, or of another dataset, in the same --out is refused, not counted
+    (its probabilities would go to other faces)."""
     run = Path(config.out)
+    with np.load(run / HELDOUT) as held:
+        scored_on = str(held["data"]) if "data" in held.files else ""  # older folds: not recorded
+    if scored_on and scored_on != data:
+        raise TrainingError(f"{run} was scored on other faces or labels than {config.data_root} holds "
+                            f"now (another dataset, or this one changed): delete {run.parent} to "
+                            "cross-validate again, or choose another --out")
     try:
         own = config_for_resume(run, {}).resolved()
     except TrainingError as exc:
@@ -58,7 +66,7 @@ def _check_done_fold(config: TrainConfig) -> None:
                             "choose another --out, or delete that folder to train the fold again")
 
 
-def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray) -> None:
+def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray, data: str) -> None:
     run = Path(config.out)
     ckpt = load_checkpoint(RunFolder(run).best)
     held = np.flatnonzero(fold == config.fold)
@@ -67,12 +75,14 @@ def _score_heldout(config: TrainConfig, train_split: Split, fold: np.ndarray) ->
     device = resolve_device(config.device)
     preds = predict_loader(ckpt.build_model().to(device), loader, device)
     probs = torch.softmax(torch.from_numpy(preds.logits), 1).numpy()
-    write_heldout(run / HELDOUT, held[preds.indices], probs)
+    write_heldout(run / HELDOUT, held[preds.indices], probs, data)
 
 
-def write_heldout(path: Path, indices: np.ndarray, probs: np.ndarray) -> None:
-    """A fold's held-out scores, complete or not at all: an existing file marks the fold done."""
-    write_atomic(path, lambda f: np.savez(f, indices=indices, probs=probs), binary=True)
+def write_heldout(path: Path, indices: np.ndarray, probs: np.ndarray, data: str = "") -> None:
+    """A fold's held-out scores, complete or not at all: an existing file marks the fold done.
+    ``data``: the fingerprint of the training split the indices point into."""
+    write_atomic(path, lambda f: np.savez(f, indices=indices, probs=probs, data=np.array(data)),
+                 binary=True)
 
 
 def cross_validated_scores(base: TrainConfig, folds: int, out: str | Path,
@@ -84,15 +94,16 @@ def cross_validated_scores(base: TrainConfig, folds: int, out: str | Path,
     base = base.resolved()
     train_split, clean = training_split(base)
     fold = fold_of(len(train_split.samples), folds, base.seed)
+    data = train_split.fingerprint()
     for k in range(folds):
         config = fold_config(base, folds, k, out)
         if (Path(config.out) / HELDOUT).exists():
-            _check_done_fold(config)
+            _check_done_fold(config, data)
             continue
         result = train(config, on_event, should_stop)
         if result.stopped:
             return None
-        _score_heldout(config, train_split, fold)
+        _score_heldout(config, train_split, fold, data)
     probs = np.zeros((len(train_split.samples), len(train_split.classes)), np.float32)
     scored = np.zeros(len(train_split.samples), bool)
     for k in range(folds):
