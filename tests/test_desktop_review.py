@@ -268,3 +268,14 @@ def test_a_filter_change_keeps_the_face_on_screen_under_the_keys(qtbot, tabs, sm
     assert "listed, worst first (" in tab.counter.text()
     tab.min_score.setValue(tab.min_score.maximum())  # nothing listed: no face stays on screen
     assert not tab.rows and tab.face_captions[0].text() == "" and tab._current() is None
+    # a copy of the dataset (a cleaned one too) is another review: these decisions are not its
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_ferplus, copy, symlinks=True)
+    run = tab.run
+    tab.data_root.edit.setText(str(copy))
+    tab.start_scoring()
+    qtbot.waitUntil(lambda: "Cannot open the review log" in tab.progress_label.text(), timeout=120_000)
+    assert "another dataset (a cleaned copy too) needs its own review" in tab.progress_label.text()
+    assert tab.run is run

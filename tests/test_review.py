@@ -300,3 +300,31 @@ def test_relabel_with_decisions_of_another_dataset_writes_nothing(small_ferplus,
     out = capsys.readouterr()
     assert "1 faces relabelled" in out.out
     assert "warning: 1 decisions of" in out.err and "not_in_this_dataset.png" in out.err
+
+
+def test_a_review_log_belongs_to_the_dataset_its_decisions_were_made_on(small_ferplus, tmp_path, capsys):
+    # FER2013's keys are row numbers and a folder's are class/file: on a cleaned copy the same
+    # keys name other faces, and the decisions went to them
+    import json
+    import shutil
+
+    first = read_split("ferplus", small_ferplus, "train").samples[0]
+    path = tmp_path / "run" / "review" / "decisions.csv"
+    log = ReviewLog(path, dataset=("ferplus", small_ferplus))
+    assert not log.dataset_file.exists()  # nothing is written before the first decision
+    log.unusable(first.key)
+    recorded = json.loads(log.dataset_file.read_text())
+    assert recorded == {"dataset": "ferplus", "data_root": str(small_ferplus.resolve())}
+    assert ReviewLog(path, dataset=("ferplus", small_ferplus)).decisions()  # the same: reopened
+    copy = tmp_path / "copy"
+    shutil.copytree(small_ferplus, copy, symlinks=True)
+    with pytest.raises(UsageError, match=r"holds the decisions of a review of ferplus in .*ferplus, "
+                                         r"not of ferplus in .*copy: another dataset"):
+        ReviewLog(path, dataset=("ferplus", copy))
+    assert main(["relabel", "--apply", str(path), "--dataset", "ferplus", "--data-root", str(copy),
+                 "--out", str(tmp_path / "cleaned")]) == 2
+    assert "needs its own review" in capsys.readouterr().err and not (tmp_path / "cleaned").exists()
+    recorded["data_root"] = str(copy.resolve())  # "only moved": the record is edited
+    log.dataset_file.write_text(json.dumps(recorded))
+    assert main(["relabel", "--apply", str(path), "--dataset", "ferplus", "--data-root", str(copy),
+                 "--out", str(tmp_path / "cleaned")]) == 0

@@ -277,7 +277,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.apply):  # a review log opened by the app may not exist yet; here it must
         raise UsageError(f"{args.apply}: no such decisions file; give the review's decisions.csv "
                          "(review/decisions.csv beside the model the Review tab used)")
-    log = ReviewLog(args.apply)
+    log = ReviewLog(args.apply, dataset=(args.dataset, args.data_root))
     if log.cut_lines:
         print(f"warning: {args.apply}: {_cut_lines(log.cut_lines)} cut short (written when the "
               "review was killed?) and not applied", file=sys.stderr)

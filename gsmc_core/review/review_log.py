@@ -7,11 +7,16 @@ dataset's own label files are never touched: ``relabel`` writes a cleaned copy f
 Lines: ``time, who, action, key, label, score`` with action ``set`` (the face is ``label``),
 ``keep`` (the given label is right), ``unusable`` (not a face, or not usable) or ``undo`` (the
 last decision not yet undone is withdrawn).
+
+The faces' keys are names within one dataset (FER2013's are row numbers), so ``dataset.json``
+beside the log records which dataset (format and folder) the decisions were made on, and a log
+is not opened for another one: a cleaned copy's rows or files would take other faces' decisions.
 """
 
 import csv
 import datetime
 import getpass
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from gsmc_core.errors import UsageError
 COLUMNS = ("time", "who", "action", "key", "label", "score")
 ACTIONS = ("set", "keep", "unusable", "undo")
 UNUSABLE = "unusable"
+DATASET_FILE = "dataset.json"  # beside the log: the dataset its decisions were made on
 
 
 @dataclass(frozen=True)
@@ -37,13 +43,44 @@ class Decision:
 class ReviewLog:
     """The decisions of one review, kept in ``path`` (created on first use)."""
 
-    def __init__(self, path: str | os.PathLike, who: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, who: str | None = None,
+                 dataset: tuple[str, str | os.PathLike] | None = None) -> None:
+        """``dataset`` (format, folder): the dataset under review; a log that records another
+        one is refused (UsageError), and one that records none is given this one."""
         self.path = Path(path)
         self.who = who or _user()
+        self.dataset = None if dataset is None else {"dataset": dataset[0],
+                                                     "data_root": str(Path(dataset[1]).resolve())}
+        self._check_dataset()
         self._history: list[Decision] = []  # decisions in order, undone ones removed
         self.cut_lines: list[int] = []  # line numbers of lines cut short (a kill mid-write), skipped
         if self.path.exists():
             self._replay()
+
+    @property
+    def dataset_file(self) -> Path:
+        return self.path.with_name(DATASET_FILE)
+
+    def _check_dataset(self) -> None:
+        if self.dataset is None or not self.dataset_file.is_file():
+            return
+        try:
+            recorded = json.loads(self.dataset_file.read_text(encoding="utf-8"))
+            made_on = (recorded["dataset"], recorded["data_root"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{self.dataset_file}: not the record of a reviewed dataset ({exc}); "
+                             "delete it to review this dataset with these decisions") from exc
+        if made_on != (self.dataset["dataset"], self.dataset["data_root"]):
+            raise UsageError(
+                f"{self.path} holds the decisions of a review of {made_on[0]} in {made_on[1]}, not "
+                f"of {self.dataset['dataset']} in {self.dataset['data_root']}: another dataset (a "
+                f"cleaned copy too) needs its own review. Score {made_on[1]} to go on with that one, "
+                f"or move {self.path.parent} aside to start a new review (if the dataset was only "
+                f"moved, put its new folder in {self.dataset_file})")
+
+    def _record_dataset(self) -> None:
+        if self.dataset is not None and not self.dataset_file.is_file():
+            self.dataset_file.write_text(json.dumps(self.dataset, indent=2) + "\n", encoding="utf-8")
 
     def _replay(self) -> None:
         # line by line: a line cut by a kill inside a quoted key would otherwise open a quote
@@ -76,6 +113,7 @@ class ReviewLog:
             raise UsageError(f"{key[:60]!r}: a name with a line break cannot be reviewed; rename the file")
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._record_dataset()
         time = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         cut = not new and _ends_mid_line(self.path)
         with open(self.path, "a", newline="", encoding="utf-8") as f:

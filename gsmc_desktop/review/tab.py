@@ -264,7 +264,8 @@ class ReviewTab(QWidget):
     @Slot(object)
     def _on_scored(self, run: ScoredRun) -> None:
         try:  # before anything changes: a log that cannot be read keeps the review on screen
-            log = ReviewLog(review_log_path(run.request.checkpoint))
+            log = ReviewLog(review_log_path(run.request.checkpoint),
+                            dataset=(run.request.dataset, run.request.data_root))
         except (OSError, UsageError) as exc:
             self._on_failed(f"Cannot open the review log: {describe(exc)}")
             return
@@ -506,6 +507,9 @@ class ReviewTab(QWidget):
     @Slot(object, object)
     def _on_exported(self, request: ExportRequest, result: RelabelResult) -> None:
         message = f"Wrote the cleaned dataset to {result.root} (changes in changes.csv)"
+        if not result.changed and not result.removed:  # e.g. the decisions were made with another model
+            message = (f"Wrote the cleaned dataset to {result.root} with no face changed: this review "
+                       f"({self.log.path}) holds no change. Each model keeps its own review beside it")
         if result.unmatched:
             message += (f"; {len(result.unmatched)} decisions name no face of this dataset and "
                         f"were not applied (the first: {result.unmatched[0][:80]})")
