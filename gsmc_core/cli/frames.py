@@ -59,6 +59,7 @@ from gsmc_core.outputs import (
     refuse_folder_of_inputs,
     refuse_overwriting_inputs,
     same_file,
+    write_image,
 )
 from gsmc_core.resources import DEFAULT_CHECKPOINT, asset_path
 
@@ -184,14 +185,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             result = pipeline.process(image, render=render)
             items.append(ImageFaces(str(path), result, model))
             if cam_dir is not None and result.annotated is not None:
-                name = _unique_name(path.stem, written)
-                target = cam_dir / f"{name}.png"
-                partial = partial_path(target)
-                if not cv2.imwrite(str(partial), result.annotated):
-                    partial.unlink(missing_ok=True)
-                    raise OutputError(errno.EIO, f"{target}: could not be written"
-                                      f"{free_space_problem(target) or ' (folder not writable?)'}")
-                commit(partial, target)
+                # encoded here and written as bytes: cv2.imwrite cannot write non-ASCII paths on Windows
+                write_image(cam_dir / f"{_unique_name(path.stem, written)}.png", result.annotated)
             if not args.json:
                 _print_faces(path, result)
     if args.json:
