@@ -33,6 +33,14 @@ def tabs():
         tab.shutdown()
 
 
+def run_checkpoint(tmp_path, random_checkpoint):
+    """A copy of the random model as a run's last.pt: the review is written beside it."""
+    checkpoint = tmp_path / "run" / "last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    return checkpoint
+
+
 def filled_tab(qtbot, tabs, root, checkpoint) -> ReviewTab:
     """A Review tab with the dataset and model chosen, not scored yet."""
     tab = ReviewTab()
@@ -56,9 +64,7 @@ def scored_tab(qtbot, tabs, root, checkpoint) -> ReviewTab:
 
 def test_review_with_keys_undo_reopen_and_export(qtbot, tabs, small_ferplus, random_checkpoint, tmp_path,
                                                  monkeypatch):
-    checkpoint = tmp_path / "run" / "last.pt"
-    checkpoint.parent.mkdir()
-    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    checkpoint = run_checkpoint(tmp_path, random_checkpoint)
     original = digest(small_ferplus / "FER2013Train")
     tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
     faces = len(read_split("ferplus", small_ferplus, "train").samples)
@@ -154,9 +160,7 @@ def test_cross_validated_scoring_from_the_tab(qtbot, tabs, ferplus_root, tmp_pat
 
 def test_a_face_that_cannot_be_drawn_is_said_in_its_place(qtbot, tabs, small_ferplus, random_checkpoint,
                                                           tmp_path):
-    checkpoint = tmp_path / "run" / "last.pt"
-    checkpoint.parent.mkdir()
-    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    checkpoint = run_checkpoint(tmp_path, random_checkpoint)
     tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
     qtbot.waitUntil(lambda: not tab.face_views[0].pixmap().isNull(), timeout=30_000)  # the first face
     following = tab.run.scores.split.samples[tab.run.scores.indices[tab.rows[1]]]
@@ -172,9 +176,7 @@ def test_a_face_that_cannot_be_drawn_is_said_in_its_place(qtbot, tabs, small_fer
 
 def test_a_log_that_cannot_be_written_is_said_and_the_review_stays(qtbot, tabs, small_ferplus,
                                                                     random_checkpoint, tmp_path, monkeypatch):
-    checkpoint = tmp_path / "run" / "last.pt"
-    checkpoint.parent.mkdir()
-    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    checkpoint = run_checkpoint(tmp_path, random_checkpoint)
     tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
     shown = []
     monkeypatch.setattr("gsmc_desktop.widgets.messages.warn", lambda _p, title, text: shown.append(text))
@@ -207,9 +209,7 @@ def test_a_log_that_cannot_be_written_is_said_and_the_review_stays(qtbot, tabs, 
 def test_before_anything_is_scored_space_presses_the_focused_button(qtbot, tabs, small_ferplus,
                                                                    random_checkpoint, tmp_path):
     # a keyboard user tabs to "Score" and presses Space: the decision key took it, nothing happened
-    checkpoint = tmp_path / "run" / "last.pt"
-    checkpoint.parent.mkdir()
-    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    checkpoint = run_checkpoint(tmp_path, random_checkpoint)
     tab = filled_tab(qtbot, tabs, small_ferplus, checkpoint)
     with qtbot.waitActive(tab):
         tab.show()
@@ -226,9 +226,7 @@ def test_before_anything_is_scored_space_presses_the_focused_button(qtbot, tabs,
 @pytest.mark.slow
 def test_a_failed_rescore_says_which_review_stays_and_the_next_start_remembers_it(
         qtbot, tabs, small_ferplus, random_checkpoint, tmp_path):
-    checkpoint = tmp_path / "run" / "last.pt"
-    checkpoint.parent.mkdir()
-    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    checkpoint = run_checkpoint(tmp_path, random_checkpoint)
     tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
     not_a_dataset = tmp_path / "photos"
     not_a_dataset.mkdir()
@@ -245,9 +243,7 @@ def test_a_failed_rescore_says_which_review_stays_and_the_next_start_remembers_i
 def test_a_filter_change_keeps_the_face_on_screen_under_the_keys(qtbot, tabs, small_ferplus,
                                                                  random_checkpoint, tmp_path):
     # after a filter change the screen showed one face while the next key decided another
-    checkpoint = tmp_path / "run" / "last.pt"
-    checkpoint.parent.mkdir()
-    checkpoint.write_bytes(random_checkpoint.read_bytes())
+    checkpoint = run_checkpoint(tmp_path, random_checkpoint)
     tab = scored_tab(qtbot, tabs, small_ferplus, checkpoint)
     for _ in range(3):
         qtbot.keyClick(tab.suspect_list, Qt.Key.Key_Right)
