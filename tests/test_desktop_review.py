@@ -156,6 +156,16 @@ def test_cross_validated_scoring_from_the_tab(qtbot, tabs, ferplus_root, tmp_pat
     assert "Out-of-sample predictions (2-fold cross-validation)" in tab.progress_label.text()
     assert "10 labels known to be noisy" in tab.progress_label.text()
     assert (run / "crossval" / "fold1" / "heldout.npz").is_file() and len(tab.rows) > 0
+    # a label the run's noise put in place of the file's: said, and "keep" records the label shown
+    # (it recorded "keep", and the export left the file's other label)
+    tab.position = next(i for i, r in enumerate(tab.rows) if tab._injected(r))
+    tab._show_position()
+    row = tab.rows[tab.position]
+    assert "put there by the run's label noise" in tab.face_captions[1].text()
+    tab.decide_keep()
+    shown = tab.run.scores.split.classes[int(tab.run.scores.given[row])]
+    decision = ReviewLog(review_log_path(run / "last.pt")).decisions()[tab._key(row)]
+    assert (decision.action, decision.label) == ("set", shown)
 
 
 def test_a_face_that_cannot_be_drawn_is_said_in_its_place(qtbot, tabs, small_ferplus, random_checkpoint,

@@ -381,7 +381,8 @@ class ReviewTab(QWidget):
         probs = self.run.scores.probs[row]
         given, predicted = int(self.run.scores.given[row]), int(self.run.suspects.predicted[row])
         self.face_captions[0].setText(f"{self._key(row)}\nsuspect {self.position + 1} of {len(self.rows)}")
-        self.face_captions[1].setText(f"given: {classes[given]} ({probs[given]:.0%})")
+        self.face_captions[1].setText(f"given: {classes[given]} ({probs[given]:.0%})" + (
+            "\nput there by the run's label noise (the file has another)" if self._injected(row) else ""))
         most_likely = predicted == int(probs.argmax())  # else the confident-learning scores' other class
         self.face_captions[2].setText(f"{'model' if most_likely else 'most likely other class'}: "
                                       f"{classes[predicted]} ({probs[predicted]:.0%})")
@@ -448,9 +449,24 @@ class ReviewTab(QWidget):
             self._decided()
 
     def decide_keep(self) -> None:
+        """The label shown is right. On a label the run's own noise injected it is not the
+        file's, so it is recorded as that class: the export writes the label the person saw."""
         current = self._current()
-        if current is not None and self._written(lambda: self.log.keep(*current))[0]:
+        if current is None:
+            return
+        row = self.rows[self.position]
+        if self._injected(row):
+            label = self.run.scores.split.classes[int(self.run.scores.given[row])]
+            done = self._written(lambda: self.log.set_label(current[0], label, current[1]))[0]
+        else:
+            done = self._written(lambda: self.log.keep(*current))[0]
+        if done:
             self._decided()
+
+    def _injected(self, row: int) -> bool:
+        """Whether the given label of ``row`` is one the run's label noise put in its place."""
+        flips = self.run.scores.flips
+        return bool(flips) and int(self.run.scores.indices[row]) in flips
 
     def undo(self) -> None:
         if self.log is None:
