@@ -328,3 +328,16 @@ def test_a_review_log_belongs_to_the_dataset_its_decisions_were_made_on(small_fe
     log.dataset_file.write_text(json.dumps(recorded))
     assert main(["relabel", "--apply", str(path), "--dataset", "ferplus", "--data-root", str(copy),
                  "--out", str(tmp_path / "cleaned")]) == 0
+
+
+@pytest.mark.parametrize("dataset", ["ferplus", "rafdb", "fer2013", "affectnet", "folder"])
+def test_relabel_of_a_folder_in_another_format_names_what_that_format_needs(tmp_path, capsys, dataset):
+    decisions = tmp_path / "decisions.csv"
+    ReviewLog(decisions).unusable("x.png")
+    other = tmp_path / "photos"
+    other.mkdir()
+    assert main(["relabel", "--apply", str(decisions), "--dataset", dataset, "--data-root", str(other),
+                 "--out", str(tmp_path / "cleaned")]) == 2
+    err = capsys.readouterr().err  # was "[Errno 2] No such file or directory: 'photos/train'"
+    assert f"photos: not a {dataset} dataset (" in err and "check --dataset and --data-root" in err
+    assert not (tmp_path / "cleaned").exists()

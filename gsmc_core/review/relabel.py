@@ -261,6 +261,26 @@ WRITERS = {"ferplus": _ferplus, "rafdb": _rafdb, "fer2013": _fer2013, "affectnet
            "folder": _folder}
 
 
+LAYOUTS = {  # what each format's training labels are, relative to the dataset folder
+    "ferplus": "FER2013Train/label.csv",
+    "rafdb": "EmoLabel/list_patition_label.txt",
+    "fer2013": "fer2013.csv",
+    "affectnet": "training.csv",
+    "folder": "train",
+}
+
+
+def _check_layout(dataset: str, root: Path) -> None:
+    """DataError naming what the format needs when ``root`` does not hold it (a wrong --dataset
+    or --data-root said only "[Errno 2] No such file or directory: 'ferplus/train'")."""
+    if dataset == "fer2013" and root.is_file():
+        return
+    needed = root / LAYOUTS[dataset]
+    if not needed.exists():
+        raise DataError(f"{root}: not a {dataset} dataset ({needed} not found); check --dataset "
+                        "and --data-root (the formats: docs/training.md, Data)")
+
+
 def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out: str | Path,
             decided_in: str | Path = "the review log") -> RelabelResult:
     """Write the cleaned copy of ``root``'s training labels to the new folder ``out``
@@ -275,6 +295,7 @@ def relabel(dataset: str, root: str | Path, decisions: dict[str, Decision], out:
             raise OutputError(17, f"{out} is inside the dataset {root}; choose a folder outside it "
                               "(the original files are never modified)")
     _check_classes(dataset, decisions, decided_in)  # before anything is written
+    _check_layout(dataset, root)
     # built beside ``out`` and renamed into place: a line that cannot be applied, a kill or a
     # full disk leaves no half-made dataset
     out.parent.mkdir(parents=True, exist_ok=True)
