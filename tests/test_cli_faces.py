@@ -22,6 +22,7 @@ def test_predict_astronaut_json(capsys, random_checkpoint):
     code, entries = _predict_json(capsys, image, "--checkpoint", str(random_checkpoint))
     assert code == 0
     assert len(entries) == 1 and entries[0]["image"] == image and entries[0]["error"] is None
+    assert entries[0]["runtime"] == "cpu · fp32"  # a model without its int8 graph: said, not implied
     faces = entries[0]["faces"]
     assert len(faces) == 1
     x, y, w, h = faces[0]["box"]

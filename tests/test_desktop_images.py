@@ -149,6 +149,7 @@ def test_export_results_and_save_cams(qtbot, tab, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
     face = tab.results[0].result.faces[0]
     assert rows[0]["expression"] == face.label and rows[0]["model"] == "random.pt"
+    assert rows[0]["runtime"] == "cpu · fp32" and rows[1]["runtime"] == ""  # how each result ran
     assert float(rows[0]["p_happiness"]) == pytest.approx(face.probabilities[1], abs=1e-5)
     assert "cannot be decoded" in rows[1]["error"]
     assert tab.export_results(tmp_path / "r.json") == 1

@@ -183,7 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 continue
             pipeline.reset(restart_ids=True)  # stills are unrelated: faces numbered from 1
             result = pipeline.process(image, render=render)
-            items.append(ImageFaces(str(path), result, model))
+            items.append(ImageFaces(str(path), result, model, runtime=predictor.summary))
             if cam_dir is not None and result.annotated is not None:
                 # encoded here and written as bytes: cv2.imwrite cannot write non-ASCII paths on Windows
                 write_image(cam_dir / f"{_unique_name(path.stem, written)}.png", result.annotated)

@@ -4,9 +4,11 @@
 A row is where the face is — a stream's ``frame, time_s, face_id`` or an image's ``image, face``
 — then ``x, y, w, h, score, expression, p_<class>...``: the box, the detector's score, the label
 and the probabilities it follows (the smoothed ones; for still images they are the network's
-own). Image tables add ``model`` (which checkpoint) and ``error`` (why an image has no result).
-An image without a face is one row with the face columns empty. JSON holds one entry per image:
-``{"image", "model", "faces": [{"id", "box", "score", "expression", "probabilities"}], "error"}``.
+own). Image tables add ``model`` (which checkpoint), ``runtime`` (how it ran, e.g. ``cpu · int8``:
+the int8 graph's probabilities differ from fp32's by a few points) and ``error`` (why an image has
+no result). An image without a face is one row with the face columns empty. JSON holds one entry
+per image: ``{"image", "model", "runtime", "faces": [{"id", "box", "score", "expression",
+"probabilities"}], "error"}``.
 CSV writes scores with 4 decimals, probabilities with 5 and times in milliseconds (``0.100``);
 JSON the same values rounded.
 """
@@ -23,7 +25,7 @@ from gsmc_core.frames.results import FaceResult, FrameResult
 FACE_COLUMNS = ("x", "y", "w", "h", "score", "expression")
 STREAM_KEYS = ("frame", "time_s", "face_id")
 IMAGE_KEYS = ("image", "face")
-IMAGE_EXTRAS = ("model", "error")
+IMAGE_EXTRAS = ("model", "runtime", "error")
 
 
 def probability_columns(classes: Sequence[str]) -> list[str]:
@@ -53,6 +55,7 @@ class ImageFaces:
     result: FrameResult | None
     model: str = ""
     error: str | None = None
+    runtime: str = ""  # ``Predictor.summary``: where and in which precision the model ran
 
     @property
     def faces(self) -> int:
@@ -67,7 +70,8 @@ def image_entry(item: ImageFaces) -> dict:
                                                                  strict=True)}}
         for face in item.result.faces
     ]
-    return {"image": item.image, "model": item.model, "faces": faces, "error": item.error}
+    return {"image": item.image, "model": item.model, "runtime": item.runtime, "faces": faces,
+            "error": item.error}
 
 
 def image_header(items: Sequence[ImageFaces]) -> list[str]:
@@ -78,7 +82,7 @@ def image_header(items: Sequence[ImageFaces]) -> list[str]:
 
 def image_rows(item: ImageFaces) -> list[dict]:
     """The rows of one image: one per face, or one with the face columns empty."""
-    base = {"image": item.image, "model": item.model, "error": item.error or ""}
+    base = {"image": item.image, "model": item.model, "runtime": item.runtime, "error": item.error or ""}
     if item.result is None or not item.result.faces:
         return [base]
     columns = [*FACE_COLUMNS, *probability_columns(item.result.classes)]

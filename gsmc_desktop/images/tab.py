@@ -517,7 +517,8 @@ class ImagesTab(QWidget):
             raise ValueError(f"{self.pending} image(s) are still being analysed; export once "
                              "the list shows every result")
         items = [
-            ImageFaces(str(image.path), image.result, image.model.name if image.model else "", image.error)
+            ImageFaces(str(image.path), image.result, image.model.name if image.model else "", image.error,
+                       image.runtime)
             for image in (self.results[entry] for entry in sorted(self.results))
         ]
         write_image_table(path, items)
