@@ -156,14 +156,15 @@ def main(argv: list[str] | None = None) -> int:
                               "model": window.model.name if window.model else None}))
             return 0
         if window.startup_problem:
-            QTimer.singleShot(0, lambda: warn(window, "Cannot open checkpoint",
-                                              f"{window.startup_problem}.\n\nUsing the default "
-                                              "model instead."))
+            QTimer.singleShot(0, lambda: warn(window, "The model at start", window.startup_problem))
         if args.video is not None:
             video = Path(args.video)
             if video.is_file():
                 window.open_video(video)  # as File ▸ Open video: also in File ▸ Recent
-            else:
+            else:  # said where the video would have played, not only in the status bar
+                window.tabs.setCurrentWidget(window.live)
+                window.live.view.set_message(f"{video}: no such file. Open a video with File ▸ "
+                                             "Open video…")
                 window.show_message(f"{video}: no such file")
         elif args.camera is not None:
             window.tabs.setCurrentWidget(window.live)

@@ -75,7 +75,7 @@ class MainWindow(QMainWindow):
             tab.status_message.connect(lambda message, tab=tab: self._tab_message(tab, message))
         self.review.train_on.connect(self._train_on_cleaned)
         self.images.opened.connect(lambda paths: [self._remember_recent(p) for p in paths])
-        self.live.video_chosen.connect(self._remember_recent)
+        self.live.video_played.connect(self._remember_recent)  # not a file that cannot be played
         self.training.use_model.connect(self._on_use_trained_model)
         # "Stop it and quit", or an export being written: the window stays live, then closes
         self._close_after_run = False
@@ -150,7 +150,6 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.live)
         self.live.set_video(path)
         self.live.start()
-        self._remember_recent(path)
 
     @Slot()
     def _on_open_images(self) -> None:
@@ -232,7 +231,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _refuse_checkpoint(self, path: Path, reason: str) -> None:
-        self.show_message(f"Cannot use {path}: {reason}")
+        self.show_message(reason if str(path) in reason else f"Cannot use {path}: {reason}")
         if self.isVisible():
             warn(self, "Cannot open checkpoint", reason)
 
@@ -246,7 +245,7 @@ class MainWindow(QMainWindow):
             QSettings().remove("model/checkpoint")
             self.startup_problem = (f"GSMC stopped while showing the model {saved} last time, so "
                                     "it was not opened again; the default model is used. Open it "
-                                    "with File ▸ Open model if you trust it.")
+                                    "with File ▸ Open checkpoint… if you trust it.")
             saved = ""
         gone = not requested and saved and existing_file(saved) is None
         path = requested or existing_file(saved) or default_checkpoint()
@@ -261,11 +260,15 @@ class MainWindow(QMainWindow):
                                   f"deleted); using {path.name}")
             return
         default = default_checkpoint()
+        if path is not None and not requested and saved:  # a remembered model that now fails:
+            QSettings().remove("model/checkpoint")         # said once, not at every start
         if path is not None and default is not None and path != default:
             failed = self.statusBar().currentMessage()
             if self.open_checkpoint(default, remember=False):
-                self.show_message(f"{failed}. Using the default model {default.name} instead.")
-                self.startup_problem = failed
+                forgotten = " (it is no longer remembered)" if not requested and saved else ""
+                self.startup_problem = (f"{failed.rstrip('.')}{forgotten}. The default model "
+                                        f"{default.name} is used instead.")
+                self.show_message(self.startup_problem)
                 return
         self.set_model(None)
 
@@ -290,9 +293,12 @@ class MainWindow(QMainWindow):
         QSettings().setValue("model/device", name)
         if self.model is not None:
             try:
-                self.set_model(self.model.with_device(name))
+                moved = self.model.with_device(name)
             except DeviceUnavailableError as exc:
                 self.show_message(str(exc))
+                return
+            if moved.device != self.model.device:  # "auto" is often the device already in use
+                self.set_model(moved)
         else:
             self.device_label.setText(f"Device: {name}")
 

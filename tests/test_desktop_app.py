@@ -52,6 +52,11 @@ def test_model_device_and_settings_persist(qtbot, random_checkpoint, tmp_path):
     with qtbot.waitSignal(window.images.all_done, timeout=60_000):
         window.images.add_paths([shared_path("images", "astronaut.png")])
     assert window.device_label.text() == "Device: cpu · fp32"  # this random model has no int8 graph
+    model = window.model
+    window.set_device("auto")  # the device in use under another name: nothing is redone
+    assert window.model is model and window.images.pending == 0 and window.images.results
+    assert QSettings().value("model/device") == "auto"
+    window.set_device("cpu")
     card = model_card(window.model)
     assert "resnet18" in card and "happiness" in card and "112×112" in card
     assert not window.open_checkpoint(tmp_path / "missing.pt")  # explained, old model kept
@@ -176,9 +181,21 @@ def test_a_bad_checkpoint_falls_back_to_the_default_model_and_says_why(qtbot, tm
     qtbot.addWidget(window)
     assert window.model is not None and window.model.name == "gsmc_default.pt"
     assert "crafted.pt" in window.startup_problem and "NaN" in window.startup_problem
-    assert "Using the default model" in window.statusBar().currentMessage()
+    assert "The default model gsmc_default.pt is used instead" in window.statusBar().currentMessage()
+    assert window.startup_problem.count(str(bad)) == 1 and ".." not in window.startup_problem
     assert QSettings().value("model/checkpoint") in (None, "")  # the bad file is not remembered
     window.close()
+    # a remembered model damaged since: said once, then forgotten (it warned at every start)
+    QSettings().setValue("model/checkpoint", str(bad))
+    again = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(again)
+    assert "(it is no longer remembered)" in again.startup_problem
+    assert QSettings().value("model/checkpoint") in (None, "")
+    again.close()
+    third = MainWindow(camera_lister=lambda: [])
+    qtbot.addWidget(third)
+    assert not third.startup_problem and third.model.name == "gsmc_default.pt"
+    third.close()
 
 
 def test_checkpoint_text_in_error_dialogs_is_plain_text(qtbot, tmp_path, monkeypatch):
@@ -273,3 +290,20 @@ def test_a_tabs_message_names_it_elsewhere_and_goes_when_another_tab_is_shown(qt
         assert window.statusBar().currentMessage() == ""
     finally:
         window.close()
+
+
+def test_a_video_enters_file_recent_only_once_it_plays(qtbot, random_checkpoint, tmp_path, astronaut_rgb):
+    from desktop_support import write_clip
+
+    window = MainWindow(checkpoint=random_checkpoint, camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    fake = tmp_path / "notvideo.mp4"  # a text file named .mp4 stayed in File ▸ Recent
+    fake.write_text("not a video")
+    window.open_video(fake)
+    qtbot.waitUntil(lambda: not window.live.is_running(), timeout=30_000)
+    assert fake.resolve() not in window.recent_files()
+    clip = write_clip(astronaut_rgb, tmp_path / "clip.mp4", frames=20, fps=10.0)
+    window.open_video(clip)
+    qtbot.waitUntil(lambda: clip.resolve() in window.recent_files(), timeout=60_000)
+    assert [a.text() for a in window.recent_menu.actions()] == ["clip.mp4"]
+    window.close()

@@ -71,7 +71,7 @@ class LiveTab(QWidget):
     reached_end = Signal(str)
     rate_changed = Signal(str)
     runtime_changed = Signal(str)  # where and how the model runs ("cpu · int8"), when it changes
-    video_chosen = Signal(Path)  # a video opened from the tab's own source list
+    video_played = Signal(Path)  # a video file showed its first frame (for File ▸ Recent)
     _run_requested = Signal(object)
     _scan_requested = Signal()
 
@@ -294,7 +294,7 @@ class LiveTab(QWidget):
     def _mark_other_models_frame(self) -> None:
         """Say so over a frame on screen that another model made (the stream has stopped)."""
         made_by = self.last_frame.model if self.last_frame is not None else None
-        if made_by is not None and made_by is not self._model:
+        if made_by is not None and (self._model is None or made_by.checkpoint is not self._model.checkpoint):
             self.view.set_message(f"Results of {made_by.name}; press Start to see "
                                   f"{self._model.name if self._model is not None else 'a new model'}")
 
@@ -338,7 +338,6 @@ class LiveTab(QWidget):
             path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
             if path:
                 self.set_video(Path(path))
-                self.video_chosen.emit(Path(path))
             else:  # cancelled: back to the source playing (or the first one)
                 self._select_playing_or_first()
         if self._running:  # a source chosen during a run replaces the one playing
@@ -573,13 +572,17 @@ class LiveTab(QWidget):
             return
         if self.last_frame is not None and frame.timestamp < self.last_frame.timestamp:
             self.timeline.keep_before(frame.timestamp)  # moved back: later samples go
-        if self.last_frame is None or frame.runtime != self.last_frame.runtime:
+        # also for a frame of a new model: the status bar was set to the bare device meanwhile
+        if (self.last_frame is None or frame.runtime != self.last_frame.runtime
+                or frame.model is not self.last_frame.model):
             self.runtime_changed.emit(frame.runtime)
         self.last_frame = frame
         self.frames_shown += 1
         if self._unsaved_source is not None:  # (a file that cannot be played is not reopened)
             spec, self._unsaved_source = self._unsaved_source, None
             QSettings().setValue("live/source", str(spec.video) if spec.video else str(spec.camera))
+            if spec.video is not None:
+                self.video_played.emit(Path(spec.video))
         self._show_position(frame)
         if not frame.redraw:
             now = time.monotonic()

@@ -289,7 +289,8 @@ class LiveWorker(Worker):
             if state.pipeline is not None:
                 state.pipeline.detector = state.detector
         if wanted_model is not state.model:
-            if state.recorder is not None:  # a CSV holds one model's classes and face IDs
+            other = state.model is None or wanted_model.checkpoint is not state.model.checkpoint
+            if state.recorder is not None and other:  # a CSV holds one model's classes and face IDs
                 summary = state.recorder.close()
                 state.recorder = None
                 with self._lock:
@@ -302,9 +303,12 @@ class LiveWorker(Worker):
             state.model = wanted_model
             if not ready_without_export(wanted_model.checkpoint):  # the first start exports it
                 self.status.emit("Preparing the model for this computer (once)…")
-            # a face that sits still keeps its output: at rest the network runs ~1 frame in 16
-            state.pipeline = FramePipeline(state.model.new_predictor(), state.detector,
-                                           half_life_unit="seconds", reuse=True)
+            if other or state.pipeline is None:
+                # a face that sits still keeps its output: at rest the network runs ~1 frame in 16
+                state.pipeline = FramePipeline(state.model.new_predictor(), state.detector,
+                                               half_life_unit="seconds", reuse=True)
+            else:  # the same model on another device: its faces keep their IDs and the recording
+                state.pipeline.predictor = state.model.new_predictor()
         pipeline, model = state.pipeline, state.model
         in_range = options.cam_class is not None and options.cam_class < len(model.classes)
         pipeline.configure(options.heatmaps, options.cam_class if in_range else None,
