@@ -311,6 +311,10 @@ class MainWindow(QMainWindow):
 
     @Slot(Path)
     def _on_use_trained_model(self, path: Path) -> None:
+        if self._close_after_run:  # the window was closed while the model was being prepared
+            self._close_after_run = False
+            self.close()
+            return
         if self.open_checkpoint(path):
             self.tabs.setCurrentWidget(self.live)
 
@@ -407,7 +411,9 @@ class MainWindow(QMainWindow):
         busy = ("Stopping the training run: the window closes once its last.pt is saved"
                 if self.training.is_running() else
                 "Writing the cleaned dataset: the window closes once it is written"
-                if self.review.is_exporting() else "")
+                if self.review.is_exporting() else
+                "Preparing the trained model (int8): the window closes once it is done"
+                if self.training.is_preparing() else "")
         if busy:
             self._close_after_run = True
             self.show_message(busy)

@@ -307,3 +307,39 @@ def test_a_video_enters_file_recent_only_once_it_plays(qtbot, random_checkpoint,
     qtbot.waitUntil(lambda: clip.resolve() in window.recent_files(), timeout=60_000)
     assert [a.text() for a in window.recent_menu.actions()] == ["clip.mp4"]
     window.close()
+
+
+def test_closing_while_use_this_model_prepares_closes_once_it_is_done(qtbot, random_checkpoint, tmp_path,
+                                                                      monkeypatch):
+    import time
+
+    import gsmc_desktop.training.worker as training_worker
+
+    def slow_quantize(ckpt, calibration):  # int8 calibration takes up to a minute on a CPU
+        time.sleep(3)
+        return tmp_path / "never.onnx"
+
+    monkeypatch.setattr(training_worker, "int8_graph", lambda ckpt: None)
+    monkeypatch.setattr(training_worker, "calibration_faces", lambda ckpt, dataset, root: [])
+    monkeypatch.setattr(training_worker, "quantize_int8", slow_quantize)
+    import dataclasses
+
+    from gsmc_core.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    trained = load_checkpoint(random_checkpoint)  # a run's model: it names its dataset
+    save_checkpoint(dataclasses.replace(trained, train_config={"dataset": "ferplus", "data_root": "x"}),
+                    run / "best.pt")
+    window = MainWindow(checkpoint=random_checkpoint, camera_lister=lambda: [])
+    qtbot.addWidget(window)
+    window.show()
+    window.training._run_dir = run  # as after a run in this folder
+    window.training._update_buttons()
+    window.training.use_button.click()
+    assert window.training.is_preparing()
+    started = time.monotonic()
+    window.close()  # froze the window (the worker thread was waited on) with no word
+    assert time.monotonic() - started < 1 and window.isVisible()
+    assert "the window closes once it is done" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+    assert time.monotonic() - started > 2  # it waited for the int8 graph, then closed

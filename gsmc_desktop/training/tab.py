@@ -408,6 +408,10 @@ class TrainingTab(QWidget):
         except OSError as exc:
             return [], [f"cannot be read: {describe(exc)}"]
 
+    def is_preparing(self) -> bool:
+        """Whether "Use this model" is making the model's int8 graph (it cannot be interrupted)."""
+        return self._preparing
+
     @Slot()
     def _on_use_clicked(self) -> None:
         path = self.model_path()
