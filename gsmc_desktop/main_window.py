@@ -100,6 +100,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
         self.startup_problem: str | None = None  # a requested model that failed, shown once visible
+        self._bad_file = False  # the last model that failed to open is itself unusable
         self._open_at_start(checkpoint, read_setting("model/checkpoint", "", str))
 
     # --- menus ----------------------------------------------------------------------------------
@@ -218,10 +219,12 @@ class MainWindow(QMainWindow):
             model = load_model(path, self._device)
         except (CheckpointError, DeviceUnavailableError, OSError) as exc:
             log.warning("cannot load %s: %s", path, exc)
+            self._bad_file = isinstance(exc, CheckpointError)  # not a drive away or a device
             self._refuse_checkpoint(path, str(exc))
             return False
         except Exception as exc:  # a checkpoint nobody foresaw must not take the app down
             log.exception("cannot load %s", path)
+            self._bad_file = True
             self._refuse_checkpoint(path, f"{path}: cannot be used ({type(exc).__name__}: {exc})")
             return False
         self.set_model(model)
@@ -260,12 +263,13 @@ class MainWindow(QMainWindow):
                                   f"deleted); using {path.name}")
             return
         default = default_checkpoint()
-        if path is not None and not requested and saved:  # a remembered model that now fails:
-            QSettings().remove("model/checkpoint")         # said once, not at every start
+        forget = path is not None and not requested and saved and self._bad_file
+        if forget:  # a remembered file that is no model now: said once, not at every start
+            QSettings().remove("model/checkpoint")
         if path is not None and default is not None and path != default:
             failed = self.statusBar().currentMessage()
             if self.open_checkpoint(default, remember=False):
-                forgotten = " (it is no longer remembered)" if not requested and saved else ""
+                forgotten = " (it is no longer remembered)" if forget else ""
                 self.startup_problem = (f"{failed.rstrip('.')}{forgotten}. The default model "
                                         f"{default.name} is used instead.")
                 self.show_message(self.startup_problem)

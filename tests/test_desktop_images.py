@@ -423,3 +423,21 @@ def test_an_image_changed_on_disk_is_analysed_again_before_it_is_drawn(qtbot, ta
     assert abs(after[0] - (width - before[0] - before[2])) <= 8  # the mirrored face's box
     tab.save_annotated(tmp_path / "out.png")
     assert (tmp_path / "out.png").is_file()
+
+
+def test_an_image_that_keeps_changing_on_disk_is_analysed_again_only_once(qtbot, tab, tmp_path,
+                                                                         monkeypatch):
+    import itertools
+
+    photo = tmp_path / "latest.jpg"  # e.g. a file a sync client is still writing
+    photo.write_bytes(shared_path("images", "astronaut.png").read_bytes())
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab.add_paths([photo])
+    stamps = itertools.count()
+    monkeypatch.setattr("gsmc_desktop.images.tab.file_stamp", lambda path: (next(stamps), 0))
+    tab._shown = None
+    with qtbot.waitSignal(tab.all_done, timeout=60_000):
+        tab._on_image_selected()  # changed: analysed again, once
+    qtbot.waitUntil(lambda: "it keeps changing" in tab.view.message(), timeout=10_000)
+    qtbot.wait(500)
+    assert tab.pending == 0  # not queued again and again

@@ -213,7 +213,7 @@ def test_a_log_that_cannot_be_written_is_said_and_the_review_stays(qtbot, tabs, 
     log.write_text("time,who,action,key,label,score\r\n2026-12-02T05:00:00+00:00,me,unusa")
     tab.start_scoring()
     qtbot.waitUntil(lambda: "faces scored" in tab.progress_label.text(), timeout=120_000)
-    assert "decisions.csv: 1 line(s) cut short (from line 2" in tab.progress_label.text()
+    assert "decisions.csv: 1 damaged line(s) (from line 2" in tab.progress_label.text()
 
 
 def test_before_anything_is_scored_space_presses_the_focused_button(qtbot, tabs, small_ferplus,

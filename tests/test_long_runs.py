@@ -116,6 +116,11 @@ def test_a_resume_without_best_pt_writes_it_again_and_a_damaged_last_pt_points_t
     with pytest.raises(TrainingError, match=r"cannot be resumed from it; its best.pt is intact: use "
                                             r"it, or continue training from its weights .*--init"):
         train(_config(ferplus_root, run, epochs=4, resume=True))
+    early = tmp_path / "early"  # stopped in its first epoch: there never was a best.pt to lose
+    train(_config(ferplus_root, early), should_stop=lambda: True)
+    events = []
+    train(_config(ferplus_root, early, resume=True), on_event=events.append)
+    assert not any("best.pt is missing" in getattr(e, "message", "") for e in events)
 
 
 def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(ferplus_root, tmp_path):

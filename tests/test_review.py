@@ -64,16 +64,19 @@ def test_a_decision_after_a_line_cut_by_a_kill_is_kept_with_the_ones_before(tmp_
     assert reopened.cut_lines == ([] if cut == 2 else [3])  # said, not silently dropped
 
 
-def test_a_line_with_too_many_columns_is_an_error_naming_it(tmp_path):
+def test_a_line_run_together_with_the_next_is_skipped_and_counted(tmp_path):
+    # before 2026-12-01 a decision after a kill was appended to the line the kill cut: a log of
+    # those versions must still open (it raised for lines longer than six columns)
     path = tmp_path / "decisions.csv"
     log = ReviewLog(path)
     log.set_label("a.png", "anger")
     log.set_label("b.png", "fear")
+    log.keep("c.png")
     lines = path.read_text().splitlines()
-    lines[2] += ",an extra note"  # an edit by hand: no kill makes a line longer
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(UsageError, match=r"decisions.csv:3: 7 columns, 6 expected"):
-        ReviewLog(path)
+    merged = lines[:2] + [lines[2][:-8] + lines[3]]  # b's line cut, c's written onto it
+    path.write_text("\n".join(merged) + "\n")
+    reopened = ReviewLog(path)
+    assert list(reopened.decisions()) == ["a.png"] and reopened.cut_lines == [3]
 
 
 def digest(folder: Path) -> str:
@@ -129,7 +132,7 @@ def test_relabel_says_which_lines_of_the_log_were_cut_short(small_ferplus, tmp_p
     assert main(["relabel", "--apply", str(path), "--dataset", "ferplus",
                  "--data-root", str(small_ferplus), "--out", str(tmp_path / "cleaned")]) == 0
     out = capsys.readouterr()
-    assert f"{path}: line 3 is cut short" in out.err and "1 left out as unusable" in out.out
+    assert f"{path}: line 3 is damaged" in out.err and "1 left out as unusable" in out.out
 
 
 def test_folder_and_fer2013_relabel(tmp_path, astronaut_rgb):
@@ -341,3 +344,12 @@ def test_relabel_of_a_folder_in_another_format_names_what_that_format_needs(tmp_
     err = capsys.readouterr().err  # was "[Errno 2] No such file or directory: 'photos/train'"
     assert f"photos: not a {dataset} dataset (" in err and "check --dataset and --data-root" in err
     assert not (tmp_path / "cleaned").exists()
+
+
+def test_a_fer2013_review_is_one_dataset_whether_given_as_its_folder_or_its_csv(tmp_path):
+    folder = tmp_path / "fer"
+    folder.mkdir()
+    (folder / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+    path = tmp_path / "review" / "decisions.csv"
+    ReviewLog(path, dataset=("fer2013", folder)).keep("row3")
+    assert list(ReviewLog(path, dataset=("fer2013", folder / "fer2013.csv")).decisions()) == ["row3"]

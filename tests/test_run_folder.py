@@ -74,3 +74,17 @@ def test_a_loader_worker_that_outlives_its_run_does_not_keep_the_folder_locked(t
     finally:
         worker.kill()
         worker.join()
+
+
+def test_metrics_damaged_on_disk_are_read_around_not_raised(tmp_path):
+    # a field beyond the csv module's limit, "²" (a digit to str.isdigit, not to int) and
+    # zero-filled blocks: each is a named problem, and the whole rows around them are kept
+    folder = RunFolder(tmp_path)
+    folder.metrics_file.write_bytes(b"epoch,loss\n1,0.5\n" + "\u00b2,1\n".encode() + b"2,"
+                                    + b"x" * 200_000 + b"\n\x00\x00\x00\n3,0.3\n")
+    rows, problems = folder.read_history()
+    assert [r["epoch"] for r in rows] == ["1", "3"]
+    assert problems[0] == "line 3: epoch '²' is not an epoch number"
+    assert problems[1] == "line 4: not CSV text" and problems[2] == "line 5: 1 columns, 2 expected"
+    folder.metrics_file.write_bytes(b"\x00" * 4096)  # a whole block zeroed
+    assert folder.read_history() == ([], ["line 1: not metrics.csv's header (no epoch column)"])

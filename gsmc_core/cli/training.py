@@ -279,7 +279,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
                          "(review/decisions.csv beside the model the Review tab used)")
     log = ReviewLog(args.apply, dataset=(args.dataset, args.data_root))
     if log.cut_lines:
-        print(f"warning: {args.apply}: {_cut_lines(log.cut_lines)} cut short (written when the "
+        print(f"warning: {args.apply}: {_cut_lines(log.cut_lines)} damaged (cut short when the "
               "review was killed?) and not applied", file=sys.stderr)
     decisions = log.decisions()
     result = relabel(args.dataset, args.data_root, decisions, args.out, decided_in=args.apply)

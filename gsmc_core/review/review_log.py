@@ -49,11 +49,15 @@ class ReviewLog:
         one is refused (UsageError), and one that records none is given this one."""
         self.path = Path(path)
         self.who = who or _user()
-        self.dataset = None if dataset is None else {"dataset": dataset[0],
-                                                     "data_root": str(Path(dataset[1]).resolve())}
+        root = None if dataset is None else Path(dataset[1]).resolve()
+        if root is not None and root.is_file():  # FER2013 given as its csv: the folder holding it
+            root = root.parent
+        self.dataset = None if dataset is None else {"dataset": dataset[0], "data_root": str(root)}
         self._check_dataset()
         self._history: list[Decision] = []  # decisions in order, undone ones removed
-        self.cut_lines: list[int] = []  # line numbers of lines cut short (a kill mid-write), skipped
+        # line numbers of lines cut short by a kill mid-write (or, before 2026-12-01, run together
+        # with the next decision): skipped
+        self.cut_lines: list[int] = []
         if self.path.exists():
             self._replay()
 
@@ -93,11 +97,8 @@ class ReviewLog:
             row = next(csv.reader([line]), [])
             if not row:
                 continue
-            if len(row) > len(COLUMNS):  # no kill makes a line longer: an edit would be lost
-                raise UsageError(f"{self.path}:{line_no}: {len(row)} columns, {len(COLUMNS)} expected "
-                                 f"({', '.join(COLUMNS)}); correct or delete that line")
-            if len(row) < len(COLUMNS):  # a line cut by a kill mid-write
-                self.cut_lines.append(line_no)
+            if len(row) != len(COLUMNS):  # cut by a kill mid-write (older versions appended the
+                self.cut_lines.append(line_no)  # next decision to the cut line: longer)
                 continue
             time, who, action, key, label, score = row
             if action not in ACTIONS:

@@ -317,8 +317,12 @@ def _refuse_an_edited_recipe(path: Path, saved: dict[str, Any], trained: dict[st
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     free = {*RESUMABLE_SETTINGS, "out", "resume"}
     try:
-        mine, theirs = (TrainConfig(**{k: v for k, v in d.items() if k in known}).resolved()
-                        for d in (saved, trained))
+        theirs = TrainConfig(**{k: v for k, v in trained.items() if k in known}).resolved()
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"{path.with_name('last.pt')}: its recipe is not valid ({exc}); the run "
+                            "cannot be resumed (start a new run in another folder)") from exc
+    try:
+        mine = TrainConfig(**{k: v for k, v in saved.items() if k in known}).resolved()
     except (TypeError, ValueError) as exc:
         raise TrainingError(f"{path}: {exc}; restore it, or delete it (it is rebuilt from "
                             "last.pt)") from exc

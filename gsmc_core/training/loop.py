@@ -563,7 +563,7 @@ class Trainer:
             self._log(f"learning rate {old_lr:g} -> {self.config.lr:g} from here on")
         self.global_step = state["global_step"]  # at the start of a stopped epoch: see partial
         self.best_val_acc = state["best_val_acc"]
-        if not self.folder.best.is_file():  # deleted or moved: the next epoch's model is the best
+        if self.best_val_acc >= 0 and not self.folder.best.is_file():  # (none before a validation)
             self._log(f"warning: {self.folder.best} is missing, so the best model so far (validation "
                       f"accuracy {self.best_val_acc:.4f}) is lost; best.pt is written again from the "
                       "next epoch on")

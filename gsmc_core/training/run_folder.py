@@ -115,19 +115,22 @@ class RunFolder:
             text = data.decode("utf-8", errors="replace")
             problems.append(f"byte {exc.start}: not text (replaced)")
         lines = text.splitlines()
-        header = next(csv.reader(lines[:1]), [])
-        if "epoch" not in header:
+        header = _fields(lines[0]) if lines else []
+        if not header or "epoch" not in header:
             return [], [*problems, "line 1: not metrics.csv's header (no epoch column)"]
         rows = []
         for line_no, line in enumerate(lines[1:], start=2):
-            values = next(csv.reader([line]), [])
+            values = _fields(line)
+            if values is None:
+                problems.append(f"line {line_no}: not CSV text")
+                continue
             if not values:
                 continue
             if len(values) != len(header):
                 problems.append(f"line {line_no}: {len(values)} columns, {len(header)} expected")
                 continue
             row = dict(zip(header, values, strict=True))
-            if not row["epoch"].isdigit() or int(row["epoch"]) < 1:
+            if not row["epoch"].isdecimal() or not row["epoch"].isascii() or int(row["epoch"]) < 1:
                 problems.append(f"line {line_no}: epoch {row['epoch'][:20]!r} is not an epoch number")
                 continue
             rows.append(row)
@@ -165,3 +168,12 @@ class RunFolder:
                 stale.unlink(missing_ok=True)
                 removed.append(stale.name)
         return removed
+
+
+def _fields(line: str) -> list[str] | None:
+    """One CSV line's fields; None for a line the csv module refuses (a NUL byte, a field
+    beyond its size limit: what a disk fault leaves)."""
+    try:
+        return next(csv.reader([line]), [])
+    except csv.Error:
+        return None

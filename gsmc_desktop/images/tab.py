@@ -76,6 +76,7 @@ class ImagesTab(QWidget):
         self._items: dict[int, QListWidgetItem] = {}
         self._next_entry = 0
         self.pending = 0  # images sent to the worker and not back yet
+        self._changed_on_disk: set[int] = set()  # entries analysed again for that (once each)
         self._shown: tuple[Path, npt.NDArray[np.uint8]] | None = None  # decoded image on screen
         self._face = 0
 
@@ -441,10 +442,15 @@ class ImagesTab(QWidget):
             try:
                 self.view.set_image(cv2.cvtColor(self._render(image), cv2.COLOR_BGR2RGB))
                 self.view.set_message("" if faces else "No face found in this image.")
-            except ChangedOnDisk as exc:  # what is drawn must be what the model saw: again
+            except ChangedOnDisk as exc:  # what is drawn must be what the model saw: again, once
                 self.view.set_image(None)
-                self.view.set_message(f"{exc}: analysing it again…")
-                self._reanalyse_one(image)
+                again = image.entry not in self._changed_on_disk and self._model is not None
+                self.view.set_message(f"{exc}: analysing it again…" if again else
+                                      f"{exc}, and again after that: it keeps changing (being "
+                                      "written or synced?). Open it again once it is finished")
+                if again:
+                    self._changed_on_disk.add(image.entry)
+                    self._reanalyse_one(image)
                 return
             except (OSError, SourceError) as exc:  # gone or unreadable since it was analysed
                 self.view.set_image(None)
@@ -469,6 +475,7 @@ class ImagesTab(QWidget):
         item.setText(f"{image.path.name}\nchanged on disk: analysing again…")
         item.setForeground(QBrush())
         self._queue([(image.entry, image.path)])
+        self._enable_export()
         self.chart.set_probabilities(None)
         self.chart.setTitle("No face selected")
         self.cam_grid.set_tiles([], [])

@@ -290,8 +290,8 @@ class ReviewTab(QWidget):
                   if run.request.folds > 1 else
                   "In-sample predictions: the run's own model has seen these labels (less "
                   "trustworthy; Cross-validate gives out-of-sample ones).")
-        cut = (f" {log.path.name}: {len(log.cut_lines)} line(s) cut short (from line "
-               f"{log.cut_lines[0]}; written when the app was killed?) were skipped."
+        cut = (f" {log.path.name}: {len(log.cut_lines)} damaged line(s) (from line "
+               f"{log.cut_lines[0]}; cut short when the app was killed?) were skipped."
                if log.cut_lines else "")
         self.progress_label.setText(
             f"{len(run.scores.given)} faces scored in {run.seconds:.0f} s; {flagged} flagged{known}. "
@@ -299,7 +299,7 @@ class ReviewTab(QWidget):
         self.export_button.setEnabled(not self._exporting)
         self.help_label.setText("Keys: " + " · ".join(f"{i + 1} {c}" for i, c in enumerate(classes))
                                 + "\n0 or Del unusable · Space keep the label · ←/→ move · Ctrl+Z undo")
-        self._apply_filters()
+        self._apply_filters(show=False)  # the first face not yet decided is shown below
         decided = self.log.decisions()
         keys = [self._key(r) for r in self.rows]
         self.position = next((i for i, k in enumerate(keys) if k not in decided), 0)
@@ -312,7 +312,7 @@ class ReviewTab(QWidget):
         scores = self.run.scores
         return scores.split.samples[scores.indices[row]].key
 
-    def _apply_filters(self) -> None:
+    def _apply_filters(self, show: bool = True) -> None:
         if self.run is None:
             return
         s = self.run
@@ -332,7 +332,8 @@ class ReviewTab(QWidget):
         self.position = self.rows.index(shown) if shown in self.rows else 0
         self._update_counter()
         self._arm_decision_keys()
-        self._show_position()
+        if show:
+            self._show_position()
 
     def _item_text(self, rank: int, row: int) -> str:
         s = self.run

@@ -212,8 +212,8 @@ class TrainingTab(QWidget):
                             "from its metrics.csv")
         if problems:
             self.append_log(f"Its metrics.csv is damaged ({'; '.join(problems[:3])}): those rows are "
-                            "not drawn; the run rewrites the file without them and keeps it as it "
-                            "was in metrics.csv.damaged")
+                            "not drawn; the run repairs the file and keeps a copy as it was (its log "
+                            "names it)")
         self.progress.setValue(0)
         self.progress_label.setText("Reading the dataset…")
         verb = "Resuming" if config.resume else "Starting"
