@@ -36,9 +36,10 @@ SCHEDULERS = ("step", "exp", "cosine")
 # published StepLR(10) leaves a run longer than 30 epochs at 1e-6 and under), EAC's own.
 RECOMMENDED_SCHEDULER = {"gsmc": "cosine", "ce": "cosine", "eac": "exp"}
 # GSMC/CE training augmentation: the published one, the webcam one of the shipped model's
-# stages 2-3, or that widened to the robustness shifts (both batched only, so they need
-# preload). EAC always uses its own published one.
-AUGMENTS = ("published", "webcam", "robust")
+# stages 2-3, that widened to the robustness shifts, or that with the face hidden more often and
+# the whole face shown to the teachers (all batched only, so they need preload). EAC always uses
+# its own published one.
+AUGMENTS = ("published", "webcam", "robust", "occluded")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 class TrainingError(GsmcError, RuntimeError):
@@ -192,8 +193,9 @@ class TrainConfig:
     soft_labels: bool = setting(False, "train on the annotators' vote shares (FERPlus) instead of "
                                 "one label")
     augment: str = setting("published", "published; webcam (always-on rotation/zoom/shift/light); or "
-                           "robust (webcam + JPEG, gamma, blur, wider zoom, half the face hidden); "
-                           "webcam and robust need preload", choices=AUGMENTS)
+                           "robust (webcam + JPEG, gamma, blur, wider zoom, half the face hidden); or "
+                           "occluded (robust, the face hidden more often, the teachers shown it "
+                           "whole); all but published need preload", choices=AUGMENTS)
     out: str = setting("runs/run", "run folder (config, metrics, last.pt, best.pt)")
     resume: bool = setting(False, "continue the run in the run folder")
     limit_train: int | None = setting(None, "train on this many images only", (1, INF, True),
@@ -247,6 +249,10 @@ class TrainConfig:
                              "(--preload), or use the published augmentation")
         if cfg.teachers is not None and not teacher_paths(cfg.teachers):
             raise UsageError("teachers: give the paths of one or more checkpoints, separated by commas")
+        if cfg.augment == "occluded" and (cfg.teachers is None or cfg.method == "eac"):
+            raise UsageError("the occluded augmentation shows the teachers the whole face that the "
+                             "student sees half hidden: give teachers (and a gsmc or ce method), or "
+                             "use the robust augmentation")
         if cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds:
             raise UsageError(f"fold must be 0 to {cfg.folds - 1}, got {cfg.fold}")
         if cfg.color not in ("rgb", "gray"):

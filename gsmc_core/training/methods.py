@@ -232,7 +232,8 @@ def load_teachers(teachers: str | None, meta: ModelMeta, device: torch.device) -
 class Distilled(CrossEntropy):
     """A method plus λ·KL(p ‖ student), p the mean of the teachers' softmax on the student's
     (augmented) batch: an ensemble of trained networks taught to one (Hinton et al., "Distilling
-    the knowledge in a neural network", 2015). The teachers stay fixed and in eval mode;
+    the knowledge in a neural network", 2015). With the occluded augmentation the teachers see
+    the face whole where the student sees it half hidden. The teachers stay fixed and in eval mode;
     everything else (augmentation, the method's own teacher, what is exported) is the method's."""
 
     def __init__(self, method: CrossEntropy, teachers: list[nn.Module], lam: float) -> None:
@@ -257,8 +258,11 @@ class Distilled(CrossEntropy):
 
     def losses(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                soft: torch.Tensor | None = None) -> Losses:
+        if self.method.augment == "occluded":  # the student's view, and the teachers' whole face
+            images, seen = images[:, 0], images[:, 1]
+        else:
+            seen = images[:, 0] if images.dim() == 5 else images  # EAC's pairs: the first view
         total, terms, logits = self.method.losses(model, images, labels, soft)
-        seen = images[:, 0] if images.dim() == 5 else images  # EAC's pairs: the first view
         # a log-probability vector is its own log_softmax: the KL GSMC's teacher term uses
         kd = distillation_kl(logits.float(), self.teachers_log_probabilities(seen))
         return total + self.lam * kd, {**terms, "kd": kd}, logits

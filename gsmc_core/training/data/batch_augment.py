@@ -41,6 +41,7 @@ ROBUST_JPEG_P = 0.3
 ROBUST_JPEG_QUALITY = (20, 70)
 ROBUST_HIDE_P = 0.15  # the lower or the upper 40 % of the face set to mid grey
 ROBUST_HIDE = 0.4
+OCCLUDED_HIDE_P = 0.4  # `occluded`: the robust recipe with the face hidden this often
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
@@ -168,23 +169,44 @@ def _blur(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x + amount * (blurred - x)
 
 
+def _robust_view(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """JPEG, gamma, the webcam view with the wider zoom and blur, on 0-1 pixels."""
+    x = to_float(_jpeg(images, gen))
+    n = len(x)
+    gamma = torch.where(torch.rand(n, generator=gen) < ROBUST_GAMMA_P,
+                        _uniform(n, *ROBUST_GAMMA, gen), torch.ones(n)).view(n, 1, 1, 1)
+    x = x.clamp(0, 1) ** gamma
+    return _blur(_webcam_view(x, gen, ROBUST_SCALE), gen)
+
+
+def _hide(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
+    """The lower or the upper ``ROBUST_HIDE`` of a random ``p`` of the faces set to mid grey."""
+    n, _, h, _ = x.shape
+    hide = torch.rand(n, generator=gen) < p
+    lower = torch.rand(n, generator=gen) < 0.5
+    rows = torch.arange(h).view(1, h)
+    band = torch.where(lower.view(n, 1), rows >= round(h * (1 - ROBUST_HIDE)), rows < round(h * ROBUST_HIDE))
+    return x.masked_fill((band & hide.view(n, 1)).view(n, 1, h, 1), 0.5)
+
+
 def robust_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
     """The webcam view widened to the shifts `gsmc eval --shifts` measures (issue 28): JPEG at
     quality 20-70 (p 0.3), gamma 0.6-1.6 (p 0.5), the webcam view with zoom 0.85-1.15, blur of up
     to sigma 1.2 px on a 48 px face (p 0.3), the lower or the upper 40 % of the face set to grey
     (p 0.15), normalisation and random erasing. Not the published recipe. Returns N x 3 x S x S."""
-    x = to_float(_jpeg(images, gen))
-    n, _, h, _ = x.shape
-    gamma = torch.where(torch.rand(n, generator=gen) < ROBUST_GAMMA_P,
-                        _uniform(n, *ROBUST_GAMMA, gen), torch.ones(n)).view(n, 1, 1, 1)
-    x = x.clamp(0, 1) ** gamma
-    x = _blur(_webcam_view(x, gen, ROBUST_SCALE), gen)
-    hide = torch.rand(n, generator=gen) < ROBUST_HIDE_P
-    lower = torch.rand(n, generator=gen) < 0.5
-    rows = torch.arange(h).view(1, h)
-    band = torch.where(lower.view(n, 1), rows >= round(h * (1 - ROBUST_HIDE)), rows < round(h * ROBUST_HIDE))
-    x = x.masked_fill((band & hide.view(n, 1)).view(n, 1, h, 1), 0.5)
+    x = _hide(_robust_view(images, gen), gen, ROBUST_HIDE_P)
     return random_erase(normalize(x, meta), gen)
+
+
+def occluded_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
+    """The robust recipe with the lower or upper face hidden on ``OCCLUDED_HIDE_P`` of the faces,
+    as a pair for distillation from teachers that see the whole face (Georgescu & Ionescu,
+    "Teacher-student training and triplet loss for facial expression recognition under
+    occlusion", ICPR 2020): N x 2 x 3 x S x S, [:, 0] the student's view (hidden, erased),
+    [:, 1] the same view before hiding and erasing, for the teachers."""
+    x = _robust_view(images, gen)
+    student = random_erase(normalize(_hide(x, gen, OCCLUDED_HIDE_P), meta), gen)
+    return torch.stack([student, normalize(x, meta)], dim=1)
 
 
 def eac_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> torch.Tensor:
@@ -201,4 +223,5 @@ def eac_augment(images: torch.Tensor, meta: ModelMeta, gen: torch.Generator) -> 
     return torch.stack(views, dim=1)
 
 
-BATCH_AUGMENTS = {"published": published_augment, "webcam": webcam_augment, "robust": robust_augment}
+BATCH_AUGMENTS = {"published": published_augment, "webcam": webcam_augment, "robust": robust_augment,
+                  "occluded": occluded_augment}
