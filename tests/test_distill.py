@@ -124,6 +124,29 @@ def test_a_teacher_must_see_what_the_student_sees(tmp_path):
         TrainConfig(method="ce", data_root="unused", teachers=" , ").resolved()
 
 
+def test_with_the_occluded_augmentation_the_teachers_see_the_whole_face_the_student_half_of_it(
+        tmp_path, batch):
+    method, student = distilled(tmp_path, augment="occluded", preload=True)
+    images, labels = batch
+    pair = torch.stack([images, images.flip(-2)], dim=1)  # [:, 0] the student's view, [:, 1] theirs
+    method.teachers = [Recording(t) for t in method.teachers]
+    recorded = Recording(student)
+    total, terms, logits = method.losses(recorded, pair, labels)
+    (shown,) = recorded.inputs
+    assert torch.equal(shown, images)  # the student: its own view only
+    for teacher in method.teachers:
+        (seen,) = teacher.inputs
+        assert torch.equal(seen, images.flip(-2))  # the teachers: the whole face, not the student's
+    target = method.teachers_log_probabilities(images.flip(-2)).exp()
+    by_hand = (target * (target.log() - F.log_softmax(logits, 1))).sum(1).mean()
+    assert terms["kd"].item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert terms["ce"].item() == pytest.approx(F.cross_entropy(student(images)[0], labels).item(), rel=1e-5)
+    for wrong in ({"teachers": None}, {"method": "eac"}):  # nobody to show the whole face to
+        config = {"method": "ce", "teachers": str(tmp_path / "a.pt"), **wrong}
+        with pytest.raises(UsageError, match="occluded augmentation shows the teachers the whole face"):
+            TrainConfig(data_root="unused", augment="occluded", preload=True, **config).resolved()
+
+
 @pytest.mark.slow
 def test_a_run_distils_logs_it_records_kd_and_resumes_with_its_teachers(ferplus_root, tmp_path):
     base = dict(method="ce", dataset="ferplus", data_root=str(ferplus_root), input_size=32,

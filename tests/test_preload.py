@@ -182,3 +182,18 @@ def test_robust_augmentation_brings_each_shift(ferplus_40, monkeypatch):
     top = torch.isclose(hidden[:, :, :13], grey.expand(40, 3, 13, 32), atol=1e-5).flatten(1).all(1)
     bottom = torch.isclose(hidden[:, :, -13:], grey.expand(40, 3, 13, 32), atol=1e-5).flatten(1).all(1)
     assert (top ^ bottom).all() and 5 < int(top.sum()) < 35
+    # the occluded pair (hide p 1): the student's view hidden, the teachers' the same view whole
+    monkeypatch.setattr(aug, "OCCLUDED_HIDE_P", 1.0)
+    pair = aug.occluded_augment(data.images, META, torch.Generator().manual_seed(0))
+    assert pair.shape == (40, 2, 3, 32, 32)
+    student, whole = pair[:, 0], pair[:, 1]
+    top = torch.isclose(student[:, :, :13], grey.expand(40, 3, 13, 32), atol=1e-5).flatten(1).all(1)
+    bottom = torch.isclose(student[:, :, -13:], grey.expand(40, 3, 13, 32), atol=1e-5).flatten(1).all(1)
+    assert (top ^ bottom).all() and 5 < int(top.sum()) < 35
+    middle = slice(13, 19)  # never hidden: the two views are the same face, the same crop
+    assert torch.equal(student[:, :, middle], whole[:, :, middle])
+    assert not torch.isclose(whole[:, :, :13], grey.expand(40, 3, 13, 32), atol=1e-5).flatten(1).all(1).any()
+    monkeypatch.setattr(aug, "OCCLUDED_HIDE_P", 0.4)  # as trained: about 40 % of the faces
+    pair = aug.occluded_augment(torch.cat([data.images] * 10), META, torch.Generator().manual_seed(1))
+    hidden = (pair[:, 0] != pair[:, 1]).flatten(1).any(1).float().mean().item()
+    assert 0.3 < hidden < 0.5
