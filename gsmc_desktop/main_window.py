@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(read_setting("window/tab", 0, int, lambda i: 0 <= i < self.tabs.count()))
         self.tabs.currentChanged.connect(lambda i: QSettings().setValue("window/tab", i))
         self.tabs.currentChanged.connect(self._on_tab_changed)
+        self._on_tab_changed(self.tabs.currentIndex())
 
         self.startup_problem: str | None = None  # a requested model that failed, shown once visible
         self._bad_file = False  # the last model that failed to open is itself unusable
@@ -387,6 +388,7 @@ class MainWindow(QMainWindow):
         if self._message_from is not None and self._message_from is not self.tabs.currentWidget():
             self.statusBar().clearMessage()
             self._message_from = None
+        self.fps_label.setHidden(self.tabs.currentWidget() is not self.live)  # a Live figure
 
 
     # --- drops and closing ----------------------------------------------------------------------

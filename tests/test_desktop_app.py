@@ -282,8 +282,12 @@ def test_a_tabs_message_names_it_elsewhere_and_goes_when_another_tab_is_shown(qt
         assert window.statusBar().currentMessage() == "Review: Scoring failed: /data/x: not a dataset"
         window.training.status_message.emit("")  # another tab's clearing leaves it
         assert window.statusBar().currentMessage().startswith("Review: ")
+        assert window.fps_label.isHidden()  # the Live tab's rate, shown with it only
         window.tabs.setCurrentWidget(window.images)  # it read as about the tab in view
-        assert window.statusBar().currentMessage() == ""
+        assert window.statusBar().currentMessage() == "" and window.fps_label.isHidden()
+        window.tabs.setCurrentWidget(window.live)
+        assert not window.fps_label.isHidden() and window.fps_label.text() == "– fps"
+        window.tabs.setCurrentWidget(window.images)
         window.images.status_message.emit("Saved 8 maps")
         assert window.statusBar().currentMessage() == "Saved 8 maps"
         window.images.status_message.emit("")
