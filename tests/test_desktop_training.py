@@ -6,6 +6,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from gsmc_core.checkpoint import load_checkpoint
 from gsmc_core.training.config import METHOD_DEFAULTS, TrainConfig
+from gsmc_core.training.events import TrainResult
 from gsmc_core.training.run_folder import RunFolder
 from gsmc_desktop.main_window import MainWindow
 from gsmc_desktop.threads import running_threads
@@ -97,6 +98,14 @@ def test_stop_leaves_a_usable_checkpoint(qtbot, tab, ferplus_root, tmp_path):
     assert last.training_state is not None and last.meta.input_size == 33
     assert tab.model_path() is not None and tab.use_button.isEnabled()
     assert "Stopped" in tab.progress_label.text()
+
+
+def test_a_stop_while_the_data_is_loaded_is_said_as_such(tab, tmp_path):
+    tab._running = True
+    tab._on_finished(TrainResult(run_dir=tmp_path, last=None, best=None, stopped=True,
+                                 epochs_completed=0, best_val_accuracy=-1.0, stopped_loading=True))
+    assert tab.progress_label.text() == "Stopped while the data was loaded; nothing was trained or changed"
+    assert "None" not in tab.progress_label.text() and not tab.use_button.isEnabled()
 
 
 def test_invalid_input_is_shown_beside_the_field(qtbot, tab, ferplus_root, tmp_path):

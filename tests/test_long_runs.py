@@ -283,6 +283,21 @@ def test_a_stop_mid_epoch_resumes_at_the_next_batch_as_if_never_stopped(ferplus_
         assert [r[column] for r in whole] == [r[column] for r in cut], column
 
 
+def test_a_stop_while_the_data_is_loaded_ends_the_run_there_and_leaves_nothing_behind(ferplus_root,
+                                                                                     tmp_path):
+    # a large dataset decodes for minutes: Stop (Ctrl+C, the tabs' Stop and close) is heard there
+    asked = []
+    kw = dict(preload=True, augment="webcam", limit_train=200, epochs=1)
+    result = train(_config(ferplus_root, tmp_path / "run", **kw),
+                   should_stop=lambda: asked.append(1) or len(asked) >= 3)
+    assert result.stopped and result.stopped_loading and not result.stopped_mid_epoch
+    assert len(asked) == 3  # at images 0, 64 and 128 of the training split: it stopped there
+    assert result.last is None and result.best is None and result.epochs_completed == 0
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name != ".gsmc-run.lock"]  # nothing written
+    again = train(_config(ferplus_root, tmp_path / "run", **kw))  # a new run in the same folder
+    assert not again.stopped and again.epochs_completed == 1 and (tmp_path / "run" / "last.pt").exists()
+
+
 def test_a_stop_while_an_epoch_is_validated_ends_the_run_before_another_batch(ferplus_root, tmp_path,
                                                                               monkeypatch):
     from gsmc_core.training import loop

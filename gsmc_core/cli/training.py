@@ -114,6 +114,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                              "(it would be replaced, its comments lost): keep it in another folder")
     with _stop_on_signals() as stop:
         result = train(config, on_event=_print_event, should_stop=stop.is_set)
+    if result.stopped_loading:
+        print(f"run folder {result.run_dir}: stopped while the data was loaded; nothing was "
+              "trained or changed")
+        return 128 + stop.signum
     if result.stopped:
         where = (f"in epoch {result.epochs_completed + 1}" if result.stopped_mid_epoch
                  else f"after epoch {result.epochs_completed}")

@@ -356,7 +356,11 @@ class Trainer:
         meta = self.meta
         if cfg.preload:
             start = time.perf_counter()
-            data = preload_split(split, meta, strict=cfg.strict)
+            # a stop asked for while decoding: under torchrun all ranks stop together, at a batch
+            data = preload_split(split, meta, strict=cfg.strict,
+                                 should_stop=None if self.dist.enabled else self.should_stop)
+            if data is None:
+                raise _StoppedLoading
             self._log(f"{split.name}: {len(data.labels)} images decoded into memory in "
                       f"{time.perf_counter() - start:.0f} s")
             if training:
@@ -721,8 +725,13 @@ class Trainer:
         self.optimizer, self.scheduler = self._optimizer(self.model)
         self.global_step = 0
         self.best_val_acc = -1.0
-        self.train_loader = self._loader(train, training=True)
-        self.val_loader = self._loader(val, training=False)
+        try:
+            self.train_loader = self._loader(train, training=True)
+            self.val_loader = self._loader(val, training=False)
+        except _StoppedLoading:
+            self._log("stopped while the data was loaded; nothing was trained or written")
+            return TrainResult(run_dir=self.run_dir, last=None, best=None, stopped=True,
+                               epochs_completed=0, best_val_accuracy=-1.0, stopped_loading=True)
         start_epoch = 0
         if cfg.resume:
             last = self.folder.last
@@ -817,6 +826,10 @@ class Trainer:
             best_val_accuracy=self.best_val_acc,
             history=history,
         )
+
+
+class _StoppedLoading(Exception):
+    """A stop was asked for while the data was decoded into memory."""
 
 
 def train(config: TrainConfig, on_event: Callable[[Event], None] | None = None,

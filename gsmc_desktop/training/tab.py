@@ -301,7 +301,10 @@ class TrainingTab(QWidget):
     def _on_finished(self, result: TrainResult) -> None:
         self._running = False
         self.result = result
-        if result.stopped:
+        if result.stopped_loading:
+            self.progress_label.setText("Stopped while the data was loaded; nothing was trained "
+                                        "or changed")
+        elif result.stopped:
             self.progress_label.setText(f"Stopped after {result.epochs_completed} epoch(s); "
                                         f"{result.last} can be resumed or used")
         else:
