@@ -104,8 +104,8 @@ def test_a_stop_while_the_data_is_loaded_is_said_as_such(tab, tmp_path):
     tab._running = True
     tab._on_finished(TrainResult(run_dir=tmp_path, last=None, best=None, stopped=True,
                                  epochs_completed=0, best_val_accuracy=-1.0, stopped_loading=True))
-    assert tab.progress_label.text() == "Stopped while the data was loaded; nothing was trained or changed"
-    assert "None" not in tab.progress_label.text() and not tab.use_button.isEnabled()
+    assert tab.progress_label.text() == "Stopped while the data was loaded; no checkpoint or metrics written"
+    assert not tab.use_button.isEnabled()  # a new run: nothing to use
 
 
 def test_invalid_input_is_shown_beside_the_field(qtbot, tab, ferplus_root, tmp_path):

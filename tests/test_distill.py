@@ -141,7 +141,7 @@ def test_with_the_occluded_augmentation_the_teachers_see_the_whole_face_the_stud
     by_hand = (target * (target.log() - F.log_softmax(logits, 1))).sum(1).mean()
     assert terms["kd"].item() == pytest.approx(by_hand.item(), rel=1e-5)
     assert terms["ce"].item() == pytest.approx(F.cross_entropy(student(images)[0], labels).item(), rel=1e-5)
-    for wrong in ({"teachers": None}, {"method": "eac"}):  # nobody to show the whole face to
+    for wrong in ({"teachers": None}, {"method": "eac"}, {"lambda_teachers": 0.0}):  # no one to show it
         config = {"method": "ce", "teachers": str(tmp_path / "a.pt"), **wrong}
         with pytest.raises(UsageError, match="occluded augmentation shows the teachers the whole face"):
             TrainConfig(data_root="unused", augment="occluded", preload=True, **config).resolved()

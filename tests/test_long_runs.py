@@ -296,6 +296,13 @@ def test_a_stop_while_the_data_is_loaded_ends_the_run_there_and_leaves_nothing_b
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name != ".gsmc-run.lock"]  # nothing written
     again = train(_config(ferplus_root, tmp_path / "run", **kw))  # a new run in the same folder
     assert not again.stopped and again.epochs_completed == 1 and (tmp_path / "run" / "last.pt").exists()
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    asked.clear()  # resumed, then stopped while loading: its checkpoints are still offered, unchanged
+    resumed = train(_config(ferplus_root, tmp_path / "run", resume=True, **{**kw, "epochs": 2}),
+                    should_stop=lambda: asked.append(1) or len(asked) >= 2)
+    assert resumed.stopped_loading and resumed.last == tmp_path / "run" / "last.pt"
+    assert resumed.best == tmp_path / "run" / "best.pt"
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
 
 
 def test_a_stop_while_an_epoch_is_validated_ends_the_run_before_another_batch(ferplus_root, tmp_path,

@@ -84,8 +84,9 @@ def _stop_on_signals():
             raise KeyboardInterrupt
         stop.signum = signum
         stop.set()
-        print(f"\n{signal.Signals(signum).name}: stopping after this batch and saving last.pt "
-              "(again to abort without saving)", file=sys.stderr, flush=True)
+        print(f"\n{signal.Signals(signum).name}: stopping after this batch and saving last.pt, or at "
+              "once while the data is still loading (again to abort without saving)",
+              file=sys.stderr, flush=True)
 
     previous = {s: signal.signal(s, request) for s in STOP_SIGNALS}
     try:
@@ -115,8 +116,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     with _stop_on_signals() as stop:
         result = train(config, on_event=_print_event, should_stop=stop.is_set)
     if result.stopped_loading:
-        print(f"run folder {result.run_dir}: stopped while the data was loaded; nothing was "
-              "trained or changed")
+        again = (f"; continue with: gsmc train --resume --out {result.run_dir}" if result.last
+                 else "")
+        print(f"run folder {result.run_dir}: stopped while the data was loaded; no checkpoint or "
+              f"metrics written{again}")
         return 128 + stop.signum
     if result.stopped:
         where = (f"in epoch {result.epochs_completed + 1}" if result.stopped_mid_epoch

@@ -249,10 +249,11 @@ class TrainConfig:
                              "(--preload), or use the published augmentation")
         if cfg.teachers is not None and not teacher_paths(cfg.teachers):
             raise UsageError("teachers: give the paths of one or more checkpoints, separated by commas")
-        if cfg.augment == "occluded" and (cfg.teachers is None or cfg.method == "eac"):
+        if cfg.augment == "occluded" and (cfg.teachers is None or cfg.lambda_teachers == 0
+                                          or cfg.method == "eac"):
             raise UsageError("the occluded augmentation shows the teachers the whole face that the "
-                             "student sees half hidden: give teachers (and a gsmc or ce method), or "
-                             "use the robust augmentation")
+                             "student sees half hidden: give teachers with a weight above 0 (and a "
+                             "gsmc or ce method), or use the robust augmentation")
         if cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds:
             raise UsageError(f"fold must be 0 to {cfg.folds - 1}, got {cfg.fold}")
         if cfg.color not in ("rgb", "gray"):

@@ -44,4 +44,4 @@ class TrainResult:
     best_val_accuracy: float
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_mid_epoch: bool = False  # a stop before the epoch after ``epochs_completed`` ended
-    stopped_loading: bool = False  # stopped while the data was loaded: nothing trained or written
+    stopped_loading: bool = False  # stopped while the data was loaded: no checkpoint or metrics written

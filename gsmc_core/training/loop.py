@@ -729,8 +729,10 @@ class Trainer:
             self.train_loader = self._loader(train, training=True)
             self.val_loader = self._loader(val, training=False)
         except _StoppedLoading:
-            self._log("stopped while the data was loaded; nothing was trained or written")
-            return TrainResult(run_dir=self.run_dir, last=None, best=None, stopped=True,
+            self._log("stopped while the data was loaded; no checkpoint or metrics written")
+            last, best = self.folder.last, self.folder.best  # a resumed run's, as they were
+            return TrainResult(run_dir=self.run_dir, last=last if last.exists() else None,
+                               best=best if best.exists() else None, stopped=True,
                                epochs_completed=0, best_val_accuracy=-1.0, stopped_loading=True)
         start_epoch = 0
         if cfg.resume:

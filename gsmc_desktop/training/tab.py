@@ -245,7 +245,7 @@ class TrainingTab(QWidget):
         """Stop after the batch in progress; the run's last.pt stays usable and resumable."""
         if self._running:
             self.worker.request_stop()
-            self.progress_label.setText("Stopping after this batch…")
+            self.progress_label.setText("Stopping after this batch (at once while the data loads)…")
 
     def shutdown(self) -> None:
         """Stop a run cleanly (it saves last.pt) or an evaluation, and end the worker thread."""
@@ -302,8 +302,9 @@ class TrainingTab(QWidget):
         self._running = False
         self.result = result
         if result.stopped_loading:
-            self.progress_label.setText("Stopped while the data was loaded; nothing was trained "
-                                        "or changed")
+            kept = f"; {result.last} is as it was" if result.last else ""
+            self.progress_label.setText("Stopped while the data was loaded; no checkpoint or "
+                                        f"metrics written{kept}")
         elif result.stopped:
             self.progress_label.setText(f"Stopped after {result.epochs_completed} epoch(s); "
                                         f"{result.last} can be resumed or used")
