@@ -1,6 +1,7 @@
 """The main window: the three tabs, menus, status bar and saved settings."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Slot
@@ -59,6 +60,7 @@ class MainWindow(QMainWindow):
         self._device = read_setting("model/device", "auto", str)
         if self._device not in ("auto", *available_devices()):
             self._device = "auto"
+        self._mirror = read_setting("model/mirror", False, bool)
 
         self.live = LiveTab(camera_lister)
         self.images = ImagesTab()
@@ -131,6 +133,13 @@ class MainWindow(QMainWindow):
             self.device_actions.addAction(action)
             device_menu.addAction(action)
         self.device_actions.triggered.connect(lambda a: self.set_device(a.data()))
+        device_menu.addSeparator()
+        self.mirror_action = device_menu.addAction("&Average each face with its mirror image")
+        self.mirror_action.setCheckable(True)
+        self.mirror_action.setChecked(self._mirror)
+        self.mirror_action.setStatusTip("Flip test-time augmentation: about half a point more "
+                                        "accurate on FERPlus, at twice the model's time a face")
+        self.mirror_action.toggled.connect(self.set_mirror)
 
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction("&Model card…").triggered.connect(self.show_model_card)
@@ -217,7 +226,7 @@ class MainWindow(QMainWindow):
     def open_checkpoint(self, path: Path, remember: bool = True) -> bool:
         """Load ``path`` for the Live and Images tabs; on failure explain and keep the old one."""
         try:
-            model = load_model(path, self._device)
+            model = load_model(path, self._device, self._mirror)
         except (CheckpointError, DeviceUnavailableError, OSError) as exc:
             log.warning("cannot load %s: %s", path, exc)
             self._bad_file = isinstance(exc, CheckpointError)  # not a drive away or a device
@@ -306,6 +315,15 @@ class MainWindow(QMainWindow):
                 self.set_model(moved)
         else:
             self.device_label.setText(f"Device: {name}")
+
+    def set_mirror(self, on: bool) -> None:
+        """Average each face with its mirror image from now on (or stop): the Live tab goes on
+        with its faces and recording, the photos are analysed again."""
+        self._mirror = on
+        QSettings().setValue("model/mirror", on)
+        self.mirror_action.setChecked(on)
+        if self.model is not None and self.model.mirror != on:
+            self.set_model(replace(self.model, mirror=on))
 
     @Slot()
     def _on_open_checkpoint(self) -> None:

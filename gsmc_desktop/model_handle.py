@@ -17,11 +17,13 @@ from gsmc_core.training.run_folder import CHECKPOINTS
 
 @dataclass(frozen=True)
 class ModelHandle:
-    """A validated checkpoint and a device. Each worker builds its own ``Predictor`` from it,
-    in its own thread, so no two threads share one model."""
+    """A validated checkpoint, a device, and whether each face is averaged with its mirror image
+    (``mirror``: flip test-time augmentation, twice the network time). Each worker builds its own
+    ``Predictor`` from it, in its own thread, so no two threads share one model."""
 
     checkpoint: Checkpoint
     device: torch.device
+    mirror: bool = False
 
     @property
     def path(self) -> Path:
@@ -41,16 +43,18 @@ class ModelHandle:
 
     def new_predictor(self) -> Predictor:
         """A Predictor of its own (on the CPU: the cached ONNX export in ONNX Runtime, one thread)."""
-        return Predictor.for_checkpoint(self.checkpoint, self.device)
+        predictor = Predictor.for_checkpoint(self.checkpoint, self.device)
+        predictor.tta = self.mirror
+        return predictor
 
     def with_device(self, device: str) -> "ModelHandle":
-        return ModelHandle(self.checkpoint, resolve_device(device))
+        return ModelHandle(self.checkpoint, resolve_device(device), self.mirror)
 
 
-def load_model(path: str | os.PathLike, device: str = "auto") -> ModelHandle:
+def load_model(path: str | os.PathLike, device: str = "auto", mirror: bool = False) -> ModelHandle:
     """Load and validate a model checkpoint; raises CheckpointError / DeviceUnavailableError
     with a message naming the file or device."""
-    return ModelHandle(load_checkpoint(path), resolve_device(device))
+    return ModelHandle(load_checkpoint(path), resolve_device(device), mirror)
 
 
 def default_checkpoint() -> Path | None:

@@ -52,6 +52,18 @@ def test_model_device_and_settings_persist(qtbot, random_checkpoint, tmp_path):
     with qtbot.waitSignal(window.images.all_done, timeout=60_000):
         window.images.add_paths([shared_path("images", "astronaut.png")])
     assert window.device_label.text() == "Device: cpu · fp32"  # this random model has no int8 graph
+    plain = next(iter(window.images.results.values())).result.faces[0].probabilities
+    # Device ▸ Average each face with its mirror image: the photo again, each face's logits
+    # averaged with its mirror's, and said wherever the runtime is
+    with qtbot.waitSignal(window.images.all_done, timeout=60_000):
+        window.mirror_action.trigger()
+    assert window.model.mirror and window.live.worker._model.mirror
+    assert window.device_label.text() == "Device: cpu · fp32 · mirror-averaged"
+    (analysed,) = window.images.results.values()
+    assert analysed.runtime == "cpu · fp32 · mirror-averaged"
+    # the same photo and model give the same output, so a change is the mirror's (whose
+    # averaging itself test_predictor checks)
+    assert abs(plain - analysed.result.faces[0].probabilities).max() > 1e-4
     model = window.model
     window.set_device("auto")  # the device in use under another name: nothing is redone
     assert window.model is model and window.images.pending == 0 and window.images.results
@@ -72,6 +84,9 @@ def test_model_device_and_settings_persist(qtbot, random_checkpoint, tmp_path):
     again = MainWindow(camera_lister=lambda: [])  # no --checkpoint: the remembered model
     qtbot.addWidget(again)
     assert again.model.path == random_checkpoint and again.tabs.currentIndex() == 1
+    assert again.model.mirror and again.mirror_action.isChecked()  # remembered
+    again.mirror_action.trigger()
+    assert not again.model.mirror and QSettings().value("model/mirror") in (False, "false")
     assert again.live.opacity_slider.value() == 70 and again.width() == 700
     again.close()
     moved = tmp_path / "moved.pt"  # the remembered model is moved away: the default is used, and said

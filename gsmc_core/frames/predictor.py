@@ -233,8 +233,9 @@ class Predictor:
 
     @property
     def summary(self) -> str:
-        """Where and how the model runs, as the app's status bar says it: "cpu · int8"."""
-        return f"{self.device.type} · {self.precision}"
+        """Where and how the model runs, as the app's status bar says it: "cpu · int8", and
+        "cpu · int8 · mirror-averaged" with ``tta``."""
+        return f"{self.device.type} · {self.precision}{' · mirror-averaged' if self.tta else ''}"
 
     @classmethod
     def for_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device = "auto", backend: str = "auto",
