@@ -100,7 +100,8 @@ def model_card(handle: ModelHandle) -> str:
     # a checkpoint's training record is informative only: anything but a mapping is left out
     cfg = ckpt.train_config if isinstance(ckpt.train_config, dict) else {}
     if cfg:
-        keys = ("method", "dataset", "epochs", "batch_size", "lr", "noise_rate", "init")
+        keys = ("method", "dataset", "epochs", "batch_size", "lr", "noise_rate", "augment", "init",
+                "teachers")
         rows.append(("Training", ", ".join(f"{k} {_fmt(cfg[k])}" for k in keys if cfg.get(k) is not None)))
     m = ckpt.metrics if isinstance(ckpt.metrics, dict) else {}
     accuracy = max((m.get(k) for k in ("val_acc", "val_acc_teacher") if isinstance(m.get(k), float)),

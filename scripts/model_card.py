@@ -84,12 +84,14 @@ def curves_figure(run_dir: Path, path: Path) -> None:
     rows = RunFolder(run_dir).history()
     epochs = [int(r["epoch"]) for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    def plot(ax, key: str, label: str) -> None:  # a CE run has no KL, flip CAM or teacher columns
+    def plot(ax, key: str, label: str) -> None:
+        # a CE run has no KL, flip CAM or teacher columns; at weight 0 they are not computed (0)
         points = [(e, float(r[key])) for e, r in zip(epochs, rows, strict=True) if r.get(key)]
-        if points:
+        if any(value != 0 for _, value in points):
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
 
-    for key, label in (("loss", "total"), ("ce", "cross-entropy (soft)"), ("kl", "KL"), ("ac", "flip CAM")):
+    for key, label in (("loss", "total"), ("ce", "cross-entropy (soft)"), ("kl", "KL"), ("ac", "flip CAM"),
+                       ("kd", "KL to the trained teachers")):
         plot(left, key, label)
     left.set_xlabel("epoch")
     left.set_title("training losses (epoch means)")
