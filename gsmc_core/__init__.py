@@ -19,7 +19,7 @@ import os
 
 from gsmc_core.limits import max_image_pixels
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 # OpenCV reads its decoder pixel limit once, when cv2 is first used: set before any import of it
 # (limits.max_image_pixels; files whose header Pillow reads are refused before that)
 os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_image_pixels())
