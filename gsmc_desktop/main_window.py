@@ -299,7 +299,7 @@ class MainWindow(QMainWindow):
             return
         self.model_label.setText(f"Model: {model.name}")
         self.model_label.setToolTip(plain_tooltip(str(model.path)))
-        self.device_label.setText(f"Device: {model.device}")
+        self.device_label.setText(f"Device: {model.device}{' · mirror-averaged' if model.mirror else ''}")
 
     def set_device(self, name: str) -> None:
         """Run the model on ``name`` ("auto", "cpu", "cuda", "mps") from now on."""

@@ -85,6 +85,7 @@ def test_model_device_and_settings_persist(qtbot, random_checkpoint, tmp_path):
     qtbot.addWidget(again)
     assert again.model.path == random_checkpoint and again.tabs.currentIndex() == 1
     assert again.model.mirror and again.mirror_action.isChecked()  # remembered
+    assert again.device_label.text() == "Device: cpu · mirror-averaged"  # said before any frame
     again.mirror_action.trigger()
     assert not again.model.mirror and QSettings().value("model/mirror") in (False, "false")
     assert again.live.opacity_slider.value() == 70 and again.width() == 700

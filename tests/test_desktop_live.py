@@ -217,6 +217,34 @@ def test_a_frame_of_the_previous_model_is_marked_after_a_switch(qtbot, tab, clip
         tab.stop()
 
 
+def test_the_mirror_option_mid_run_keeps_the_recording_says_so_and_the_faces_stay_clickable(
+        qtbot, tab, astronaut_rgb, tmp_path):
+    from dataclasses import replace
+
+    long_clip = write_clip(astronaut_rgb, tmp_path / "long.mp4", frames=60)
+    messages: list[str] = []
+    tab.status_message.connect(messages.append)
+    tab.start_recording(tmp_path / "faces.csv")
+    tab.set_video(long_clip)
+    with qtbot.waitSignal(tab.runtime_changed, timeout=60_000):
+        tab.start()
+    with qtbot.waitSignal(tab.runtime_changed, timeout=60_000) as runtime:
+        tab.set_model(replace(tab._model, mirror=True))  # Device ▸ Average each face with its mirror
+    assert runtime.args == ["cpu · fp32 · mirror-averaged"]
+    qtbot.waitUntil(lambda: any(m.startswith("Recording goes on; from the next frame the model runs "
+                                             "as cpu · fp32 · mirror-averaged") for m in messages),
+                    timeout=10_000)
+    assert tab.record_button.isChecked()  # the same model: the recording goes on
+    with qtbot.waitSignal(tab.finished, timeout=10_000):
+        tab.stop()
+    tab.set_model(replace(tab._model, mirror=False))  # toggled back while stopped
+    face = tab.last_frame.result.faces[0]
+    x, y, w, h = face.box
+    tab._selected_id = None
+    tab._on_view_clicked(x + w / 2, y + h / 2)  # the frame on screen is still this model's
+    assert tab._selected_id == face.id
+
+
 def test_a_recording_asked_for_before_a_start_that_fails_is_dropped(qtbot, tab, clip, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")

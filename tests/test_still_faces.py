@@ -7,6 +7,7 @@ import pytest
 
 from gsmc_core.frames.detection import Face
 from gsmc_core.frames.pipeline import FramePipeline
+from gsmc_core.frames.predictor import Predictor
 from gsmc_core.frames.still_faces import StillFaces
 
 
@@ -117,3 +118,21 @@ def test_still_faces_compares_the_picture_where_the_face_was_classified():
     assert still.reusable(2, face, crop_from(frame)) is None  # another face
     still.retain({2})
     assert still.reusable(1, face, crop_from(frame)) is None  # the tracker dropped it
+
+
+def test_another_predictor_for_the_same_model_gives_its_own_output_at_once(predictor, detector,
+                                                                          astronaut_rgb):
+    # the app's device change or mirror toggle: a still face, even on the same frame with the same
+    # timestamp (a paused video redrawn), shows the new predictor's output, not the kept or
+    # smoothed one; the face keeps its ID
+    frame = webcam_frames(astronaut_rgb, 1)[0]
+    pipeline = FramePipeline(predictor, detector, reuse=True, half_life=1.0, half_life_unit="seconds")
+    before = pipeline.process(frame, timestamp=0.0).faces[0]
+    mirrored = Predictor(predictor.runtime, predictor.meta, tta=True)
+    pipeline.set_predictor(mirrored)
+    after = pipeline.process(frame, timestamp=0.0).faces[0]
+    assert after.id == before.id and not after.reused
+    fresh = FramePipeline(mirrored, detector).process(frame).faces[0]
+    np.testing.assert_allclose(after.probabilities, fresh.probabilities, atol=1e-6)
+    np.testing.assert_allclose(after.smoothed, fresh.probabilities, atol=1e-6)
+    assert not np.allclose(after.probabilities, before.probabilities, atol=1e-4)

@@ -237,8 +237,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                              "it was made from")
         print(f"taking out the earlier adjustment (tau {ckpt.metrics['logit_adjustment_tau']:g}): its "
               f"offsets are rebuilt from the {dataset} training labels in {args.data_root}", flush=True)
-    elif "logit_adjustment_offsets" in ckpt.metrics:
-        print(f"taking out the earlier adjustment (tau {ckpt.metrics.get('logit_adjustment_tau', 0):g}): "
+    elif "logit_adjustment_tau" in ckpt.metrics:
+        print(f"taking out the earlier adjustment (tau {ckpt.metrics['logit_adjustment_tau']:g}): "
               "the offsets it recorded", flush=True)
     ckpt = unadjusted_checkpoint(ckpt, train_split)  # a new adjustment replaces the old one
     device = resolve_device(args.device)

@@ -209,6 +209,15 @@ class FramePipeline:
             self.still.classified(ids[k], faces[k], crops[k], prediction)
         return predictions, [prediction is not None for prediction in kept]
 
+    def set_predictor(self, predictor: Predictor) -> None:
+        """Classify with ``predictor`` from the next frame on (the same model on another device,
+        or mirror-averaged): tracks and face IDs stay, but no face keeps or smooths an output
+        of the previous predictor."""
+        self.predictor = predictor
+        self.smoother.retain(())
+        if self.still is not None:
+            self.still.retain(set())
+
     def reset(self, restart_ids: bool = False) -> None:
         """Start a new stream: forget tracks, smoothing, kept outputs and the detector's
         schedule; ``restart_ids`` numbers faces from 1 again (each still image on its own)."""

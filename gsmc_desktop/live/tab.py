@@ -291,6 +291,11 @@ class LiveTab(QWidget):
         self._push_options()
         self._update_buttons()
 
+    def _same_model(self, model: ModelHandle | None) -> bool:
+        """``model`` is the loaded one, perhaps on another device or mirror-averaged: its faces
+        and classes are this model's."""
+        return model is not None and self._model is not None and model.checkpoint is self._model.checkpoint
+
     def _mark_other_models_frame(self) -> None:
         """Say so over a frame on screen that another model made (the stream has stopped)."""
         made_by = self.last_frame.model if self.last_frame is not None else None
@@ -419,7 +424,7 @@ class LiveTab(QWidget):
         self._running = False
         # the last frames may have come between two redraws (not when the run ended before the
         # new model's first frame: the charts have that model's classes)
-        if self.last_frame is not None and self.last_frame.model is self._model:
+        if self.last_frame is not None and self._same_model(self.last_frame.model):
             faces = self.last_frame.result.faces
             self._draw_plots(next((f for f in faces if f.id == self._selected_id), None))
         self._plots_drawn = -math.inf
@@ -629,7 +634,7 @@ class LiveTab(QWidget):
 
     @Slot(float, float)
     def _on_view_clicked(self, x: float, y: float) -> None:
-        if self.last_frame is None or self.last_frame.model is not self._model:
+        if self.last_frame is None or not self._same_model(self.last_frame.model):
             return  # the frame on screen is another model's (marked so): its faces are not chosen
         for face in self.last_frame.result.faces:
             bx, by, bw, bh = face.box

@@ -308,7 +308,10 @@ class LiveWorker(Worker):
                 state.pipeline = FramePipeline(state.model.new_predictor(), state.detector,
                                                half_life_unit="seconds", reuse=True)
             else:  # the same model on another device: its faces keep their IDs and the recording
-                state.pipeline.predictor = state.model.new_predictor()
+                state.pipeline.set_predictor(state.model.new_predictor())
+                if state.recorder is not None:  # its rows change kind from the next frame: said
+                    self.recording.emit("Recording goes on; from the next frame the model runs as "
+                                        f"{state.pipeline.predictor.summary}")
         pipeline, model = state.pipeline, state.model
         in_range = options.cam_class is not None and options.cam_class < len(model.classes)
         pipeline.configure(options.heatmaps, options.cam_class if in_range else None,
