@@ -228,9 +228,14 @@ def test_the_mirror_option_mid_run_keeps_the_recording_says_so_and_the_faces_sta
     tab.set_video(long_clip)
     with qtbot.waitSignal(tab.runtime_changed, timeout=60_000):
         tab.start()
+    qtbot.waitUntil(lambda: tab.last_frame is not None and bool(tab.last_frame.result.faces), timeout=10_000)
+    before = tab.last_frame.result.faces[0].probabilities.copy()
     with qtbot.waitSignal(tab.runtime_changed, timeout=60_000) as runtime:
         tab.set_model(replace(tab._model, mirror=True))  # Device ▸ Average each face with its mirror
     assert runtime.args == ["cpu · fp32 · mirror-averaged"]
+    # the still face shows the new predictor's output at once, not its kept one (for 15 frames)
+    qtbot.waitUntil(lambda: tab.last_frame.runtime.endswith("mirror-averaged"), timeout=10_000)
+    assert not np.allclose(tab.last_frame.result.faces[0].probabilities, before, atol=1e-4)
     qtbot.waitUntil(lambda: any(m.startswith("Recording goes on; from the next frame the model runs "
                                              "as cpu · fp32 · mirror-averaged") for m in messages),
                     timeout=10_000)
