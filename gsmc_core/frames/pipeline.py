@@ -214,19 +214,21 @@ class FramePipeline:
         or mirror-averaged): tracks and face IDs stay, but no face keeps or smooths an output
         of the previous predictor."""
         self.predictor = predictor
-        self.smoother.retain(())
-        if self.still is not None:
-            self.still.retain(set())
+        self._forget_outputs()
 
     def reset(self, restart_ids: bool = False) -> None:
         """Start a new stream: forget tracks, smoothing, kept outputs and the detector's
         schedule; ``restart_ids`` numbers faces from 1 again (each still image on its own)."""
         self.tracker.reset(restart_ids)
         self.detector.reset()
+        self._forget_outputs()
+        self._frames = 0
+
+    def _forget_outputs(self) -> None:
+        """No face keeps or smooths an earlier network output."""
         self.smoother.retain(())
         if self.still is not None:
             self.still.retain(set())
-        self._frames = 0
 
 
 def overlapped(pipeline: FramePipeline, frames: Iterable[tuple[npt.NDArray[np.uint8], float | None]],

@@ -299,7 +299,7 @@ class LiveTab(QWidget):
     def _mark_other_models_frame(self) -> None:
         """Say so over a frame on screen that another model made (the stream has stopped)."""
         made_by = self.last_frame.model if self.last_frame is not None else None
-        if made_by is not None and (self._model is None or made_by.checkpoint is not self._model.checkpoint):
+        if made_by is not None and not self._same_model(made_by):
             self.view.set_message(f"Results of {made_by.name}; press Start to see "
                                   f"{self._model.name if self._model is not None else 'a new model'}")
 
